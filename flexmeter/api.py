@@ -1,0 +1,93 @@
+"""The /v1 REST API root: authentication, the error envelope, and the routers of every app."""
+
+import json
+import logging
+
+from django.conf import settings
+from django.http import Http404, HttpRequest
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
+
+from flexmeter.auth import ApiKeyAuth
+from flexmeter.envelope import error_response, pydantic_loc_to_path
+from flexmeter.errors import FlexmeterError
+
+logger = logging.getLogger(__name__)
+
+
+class StrictJsonParser(Parser):
+    """Request bodies must be JSON objects (or arrays) sent as application/json."""
+
+    def parse_body(self, request: HttpRequest):
+        return json.loads(request.body)
+
+
+api = NinjaAPI(
+    title="flexmeter API",
+    version="1.0.0",
+    description="Usage metering: meters, features, customers, events and usage. Speaks the Flexprice REST dialect.",
+    auth=ApiKeyAuth(),
+    parser=StrictJsonParser(),
+    urls_namespace="v1",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+
+
+@api.exception_handler(FlexmeterError)
+def handle_domain_error(request, exc: FlexmeterError):
+    return error_response(code=exc.code, message=exc.message, status=exc.http_status, details=exc.details)
+
+
+@api.exception_handler(NinjaValidationError)
+def handle_schema_error(request, exc: NinjaValidationError):
+    details: dict[str, str] = {}
+    for error in exc.errors:
+        path = pydantic_loc_to_path(error.get("loc", ()))
+        details.setdefault(path, error.get("msg", "invalid value"))
+    message = "; ".join(f"{path}: {msg}" for path, msg in details.items()) or "Invalid request"
+    return error_response(code="validation_error", message=message, status=400, details=details)
+
+
+@api.exception_handler(AuthenticationError)
+def handle_auth_error(request, exc: AuthenticationError):
+    return error_response(code="unauthorized", message="Missing, unknown or revoked API key", status=401)
+
+
+@api.exception_handler(HttpError)
+def handle_http_error(request, exc: HttpError):
+    code = {400: "validation_error", 403: "permission_denied", 404: "not_found", 429: "too_many_requests"}
+    return error_response(code=code.get(exc.status_code, "invalid_operation"), message=str(exc), status=exc.status_code)
+
+
+@api.exception_handler(Http404)
+def handle_not_found(request, exc: Http404):
+    return error_response(code="not_found", message=str(exc) or "Not found", status=404)
+
+
+@api.exception_handler(Exception)
+def handle_unexpected(request, exc: Exception):
+    logger.exception("Unhandled API error")
+    message = f"Internal error: {exc}" if settings.DEBUG else "Internal error"
+    return error_response(code="internal_error", message=message, status=500)
+
+
+@api.get("/environment", tags=["environments"], summary="The environment this API key belongs to")
+def current_environment(request):
+    environment = request.environment
+    return {"id": environment.public_id, "name": environment.name, "slug": environment.slug}
+
+
+def _mount_routers() -> None:
+    from catalog.api import features_router, meters_router
+    from metering.api import customers_router, events_router
+
+    api.add_router("/meters", meters_router)
+    api.add_router("/features", features_router)
+    api.add_router("/customers", customers_router)
+    api.add_router("/events", events_router)
+
+
+_mount_routers()

@@ -1,0 +1,27 @@
+"""The JSON error envelope of SPEC §6.1, built in one place for the API, the middleware and the 404/500 handlers."""
+
+from django.http import JsonResponse
+
+
+def error_response(*, code: str, message: str, status: int, details: dict | None = None) -> JsonResponse:
+    return JsonResponse(
+        {"code": code, "message": message, "http_status_code": status, "details": details or {}},
+        status=status,
+    )
+
+
+def pydantic_loc_to_path(loc: tuple | list) -> str:
+    """('body', 'payload', 'events', 3, 'timestamp') -> 'events[3].timestamp'."""
+    parts = list(loc)
+    while parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
+        parts.pop(0)
+    # ninja wraps the whole body under the view's argument name (`payload`, `data`…)
+    if len(parts) > 1 and isinstance(parts[0], str) and parts[0] in {"payload", "data", "body", "filters", "params"}:
+        parts.pop(0)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"

@@ -1,0 +1,87 @@
+"""Middleware: JSON envelopes for everything under /v1, and the dashboard's current environment."""
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from flexmeter.envelope import error_response
+
+API_PREFIX = "/v1/"
+JSON_CONTENT_TYPES = {"application/json", ""}
+SESSION_ENVIRONMENT_KEY = "environment_id"
+
+
+class ApiErrorMiddleware:
+    """Keeps /v1 answers JSON: oversized bodies (413), wrong content types (400), unknown paths (404), crashes (500)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        rejection = self._reject_body(request)
+        if rejection is not None:
+            return rejection
+        response = self.get_response(request)
+        if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/json"):
+            return error_response(code="not_found", message=f"No API endpoint at {request.path}", status=404)
+        if response.status_code == 405 and not response.get("Content-Type", "").startswith("application/json"):
+            return error_response(
+                code="invalid_operation", message=f"{request.method} is not allowed on {request.path}", status=405
+            )
+        return response
+
+    def _reject_body(self, request: HttpRequest):
+        if request.method not in {"POST", "PUT", "PATCH"}:
+            return None
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length > limit:
+            return error_response(
+                code="validation_error",
+                message=f"Request body is {length} bytes; the limit is {limit} bytes",
+                status=413,
+                details={"body": f"at most {limit} bytes"},
+            )
+        content_type = request.content_type or ""
+        if length and content_type not in JSON_CONTENT_TYPES:
+            return error_response(
+                code="validation_error",
+                message=f"Content-Type must be application/json, not {content_type}",
+                status=400,
+                details={"Content-Type": "must be application/json"},
+            )
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if request.path.startswith(API_PREFIX):
+            message = f"Internal error: {exception}" if settings.DEBUG else "Internal error"
+            return error_response(code="internal_error", message=message, status=500)
+        return None
+
+
+class CurrentEnvironmentMiddleware:
+    """Sets `request.environment` for dashboard pages from the session (the environment switcher)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        if not request.path.startswith(API_PREFIX) and getattr(request, "session", None) is not None:
+            request.environment = _session_environment(request)
+        return self.get_response(request)
+
+
+def _session_environment(request: HttpRequest):
+    from flexmeter.models import Environment
+
+    environment_id = request.session.get(SESSION_ENVIRONMENT_KEY)
+    environment = None
+    if environment_id is not None:
+        environment = Environment.objects.filter(pk=environment_id).first()
+    if environment is None:
+        environment = Environment.objects.order_by("created_at", "id").first()
+    return environment

@@ -1,0 +1,109 @@
+"""Customers (who consumes) and raw usage events (what happened). Usage is always computed from events."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from flexmeter.ids import new_public_id
+from flexmeter.models import Environment
+
+
+class BillingPeriod(models.TextChoices):
+    DAILY = "DAILY"
+    WEEKLY = "WEEKLY"
+    MONTHLY = "MONTHLY"
+    QUARTERLY = "QUARTERLY"
+    ANNUAL = "ANNUAL"
+
+
+class CustomerStatus(models.TextChoices):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class CustomerQuerySet(models.QuerySet):
+    def for_environment(self, environment: Environment) -> "CustomerQuerySet":
+        return self.filter(environment=environment)
+
+    def active(self) -> "CustomerQuerySet":
+        return self.filter(status=CustomerStatus.ACTIVE)
+
+
+class Customer(models.Model):
+    """Who consumes. Events name customers by `external_id`, so events may arrive before the customer exists."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="customers")
+    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    email = models.EmailField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    billing_anchor = models.DateTimeField(default=timezone.now)
+    billing_period = models.CharField(max_length=16, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY)
+    status = models.CharField(max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "external_id"],
+                condition=Q(status="active"),
+                name="customer_unique_external_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_public_id("cust")
+        super().save(*args, **kwargs)
+
+
+class EventQuerySet(models.QuerySet):
+    def for_environment(self, environment: Environment) -> "EventQuerySet":
+        return self.filter(environment=environment)
+
+    def between(self, start, end) -> "EventQuerySet":
+        """Half-open window: start <= timestamp < end. Either bound may be None."""
+        qs = self
+        if start is not None:
+            qs = qs.filter(timestamp__gte=start)
+        if end is not None:
+            qs = qs.filter(timestamp__lt=end)
+        return qs
+
+
+class Event(models.Model):
+    """One raw usage fact, stored as delivered. `(environment, event_id)` is unique; a redelivery replaces the row.
+
+    `timestamp` is the client's time of the fact, `ingested_at` the server time of the (last) delivery.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=255)
+    external_customer_id = models.CharField(max_length=255)
+    timestamp = models.DateTimeField()
+    ingested_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=255, blank=True, default="")
+    properties = models.JSONField(default=dict, blank=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["environment", "event_id"], name="event_unique_event_id")]
+        indexes = [
+            models.Index(
+                fields=["environment", "event_name", "external_customer_id", "timestamp"], name="event_usage_lookup"
+            ),
+            models.Index(fields=["environment", "-timestamp", "-id"], name="event_stream"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.event_id}"
