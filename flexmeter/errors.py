@@ -65,4 +65,6 @@ class Unauthenticated(FlexmeterError):
 
 def prefix_details(prefix: str, details: dict[str, str]) -> dict[str, str]:
     """Nest field paths under a parent path: ('meter', {'event_name': m}) -> {'meter.event_name': m}."""
-    return {(f"{prefix}.{path}" if not path.startswith("[") else f"{prefix}{path}"): msg for path, msg in details.items()}
+    return {
+        (f"{prefix}.{path}" if not path.startswith("[") else f"{prefix}{path}"): msg for path, msg in details.items()
+    }

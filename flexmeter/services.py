@@ -9,7 +9,9 @@ from flexmeter.models import API_KEY_VISIBLE_CHARS, ApiKey, Environment, generat
 
 def environment_get_or_create(*, slug: str, name: str | None = None) -> Environment:
     slug = slugify(slug) or "production"
-    environment, _ = Environment.objects.get_or_create(slug=slug, defaults={"name": name or slug.replace("-", " ").title()})
+    environment, _ = Environment.objects.get_or_create(
+        slug=slug, defaults={"name": name or slug.replace("-", " ").title()}
+    )
     return environment
 
 

@@ -14,6 +14,8 @@ class Command(BaseCommand):
         environment = environment_get_or_create(slug=options["environment"])
         api_key, raw_key = api_key_create(environment=environment, name=options["name"])
         if options["verbosity"] > 0:
-            self.stdout.write(f"Created API key '{api_key.name}' ({api_key.prefix}…) for environment {environment.slug}.")
+            self.stdout.write(
+                f"Created API key '{api_key.name}' ({api_key.prefix}…) for environment {environment.slug}."
+            )
             self.stdout.write("Store it now: it cannot be shown again.")
         self.stdout.write(raw_key)
