@@ -125,7 +125,11 @@ def test_invalid_expressions_are_rejected_with_a_clear_message(text, message):
 
 def test_deep_nesting_is_rejected_not_crashing():
     with pytest.raises(ExpressionError):
-        compile_expression("(" * 300 + "a" + ")" * 300)
+        compile_expression("abs(" * 150 + "a" + ")" * 150)
+
+
+def test_redundant_parentheses_do_not_count_as_nesting():
+    assert compile_expression("(" * 300 + "a" + ")" * 300).root == Property("a")
 
 
 def test_moderate_nesting_and_long_sums_compile():
