@@ -25,7 +25,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from catalog.models import AggregationType, BucketSize, FeatureType, ResetUsage
+from catalog.models import AggregationType, BucketSize, FeatureType, MeterStatus, ResetUsage
 from flexmeter.errors import ValidationFailed, prefix_details
 
 NAME_MAX_LENGTH = 255
@@ -428,6 +428,49 @@ def meter_definition_of(meter: Any) -> dict:
     }
 
 
+IMMUTABLE_AFTER_PUBLISH = "cannot be changed after publishing; archive this meter and create a new one"
+
+
+def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
+    """The definition a meter would have after the partial update `data`; returns it cleaned.
+
+    `current` is the meter's definition (`meter_definition_of`). A draft may change anything. Once published,
+    `name` may change and `filters` merge additively (`filters_merge`); `event_name`, `aggregation` and
+    `reset_usage` may be resent unchanged (clients that PUT the whole object) but not changed. An archived meter
+    may only be renamed.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"body": "must be an object"})
+    given = {key: value for key, value in data.items() if value is not None}
+    if status == MeterStatus.DRAFT:
+        return meter_definition_clean({**current, **given})
+    errors = _Errors()
+    result = {**current, "filters": list(current["filters"])}
+    if "name" in given:
+        result["name"] = _text(given["name"], "name", errors, required=True)
+    if "event_name" in given:
+        event_name = errors.collect(event_name_clean, given["event_name"])
+        if event_name is not None and event_name != current["event_name"]:
+            errors.add("event_name", IMMUTABLE_AFTER_PUBLISH)
+    if "aggregation" in given:
+        aggregation = errors.collect(aggregation_clean, given["aggregation"])
+        for key, value in (aggregation or {}).items():
+            if value != (current["aggregation"].get(key) or ""):
+                errors.add(f"aggregation.{key}", IMMUTABLE_AFTER_PUBLISH)
+    if "reset_usage" in given:
+        reset_usage = errors.collect(reset_usage_clean, given["reset_usage"])
+        if reset_usage is not None and reset_usage != current["reset_usage"]:
+            errors.add("reset_usage", IMMUTABLE_AFTER_PUBLISH)
+    if "filters" in given:
+        filters = errors.collect(filters_merge, existing=current["filters"], added=given["filters"])
+        if filters is not None and status == MeterStatus.ARCHIVED and filters != current["filters"]:
+            errors.add("filters", "cannot be changed on an archived meter")
+        elif filters is not None:
+            result["filters"] = filters
+    errors.raise_if_any()
+    return result
+
+
 # --- feature parts ----------------------------------------------------------------------------------------------
 
 
@@ -593,6 +636,60 @@ def feature_definition_clean(data: Any) -> dict:
         "meter_id": meter_id if feature_type == FeatureType.METERED else "",
         "meter": meter,
     }
+
+
+FEATURE_IMMUTABLE = ("type", "lookup_key", "meter_id")
+
+
+def feature_changes_clean(*, current: dict, data: dict) -> dict:
+    """Validate a partial feature update (`PUT /v1/features/{id}`); returns only the fields to change.
+
+    `current` holds the feature's `name, type, lookup_key, meter_id, description, value, unit_singular,
+    unit_plural, alert_settings, metadata`. Omitted (or null) fields stay as they are. `type`, `lookup_key` and
+    `meter_id` may be resent unchanged but never changed; the meter itself cannot be replaced. `filters`, when
+    given, is returned as sent, for the caller to merge into the feature's meter (`meter_changes_clean`).
+    Units are checked as a pair after the update (`unit_singular` alone may change if `unit_plural` is set).
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"body": "must be an object"})
+    given = {key: value for key, value in data.items() if value is not None}
+    errors = _Errors()
+    changes: dict[str, Any] = {}
+    if "name" in given:
+        changes["name"] = _text(given["name"], "name", errors, required=True)
+    if "description" in given:
+        changes["description"] = _text(
+            given["description"], "description", errors, max_length=10_000, single_line=False
+        )
+    if "type" in given:
+        feature_type = _choice(given["type"], "type", errors, FeatureType.values, upper=False)
+        if feature_type and feature_type != current["type"]:
+            errors.add("type", "cannot be changed after creation")
+    for key in ("lookup_key", "meter_id"):
+        if key in given and (not isinstance(given[key], str) or given[key].strip() != current[key]):
+            errors.add(key, "cannot be changed after creation")
+    if "meter" in given:
+        errors.add("meter", "the meter cannot be replaced; add meter filters with `filters`")
+    if "value" in given:
+        changes["value"] = errors.collect(feature_value_clean, given["value"], type=current["type"])
+    if "unit_singular" in given or "unit_plural" in given:
+        units = errors.collect(
+            units_clean,
+            singular=given.get("unit_singular", current["unit_singular"]),
+            plural=given.get("unit_plural", current["unit_plural"]),
+        )
+        if units is not None:
+            changes["unit_singular"], changes["unit_plural"] = units
+    if "alert_settings" in given:
+        changes["alert_settings"] = errors.collect(alert_settings_clean, given["alert_settings"])
+    if "metadata" in given:
+        changes["metadata"] = errors.collect(metadata_clean, given["metadata"])
+    if "filters" in given:
+        if current["type"] != FeatureType.METERED:
+            errors.add("filters", "only metered features have meter filters")
+        changes["filters"] = given["filters"]
+    errors.raise_if_any()
+    return changes
 
 
 # --- display ------------------------------------------------------------------------------------------------------

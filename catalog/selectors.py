@@ -1,0 +1,69 @@
+"""Reads of the catalog, always scoped to one environment (an object of another environment is simply not found)."""
+
+from django.db.models import QuerySet
+
+from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
+from flexmeter.errors import NotFound
+from flexmeter.models import Environment
+
+
+def meter_get(*, environment: Environment, meter_id: str) -> Meter:
+    """The meter with public id `meter_id` in `environment`, or `NotFound` (also for other environments' ids)."""
+    meter = Meter.objects.for_environment(environment).filter(public_id=meter_id).first()
+    if meter is None:
+        raise NotFound(f"Meter {meter_id} not found")
+    return meter
+
+
+def meter_list(
+    *,
+    environment: Environment,
+    status: str | None = None,
+    event_name: str | None = None,
+    meter_ids: list[str] | None = None,
+) -> QuerySet[Meter]:
+    """Meters of an environment, newest first. Without a status filter, wizard drafts are left out."""
+    meters = Meter.objects.for_environment(environment)
+    meters = meters.filter(status=status) if status else meters.exclude(status=MeterStatus.DRAFT)
+    if event_name:
+        meters = meters.filter(event_name=event_name)
+    if meter_ids:
+        meters = meters.filter(public_id__in=meter_ids)
+    return meters
+
+
+def feature_get(*, environment: Environment, feature_id: str) -> Feature:
+    """The feature with public id `feature_id` in `environment` (any status, deleted included), or `NotFound`."""
+    feature = Feature.objects.for_environment(environment).select_related("meter").filter(public_id=feature_id).first()
+    if feature is None:
+        raise NotFound(f"Feature {feature_id} not found")
+    return feature
+
+
+def feature_list(
+    *,
+    environment: Environment,
+    feature_ids: list[str] | None = None,
+    lookup_keys: list[str] | None = None,
+    name_contains: str | None = None,
+    type: str | None = None,
+    status: str | None = None,
+) -> QuerySet[Feature]:
+    """Features of an environment, newest first, with their meters joined (one query for any page size).
+
+    Without a status filter, deleted features and wizard drafts are left out.
+    """
+    features = Feature.objects.for_environment(environment).select_related("meter")
+    if status:
+        features = features.filter(status=status)
+    else:
+        features = features.exclude(status__in=[FeatureStatus.DELETED, FeatureStatus.DRAFT])
+    if feature_ids:
+        features = features.filter(public_id__in=feature_ids)
+    if lookup_keys:
+        features = features.filter(lookup_key__in=lookup_keys)
+    if name_contains:
+        features = features.filter(name__icontains=name_contains)
+    if type:
+        features = features.filter(type=type)
+    return features
