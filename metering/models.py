@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from flexmeter.ids import new_public_id
 from flexmeter.models import Environment
+from metering.exactjson import ExactJSONDecoder, ExactJSONEncoder
 
 
 class BillingPeriod(models.TextChoices):
@@ -92,7 +93,8 @@ class Event(models.Model):
     timestamp = models.DateTimeField()
     ingested_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=255, blank=True, default="")
-    properties = models.JSONField(default=dict, blank=True)
+    # Numbers keep every digit (jsonb numeric on PostgreSQL; exact text on SQLite): usage math is exact decimal.
+    properties = models.JSONField(default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder)
 
     objects = EventQuerySet.as_manager()
 

@@ -1,0 +1,91 @@
+"""JSON that never loses a digit of a number (SPEC §3: usage arithmetic is exact decimal).
+
+Python's `json` turns `0.12345678901234567890123` into a float and writes back `0.12345678901234568`. Here a
+JSON number becomes a `float` only when the float's repr spells it exactly as it arrived (`0.1`, `2.5`), so
+writing it back reproduces the same text; every other number (`1.50`, `1e400`, 23 significant digits) becomes
+a `Decimal` and is written back as a JSON number with all its digits. Integers are exact in Python already.
+`NaN` and `Infinity`, which Python accepts but JSON and PostgreSQL do not, are rejected.
+"""
+
+import json
+from decimal import Decimal
+from typing import Any
+
+
+def _parse_float(text: str) -> float | Decimal:
+    number = float(text)
+    return number if repr(number) == text else Decimal(text)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_float=_parse_float, parse_constant=_reject_constant)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text keeping every number exact. Raises ValueError (json.JSONDecodeError) on invalid input."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)
+
+
+class _NeedsExactEncoding(Exception):
+    pass
+
+
+def _fast_default(value: Any):
+    raise _NeedsExactEncoding
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text with Decimals written as JSON numbers carrying all their digits."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_fast_default, allow_nan=False)
+    except _NeedsExactEncoding:
+        return "".join(_encode(value))
+
+
+def _encode(value: Any):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not valid JSON")
+        yield str(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            if index:
+                yield ","
+            yield json.dumps(str(key), ensure_ascii=False)
+            yield ":"
+            yield from _encode(item)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ","
+            yield from _encode(item)
+        yield "]"
+    else:
+        yield json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class ExactJSONEncoder(json.JSONEncoder):
+    """For `JSONField(encoder=...)`: Django calls `json.dumps(value, cls=ExactJSONEncoder)`."""
+
+    def encode(self, o: Any) -> str:
+        return dumps(o)
+
+    def iterencode(self, o: Any, _one_shot: bool = False):
+        yield dumps(o)
+
+
+class ExactJSONDecoder(json.JSONDecoder):
+    """For `JSONField(decoder=...)`: numbers read back from the database keep every digit."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("parse_float", _parse_float)
+        kwargs.setdefault("parse_constant", _reject_constant)
+        super().__init__(*args, **kwargs)
