@@ -165,12 +165,27 @@ def feature_update(*, feature: Feature, data: dict[str, Any]) -> Feature:
     """
     if feature.status == FeatureStatus.DELETED:
         raise InvalidOperation(f"Feature {feature.public_id} is deleted")
-    changes = rules.feature_changes_clean(current=_feature_current(feature), data=data)
-    filters = changes.pop("filters", None)
-    if filters is not None:
-        if feature.meter is None:
-            raise ValidationFailed(details={"filters": "this feature has no meter"})
-        meter_update(meter=feature.meter, data={"filters": filters})
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    try:
+        changes = rules.feature_changes_clean(current=_feature_current(feature), data=data)
+    except ValidationFailed as exc:
+        errors.update(exc.details)
+    filters = data.get("filters") if isinstance(data, dict) else None
+    meter_definition = None
+    if filters is not None and feature.meter is not None:
+        try:
+            meter_definition = rules.meter_changes_clean(
+                current=rules.meter_definition_of(feature.meter), status=feature.meter.status, data={"filters": filters}
+            )
+        except ValidationFailed as exc:
+            errors.update({path: message for path, message in exc.details.items() if path not in errors})
+    if errors:
+        raise ValidationFailed(details=errors)
+    changes.pop("filters", None)
+    if meter_definition is not None:
+        _meter_apply_definition(feature.meter, meter_definition)
+        _meter_save(feature.meter)
     for field, value in changes.items():
         setattr(feature, field, value)
     feature.save()
