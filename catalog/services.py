@@ -222,7 +222,7 @@ def feature_publish(*, feature: Feature) -> Feature:
     A draft meter is published in the same transaction; an already published meter of the same environment is
     used as is. A duplicate meter definition or a taken lookup key is a 409 and leaves both drafts unchanged.
     """
-    feature = Feature.objects.select_for_update().select_related("meter").get(pk=feature.pk)
+    feature = Feature.objects.select_for_update(of=("self",)).select_related("meter").get(pk=feature.pk)
     if feature.status != FeatureStatus.DRAFT:
         raise InvalidOperation(f"Feature {feature.public_id} is {feature.status}; only drafts can be published")
     data = _feature_current(feature)
