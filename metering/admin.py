@@ -22,6 +22,15 @@ class CustomerAdminForm(forms.ModelForm):
             cleaned.update(customer_clean({k: v for k, v in data.items() if v is not None}))
         except ValidationFailed as exc:
             raise ValidationError({field: message for field, message in exc.details.items()}) from None
+        # The partial unique constraint involves `status`, which the form excludes, so Django skips it; check
+        # here for a friendly message (the database constraint stays the guarantee).
+        clashes = Customer.objects.active().filter(
+            environment=cleaned.get("environment"), external_id=cleaned.get("external_id")
+        )
+        if self.instance.pk:
+            clashes = clashes.exclude(pk=self.instance.pk)
+        if clashes.exists():
+            raise ValidationError({"external_id": "An active customer with this external id already exists."})
         return cleaned
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.http.request import RawPostDataException
-from ninja import Query, Router
+from ninja import Query, Router, Status
 
 from flexmeter.errors import PayloadTooLarge, ValidationFailed
 from metering import exactjson
@@ -55,7 +55,7 @@ DEFAULT_LIST_LIMIT = 50
 @customers_router.post("", response={201: CustomerOut}, summary="Create a customer (409 if the external id exists)")
 def create_customer(request: HttpRequest, payload: CustomerIn):
     customer = customer_create(environment=request.environment, data=payload.model_dump(exclude_unset=True))
-    return 201, customer_to_dict(customer, environment_id=request.environment.public_id)
+    return Status(201, customer_to_dict(customer, environment_id=request.environment.public_id))
 
 
 @customers_router.get("", response=CustomerListOut, summary="List customers, newest first")

@@ -102,3 +102,117 @@ def test_large_bulk_uses_the_batch_path(api, environment):
     assert response.json()["duplicates"] == "600"
     assert Event.objects.filter(environment=environment).count() == 1000
     assert Event.objects.get(event_id="e999").properties == {"i": 999, "f": 0.1}
+
+
+def test_invalid_single_event_is_400_with_field_paths(api, environment):
+    response = api.post("/v1/events", {"event_name": "", "external_customer_id": 5, "timestamp": "2026-01-05"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert body["http_status_code"] == 400
+    assert body["details"] == {
+        "event_name": "must not be blank",
+        "external_customer_id": "must be a string, not a number",
+        "timestamp": "must be RFC 3339 with a zone offset or Z, such as 2024-05-01T12:00:00Z",
+    }
+    assert "timestamp" in body["message"]
+    assert not Event.objects.exists()
+
+
+def test_future_timestamp_beyond_24_hours_is_rejected(api):
+    future = (timezone.now() + dt.timedelta(hours=25)).isoformat()
+    response = api.post("/v1/events", an_event(timestamp=future))
+    assert response.status_code == 400
+    assert response.json()["details"]["timestamp"].startswith("is more than 24 hours in the future")
+    near_future = (timezone.now() + dt.timedelta(hours=23)).isoformat()
+    assert api.post("/v1/events", an_event(timestamp=near_future)).status_code == 202
+
+
+def test_bulk_with_one_invalid_event_stores_nothing(api, environment):
+    events = [an_event(event_id=f"e{i}") for i in range(5)]
+    events[3]["timestamp"] = "not a time"
+    del events[4]["event_name"]
+    response = api.post("/v1/events/bulk", {"events": events})
+    assert response.status_code == 400
+    details = response.json()["details"]
+    assert details["events[3].timestamp"].startswith("must be RFC 3339")
+    assert details["events[4].event_name"] == "is required"
+    assert response.json()["message"].startswith("2 of 5 events are invalid; nothing was stored.")
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        ({}, "events", "is required"),
+        ({"events": []}, "events", "must contain at least 1 event"),
+        ({"events": {"a": 1}}, "events", "must be an array of events, not an object"),
+        ([an_event()], "body", 'must be a JSON object {"events": [...]}'),
+        ({"events": [an_event(), 7]}, "events[1]", "an event must be a JSON object, not a number"),
+    ],
+)
+def test_bulk_body_shape_errors(api, body, path, message):
+    response = api.post("/v1/events/bulk", body)
+    assert response.status_code == 400
+    assert response.json()["details"] == {path: message}
+
+
+def test_bulk_of_1001_events_is_rejected(api):
+    response = api.post("/v1/events/bulk", {"events": [an_event(event_id=f"e{i}") for i in range(1001)]})
+    assert response.status_code == 400
+    assert response.json()["details"] == {"events": "must contain at most 1000 events per request (got 1001)"}
+    assert not Event.objects.exists()
+
+
+def test_unknown_top_level_fields_are_ignored(api, environment):
+    response = api.post("/v1/events/bulk", {"events": [an_event(extra="x")], "dry_run": True})
+    assert response.status_code == 202
+    assert Event.objects.filter(environment=environment).count() == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events/bulk"])
+def test_malformed_json_is_400(api, path):
+    response = api.post(path, '{"events": [')
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["details"] == {"body": "is not valid JSON"}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_number_constants_are_400(api, literal):
+    body = '{"event_name": "n", "external_customer_id": "c", "properties": {"v": ' + literal + "}}"
+    assert api.post("/v1/events", body).status_code == 400
+
+
+def test_body_over_the_limit_is_413(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = api.post("/v1/events/bulk", {"events": [an_event(event_id=f"e{i}") for i in range(20)]})
+    assert response.status_code == 413
+    assert response.json()["http_status_code"] == 413
+    assert not Event.objects.exists()
+
+
+def test_ingest_requires_an_api_key(anonymous_api):
+    assert anonymous_api.post("/v1/events", an_event()).status_code == 401
+    assert anonymous_api.post("/v1/events/bulk", {"events": [an_event()]}).status_code == 401
+    assert not Event.objects.exists()
+
+
+def test_environments_are_isolated(api, other_api, environment, other_environment):
+    api.post("/v1/events", an_event(source="prod"))
+    response = other_api.post("/v1/events", an_event(source="sandbox"))
+    assert response.json()["duplicate"] == "false"
+    assert Event.objects.get(environment=environment).source == "prod"
+    assert Event.objects.get(environment=other_environment).source == "sandbox"
+    assert [e["source"] for e in other_api.get("/v1/events").json()["events"]] == ["sandbox"]
+
+
+def test_openapi_documents_the_ingest_bodies(anonymous_api):
+    paths = anonymous_api.get("/v1/openapi.json").json()["paths"]
+    bulk = paths["/v1/events/bulk"]["post"]
+    schema = bulk["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["events"]["maxItems"] == 1000
+    assert "event_name" in schema["properties"]["events"]["items"]["properties"]
+    assert "202" in bulk["responses"]
+    single = paths["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(single["required"]) == {"event_name", "external_customer_id"}
