@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class MeteringConfig(AppConfig):
     name = "metering"
     verbose_name = "Metering"
+
+    def ready(self):
+        from django.db.backends.signals import connection_created
+
+        from metering.usage.sqlite import on_connection_created
+
+        connection_created.connect(on_connection_created, dispatch_uid="metering.usage.sqlite")

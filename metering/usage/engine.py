@@ -1,0 +1,448 @@
+"""The usage engine: one SQL statement per request computes exact usage in the database (SPEC §4, §5).
+
+An `AggregationSpec` says what to count (a meter, or an ad-hoc aggregation of /v1/events/usage); a `UsageQuery`
+says for whom and when. `run_usage_queries` turns any number of queries into one `UNION ALL` statement whose
+rows all have the shape `(tag, part, window, customer, n1, n2)`: partial aggregates as exact decimal text, which
+`_finish` combines with exact `Decimal` arithmetic. Events are never loaded into Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+
+from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
+from catalog.models import AggregationType, BucketSize, ResetUsage
+from flexmeter.errors import ValidationFailed
+from metering.models import Event
+from metering.usage.cel_sql import expression_sql
+from metering.usage.numbers import EXACT, divide, normalize
+from metering.usage.periods import UTC, MonthAnchor, from_local, next_bucket_start_local
+from metering.usage.sql import Dialect, Params, dialect_for
+
+FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
+VALUE_TYPES = frozenset(AggregationType.values) - {AggregationType.COUNT}
+EXPRESSION_TYPES = frozenset({"SUM", "AVG", "MIN", "MAX", "LATEST"})
+BUCKET_TYPES = frozenset({"SUM", "MAX"})
+NULL_WHEN_EMPTY = frozenset({"AVG", "MIN", "MAX", "LATEST"})
+
+TOTAL, CARRY, WINDOW = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Filter:
+    key: str
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AggregationSpec:
+    """What to measure: event name, filters and aggregation — a meter's definition or an ad-hoc one."""
+
+    event_name: str
+    aggregation_type: str
+    field: str = ""
+    expression: CompiledExpression | None = None
+    multiplier: Decimal | None = None
+    bucket_size: str = ""
+    group_by: str = ""
+    filters: tuple[Filter, ...] = ()
+    reset_usage: str = ResetUsage.BILLING_PERIOD
+
+    @classmethod
+    def from_meter(cls, meter) -> AggregationSpec:
+        expression = compile_expression(meter.aggregation_expression) if meter.aggregation_expression else None
+        multiplier = Decimal(meter.multiplier) if meter.multiplier else None
+        filters = tuple(
+            Filter(key=f["key"], operator=f.get("operator") or "in", values=tuple(str(v) for v in f["values"]))
+            for f in (meter.filters or [])
+        )
+        return cls(
+            event_name=meter.event_name,
+            aggregation_type=meter.aggregation_type,
+            field=meter.aggregation_field or "",
+            expression=expression,
+            multiplier=multiplier,
+            bucket_size=meter.bucket_size or "",
+            group_by=meter.group_by or "",
+            filters=filters,
+            reset_usage=meter.reset_usage or ResetUsage.BILLING_PERIOD,
+        )
+
+    @property
+    def is_cumulative(self) -> bool:
+        return self.reset_usage == ResetUsage.NEVER
+
+    @property
+    def is_bucketed_max(self) -> bool:
+        return self.aggregation_type == AggregationType.MAX and bool(self.bucket_size)
+
+
+def aggregation_spec_build(
+    *,
+    event_name: str,
+    aggregation_type: str,
+    field: str = "",
+    expression: str = "",
+    multiplier=None,
+    bucket_size: str = "",
+    group_by: str = "",
+    filters: dict[str, list[str]] | list[dict] | None = None,
+    reset_usage: str = ResetUsage.BILLING_PERIOD,
+) -> AggregationSpec:
+    """Validate an ad-hoc aggregation (SPEC §2.1 rules) into a spec; ValidationFailed names every bad field."""
+    errors: dict[str, str] = {}
+    kind = (aggregation_type or "").strip().upper()
+    if not (event_name or "").strip():
+        errors["event_name"] = "event_name is required"
+    if kind not in AggregationType.values:
+        errors["aggregation_type"] = f"Unknown aggregation type; use one of {', '.join(AggregationType.values)}"
+    compiled = None
+    if expression:
+        if kind and kind not in EXPRESSION_TYPES:
+            errors["expression"] = "An expression is allowed only for SUM, AVG, MIN, MAX and LATEST"
+        elif field:
+            errors["expression"] = "Give either a field or an expression, not both"
+        else:
+            try:
+                compiled = compile_expression(expression)
+            except ExpressionError as exc:
+                errors["expression"] = exc.message
+    elif kind in VALUE_TYPES and not field:
+        errors["property_name"] = f"property_name is required for {kind}"
+    parsed_multiplier = None
+    if kind == AggregationType.SUM_WITH_MULTIPLIER:
+        try:
+            parsed_multiplier = Decimal(str(multiplier).strip()) if multiplier not in (None, "") else None
+        except InvalidOperation:
+            parsed_multiplier = None
+        if parsed_multiplier is None or not parsed_multiplier.is_finite() or parsed_multiplier <= 0:
+            errors["multiplier"] = "multiplier must be a decimal number greater than 0"
+    elif multiplier not in (None, ""):
+        errors["multiplier"] = "multiplier is allowed only for SUM_WITH_MULTIPLIER"
+    size = (bucket_size or "").strip().upper()
+    if size:
+        if size not in BucketSize.values:
+            errors["bucket_size"] = f"Unknown bucket size; use one of {', '.join(BucketSize.values)}"
+        elif kind not in BUCKET_TYPES:
+            errors["bucket_size"] = "bucket_size is allowed only for SUM and MAX"
+    if group_by and not (kind == AggregationType.MAX and size):
+        errors["group_by"] = "group_by is allowed only for MAX with a bucket_size"
+    parsed_filters = _parse_filters(filters, errors)
+    if errors:
+        raise ValidationFailed(details=errors)
+    return AggregationSpec(
+        event_name=event_name.strip(),
+        aggregation_type=kind,
+        field="" if kind == AggregationType.COUNT else field,
+        expression=compiled,
+        multiplier=parsed_multiplier,
+        bucket_size=size,
+        group_by=group_by or "",
+        filters=parsed_filters,
+        reset_usage=reset_usage,
+    )
+
+
+def _parse_filters(filters, errors: dict[str, str]) -> tuple[Filter, ...]:
+    if not filters:
+        return ()
+    items = (
+        [{"key": key, "values": values, "operator": "in"} for key, values in filters.items()]
+        if isinstance(filters, dict)
+        else filters
+    )
+    parsed = []
+    for index, item in enumerate(items):
+        path = f"filters.{item.get('key')}" if isinstance(filters, dict) else f"filters[{index}]"
+        values = item.get("values")
+        operator = item.get("operator") or "in"
+        if not item.get("key"):
+            errors[path] = "filter key must not be empty"
+        elif not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            errors[path] = "filter values must be a non-empty list of strings"
+        elif operator not in FILTER_OPERATORS:
+            errors[path] = f"filter operator must be one of {', '.join(FILTER_OPERATORS)}"
+        else:
+            parsed.append(Filter(key=item["key"], operator=operator, values=tuple(values)))
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """For whom and when: one customer (or everyone, or everyone grouped by customer) over `[start, end)`."""
+
+    spec: AggregationSpec
+    environment_id: int
+    start: dt.datetime
+    end: dt.datetime
+    customer: str | None = None
+    by_customer: bool = False
+    window_size: str = ""
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    anchor: MonthAnchor | None = None
+
+    @property
+    def windows(self) -> str:
+        """Size of the reported windows: the asked window_size, else the spec's buckets for SUM/MAX."""
+        if self.window_size:
+            return self.window_size
+        return self.spec.bucket_size if self.spec.aggregation_type in BUCKET_TYPES else ""
+
+
+class UsageWindow(NamedTuple):
+    start: dt.datetime
+    value: Decimal | None
+
+
+@dataclass
+class UsageResult:
+    value: Decimal | None
+    windows: list[UsageWindow] = field(default_factory=list)
+
+
+# --- SQL -----------------------------------------------------------------------------------------------------
+
+
+def condition_sql(spec: AggregationSpec, filter_: Filter, d: Dialect, p: Params) -> str:
+    """One filter of SPEC §4 as a boolean; never NULL (missing values are decided explicitly)."""
+    text = d.canonical(p, filter_.key)
+    if filter_.operator in ("in", "not_in"):
+        match = d.equals_any(p, text, list(filter_.values))
+    else:
+        match = d.contains_any(p, text, list(filter_.values))
+    if filter_.operator in ("in", "contains"):
+        return f"({text} IS NOT NULL AND {match})"
+    return f"({text} IS NULL OR NOT {match})"
+
+
+def value_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str | None:
+    """The per-event quantity: numeric field value, CEL result, or canonical text for COUNT_UNIQUE."""
+    if spec.aggregation_type == AggregationType.COUNT:
+        return None
+    if spec.expression is not None:
+        return expression_sql(spec.expression, d, p)
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        return d.canonical(p, spec.field)
+    return d.number(p, spec.field)
+
+
+def _where(query: UsageQuery, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None) -> str:
+    spec = query.spec
+    parts = [f"e.environment_id = {p(query.environment_id)}", f"e.event_name = {p(spec.event_name)}"]
+    if query.customer is not None:
+        parts.append(f"e.external_customer_id = {p(query.customer)}")
+    if lower is not None:
+        parts.append(f"e.timestamp >= {d.timestamp(p, lower)}")
+    if upper is not None:
+        parts.append(f"e.timestamp < {d.timestamp(p, upper)}")
+    parts.extend(condition_sql(spec, f, d, p) for f in spec.filters)
+    return " AND ".join(parts)
+
+
+def _part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params) -> str:
+    """One SELECT of the UNION: aggregates of `query` for a part (total, carry-in, or per window)."""
+    spec = query.spec
+    kind = spec.aggregation_type
+    table = Event._meta.db_table
+    if part == WINDOW:
+        lower, upper = query.start, query.end
+    elif part == CARRY:
+        lower, upper = None, query.start
+    elif spec.is_cumulative and kind != AggregationType.WEIGHTED_SUM:
+        lower, upper = None, query.end
+    else:
+        lower, upper = query.start, query.end
+    w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
+    c = "e.external_customer_id" if query.by_customer else None
+    keys = [k for k in (w, c) if k is not None]
+    head = f"{tag} AS tag, {part} AS part"
+    where = _where(query, d, p, lower, upper)
+    v = value_sql(spec, d, p)
+
+    def select(n1: str, n2: str = "NULL", extra_where: str = "", having: str = "") -> str:
+        group = f" GROUP BY {', '.join(str(i) for i in range(3, 3 + len(keys)))}" if keys else ""
+        w_sql = w if w is not None else d.null_timestamp
+        c_sql = c if c is not None else "NULL"
+        return (
+            f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, {n1} AS n1, {n2} AS n2 "
+            f"FROM {table} e WHERE {where}{extra_where}{group}{having}"
+        )
+
+    if part == CARRY:
+        return select(d.as_text(d.agg_sum(v)))
+    if kind == AggregationType.COUNT:
+        return select(d.as_text("count(*)"))
+    if kind == AggregationType.COUNT_UNIQUE:
+        return select(d.as_text(f"count(DISTINCT {v})"), extra_where=f" AND {v} IS NOT NULL")
+    having = f" HAVING count({v}) > 0" if part == WINDOW else ""
+    if kind in (AggregationType.SUM, AggregationType.SUM_WITH_MULTIPLIER, AggregationType.AVG):
+        return select(d.as_text(d.agg_sum(v)), d.as_text(f"count({v})"), having=having)
+    if kind == AggregationType.WEIGHTED_SUM:
+        weighted = d.agg_sum(d.multiply(v, d.epoch_micros("e.timestamp")))
+        return select(d.as_text(d.agg_sum(v)), d.as_text(weighted), having=having)
+    if kind == AggregationType.MIN:
+        return select(d.as_text(d.agg_min(v)), having=having)
+    if kind == AggregationType.MAX and not spec.is_bucketed_max:
+        return select(d.as_text(d.agg_max(v)), having=having)
+    if kind == AggregationType.MAX:
+        return _bucketed_max_sql(query, head, w, c, where, v, d, p)
+    if kind == AggregationType.LATEST:
+        return _latest_sql(query, head, w, c, where, v, d)
+    raise ValueError(f"unknown aggregation type {kind}")  # pragma: no cover - validated before
+
+
+def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str:
+    """Σ over buckets (and groups) of the bucket's max (SPEC §5.2)."""
+    table = Event._meta.db_table
+    bucket = d.bucket(p, "e.timestamp", query.spec.bucket_size, query.zone.key, query.anchor)
+    group = d.canonical(p, query.spec.group_by) if query.spec.group_by else "NULL"
+    w_sql = w if w is not None else d.null_timestamp
+    c_sql = c if c is not None else "NULL"
+    cells = (
+        f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {group} AS g, {d.agg_max(v)} AS m "
+        f"FROM {table} e WHERE {where} GROUP BY 1, 2, 3, 4"
+    )
+    return (
+        f"SELECT {head}, cells.w AS w, cells.c AS c, {d.as_text(d.agg_sum('cells.m'))} AS n1, NULL AS n2 "
+        f"FROM ({cells}) cells WHERE cells.m IS NOT NULL GROUP BY cells.w, cells.c"
+    )
+
+
+def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
+    """Value of the latest matching event; ties on timestamp go to the later delivery (then the later row)."""
+    table = Event._meta.db_table
+    w_sql = w if w is not None else d.null_timestamp
+    c_sql = c if c is not None else "NULL"
+    order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"
+    if d.vendor == "sqlite":
+        keys = [k for k in (w, c) if k is not None]
+        group = f" GROUP BY {', '.join(str(i) for i in range(3, 3 + len(keys)))}" if keys else ""
+        latest = f"fm_latest(e.timestamp, e.ingested_at, e.id, {v})"
+        return (
+            f"SELECT * FROM (SELECT {head}, {w_sql} AS w, {c_sql} AS c, {latest} AS n1, NULL AS n2 "
+            f"FROM {table} e WHERE {where}{group}) latest WHERE latest.n1 IS NOT NULL"
+        )
+    if w is None and c is None:
+        inner = f"SELECT {v} AS v FROM {table} e WHERE {where} AND {v} IS NOT NULL ORDER BY {order} LIMIT 1"
+        return f"SELECT {head}, {w_sql} AS w, NULL AS c, (latest.v)::text AS n1, NULL AS n2 FROM ({inner}) latest"
+    keys = ", ".join(k for k in (w, c) if k is not None)
+    inner = (
+        f"SELECT DISTINCT ON ({keys}) {w_sql} AS w, {c_sql} AS c, {v} AS v FROM {table} e "
+        f"WHERE {where} AND {v} IS NOT NULL ORDER BY {keys}, {order}"
+    )
+    return f"SELECT {head}, latest.w, latest.c, (latest.v)::text AS n1, NULL AS n2 FROM ({inner}) latest"
+
+
+def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params) -> list[str]:
+    parts = [TOTAL]
+    if query.spec.is_cumulative and query.spec.aggregation_type == AggregationType.WEIGHTED_SUM:
+        parts.append(CARRY)
+    if query.windows and not query.by_customer:
+        parts.append(WINDOW)
+    return [_part_sql(query, tag, part, d, p) for part in parts]
+
+
+# --- Execution and assembly -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rows:
+    total: dict[str | None, tuple] = field(default_factory=dict)
+    carry: dict[str | None, Decimal] = field(default_factory=dict)
+    windows: list[tuple] = field(default_factory=list)
+
+
+def _dec(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def run_usage_queries(queries: list[UsageQuery]) -> list[UsageResult | dict[str, Decimal | None]]:
+    """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}."""
+    if not queries:
+        return []
+    d = dialect_for(connection)
+    p = Params()
+    selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p)]
+    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, p.values)
+        for tag, part, w, c, n1, n2 in cursor.fetchall():
+            rows = rows_by_tag[tag]
+            if part == TOTAL:
+                rows.total[c] = (_dec(n1), _dec(n2))
+            elif part == CARRY:
+                rows.carry[c] = _dec(n1) or Decimal(0)
+            else:
+                rows.windows.append((d.parse_local(w), _dec(n1), _dec(n2)))
+    return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
+
+
+def _assemble(query: UsageQuery, rows: _Rows):
+    spec = query.spec
+    if query.by_customer:
+        customers = set(rows.total) | set(rows.carry)
+        return {
+            customer: _finish(
+                spec,
+                *rows.total.get(customer, (None, None)),
+                start=query.start,
+                end=query.end,
+                carry=rows.carry.get(customer, Decimal(0)),
+            )
+            for customer in customers
+        }
+    n1, n2 = rows.total.get(None, (None, None))
+    carry = rows.carry.get(None, Decimal(0))
+    value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
+    windows = []
+    level = carry
+    for local_start, w1, w2 in sorted(rows.windows, key=lambda row: row[0]):
+        window_start = from_local(local_start, query.zone)
+        window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), query.zone)
+        window_value = _finish(
+            spec,
+            w1,
+            w2,
+            start=max(window_start, query.start),
+            end=min(window_end, query.end),
+            carry=level if spec.is_cumulative else Decimal(0),
+        )
+        if spec.aggregation_type == AggregationType.WEIGHTED_SUM and w1 is not None:
+            level = EXACT.add(level, w1)
+        windows.append(UsageWindow(window_start, window_value))
+    return UsageResult(value=value, windows=windows)
+
+
+def _micros(moment: dt.datetime) -> int:
+    return (moment - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
+
+
+def _finish(spec: AggregationSpec, n1, n2, *, start: dt.datetime, end: dt.datetime, carry: Decimal) -> Decimal | None:
+    """Combine the partial aggregates of one group into the value of SPEC §5.1 (exact decimal arithmetic)."""
+    with localcontext(EXACT):
+        return _combine(spec, n1, n2, start=start, end=end, carry=carry)
+
+
+def _combine(spec: AggregationSpec, n1, n2, *, start, end, carry) -> Decimal | None:
+    kind = spec.aggregation_type
+    if kind == AggregationType.AVG:
+        return normalize(divide(n1, n2)) if n2 else None
+    if kind == AggregationType.WEIGHTED_SUM:
+        if n1 is None:
+            return normalize(carry)
+        end_micros, span = _micros(end), _micros(end) - _micros(start)
+        return normalize(carry + divide(end_micros * n1 - n2, Decimal(span)))
+    if n1 is None:
+        return None if kind in NULL_WHEN_EMPTY else Decimal(0)
+    if kind == AggregationType.SUM_WITH_MULTIPLIER:
+        return normalize(n1 * spec.multiplier)
+    return normalize(n1)

@@ -1,0 +1,166 @@
+"""Numbers and canonical text of property values (SPEC §3), the one definition both databases follow.
+
+PostgreSQL evaluates these rules in SQL (metering/usage/sql.py); SQLite calls these very functions, registered on
+each connection (metering/usage/sqlite.py). The debugger uses them to *describe* values, never to compute
+quantities.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
+from fractions import Fraction
+from functools import lru_cache
+
+# A finite decimal literal, optionally surrounded by ASCII whitespace. The exponent is limited to three digits so
+# every accepted value fits PostgreSQL's numeric type (and stays reasonable); "NaN"/"Infinity" never match.
+NUMERIC_PATTERN = r"^[ \t\n\r]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?[ \t\n\r]*$"
+_NUMERIC_RE = re.compile(NUMERIC_PATTERN)
+
+# Computed quotients (AVG, WEIGHTED_SUM, CEL `/`) and transcendental results are rounded half away from zero to
+# this many decimal places, identically on both databases.
+DIVISION_PLACES = 20
+_QUANTUM = Decimal(1).scaleb(-DIVISION_PLACES)
+
+# Additions and multiplications are exact: the precision is far beyond any value a property can hold.
+EXACT = Context(prec=1_000_000, Emax=999_999_999, Emin=-999_999_999)
+
+
+class _NonFinite:
+    """Marker for NaN/Infinity tokens that Python's json module accepts but JSON does not allow."""
+
+
+NON_FINITE = _NonFinite()
+
+
+@lru_cache(maxsize=512)
+def parse_properties(text: str | None) -> dict:
+    """Parse stored properties JSON keeping every number exact (Decimal for fractions, int for integers)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_constant=lambda _token: NON_FINITE)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def is_numeric_text(text: str) -> bool:
+    return bool(_NUMERIC_RE.match(text))
+
+
+def number_text(value: int | Decimal) -> str:
+    """A JSON number spelled the way PostgreSQL's numeric prints it: plain digits, scale kept, no exponent."""
+    if isinstance(value, int):
+        return str(value)
+    if value.is_zero():
+        value = value.copy_abs()
+    return format(value, "f")
+
+
+def canonical_text(value) -> str | None:
+    """Text used by filters, group_by and COUNT_UNIQUE: strings as-is, numbers, true/false; else None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)):
+        return number_text(value)
+    if isinstance(value, float):
+        return number_text(Decimal(repr(value)))
+    return None
+
+
+def numeric_value(value) -> Decimal | None:
+    """The exact number a property value stands for, or None when it is not numeric (SPEC §3)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, float):
+        return Decimal(repr(value)) if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, str) and is_numeric_text(value):
+        return Decimal(value.strip(" \t\n\r"))
+    return None
+
+
+def value_kind(value) -> str:
+    """A short, value-free description of a property value for explanations ("a boolean", "a string")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a numeric string" if is_numeric_text(value) else "a non-numeric string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "not a finite number"
+
+
+def divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
+    """numerator / denominator rounded half away from zero to DIVISION_PLACES places; None when dividing by zero.
+
+    Computed with exact fractions, then truncated one digit further and rounded: PostgreSQL does the same with
+    `round(div(a * 10^21, b) * 10^-21, 20)`, so both databases agree on every digit.
+    """
+    if denominator == 0:
+        return None
+    quotient = Fraction(numerator) / Fraction(denominator) * 10 ** (DIVISION_PLACES + 1)
+    truncated = abs(quotient.numerator) // quotient.denominator
+    rounded = truncated // 10 + (1 if truncated % 10 >= 5 else 0)
+    sign = -1 if quotient < 0 else 1
+    return Decimal(sign * rounded).scaleb(-DIVISION_PLACES, context=EXACT)
+
+
+def round_places(value: Decimal) -> Decimal:
+    """Round an (almost exact) result to DIVISION_PLACES places, half away from zero."""
+    return value.quantize(_QUANTUM, rounding=ROUND_HALF_UP, context=EXACT)
+
+
+def transcendental(function: str, x: Decimal, y: Decimal | None = None) -> Decimal | None:
+    """sqrt, ln and pow for SQLite with PostgreSQL's domain rules; None for an undefined or overflowing result."""
+    with localcontext(EXACT) as ctx:
+        magnitude = max(x.adjusted(), 0) if x else 0
+        ctx.prec = magnitude + DIVISION_PLACES + 30
+        try:
+            if function == "sqrt":
+                return round_places(x.sqrt()) if x >= 0 else None
+            if function == "ln":
+                return round_places(x.ln()) if x > 0 else None
+            if x == 0:
+                return None if y < 0 else round_places(Decimal(1) if y == 0 else Decimal(0))
+            if x < 0 and y != y.to_integral_value():
+                return None
+            if y * abs(x).ln() > POW_LN_LIMIT:
+                return None
+            if y == y.to_integral_value() and abs(y) <= 10_000:
+                ctx.prec = max(ctx.prec, (abs(x.adjusted()) + len(x.as_tuple().digits) + 2) * int(abs(y)) + 60)
+            return round_places(x**y)
+        except (InvalidOperation, OverflowError, ArithmeticError):
+            return None
+
+
+# pow results above e^2302 (about 1e1000) count as overflow: an error for that event, never a failed query.
+POW_LN_LIMIT = Decimal(2302)
+
+
+def format_decimal(value: Decimal | None) -> str | None:
+    """Plain decimal text without exponent or trailing fractional zeros: the digits a JSON number carries."""
+    if value is None:
+        return None
+    text = number_text(value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def normalize(value: Decimal | None) -> Decimal | None:
+    """Same number, canonical spelling (Decimal('3.00') -> Decimal('3'))."""
+    return None if value is None else Decimal(format_decimal(value))

@@ -1,0 +1,40 @@
+"""Helpers for usage tests: events go through the real ingestion path (exact JSON, last delivery wins)."""
+
+import datetime as dt
+
+from metering import exactjson
+from metering.ingestion import event_clean, events_store
+
+UTC = dt.UTC
+
+
+def at(text: str) -> dt.datetime:
+    """'2025-08-16T00:00' (UTC) → aware datetime."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC) if "+" not in text else dt.datetime.fromisoformat(text)
+
+
+_counter = iter(range(10**9))
+
+
+def send(
+    environment,
+    *,
+    event_name: str,
+    timestamp: str,
+    customer: str = "cust-1",
+    event_id: str | None = None,
+    properties: dict | str | None = None,
+) -> str:
+    """Ingest one event; `properties` may be JSON text to control exactly how numbers are spelled."""
+    if isinstance(properties, str):
+        properties = exactjson.loads(properties)
+    event_id = event_id or f"evt-{next(_counter)}"
+    raw = {
+        "event_id": event_id,
+        "event_name": event_name,
+        "external_customer_id": customer,
+        "timestamp": at(timestamp).isoformat(),
+        "properties": properties or {},
+    }
+    events_store(environment=environment, events=[event_clean(raw, now=at("2100-01-01T00:00"))])
+    return event_id
