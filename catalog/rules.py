@@ -638,7 +638,20 @@ def feature_definition_clean(data: Any) -> dict:
     }
 
 
-FEATURE_IMMUTABLE = ("type", "lookup_key", "meter_id")
+def feature_state_of(feature: Any) -> dict:
+    """The current values of a `Feature` row, as `feature_changes_clean` expects them in `current`."""
+    return {
+        "name": feature.name,
+        "type": feature.type,
+        "lookup_key": feature.lookup_key,
+        "meter_id": feature.meter.public_id if feature.meter_id else "",
+        "description": feature.description,
+        "value": feature.value,
+        "unit_singular": feature.unit_singular,
+        "unit_plural": feature.unit_plural,
+        "alert_settings": feature.alert_settings,
+        "metadata": feature.metadata,
+    }
 
 
 def feature_changes_clean(*, current: dict, data: dict) -> dict:

@@ -105,7 +105,8 @@ def _feature_save(feature: Feature) -> None:
         ) from None
 
 
-def _published_meter(*, environment: Environment, meter_id: str) -> Meter:
+def feature_meter_resolve(*, environment: Environment, meter_id: str) -> Meter:
+    """The published meter `meter_id` of `environment` that a metered feature may use, else `ValidationFailed`."""
     meter = Meter.objects.for_environment(environment).filter(public_id=meter_id).first()
     if meter is None:
         raise ValidationFailed(details={"meter_id": f"no meter {meter_id} in this environment"})
@@ -131,7 +132,7 @@ def feature_create(*, environment: Environment, data: dict[str, Any]) -> Feature
     definition = rules.feature_definition_clean(data)
     meter = None
     if definition["meter_id"]:
-        meter = _published_meter(environment=environment, meter_id=definition["meter_id"])
+        meter = feature_meter_resolve(environment=environment, meter_id=definition["meter_id"])
     elif definition["meter"] is not None:
         meter = Meter(environment=environment, status=MeterStatus.PUBLISHED)
         _meter_apply_definition(meter, definition["meter"])
@@ -140,21 +141,6 @@ def feature_create(*, environment: Environment, data: dict[str, Any]) -> Feature
     _feature_apply_definition(feature, definition)
     _feature_save(feature)
     return feature
-
-
-def _feature_current(feature: Feature) -> dict:
-    return {
-        "name": feature.name,
-        "type": feature.type,
-        "lookup_key": feature.lookup_key,
-        "meter_id": feature.meter.public_id if feature.meter_id else "",
-        "description": feature.description,
-        "value": feature.value,
-        "unit_singular": feature.unit_singular,
-        "unit_plural": feature.unit_plural,
-        "alert_settings": feature.alert_settings,
-        "metadata": feature.metadata,
-    }
 
 
 @transaction.atomic
@@ -168,7 +154,7 @@ def feature_update(*, feature: Feature, data: dict[str, Any]) -> Feature:
     errors: dict[str, str] = {}
     changes: dict[str, Any] = {}
     try:
-        changes = rules.feature_changes_clean(current=_feature_current(feature), data=data)
+        changes = rules.feature_changes_clean(current=rules.feature_state_of(feature), data=data)
     except ValidationFailed as exc:
         errors.update(exc.details)
     filters = data.get("filters") if isinstance(data, dict) else None
@@ -225,7 +211,7 @@ def feature_publish(*, feature: Feature) -> Feature:
     feature = Feature.objects.select_for_update(of=("self",)).select_related("meter").get(pk=feature.pk)
     if feature.status != FeatureStatus.DRAFT:
         raise InvalidOperation(f"Feature {feature.public_id} is {feature.status}; only drafts can be published")
-    data = _feature_current(feature)
+    data = rules.feature_state_of(feature)
     meter = feature.meter
     if feature.type == FeatureType.METERED and meter is not None:
         if meter.environment_id != feature.environment_id:
