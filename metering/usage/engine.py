@@ -262,13 +262,12 @@ def _part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params) -> 
         lower, upper = query.start, query.end
     w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
     c = "e.external_customer_id" if query.by_customer else None
-    keys = [k for k in (w, c) if k is not None]
     head = f"{tag} AS tag, {part} AS part"
     where = _where(query, d, p, lower, upper)
     v = value_sql(spec, d, p)
 
     def select(n1: str, n2: str = "NULL", extra_where: str = "", having: str = "") -> str:
-        group = f" GROUP BY {', '.join(str(i) for i in range(3, 3 + len(keys)))}" if keys else ""
+        group = _group_by(w, c)
         w_sql = w if w is not None else d.null_timestamp
         c_sql = c if c is not None else "NULL"
         return (
@@ -299,6 +298,12 @@ def _part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params) -> 
     raise ValueError(f"unknown aggregation type {kind}")  # pragma: no cover - validated before
 
 
+def _group_by(w: str | None, c: str | None) -> str:
+    """GROUP BY the window (output column 3) and/or the customer (column 4) by position."""
+    positions = [str(position) for position, key in ((3, w), (4, c)) if key is not None]
+    return f" GROUP BY {', '.join(positions)}" if positions else ""
+
+
 def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str:
     """Σ over buckets (and groups) of the bucket's max (SPEC §5.2)."""
     table = Event._meta.db_table
@@ -323,8 +328,7 @@ def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
     c_sql = c if c is not None else "NULL"
     order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"
     if d.vendor == "sqlite":
-        keys = [k for k in (w, c) if k is not None]
-        group = f" GROUP BY {', '.join(str(i) for i in range(3, 3 + len(keys)))}" if keys else ""
+        group = _group_by(w, c)
         latest = f"fm_latest(e.timestamp, e.ingested_at, e.id, {v})"
         return (
             f"SELECT * FROM (SELECT {head}, {w_sql} AS w, {c_sql} AS c, {latest} AS n1, NULL AS n2 "
