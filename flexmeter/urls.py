@@ -7,4 +7,6 @@ urlpatterns = [
     path("v1/", api.urls),
     path("admin/", admin.site.urls),
     path("", include("flexmeter.web_urls")),
+    path("catalog/", include("catalog.urls")),
+    path("", include("metering.urls")),
 ]

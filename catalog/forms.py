@@ -1,0 +1,247 @@
+"""Dashboard forms for the catalog: the Add Feature wizard's steps and the feature edit form.
+
+Forms only shape input; every rule is applied by `catalog.rules` (through `catalog.wizard` and the services), and
+the rule's JSON-path errors are mapped back onto these fields with `add_details_errors`.
+"""
+
+from django import forms
+
+from catalog.models import AggregationType, BucketSize, FeatureType, ResetUsage
+from catalog.rules import FILTER_OPERATORS
+
+FEATURE_TYPE_HELP = {
+    FeatureType.METERED: ("Metered", "Usage is counted from events you send, e.g. API calls or tokens."),
+    FeatureType.BOOLEAN: ("Boolean", "On or off for a customer, e.g. SSO or priority support."),
+    FeatureType.STATIC: ("Static", "A fixed value shown in the catalog, e.g. “5 seats”."),
+    FeatureType.CONFIG: ("Config", "A configuration value your app reads, e.g. a rate limit."),
+}
+
+AGGREGATION_HELP = {
+    AggregationType.COUNT: ("Count", "Counts the matching events; no property needed.", "1,000 API calls"),
+    AggregationType.SUM: ("Sum", "Adds up a numeric property across the matching events.", "12,400 tokens"),
+    AggregationType.AVG: ("Average", "The mean of a numeric property over the period.", "230 ms response time"),
+    AggregationType.MIN: ("Minimum", "The smallest value of a numeric property seen in the period.", "lowest balance"),
+    AggregationType.MAX: (
+        "Maximum",
+        "The largest value seen; with buckets, the peaks per bucket added up.",
+        "peak seats",
+    ),
+    AggregationType.COUNT_UNIQUE: ("Count unique", "Counts distinct values of a property.", "monthly active users"),
+    AggregationType.LATEST: ("Latest", "The value of the most recent event in the period.", "current plan size"),
+    AggregationType.SUM_WITH_MULTIPLIER: (
+        "Sum with multiplier",
+        "Adds up a property, then multiplies the total by a fixed rate.",
+        "bytes × 0.000001 = MB",
+    ),
+    AggregationType.WEIGHTED_SUM: (
+        "Weighted sum",
+        "Values are changes to a level; the result is that level averaged over time.",
+        "GB stored over the month",
+    ),
+}
+
+RESET_HELP = {
+    ResetUsage.BILLING_PERIOD: (
+        "Periodic",
+        "Usage starts again from zero at the beginning of each billing period.",
+        "Good for API calls and monthly allowances.",
+    ),
+    ResetUsage.NEVER: (
+        "Cumulative",
+        "Usage keeps growing across billing periods and never resets.",
+        "Good for storage and lifetime totals.",
+    ),
+}
+
+OPERATOR_LABELS = {
+    "in": "is one of",
+    "not_in": "is not one of",
+    "contains": "contains",
+    "not_contains": "doesn't contain",
+}
+
+QUANTITY_SOURCES = [("field", "A property"), ("expression", "A CEL expression")]
+
+
+def add_details_errors(form: forms.Form, details: dict[str, str], field_map: dict[str, str]) -> None:
+    """Attach rule errors (`{"aggregation.field": "is required"}`) to form fields; unknown paths go to the form."""
+    for path, message in details.items():
+        field = field_map.get(path)
+        text = message[:1].upper() + message[1:]
+        if field and field in form.fields:
+            form.add_error(field, text)
+        else:
+            form.add_error(None, f"{path}: {message}")
+
+
+class FeatureBasicsForm(forms.Form):
+    name = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. API calls", "autocomplete": "off"})
+    )
+    type = forms.ChoiceField(choices=FeatureType.choices, required=False, widget=forms.RadioSelect)
+    lookup_key = forms.CharField(
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "derived from the name", "autocomplete": "off", "class": "mono"}),
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    value = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. 5 seats"}))
+
+    error_paths = {"name": "name", "type": "type", "lookup_key": "lookup_key", "description": "description",
+                   "value": "value"}  # fmt: skip
+
+
+class FeatureEventForm(forms.Form):
+    event_name = forms.CharField(
+        required=False,
+        widget=forms.TextInput(
+            attrs={"placeholder": "api.calls", "autocomplete": "off", "class": "mono", "spellcheck": "false"}
+        ),  # fmt: skip
+    )
+
+    error_paths = {"event_name": "event_name", "meter.event_name": "event_name"}
+
+
+class FeatureAggregationForm(forms.Form):
+    type = forms.ChoiceField(choices=AggregationType.choices, required=False, widget=forms.RadioSelect)
+    multiplier = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. 0.001"}))
+    bucket_size = forms.ChoiceField(choices=[("", "No buckets")] + BucketSize.choices, required=False)
+    group_by = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. region", "class": "mono"})
+    )
+
+    error_paths = {
+        "aggregation.type": "type",
+        "aggregation.multiplier": "multiplier",
+        "aggregation.bucket_size": "bucket_size",
+        "aggregation.group_by": "group_by",
+        "aggregation": "type",
+    }
+
+
+class FeatureFieldForm(forms.Form):
+    source = forms.ChoiceField(choices=QUANTITY_SOURCES, required=False, initial="field", widget=forms.RadioSelect)
+    field = forms.CharField(
+        required=False,
+        widget=forms.TextInput(
+            attrs={"placeholder": "e.g. credits", "autocomplete": "off", "class": "mono", "spellcheck": "false"}
+        ),  # fmt: skip
+    )
+    expression = forms.CharField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "class": "mono", "placeholder": "input_tokens + output_tokens", "spellcheck": "false"}
+        ),  # fmt: skip
+    )
+
+    error_paths = {"aggregation.field": "field", "aggregation.expression": "expression"}
+
+
+class FeatureResetForm(forms.Form):
+    reset_usage = forms.ChoiceField(choices=ResetUsage.choices, required=False, widget=forms.RadioSelect)
+
+    error_paths = {"reset_usage": "reset_usage"}
+
+
+class FeatureUnitsForm(forms.Form):
+    unit_singular = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "credit", "autocomplete": "off"})
+    )
+    unit_plural = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "credits", "autocomplete": "off"})
+    )
+
+    error_paths = {"unit_singular": "unit_singular", "unit_plural": "unit_plural"}
+
+
+class FeatureFilterRowForm(forms.Form):
+    key = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "region", "class": "mono", "autocomplete": "off"})
+    )
+    operator = forms.ChoiceField(choices=[(op, OPERATOR_LABELS[op]) for op in FILTER_OPERATORS], required=False)
+    values = forms.CharField(
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "eu-west, eu-central", "autocomplete": "off"}),
+        help_text="Separate several values with commas.",
+    )
+
+    def is_blank(self) -> bool:
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        return not (data.get("key") or "").strip() and not (data.get("values") or "").strip()
+
+    def as_filter(self) -> dict:
+        values = [text.strip() for text in (self.cleaned_data.get("values") or "").split(",") if text.strip()]
+        return {"key": self.cleaned_data.get("key", ""), "operator": self.cleaned_data.get("operator") or "in",
+                "values": values}  # fmt: skip
+
+
+FeatureFilterFormSet = forms.formset_factory(FeatureFilterRowForm, extra=0, max_num=50, absolute_max=50)
+
+
+class FeatureEditForm(forms.Form):
+    """The mutable fields of a published feature (SPEC §2.2): name, description, value, units, alert settings."""
+
+    name = forms.CharField(required=False)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    value = forms.CharField(required=False)
+    unit_singular = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credit"}))
+    unit_plural = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credits"}))
+    alert_enabled = forms.BooleanField(required=False, label="Send usage alerts")
+    alert_condition = forms.ChoiceField(
+        choices=[("above", "Usage goes above"), ("below", "Usage drops below")], required=False
+    )
+    info_threshold = forms.CharField(required=False, label="Info", widget=forms.TextInput(attrs={"placeholder": "—"}))
+    warning_threshold = forms.CharField(
+        required=False, label="Warning", widget=forms.TextInput(attrs={"placeholder": "—"})
+    )
+    critical_threshold = forms.CharField(
+        required=False, label="Critical", widget=forms.TextInput(attrs={"placeholder": "—"})
+    )
+
+    error_paths = {
+        "name": "name",
+        "description": "description",
+        "value": "value",
+        "unit_singular": "unit_singular",
+        "unit_plural": "unit_plural",
+        "alert_settings": "alert_enabled",
+        "alert_settings.alert_enabled": "alert_enabled",
+        **{f"alert_settings.{level}.threshold": f"{level}_threshold" for level in ("info", "warning", "critical")},
+        **{f"alert_settings.{level}.condition": "alert_condition" for level in ("info", "warning", "critical")},
+        **{f"alert_settings.{level}": f"{level}_threshold" for level in ("info", "warning", "critical")},
+    }
+
+    @classmethod
+    def initial_for(cls, feature) -> dict:
+        alerts = feature.alert_settings or {}
+        condition = next(
+            (alerts[lvl]["condition"] for lvl in ("critical", "warning", "info") if lvl in alerts), "above"
+        )
+        return {
+            "name": feature.name,
+            "description": feature.description,
+            "value": feature.value,
+            "unit_singular": feature.unit_singular,
+            "unit_plural": feature.unit_plural,
+            "alert_enabled": bool(alerts.get("alert_enabled")),
+            "alert_condition": condition,
+            **{f"{lvl}_threshold": alerts.get(lvl, {}).get("threshold", "") for lvl in ("info", "warning", "critical")},
+        }
+
+    def as_changes(self, *, with_value: bool) -> dict:
+        data = self.cleaned_data
+        levels = {
+            level: {"threshold": data[f"{level}_threshold"].strip(), "condition": data["alert_condition"] or "above"}
+            for level in ("info", "warning", "critical")
+            if data[f"{level}_threshold"].strip()
+        }
+        alert_settings = {"alert_enabled": data["alert_enabled"], **levels} if data["alert_enabled"] or levels else {}
+        changes = {
+            "name": data["name"],
+            "description": data["description"],
+            "unit_singular": data["unit_singular"],
+            "unit_plural": data["unit_plural"],
+            "alert_settings": alert_settings,
+        }
+        if with_value:
+            changes["value"] = data["value"]
+        return changes

@@ -1,0 +1,56 @@
+"""Dashboard pages for customers (the event debugger and usage pages live in their own modules)."""
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from catalog.forms import add_details_errors
+from flexmeter.dashboard import dashboard_view, paginate, render_page
+from flexmeter.errors import AlreadyExists, NotFound, ValidationFailed
+from metering import selectors
+from metering.filtersets import CustomerFilterSet
+from metering.forms import CustomerCreateForm
+from metering.services import customer_create
+
+RECENT_EVENTS = 10
+
+
+@require_GET
+@dashboard_view
+def customer_list(request: HttpRequest) -> HttpResponse:
+    filterset = CustomerFilterSet(request.GET, queryset=selectors.customer_list(environment=request.environment))
+    context = {
+        "filterset": filterset,
+        "page": paginate(request, filterset.qs),
+        "is_filtered": any(request.GET.get(key) for key in ("q", "billing_period")),
+    }
+    return render_page(request, "metering/customer_list.html", context, partial="customer-results")
+
+
+@dashboard_view
+def customer_create_view(request: HttpRequest) -> HttpResponse:
+    form = CustomerCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            customer = customer_create(environment=request.environment, data=form.as_data())
+        except (ValidationFailed, AlreadyExists) as exc:
+            add_details_errors(form, exc.details or {"": exc.message}, CustomerCreateForm.error_paths)
+        else:
+            messages.success(request, f"Customer “{customer}” created.")
+            return redirect("metering:customer_detail", public_id=customer.public_id)
+    status = 422 if form.errors else 200
+    return render(request, "metering/customer_create.html", {"form": form}, status=status)
+
+
+@require_GET
+@dashboard_view
+def customer_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    try:
+        customer = selectors.customer_get_active(environment=request.environment, customer_id=public_id)
+    except NotFound:
+        raise Http404("No such customer in this environment") from None
+    recent = selectors.events_page(
+        environment=request.environment, external_customer_id=customer.external_id, page_size=RECENT_EVENTS
+    )
+    return render(request, "metering/customer_detail.html", {"customer": customer, "events": recent.events})
