@@ -138,10 +138,10 @@ def transcendental(function: str, x: Decimal, y: Decimal | None = None) -> Decim
                 return None if y < 0 else round_places(Decimal(1) if y == 0 else Decimal(0))
             if x < 0 and y != y.to_integral_value():
                 return None
-            if y * abs(x).ln() > POW_LN_LIMIT:
+            growth = y * abs(x).ln()
+            if growth > POW_LN_LIMIT:
                 return None
-            if y == y.to_integral_value() and abs(y) <= 10_000:
-                ctx.prec = max(ctx.prec, (abs(x.adjusted()) + len(x.as_tuple().digits) + 2) * int(abs(y)) + 60)
+            ctx.prec = int(max(growth, 0) / Decimal(10).ln()) + DIVISION_PLACES + 40
             return round_places(x**y)
         except (InvalidOperation, OverflowError, ArithmeticError):
             return None

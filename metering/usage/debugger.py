@@ -1,0 +1,297 @@
+"""The event debugger (SPEC §7): why an event counts, or why it does not.
+
+`event_debug_report` explains a stored event or a candidate event that was never stored (the "test an event"
+box and POST /v1/events/validate). Every yes/no and every quantity comes from the SQL the totals use
+(`condition_sql`, `value_sql` of the engine) evaluated on that one event, so the debugger cannot disagree with
+usage. Python only words the explanation: which filter failed, what kind of value a property holds.
+Pure domain code: plain dataclasses out, no HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+from django.db import connection
+
+from catalog.expressions import ExpressionError, compile_expression
+from catalog.models import AggregationType, Feature, Meter
+from metering.ingestion import EventInput
+from metering.models import Customer, Event
+from metering.usage.engine import AggregationSpec, Filter, condition_sql, value_sql
+from metering.usage.numbers import EXACT, canonical_text, normalize, numeric_value, value_kind
+from metering.usage.sql import Params, dialect_for
+
+STATUS_PROCESSED = "processed"
+STATUS_UNMATCHED = "unmatched"
+STATUS_CUSTOMER_NOT_FOUND = "customer_not_found"
+
+_SEPARATORS = re.compile(r"[\s._\-:/]+")
+_MISSING = object()
+
+
+@dataclass
+class CustomerLookup:
+    found: bool
+    external_customer_id: str
+    customer_id: str | None = None
+
+
+@dataclass
+class MeterMatch:
+    """One published meter with the event's name: matched with its quantity, or not matched with the first reason.
+
+    `quantity` is what the event adds to the meter's usage: 1 for COUNT and COUNT_UNIQUE, the value (or CEL
+    result) for the other types, value × multiplier for SUM_WITH_MULTIPLIER. `value` is the raw value.
+    """
+
+    meter_id: str
+    meter_name: str
+    event_name: str
+    aggregation_type: str
+    matched: bool
+    quantity: Decimal | None = None
+    value: Decimal | str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    filter: dict | None = None
+
+
+@dataclass
+class NearMiss:
+    kind: str  # "event_name" or "property_key"
+    meter_id: str
+    meter_name: str
+    expected: str
+    actual: str
+    message: str
+
+
+@dataclass
+class FedFeature:
+    feature_id: str
+    name: str
+    lookup_key: str
+    meter_id: str
+
+
+@dataclass
+class DebugReport:
+    status: str
+    customer_lookup: CustomerLookup
+    meters: list[MeterMatch] = field(default_factory=list)
+    near_misses: list[NearMiss] = field(default_factory=list)
+    features: list[FedFeature] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _normalized_name(name: str) -> str:
+    return _SEPARATORS.sub("", name).lower()
+
+
+def event_debug_report(*, environment, event: Event | EventInput) -> DebugReport:
+    """Explain `event` (stored `Event`, or a validated `EventInput` that is not stored) against this environment."""
+    properties = event.properties if isinstance(event.properties, dict) else {}
+    meters = list(Meter.objects.for_environment(environment).published().order_by("created_at", "id"))
+    candidates = [meter for meter in meters if meter.event_name == event.event_name]
+
+    customer = (
+        Customer.objects.for_environment(environment).active().filter(external_id=event.external_customer_id).first()
+    )
+    lookup = CustomerLookup(
+        found=customer is not None,
+        external_customer_id=event.external_customer_id,
+        customer_id=customer.public_id if customer else None,
+    )
+    matches = _evaluate(candidates, event, properties)
+    matched_ids = {match.meter_id for match in matches if match.matched}
+    if matched_ids:
+        status = STATUS_PROCESSED if customer is not None else STATUS_CUSTOMER_NOT_FOUND
+    else:
+        status = STATUS_UNMATCHED
+    report = DebugReport(status=status, customer_lookup=lookup, meters=matches)
+    if matched_ids:
+        features = (
+            Feature.objects.for_environment(environment)
+            .visible()
+            .filter(meter__public_id__in=matched_ids)
+            .select_related("meter")
+            .order_by("name", "id")
+        )
+        report.features = [
+            FedFeature(feature_id=f.public_id, name=f.name, lookup_key=f.lookup_key, meter_id=f.meter.public_id)
+            for f in features
+        ]
+    else:
+        report.near_misses = _near_misses(meters, event.event_name, properties)
+    return report
+
+
+def _evaluate(meters: list[Meter], event, properties: dict) -> list[MeterMatch]:
+    """Evaluate every candidate meter's filters and quantity on this one event, in one SQL statement."""
+    if not meters:
+        return []
+    d = dialect_for(connection)
+    p = Params()
+    columns: list[str] = ["1"]  # the row exists: a stored event may have been deleted meanwhile
+    plans = []
+    for meter in meters:
+        try:
+            spec = AggregationSpec.from_meter(meter)
+        except (ExpressionError, ArithmeticError, ValueError):
+            plans.append((meter, None, [], None))
+            continue
+        filter_columns = []
+        for filter_ in spec.filters:
+            filter_columns.append(len(columns))
+            columns.append(f"CASE WHEN {condition_sql(spec, filter_, d, p)} THEN 1 ELSE 0 END")
+        value_column = None
+        value = value_sql(spec, d, p)
+        if value is not None:
+            value_column = len(columns)
+            columns.append(d.as_text(value))
+        plans.append((meter, spec, filter_columns, value_column))
+    if isinstance(event, Event) and event.pk:
+        source = f"{Event._meta.db_table} e WHERE e.id = {p(event.pk)}"
+    else:
+        json_text = getattr(event, "properties_json", None) or "{}"
+        source = f"(SELECT {d.properties_literal(p, json_text)} AS properties) e"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)} FROM {source}", p.values)
+        row = cursor.fetchone() or ()
+    return [
+        _explain(meter, spec, filter_columns, value_column, row, properties)
+        for meter, spec, filter_columns, value_column in plans
+    ]
+
+
+def _explain(meter: Meter, spec, filter_columns, value_column, row, properties) -> MeterMatch:
+    match = MeterMatch(
+        meter_id=meter.public_id,
+        meter_name=meter.name,
+        event_name=meter.event_name,
+        aggregation_type=meter.aggregation_type,
+        matched=False,
+    )
+    if spec is None:
+        match.reason_code, match.reason = "meter_invalid", "The meter's definition cannot be evaluated"
+        return match
+    if not row:
+        match.reason_code, match.reason = "event_missing", "The event is no longer stored"
+        return match
+    for filter_, column in zip(spec.filters, filter_columns, strict=True):
+        if not row[column]:
+            match.reason_code = "filter_failed"
+            match.reason, match.filter = _filter_reason(filter_, properties)
+            return match
+    kind = spec.aggregation_type
+    if kind == AggregationType.COUNT:
+        match.matched, match.quantity, match.value = True, Decimal(1), Decimal(1)
+        return match
+    raw = row[value_column]
+    if raw is None:
+        match.reason_code, match.reason = _value_reason(spec, properties)
+        return match
+    match.matched = True
+    if kind == AggregationType.COUNT_UNIQUE:
+        match.quantity, match.value = Decimal(1), raw
+        return match
+    value = normalize(Decimal(str(raw)))
+    match.value = value
+    match.quantity = normalize(EXACT.multiply(value, spec.multiplier)) if spec.multiplier is not None else value
+    return match
+
+
+def _filter_reason(filter_: Filter, properties: dict) -> tuple[str, dict]:
+    value = properties.get(filter_.key, _MISSING)
+    actual = None if value is _MISSING else canonical_text(value)
+    expected = ", ".join(repr(v) for v in filter_.values)
+    verb = {
+        "in": "to be one of",
+        "not_in": "not to be one of",
+        "contains": "to contain one of",
+        "not_contains": "not to contain any of",
+    }[filter_.operator]
+    if value is _MISSING:
+        got = "it is missing"
+    elif actual is None:
+        got = f"it is {value_kind(value)}, which has no text to compare"
+    else:
+        got = f"got {actual!r}"
+    reason = f"Filter on '{filter_.key}' failed: expected {verb} [{expected}], {got}"
+    detail = {
+        "key": filter_.key,
+        "operator": filter_.operator,
+        "expected": list(filter_.values),
+        "actual": actual,
+        "missing": value is _MISSING,
+    }
+    return reason, detail
+
+
+def _value_reason(spec: AggregationSpec, properties: dict) -> tuple[str, str]:
+    if spec.expression is not None:
+        for name in sorted(spec.expression.properties):
+            value = properties.get(name, _MISSING)
+            if value is not _MISSING and numeric_value(value) is None:
+                return "expression_error", (f"Expression error: property '{name}' is {value_kind(value)}, not a number")
+        return "expression_error", (
+            "Expression error: the result is not a finite number (division by zero, sqrt or log of a value "
+            "outside its domain, or an overflow)"
+        )
+    value = properties.get(spec.field, _MISSING)
+    if value is _MISSING:
+        return "field_missing", f"Property '{spec.field}' is missing"
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        return "not_countable", f"Property '{spec.field}' is {value_kind(value)}, which has no text to count"
+    return "not_numeric", f"Property '{spec.field}' is {value_kind(value)}, not a number"
+
+
+def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list[NearMiss]:
+    """Meters whose event name differs only by case/separators/whitespace; keys that differ only by case or
+    separators from a field the meter reads."""
+    misses: list[NearMiss] = []
+    wanted = _normalized_name(event_name)
+    for meter in meters:
+        if meter.event_name != event_name and _normalized_name(meter.event_name) == wanted:
+            misses.append(
+                NearMiss(
+                    kind="event_name",
+                    meter_id=meter.public_id,
+                    meter_name=meter.name,
+                    expected=meter.event_name,
+                    actual=event_name,
+                    message=f"Meter '{meter.name}' counts '{meter.event_name}', this event is '{event_name}'",
+                )
+            )
+    keys = {_normalized_name(key): key for key in properties}
+    for meter in meters:
+        if _normalized_name(meter.event_name) != wanted:
+            continue
+        for wanted_key in _keys_read(meter):
+            actual = keys.get(_normalized_name(wanted_key))
+            if wanted_key not in properties and actual is not None:
+                misses.append(
+                    NearMiss(
+                        kind="property_key",
+                        meter_id=meter.public_id,
+                        meter_name=meter.name,
+                        expected=wanted_key,
+                        actual=actual,
+                        message=f"Meter '{meter.name}' reads '{wanted_key}', this event has '{actual}'",
+                    )
+                )
+    return misses
+
+
+def _keys_read(meter: Meter) -> list[str]:
+    keys = [meter.aggregation_field] if meter.aggregation_field else []
+    if meter.aggregation_expression:
+        with contextlib.suppress(ExpressionError):  # a broken expression reads nothing worth suggesting
+            keys.extend(sorted(compile_expression(meter.aggregation_expression).properties))
+    keys.extend(f.get("key", "") for f in (meter.filters or []) if f.get("key"))
+    return list(dict.fromkeys(keys))

@@ -1,0 +1,120 @@
+"""CEL quantities computed in SQL (SPEC §5.6): same digits on PostgreSQL and SQLite, errors exclude the event."""
+
+from decimal import Decimal
+
+import pytest
+
+from metering.usage.selectors import meter_usage
+from tests.catalog.factories import MeterFactory
+from tests.metering.usage.helpers import at, send
+
+pytestmark = pytest.mark.django_db
+
+START, END = at("2025-01-01T00:00"), at("2025-02-01T00:00")
+
+
+def quantity(environment, expression, properties, aggregation_type="SUM"):
+    """The expression's value for one event (None when the event is excluded)."""
+    meter = MeterFactory(
+        environment=environment,
+        event_name="cel",
+        aggregation_type=aggregation_type,
+        aggregation_expression=expression,
+    )
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties=properties)
+    return meter_usage(meter=meter, start=START, end=END).value
+
+
+@pytest.mark.parametrize(
+    ("expression", "properties", "expected"),
+    [
+        # the examples of SPEC §5.6
+        ("input_tokens + output_tokens", {"input_tokens": 100, "output_tokens": 50}, "150"),
+        ("ceil(duration_ms / 1000)", {"duration_ms": 4200}, "5"),
+        ("duration <= 10 ? 0 : ceil(duration / 15) * 15", {"duration": 18}, "30"),
+        ("duration <= 10 ? 0 : ceil(duration / 15) * 15", {"duration": 10}, "0"),
+        # missing properties are 0, numeric strings are numbers
+        ("a + b", {"a": 2}, "2"),
+        ("a * b", {"a": " 2.5 ", "b": "4"}, "10"),
+        ("a - b", '{"a": 0.3, "b": 0.1}', "0.2"),
+        ("a * 0.1", '{"a": 12345678901234567890}', "1234567890123456789"),
+        # exact division to 20 places, half away from zero
+        ("a / 3", {"a": 1}, "0.33333333333333333333"),
+        ("a / 3", {"a": 2}, "0.66666666666666666667"),
+        ("-a / 3", {"a": 2}, "-0.66666666666666666667"),
+        ("a / 8", {"a": 1}, "0.125"),
+        # functions
+        ("round(a)", {"a": 2.5}, "3"),
+        ("round(a)", {"a": -2.5}, "-3"),
+        ("round(a)", {"a": 2.4999}, "2"),
+        ("floor(a) + ceil(a)", {"a": -1.5}, "-3"),
+        ("abs(a)", {"a": -7}, "7"),
+        ("min(a, b)", {"a": 3, "b": -1}, "-1"),
+        ("max(a, b)", {"a": 3, "b": -1}, "3"),
+        ("sqrt(a)", {"a": 2}, "1.4142135623730950488"),
+        ("sqrt(a)", {"a": 144}, "12"),
+        ("log(a)", {"a": 10}, "2.30258509299404568402"),
+        ("log(a)", {"a": 1}, "0"),
+        ("pow(a, 10)", {"a": 2}, "1024"),
+        ("pow(a, 0.5)", {"a": 2}, "1.4142135623730950488"),
+        ("pow(a, -1)", {"a": 4}, "0.25"),
+        ("pow(a, 3)", {"a": -2}, "-8"),
+        ("pow(a, 0)", {"a": 0}, "1"),
+        # logic
+        ("a > 1 && b > 1 ? 1 : 2", {"a": 2, "b": 2}, "1"),
+        ("a > 1 || b > 1 ? 1 : 2", {"a": 0, "b": 0}, "2"),
+        ("!(a == 1) ? a : 0", {"a": 1}, "0"),
+        ("a != 1 ? a : 0", {"a": "1.0"}, "0"),
+        ("false && a / 0 > 1 ? 1 : 2", {"a": 1}, "2"),
+        ("true || a / 0 > 1 ? 1 : 2", {"a": 1}, "1"),
+        ("-a", {"a": -3}, "3"),
+    ],
+)
+def test_expression_values(environment, expression, properties, expected):
+    assert quantity(environment, expression, properties) == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    ("expression", "bad_properties", "good_value"),
+    [
+        ("a / b", {"a": 1, "b": 0}, "2"),
+        ("a / (b - 1)", {"a": 1, "b": "1"}, "4"),
+        ("sqrt(a)", {"a": -1}, "2"),
+        ("log(a)", {"a": 0}, "1.38629436111989061883"),
+        ("log(a)", {"a": -5}, "1.38629436111989061883"),
+        ("pow(a, -1)", {"a": 0}, "0.25"),
+        ("pow(a, 0.5)", {"a": -8}, "2"),
+        ("pow(a, 1000)", {"a": 10}, str(4**1000)),
+        ("a + 1", {"a": "abc"}, "5"),
+        ("a + 1", {"a": True}, "5"),
+        ("a + 1", {"a": None}, "5"),
+        ("a + 1", {"a": {"x": 1}}, "5"),
+        ("a + 1", {"a": "NaN"}, "5"),
+        ("a > 1 ? 1 : 2", {"a": "Infinity"}, "1"),
+        ("min(a, b)", {"a": 1, "b": "x"}, "2"),
+        ("true && b / 0 > 1 ? 1 : 2", {"a": 1}, "0"),
+    ],
+)
+def test_errors_exclude_the_event_instead_of_failing_the_query(environment, expression, bad_properties, good_value):
+    meter = MeterFactory(
+        environment=environment, event_name="cel", aggregation_type="SUM", aggregation_expression=expression
+    )
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties=bad_properties)
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties={"a": 4, "b": 2})
+
+    assert meter_usage(meter=meter, start=START, end=END).value == Decimal(good_value)
+
+
+@pytest.mark.parametrize(
+    ("aggregation_type", "expected"),
+    [("SUM", "6"), ("AVG", "3"), ("MIN", "2"), ("MAX", "4"), ("LATEST", "4")],
+)
+def test_expressions_work_with_every_allowed_aggregation(environment, aggregation_type, expected):
+    meter = MeterFactory(
+        environment=environment, event_name="cel", aggregation_type=aggregation_type, aggregation_expression="a * 2"
+    )
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties={"a": 1})
+    send(environment, event_name="cel", timestamp="2025-01-03T00:00", properties={"a": "2"})
+    send(environment, event_name="cel", timestamp="2025-01-04T00:00", properties={"a": "zero"})
+
+    assert meter_usage(meter=meter, start=START, end=END).value == Decimal(expected)

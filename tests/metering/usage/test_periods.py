@@ -1,0 +1,117 @@
+"""Billing periods (SPEC §5.4) and current usage per customer."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from metering.usage.periods import billing_period_at, bucket_start_local, from_local, resolve_timezone
+from metering.usage.selectors import customer_current_usage, unit_label
+from tests.catalog.factories import FeatureFactory, MeterFactory
+from tests.metering.factories import CustomerFactory
+from tests.metering.usage.helpers import at, send
+
+
+@pytest.mark.parametrize(
+    ("anchor", "period", "moment", "start", "end"),
+    [
+        ("2025-01-31T00:00", "MONTHLY", "2025-02-15T00:00", "2025-01-31T00:00", "2025-02-28T00:00"),
+        ("2025-01-31T00:00", "MONTHLY", "2025-02-28T00:00", "2025-02-28T00:00", "2025-03-31T00:00"),
+        ("2025-01-31T00:00", "MONTHLY", "2025-03-31T00:00", "2025-03-31T00:00", "2025-04-30T00:00"),
+        ("2024-01-31T00:00", "MONTHLY", "2024-02-29T12:00", "2024-02-29T00:00", "2024-03-31T00:00"),
+        ("2025-01-31T10:30", "MONTHLY", "2025-01-31T10:29", "2024-12-31T10:30", "2025-01-31T10:30"),
+        ("2025-01-15T00:00", "MONTHLY", "2024-11-20T00:00", "2024-11-15T00:00", "2024-12-15T00:00"),
+        ("2025-01-15T00:00", "MONTHLY", "2025-01-15T00:00", "2025-01-15T00:00", "2025-02-15T00:00"),
+        ("2025-01-01T08:00", "DAILY", "2025-03-10T07:59", "2025-03-09T08:00", "2025-03-10T08:00"),
+        ("2025-01-01T00:00", "WEEKLY", "2025-01-16T00:00", "2025-01-15T00:00", "2025-01-22T00:00"),
+        ("2024-11-30T00:00", "QUARTERLY", "2025-03-01T00:00", "2025-02-28T00:00", "2025-05-30T00:00"),
+        ("2024-02-29T00:00", "ANNUAL", "2025-06-01T00:00", "2025-02-28T00:00", "2026-02-28T00:00"),
+        ("2024-02-29T00:00", "ANNUAL", "2028-03-01T00:00", "2028-02-29T00:00", "2029-02-28T00:00"),
+    ],
+)
+def test_billing_period_at(anchor, period, moment, start, end):
+    assert billing_period_at(anchor=at(anchor), period=period, at=at(moment)) == (at(start), at(end))
+
+
+def test_billing_periods_tile_time_without_gaps():
+    anchor = at("2025-01-31T00:00")
+    moment = at("2024-06-01T00:00")
+    previous_end = None
+    for _ in range(30):
+        start, end = billing_period_at(anchor=anchor, period="MONTHLY", at=moment)
+        assert start <= moment < end
+        assert previous_end is None or previous_end == start
+        previous_end, moment = end, end
+
+
+def test_unknown_time_zone_and_period_are_validation_errors():
+    from flexmeter.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed):
+        resolve_timezone("Nowhere/Town")
+    with pytest.raises(ValidationFailed):
+        billing_period_at(anchor=at("2025-01-01T00:00"), period="HOURLY", at=at("2025-01-02T00:00"))
+
+
+def test_local_bucket_starts_and_dst():
+    local = dt.datetime(2025, 3, 30, 3, 30)  # Berlin, just after the spring-forward jump
+    assert bucket_start_local(local, "DAY") == dt.datetime(2025, 3, 30)
+    assert from_local(dt.datetime(2025, 3, 30), resolve_timezone("Europe/Berlin")) == at("2025-03-29T23:00")
+    assert from_local(dt.datetime(2025, 3, 31), resolve_timezone("Europe/Berlin")) == at("2025-03-30T22:00")
+    assert bucket_start_local(dt.datetime(2025, 3, 5, 17, 44), "3HOUR") == dt.datetime(2025, 3, 5, 15)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal(1), "credit"),
+        (Decimal(0), "credits"),
+        (Decimal("2.5"), "credits"),
+        (None, "credits"),
+        (Decimal("1.0"), "credit"),
+    ],
+)
+def test_unit_label(value, expected):
+    assert unit_label(value=value, singular="credit", plural="credits") == expected
+
+
+@pytest.mark.django_db
+def test_customer_current_usage_covers_every_metered_feature_in_one_query(environment, django_assert_num_queries):
+    customer = CustomerFactory(environment=environment, external_id="acme", billing_anchor=at("2025-01-31T00:00"))
+    calls = FeatureFactory(
+        environment=environment,
+        name="Calls",
+        unit_singular="call",
+        unit_plural="calls",
+        meter=MeterFactory(environment=environment, event_name="api.call"),
+    )
+    seats = FeatureFactory(
+        environment=environment,
+        name="Seats",
+        unit_singular="seat",
+        unit_plural="seats",
+        meter=MeterFactory(
+            environment=environment,
+            event_name="seat",
+            aggregation_type="SUM",
+            aggregation_field="delta",
+            reset_usage="NEVER",
+        ),
+    )
+    FeatureFactory(environment=environment, name="Deleted", status="deleted")
+    FeatureFactory(environment=environment, name="Flag", type="boolean", meter=None)
+    send(environment, event_name="api.call", customer="acme", timestamp="2025-02-27T23:59")  # previous period
+    send(environment, event_name="api.call", customer="acme", timestamp="2025-02-28T00:00")
+    send(environment, event_name="api.call", customer="other", timestamp="2025-03-01T00:00")
+    send(environment, event_name="seat", customer="acme", timestamp="2024-12-01T00:00", properties={"delta": 3})
+    send(environment, event_name="seat", customer="acme", timestamp="2025-03-01T00:00", properties={"delta": -2})
+
+    with django_assert_num_queries(2):
+        usage = customer_current_usage(customer=customer, at=at("2025-03-10T00:00"))
+
+    assert (usage.period_start, usage.period_end) == (at("2025-02-28T00:00"), at("2025-03-31T00:00"))
+    rows = [(f.feature, f.value, f.unit, f.next_usage_reset_at) for f in usage.features]
+    assert rows == [
+        (calls, Decimal(1), "call", at("2025-03-31T00:00")),
+        (seats, Decimal(1), "seat", None),
+    ]
