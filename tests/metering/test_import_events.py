@@ -1,0 +1,381 @@
+"""import_events: JSON Lines, CSV, gzip and stdin sources; dry run; rejects; idempotent re-runs (SPEC §9)."""
+
+import datetime as dt
+import functools
+import gzip
+import io
+import json
+import sys
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.models import MeterStatus
+from flexmeter.models import Environment
+from metering import importing
+from metering.importing import Rejected, source_open
+from metering.management.commands import import_events as import_events_command
+from metering.models import Event
+from metering.progress import ProgressBar
+from tests.catalog.factories import MeterFactory
+from tests.metering.factories import CustomerFactory, EventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def event(index: int, **overrides) -> dict:
+    data = {
+        "event_id": f"imp-{index}",
+        "event_name": "api.calls",
+        "external_customer_id": "acme",
+        "timestamp": f"2026-01-01T00:00:{index % 60:02d}Z",
+        "source": "backfill",
+        "properties": {"tokens": index},
+    }
+    data.update(overrides)
+    return data
+
+
+def jsonl(*events) -> str:
+    return "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in events)
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run(*args, **options) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_events", *args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+def run_failing(*args, **options) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("import_events", *args, stdout=out, stderr=err, **options)
+    return out.getvalue(), str(excinfo.value)
+
+
+# JSON Lines --------------------------------------------------------------------------------------------------
+
+
+def test_jsonl_import_stores_every_event_exactly(tmp_path, environment):
+    path = write(
+        tmp_path,
+        "events.jsonl",
+        jsonl(event(1)) + '{"event_id":"imp-2","event_name":"api.calls","external_customer_id":"acme",'
+        '"timestamp":"2026-01-01T00:00:02Z","properties":{"credits":0.12345678901234567890123}}\n',
+    )
+    out, _ = run(path)
+    assert "2 records" in out
+    assert "stored:             2 events (0 replaced stored events)" in out
+    stored = Event.objects.get(environment=environment, event_id="imp-2")
+    assert stored.properties["credits"] == Decimal("0.12345678901234567890123")
+    first = Event.objects.get(environment=environment, event_id="imp-1")
+    assert first.timestamp == dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
+    assert first.source == "backfill"
+    assert first.properties == {"tokens": 1}
+
+
+def test_jsonl_invalid_lines_are_reported_with_line_numbers_and_do_not_stop_the_import(tmp_path, environment):
+    text = jsonl(
+        event(1),
+        "",
+        event(2, timestamp="yesterday"),
+        "not json",
+        event(3, external_customer_id=None),
+        [1, 2],
+        event(4),
+    )
+    path = write(tmp_path, "events.jsonl", text)
+    out, error = run_failing(path)
+    assert error == "4 of 6 records were invalid and not imported"
+    assert Event.objects.filter(environment=environment).count() == 2
+    assert "line 3: timestamp: must be RFC 3339" in out
+    assert "line 4: is not valid JSON (Expecting value at column 1)" in out
+    assert "line 5: external_customer_id: is required" in out
+    assert "line 6: an event must be a JSON object, not an array" in out
+
+
+def test_rejects_file_holds_each_invalid_record_with_its_reasons(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), event(2, event_name=""), "{broken"))
+    rejects = tmp_path / "rejects.jsonl"
+    out, _ = run_failing(path, rejects=str(rejects))
+    entries = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert entries == [
+        {"line": 2, "errors": {"event_name": "must not be blank"}, "event": event(2, event_name="")},
+        {"line": 3, "errors": {"": entries[1]["errors"][""]}, "text": "{broken"},
+    ]
+    assert entries[1]["errors"][""].startswith("is not valid JSON")
+    assert f"invalid:            2 (written to {rejects})" in out
+    assert Event.objects.filter(environment=environment).count() == 1
+
+
+def test_invalid_utf8_line_is_rejected_not_fatal(tmp_path, environment):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(json.dumps(event(1)).encode() + b"\n" + b'{"event_name": "\xff"}\n')
+    out, _ = run_failing(str(path))
+    assert "line 2: is not valid UTF-8" in out
+    assert Event.objects.filter(environment=environment).count() == 1
+
+
+def test_gzip_jsonl_is_detected_from_the_data(tmp_path, environment):
+    path = tmp_path / "events.data"
+    path.write_bytes(gzip.compress(jsonl(event(1), event(2)).encode()))
+    run(str(path), format="jsonl")
+    assert Event.objects.filter(environment=environment).count() == 2
+
+
+def test_truncated_gzip_fails_clearly_after_keeping_whole_batches(tmp_path, environment):
+    data = gzip.compress(jsonl(*[event(index) for index in range(3000)]).encode())
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    _, error = run_failing(str(path), batch_size=100)
+    assert "reading stopped after" in error
+    assert "re-running is safe" in error
+    stored = Event.objects.filter(environment=environment).count()
+    assert stored > 0 and stored % 100 == 0
+
+
+def test_stdin_is_read_when_the_path_is_a_dash(monkeypatch, environment):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl(event(1), event(2)).encode())))
+    out, _ = run("-")
+    assert "Imported <stdin>" in out
+    assert Event.objects.filter(environment=environment).count() == 2
+
+
+def test_gzip_csv_on_stdin_is_detected(monkeypatch, environment):
+    data = gzip.compress(b"event_name,external_customer_id,event_id\napi.calls,acme,s1\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    run("-")
+    assert Event.objects.get(environment=environment).event_id == "s1"
+
+
+# CSV ---------------------------------------------------------------------------------------------------------
+
+
+def test_csv_with_a_properties_json_column(tmp_path, environment):
+    text = (
+        "event_id,event_name,external_customer_id,timestamp,source,properties\n"
+        'c1,llm.request,acme,2026-01-01T00:00:00Z,csv,"{""input_tokens"": 100, ""model"": ""gpt""}"\n'
+        "c2,llm.request,acme,2026-01-01T00:00:01Z,,\n"
+    )
+    run(write(tmp_path, "events.csv", text))
+    first, second = Event.objects.filter(environment=environment).order_by("event_id")
+    assert first.properties == {"input_tokens": 100, "model": "gpt"}
+    assert first.source == "csv"
+    assert second.properties == {}
+    assert second.source == ""
+
+
+def test_csv_with_property_columns_keeps_strings_and_omits_empty_cells(tmp_path, environment):
+    text = "event_name,external_customer_id,event_id,properties.tokens,properties.region\nllm,acme,p1,12.50,\n"
+    run(write(tmp_path, "events.csv", text))
+    assert Event.objects.get(environment=environment).properties == {"tokens": "12.50"}
+
+
+def test_csv_line_numbers_count_physical_lines_and_reasons_are_reported(tmp_path, environment):
+    text = (
+        "event_id,event_name,external_customer_id,timestamp,properties\n"  # line 1
+        'm1,api.calls,"acme\nmultiline",2026-01-01T00:00:00Z,\n'  # lines 2-3
+        "m2,api.calls,,2026-01-01T00:00:00Z,\n"  # line 4: no customer
+        "m3,api.calls,acme\n"  # line 5: too few fields
+        'm4,api.calls,acme,2026-01-01T00:00:00Z,"{nope"\n'  # line 6: bad properties JSON
+        "m5,api.calls,acme,2026-01-01T00:00:00Z,\n"  # line 7
+    )
+    out, _ = run_failing(write(tmp_path, "events.csv", text))
+    assert "line 4: external_customer_id: is required" in out
+    assert "line 5: has 3 fields but the header has 5" in out
+    assert "line 6: properties: is not valid JSON" in out
+    assert set(Event.objects.filter(environment=environment).values_list("event_id", flat=True)) == {"m1", "m5"}
+
+
+def test_csv_unknown_columns_are_ignored_and_named(tmp_path, environment):
+    text = "event_name,external_customer_id,ingested_at\napi.calls,acme,2020-01-01T00:00:00Z\n"
+    out, _ = run(write(tmp_path, "events.csv.gz", text))
+    assert "ignored columns:    ingested_at" in out
+    assert Event.objects.filter(environment=environment).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("event_id,event_name\n", "lacks external_customer_id"),
+        ("event_name,external_customer_id,properties,properties.a\n", "not both"),
+        ("event_name,external_customer_id,event_name\n", "repeats event_name"),
+    ],
+)
+def test_csv_header_problems_fail_before_importing(tmp_path, environment, header, message):
+    _, error = run_failing(write(tmp_path, "events.csv", header + "a,b,c,d\n"))
+    assert message in error
+    assert not Event.objects.exists()
+
+
+def test_format_is_sniffed_when_the_name_says_nothing(tmp_path, environment):
+    run(write(tmp_path, "events.txt", "event_name,external_customer_id\napi.calls,acme\n"))
+    run(write(tmp_path, "more.txt", jsonl(event(1))))
+    assert Event.objects.filter(environment=environment).count() == 2
+
+
+# Dry run -----------------------------------------------------------------------------------------------------
+
+
+def test_dry_run_validates_and_reports_without_writing(tmp_path, environment):
+    MeterFactory(environment=environment, event_name="api.calls")
+    MeterFactory(environment=environment, event_name="old.calls", status=MeterStatus.ARCHIVED)
+    CustomerFactory(environment=environment, external_id="acme")
+    EventFactory(environment=environment, event_id="imp-1")
+    text = jsonl(
+        event(1),
+        event(2),
+        event(3, event_name="API.calls"),
+        event(4, event_name="old.calls", external_customer_id="ghost"),
+        event(5, timestamp="2026-13-01T00:00:00Z"),
+    )
+    out, _ = run_failing(write(tmp_path, "events.jsonl", text), dry_run=True)
+    assert "Dry run: nothing was written" in out
+    assert "would store:        4 events (1 would replace stored events)" in out
+    assert "invalid:            1" in out
+    assert "line 5: timestamp:" in out
+    assert "no published meter: 2 events (matched by event name" in out
+    assert "unknown customer:   1 events" in out
+    assert list(Event.objects.values_list("event_id", flat=True)) == ["imp-1"]
+
+
+def test_dry_run_of_a_clean_file_succeeds(tmp_path, environment):
+    out, _ = run(write(tmp_path, "events.jsonl", jsonl(event(1))), dry_run=True)
+    assert "would store:        1 events (0 would replace stored events)" in out
+    assert not Event.objects.exists()
+
+
+# Idempotency and interruption --------------------------------------------------------------------------------
+
+
+def test_reimport_counts_duplicates_and_never_double_counts(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(250)]))
+    run(path, batch_size=100)
+    out, _ = run(path, batch_size=100)
+    assert "stored:             250 events (250 replaced stored events)" in out
+    assert Event.objects.filter(environment=environment).count() == 250
+
+
+def test_redelivery_in_a_later_batch_replaces_the_event(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), event(2), event(1, properties={"tokens": 99})))
+    out, _ = run(path, batch_size=2)
+    assert "stored:             3 events (1 replaced stored events)" in out
+    assert Event.objects.get(event_id="imp-1").properties == {"tokens": 99}
+
+
+def test_repeated_id_within_a_batch_keeps_the_last_and_says_so(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), event(1, properties={"tokens": 7})))
+    out, _ = run(path)
+    assert "repeated event_id:  1" in out
+    assert Event.objects.get(event_id="imp-1").properties == {"tokens": 7}
+
+
+def test_records_without_event_id_get_stable_ids_so_reimport_does_not_double_count(tmp_path, environment):
+    same = {"event_name": "api.calls", "external_customer_id": "acme", "timestamp": "2026-01-01T00:00:00Z"}
+    path = write(tmp_path, "events.jsonl", jsonl(same, same, {**same, "external_customer_id": "globex"}))
+    run(path)
+    first_ids = set(Event.objects.values_list("event_id", flat=True))
+    run(path)
+    assert set(Event.objects.values_list("event_id", flat=True)) == first_ids
+    assert len(first_ids) == 3  # two identical lines are two events
+    assert all(event_id.startswith("event_") for event_id in first_ids)
+
+
+def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp_path, environment, monkeypatch):
+    path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
+    real_store = importing.events_store
+    calls = {"n": 0}
+
+    def failing_store(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_store(**kwargs)
+
+    monkeypatch.setattr(importing, "events_store", failing_store)
+    with pytest.raises(KeyboardInterrupt):
+        run(path, batch_size=10)
+    assert Event.objects.filter(environment=environment).count() == 10
+    monkeypatch.setattr(importing, "events_store", real_store)
+    out, _ = run(path, batch_size=10)
+    assert "stored:             30 events (10 replaced stored events)" in out
+    assert Event.objects.filter(environment=environment).count() == 30
+
+
+# Options and failures ----------------------------------------------------------------------------------------
+
+
+def test_unknown_environment_is_an_error_unless_created(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1)))
+    _, error = run_failing(path, environment="staging")
+    assert "unknown environment 'staging'" in error
+    run(path, environment="staging", create_environment=True)
+    staging = Environment.objects.get(slug="staging")
+    assert Event.objects.filter(environment=staging).count() == 1
+    assert not Event.objects.filter(environment=environment).exists()
+
+
+def test_missing_file_is_a_command_error(tmp_path, environment):
+    _, error = run_failing(str(tmp_path / "nope.jsonl"))
+    assert "cannot open" in error and "nope.jsonl" in error
+
+
+@pytest.mark.parametrize("batch_size", [0, 100_001])
+def test_batch_size_out_of_range_is_rejected(tmp_path, environment, batch_size):
+    _, error = run_failing(write(tmp_path, "events.jsonl", jsonl(event(1))), batch_size=batch_size)
+    assert "--batch-size must be between 1 and 100,000" in error
+
+
+def test_verbosity_zero_prints_nothing(tmp_path, environment):
+    out, err = run(write(tmp_path, "events.jsonl", jsonl(event(1))), verbosity=0)
+    assert out == "" and err == ""
+    assert Event.objects.count() == 1
+
+
+def test_progress_bar_shows_rate_and_eta():
+    stream = io.StringIO()
+    ticks = iter([0.0, 10.0, 20.0])
+    bar = ProgressBar(stream, total=1000, interval=0, clock=lambda: next(ticks))
+    bar.update(items=50_000, done=250)
+    assert stream.getvalue().strip() == "[######------------------]  25%  50,000 events  5,000/s  ETA 0:30"
+    bar.finish()
+    assert stream.getvalue().splitlines()[-1].endswith("in 0:20")
+
+
+def test_progress_bar_without_total_shows_count_and_rate():
+    stream = io.StringIO()
+    ticks = iter([0.0, 4.0])
+    ProgressBar(stream, interval=0, clock=lambda: next(ticks)).update(items=1000)
+    assert stream.getvalue().strip() == "1,000 events  250/s  0:04 elapsed"
+
+
+def test_progress_is_drawn_on_stderr_unless_verbosity_is_zero(tmp_path, environment, monkeypatch):
+    monkeypatch.setattr(import_events_command, "ProgressBar", functools.partial(ProgressBar, interval=0))
+    path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
+    out, err = run(path, batch_size=10)
+    assert err.splitlines()[0].startswith("[#######---")  # 10 of 30 lines: a third of the bytes
+    assert "10 events" in err and "/s  ETA" in err
+    assert "30 events" in err.splitlines()[-1]
+    assert "Imported" in out
+    _, err = run(path, batch_size=10, verbosity=0)
+    assert err == ""
+
+
+def test_source_open_reports_rejected_records_in_order(tmp_path):
+    source = source_open(write(tmp_path, "events.jsonl", jsonl(event(1), "x")))
+    try:
+        items = list(source.records())
+    finally:
+        source.close()
+    assert items[0] == (1, event(1))
+    assert isinstance(items[1], Rejected) and items[1].line == 2
