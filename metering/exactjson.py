@@ -39,10 +39,14 @@ def _fast_default(value: Any):
     raise _NeedsExactEncoding
 
 
+# Built once: `json.dumps` with options constructs a new encoder on every call, which shows at 20k events/s.
+_fast_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_fast_default, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text with Decimals written as JSON numbers carrying all their digits."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_fast_default, allow_nan=False)
+        return _fast_encoder.encode(value)
     except _NeedsExactEncoding:
         return "".join(_encode(value))
 

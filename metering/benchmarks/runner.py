@@ -1,0 +1,317 @@
+"""Orchestrates the ingestion benchmark against its own PostgreSQL database.
+
+1. drop and create the benchmark database (its name must contain "bench"; never the configured database),
+   migrate it and create an API key — all through `manage.py` subprocesses pointed at that database;
+2. start gunicorn bound to 127.0.0.1 on a free port against it;
+3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests, then
+   for single-event requests, with the table emptied before each phase;
+4. COPY the same bulk events straight into the same table (one COPY and commit per batch) for a baseline;
+5. stop gunicorn and drop the database, whatever happened.
+"""
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from django.conf import settings
+
+from metering.benchmarks.workload import bench_event
+
+COLUMNS = "environment_id, event_id, event_name, external_customer_id, timestamp, ingested_at, source, properties"
+
+
+class BenchmarkError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    requests: int
+    events: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    bulk: PhaseResult
+    single: PhaseResult
+    copy_events_per_second: float
+
+    @property
+    def copy_ratio(self) -> float:
+        return self.bulk.events_per_second / self.copy_events_per_second if self.copy_events_per_second else 0.0
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def check_database_url(database_url: str) -> None:
+    """Refuse anything that is not a dedicated PostgreSQL benchmark database: it is dropped at the end."""
+    if urlsplit(database_url).scheme not in {"postgres", "postgresql"}:
+        raise BenchmarkError("The benchmark needs PostgreSQL: pass --database-url postgres://…/flexmeter_bench")
+    name = _database_name(database_url)
+    if "bench" not in name:
+        raise BenchmarkError(f"Refusing to drop database {name!r}: the benchmark database's name must contain 'bench'")
+    configured = settings.DATABASES["default"]
+    if configured["ENGINE"].endswith("postgresql") and configured["NAME"] == name:
+        raise BenchmarkError(f"Refusing to use {name!r}: it is the configured (development) database")
+
+
+@contextlib.contextmanager
+def benchmark_database(database_url: str) -> Iterator[None]:
+    name = _database_name(database_url)
+    admin_url = _with_database(database_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _server_environment(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(40),
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        LOG_LEVEL="WARNING",
+        DATABASE_POOL_SIZE="4",
+        PYTHONPATH=str(settings.BASE_DIR),
+    )
+    return env
+
+
+def _manage(args: list[str], env: dict[str, str]) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"manage.py {' '.join(args)} failed:\n{completed.stderr[-2000:]}")
+    return completed.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn_server(env: dict[str, str], *, workers: int) -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "flexmeter.wsgi:application",
+            "--chdir",
+            str(settings.BASE_DIR),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise BenchmarkError(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise BenchmarkError("gunicorn did not start within 30 s")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _load(url: str, key: str, *, mode: str, requests: int, batch_size: int, concurrency: int, max_seconds: float):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "metering.benchmarks.client",
+            f"--url={url}",
+            f"--key={key}",
+            f"--mode={mode}",
+            f"--requests={requests}",
+            f"--batch-size={batch_size}",
+            f"--concurrency={concurrency}",
+            f"--max-seconds={max_seconds}",
+        ],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=max_seconds + 120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"load process failed:\n{completed.stderr[-2000:]}")
+    result = json.loads(completed.stdout)
+    if result["accepted_requests"] != result["requests"] or result["failures"]:
+        raise BenchmarkError(f"the server rejected requests: {result['statuses']} {result['failures']}")
+    return result
+
+
+def _truncate(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE metering_event")
+        conn.execute("VACUUM ANALYZE metering_event")
+
+
+def _copy_baseline(database_url: str, *, batches: int, batch_size: int) -> float:
+    """Raw COPY of the same events into the same (emptied) table, one COPY and commit per batch: events/s."""
+    _truncate(database_url)
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(database_url) as conn:
+        environment_id = conn.execute("SELECT id FROM flexmeter_environment WHERE slug = 'bench'").fetchone()[0]
+        conn.commit()
+        rows = [
+            [
+                (
+                    environment_id,
+                    event["event_id"],
+                    event["event_name"],
+                    event["external_customer_id"],
+                    dt.datetime.fromisoformat(event["timestamp"]),
+                    now,
+                    event["source"],
+                    json.dumps(event["properties"], separators=(",", ":")),
+                )
+                for event in (bench_event(index) for index in range(batch * batch_size, (batch + 1) * batch_size))
+            ]
+            for batch in range(batches)
+        ]
+        started = time.perf_counter()
+        for batch in rows:
+            with conn.cursor() as cursor, cursor.copy(f"COPY metering_event ({COLUMNS}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+            conn.commit()
+        elapsed = time.perf_counter() - started
+    _truncate(database_url)
+    return batches * batch_size / elapsed
+
+
+def ingest_benchmark_run(
+    *,
+    database_url: str,
+    bulk_events: int,
+    batch_size: int,
+    single_requests: int,
+    concurrency: int,
+    workers: int,
+    max_seconds: float,
+    log: Callable[[str], None],
+) -> BenchmarkResult:
+    """Run the whole benchmark (see the module docstring) and return its measurements."""
+    check_database_url(database_url)
+    batches = max(1, bulk_events // batch_size)
+    env = _server_environment(database_url)
+    with benchmark_database(database_url):
+        log(f"created database {_database_name(database_url)}; migrating")
+        _manage(["migrate", "--verbosity", "0"], env)
+        key = _manage(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
+        key = key.strip().splitlines()[-1]
+        with gunicorn_server(env, workers=workers) as url:
+            log(f"gunicorn with {workers} sync workers at {url}; warming up")
+            _load(url, key, mode="single", requests=20, batch_size=1, concurrency=2, max_seconds=30)
+            _truncate(database_url)
+            log(f"bulk: {batches} requests of {batch_size} events, {concurrency} concurrent")
+            bulk = _load(
+                url,
+                key,
+                mode="bulk",
+                requests=batches,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                max_seconds=max_seconds,
+            )
+            _truncate(database_url)
+            log(f"single: {single_requests} requests of 1 event, {concurrency} concurrent")
+            single = _load(
+                url,
+                key,
+                mode="single",
+                requests=single_requests,
+                batch_size=1,
+                concurrency=concurrency,
+                max_seconds=max_seconds,
+            )
+        log("raw COPY baseline")
+        copy_rate = _copy_baseline(database_url, batches=bulk["requests"], batch_size=batch_size)
+    return BenchmarkResult(
+        bulk=PhaseResult(
+            requests=bulk["requests"],
+            events=bulk["requests"] * batch_size,
+            seconds=bulk["wall_seconds"],
+            p50_ms=bulk["p50_ms"],
+            p99_ms=bulk["p99_ms"],
+        ),
+        single=PhaseResult(
+            requests=single["requests"],
+            events=single["requests"],
+            seconds=single["wall_seconds"],
+            p50_ms=single["p50_ms"],
+            p99_ms=single["p99_ms"],
+        ),
+        copy_events_per_second=copy_rate,
+    )

@@ -1,0 +1,66 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from metering.benchmarks.runner import BenchmarkError, ingest_benchmark_run
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_bench"
+TARGET_BULK_EVENTS_PER_SECOND = 20_000
+TARGET_SINGLE_REQUESTS_PER_SECOND = 1_000
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark ingestion over real HTTP: gunicorn on 127.0.0.1 against a throw-away PostgreSQL database, "
+        "a separate load process sending bulk requests then single events, and a raw COPY baseline. "
+        "The database is created and dropped by the command (its name must contain 'bench')."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help=f"default {DEFAULT_DATABASE_URL}")
+        parser.add_argument("--events", type=int, default=200_000, help="events sent through the bulk endpoint")
+        parser.add_argument("--batch-size", type=int, default=1000, help="events per bulk request (max 1000)")
+        parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests")
+        parser.add_argument("--concurrency", type=int, default=4, help="concurrent client connections")
+        parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+        parser.add_argument("--max-seconds", type=float, default=120, help="time limit per phase")
+
+    def handle(self, *args, **options):
+        if not 1 <= options["batch_size"] <= 1000:
+            raise CommandError("--batch-size must be between 1 and 1000")
+
+        def log(message: str) -> None:
+            if options["verbosity"] > 1:
+                self.stdout.write(f"  … {message}")
+
+        try:
+            result = ingest_benchmark_run(
+                database_url=options["database_url"],
+                bulk_events=options["events"],
+                batch_size=options["batch_size"],
+                single_requests=options["single_requests"],
+                concurrency=options["concurrency"],
+                workers=options["workers"],
+                max_seconds=options["max_seconds"],
+                log=log,
+            )
+        except BenchmarkError as exc:
+            raise CommandError(str(exc)) from exc
+
+        bulk, single = result.bulk, result.single
+        self.stdout.write(
+            f"bulk    {bulk.events:>9,} events in {bulk.requests:,} requests: {bulk.events_per_second:>9,.0f} events/s"
+            f"   latency p50 {bulk.p50_ms:.1f} ms, p99 {bulk.p99_ms:.1f} ms"
+        )
+        self.stdout.write(
+            f"single  {single.requests:>9,} requests:                {single.requests_per_second:>9,.0f} requests/s"
+            f" latency p50 {single.p50_ms:.1f} ms, p99 {single.p99_ms:.1f} ms"
+        )
+        self.stdout.write(
+            f"COPY    raw COPY of the same events into the same table: {result.copy_events_per_second:,.0f} events/s"
+        )
+        self.stdout.write(f"ratio   bulk endpoint / raw COPY = {result.copy_ratio:.2f}")
+        for label, value, target, unit in (
+            ("bulk", bulk.events_per_second, TARGET_BULK_EVENTS_PER_SECOND, "events/s"),
+            ("single", single.requests_per_second, TARGET_SINGLE_REQUESTS_PER_SECOND, "requests/s"),
+        ):
+            verdict = self.style.SUCCESS("met") if value >= target else self.style.WARNING("NOT met")
+            self.stdout.write(f"target  {label} ≥ {target:,} {unit}: {verdict}")

@@ -1,0 +1,44 @@
+"""metering.exactjson: numbers keep every digit through parse → store → write."""
+
+from decimal import Decimal
+
+import pytest
+
+from metering import exactjson
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v":0.12345678901234567890123}',
+        '{"v":0.1,"w":2.5,"n":-3}',
+        '{"v":1.50}',
+        '{"v":123456789012345678901234567890}',
+        '{"nested":{"list":[1,0.30000000000000004,"x",true,null]}}',
+        '{"unicode":"é☃"}',
+    ],
+)
+def test_round_trip_keeps_the_text(text):
+    assert exactjson.dumps(exactjson.loads(text)) == text
+
+
+def test_numbers_that_floats_cannot_spell_become_decimals():
+    parsed = exactjson.loads('{"a": 0.1, "b": 1.50, "c": 1e400, "d": 0.12345678901234567890123}')
+    assert parsed["a"] == 0.1 and isinstance(parsed["a"], float)
+    assert parsed["b"] == Decimal("1.50")
+    assert parsed["c"] == Decimal("1e400")
+    assert parsed["d"] == Decimal("0.12345678901234567890123")
+    assert exactjson.dumps(parsed) == '{"a":0.1,"b":1.50,"c":1E+400,"d":0.12345678901234567890123}'
+
+
+@pytest.mark.parametrize("text", ['{"v": NaN}', '{"v": Infinity}', '{"v": -Infinity}', "{bad"])
+def test_non_json_input_is_rejected(text):
+    with pytest.raises(ValueError):
+        exactjson.loads(text)
+
+
+def test_non_finite_decimals_cannot_be_written():
+    with pytest.raises(ValueError):
+        exactjson.dumps({"v": Decimal("NaN")})
+    with pytest.raises(ValueError):
+        exactjson.dumps({"v": float("inf")})
