@@ -83,11 +83,14 @@ def current_environment(request):
 def _mount_routers() -> None:
     from catalog.api import features_router, meters_router
     from metering.api import customers_router, events_router
+    from metering.usage.api import usage_customers_router, usage_events_router
 
     api.add_router("/meters", meters_router)
     api.add_router("/features", features_router)
     api.add_router("/customers", customers_router)
+    api.add_router("/customers", usage_customers_router)
     api.add_router("/events", events_router)
+    api.add_router("/events", usage_events_router)
 
 
 _mount_routers()

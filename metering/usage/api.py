@@ -1,0 +1,226 @@
+"""REST endpoints of usage and the debugger (SPEC §6.2 usage/validate/lookup, §6.5 customer usage, §7).
+
+Computed usage values go out as JSON numbers with every digit (`metering.exactjson`), never as floats or
+strings, so responses are written by hand while the schemas below document them in OpenAPI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema
+
+from catalog.schemas import feature_to_wire
+from catalog.selectors import meter_get
+from flexmeter.errors import NotFound, ValidationFailed
+from metering import exactjson
+from metering.ingestion import event_clean
+from metering.models import Event
+from metering.schemas import event_to_dict, timestamp_out
+from metering.selectors import customer_get
+from metering.usage.debugger import DebugReport, event_debug_report
+from metering.usage.engine import AggregationSpec, UsageResult, aggregation_spec_build, run_usage_queries
+from metering.usage.selectors import customer_current_usage, usage_query_build
+
+usage_events_router = Router(tags=["usage"])
+usage_customers_router = Router(tags=["usage"])
+
+DEFAULT_USAGE_SPAN = dt.timedelta(days=7)
+
+
+class UsageWindowIn(Schema):
+    external_customer_id: str | None = None
+    start_time: dt.datetime | None = Field(None, description="RFC 3339; default end_time − 7 days")
+    end_time: dt.datetime | None = Field(None, description="RFC 3339; default now")
+    window_size: str | None = Field(
+        None, description="MINUTE, 15MIN, 30MIN, HOUR, 3HOUR, 6HOUR, 12HOUR, DAY, WEEK, MONTH"
+    )
+    timezone: str | None = Field(None, description="IANA name for bucket alignment; default UTC")
+    billing_anchor: dt.datetime | None = Field(None, description="month buckets start on this day")
+
+
+class UsageIn(UsageWindowIn):
+    event_name: str
+    aggregation_type: str
+    property_name: str | None = None
+    bucket_size: str | None = None
+    filters: dict[str, list[str]] | None = None
+    multiplier: str | float | int | None = None
+    group_by: str | None = None
+
+
+class MeterUsageIn(UsageWindowIn):
+    meter_id: str
+
+
+class UsageResultOut(Schema):
+    window_size: str = Field(description="start of the window, RFC 3339 UTC")
+    value: float | None = Field(description="exact decimal digits")
+
+
+class UsageOut(Schema):
+    event_name: str
+    type: str
+    value: float | None = Field(description="exact decimal digits; null for an empty AVG/MIN/MAX/LATEST")
+    results: list[UsageResultOut]
+
+
+class LookupQuery(Schema):
+    id: str = Field(min_length=1, description="the event's event_id")
+
+
+class DebugOut(Schema):
+    event: dict[str, Any]
+    status: str = Field(description="processed, unmatched or customer_not_found")
+    debug_tracker: dict[str, Any]
+
+
+class PeriodOut(Schema):
+    start_time: str
+    end_time: str
+
+
+class FeatureUsageOut(Schema):
+    feature: dict[str, Any]
+    current_usage: float | None = Field(description="exact decimal digits")
+    unit: str
+    next_usage_reset_at: str | None
+
+
+class CustomerUsageOut(Schema):
+    customer_id: str
+    period: PeriodOut
+    features: list[FeatureUsageOut]
+
+
+def _exact_json(body: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(exactjson.dumps(_wire(body)), status=status, content_type="application/json")
+
+
+def _wire(value: Any) -> Any:
+    """Datetimes as RFC 3339 UTC; Decimals stay Decimals for the exact encoder."""
+    if isinstance(value, dt.datetime):
+        return timestamp_out(value)
+    if isinstance(value, dict):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire(item) for item in value]
+    return value
+
+
+def _window(payload: UsageWindowIn) -> tuple[dt.datetime, dt.datetime]:
+    end = payload.end_time or timezone.now()
+    start = payload.start_time or end - DEFAULT_USAGE_SPAN
+    return start, end
+
+
+def _usage_body(*, event_name: str, kind: str, result: UsageResult) -> dict:
+    return {
+        "event_name": event_name,
+        "type": kind,
+        "value": result.value,
+        "results": [{"window_size": window.start, "value": window.value} for window in result.windows],
+    }
+
+
+def _run(request: HttpRequest, spec: AggregationSpec, payload: UsageWindowIn) -> UsageResult:
+    start, end = _window(payload)
+    query = usage_query_build(
+        spec=spec,
+        environment_id=request.environment.pk,
+        start=start,
+        end=end,
+        customer_external_id=payload.external_customer_id or None,
+        window_size=payload.window_size,
+        timezone=payload.timezone,
+        billing_anchor=payload.billing_anchor,
+    )
+    return run_usage_queries([query])[0]
+
+
+@usage_events_router.post("/usage", response=UsageOut, summary="Ad-hoc usage: aggregate events without a meter")
+def events_usage(request: HttpRequest, payload: UsageIn):
+    spec = aggregation_spec_build(
+        event_name=payload.event_name,
+        aggregation_type=payload.aggregation_type,
+        field=payload.property_name or "",
+        multiplier=payload.multiplier,
+        bucket_size=payload.bucket_size or "",
+        group_by=payload.group_by or "",
+        filters=payload.filters,
+    )
+    result = _run(request, spec, payload)
+    return _exact_json(_usage_body(event_name=spec.event_name, kind=spec.aggregation_type, result=result))
+
+
+@usage_events_router.post(
+    "/usage/meter", response=UsageOut, summary="Usage of a meter (its filters always apply; honours reset_usage)"
+)
+def events_usage_meter(request: HttpRequest, payload: MeterUsageIn):
+    meter = meter_get(environment=request.environment, meter_id=payload.meter_id)
+    result = _run(request, AggregationSpec.from_meter(meter), payload)
+    body = _usage_body(event_name=meter.event_name, kind=meter.aggregation_type, result=result)
+    body["meter_id"] = meter.public_id
+    return _exact_json(body)
+
+
+def _debug_body(event: dict, report: DebugReport) -> dict:
+    event["customer_id"] = report.customer_lookup.customer_id
+    return {"event": event, "status": report.status, "debug_tracker": report.to_dict()}
+
+
+@usage_events_router.get("/lookup", response={200: DebugOut}, summary="A stored event and why it counts (or not)")
+def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
+    event = Event.objects.for_environment(request.environment).filter(event_id=query.id).first()
+    if event is None:
+        raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
+    report = event_debug_report(environment=request.environment, event=event)
+    event_dict = event_to_dict(event, None, environment_id=request.environment.public_id)
+    return _exact_json(_debug_body(event_dict, report))
+
+
+@usage_events_router.post("/validate", response={200: DebugOut}, summary="Dry run: explain an event without storing it")
+def events_validate(request: HttpRequest):
+    try:
+        raw = exactjson.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("Request body is not valid JSON", details={"body": "is not valid JSON"}) from None
+    candidate = event_clean(raw)
+    report = event_debug_report(environment=request.environment, event=candidate)
+    event_dict = {
+        "id": candidate.event_id,
+        "event_name": candidate.event_name,
+        "external_customer_id": candidate.external_customer_id,
+        "customer_id": None,
+        "timestamp": candidate.timestamp,
+        "ingested_at": None,
+        "source": candidate.source,
+        "properties": candidate.properties,
+        "environment_id": request.environment.public_id,
+    }
+    return _exact_json(_debug_body(event_dict, report))
+
+
+@usage_customers_router.get(
+    "/{customer_id}/usage", response=CustomerUsageOut, summary="Current billing period usage of every metered feature"
+)
+def customer_usage(request: HttpRequest, customer_id: str):
+    customer = customer_get(environment=request.environment, customer_id=customer_id)
+    usage = customer_current_usage(customer=customer)
+    body = {
+        "customer_id": customer.public_id,
+        "period": {"start_time": usage.period_start, "end_time": usage.period_end},
+        "features": [
+            {
+                "feature": feature_to_wire(row.feature, environment=request.environment),
+                "current_usage": row.value,
+                "unit": row.unit,
+                "next_usage_reset_at": row.next_usage_reset_at,
+            }
+            for row in usage.features
+        ],
+    }
+    return _exact_json(body)

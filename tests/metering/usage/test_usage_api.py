@@ -1,0 +1,221 @@
+"""Usage, validate, lookup and customer usage endpoints (SPEC §6.2, §6.5, §7): wire shapes and exact numbers."""
+
+import json
+
+import pytest
+
+from metering.models import Event
+from tests.catalog.factories import FeatureFactory, MeterFactory
+from tests.metering.factories import CustomerFactory
+from tests.metering.usage.helpers import send
+
+pytestmark = pytest.mark.django_db
+
+JAN = {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-02-01T00:00:00Z"}
+
+
+def test_adhoc_usage_returns_exact_json_numbers(api, environment):
+    for _ in range(10):
+        send(environment, event_name="calls", timestamp="2025-01-02T10:00", properties='{"v": 0.1}')
+    send(environment, event_name="calls", timestamp="2025-01-03T10:00", properties='{"v": 12345678901234567890.12}')
+
+    response = api.post(
+        "/v1/events/usage",
+        {"event_name": "calls", "aggregation_type": "sum", "property_name": "v", "window_size": "DAY", **JAN},
+    )
+
+    assert response.status_code == 200
+    assert '"value":12345678901234567891.12,' in response.content.decode()
+    body = json.loads(response.content, parse_float=str)
+    assert body["event_name"] == "calls" and body["type"] == "SUM"
+    assert body["value"] == "12345678901234567891.12"
+    assert body["results"] == [
+        {"window_size": "2025-01-02T00:00:00Z", "value": 1},
+        {"window_size": "2025-01-03T00:00:00Z", "value": "12345678901234567890.12"},
+    ]
+
+
+def test_adhoc_usage_with_filters_customer_multiplier_and_group_by(api, environment):
+    for customer, region, value in [("a", "eu", 2), ("a", "us", 3), ("b", "eu", 5)]:
+        send(
+            environment,
+            event_name="calls",
+            customer=customer,
+            timestamp="2025-01-02T10:00",
+            properties={"v": value, "region": region},
+        )
+    body = {
+        "event_name": "calls",
+        "aggregation_type": "SUM_WITH_MULTIPLIER",
+        "property_name": "v",
+        "multiplier": "1.5",
+        "filters": {"region": ["eu"]},
+        **JAN,
+    }
+
+    assert api.post("/v1/events/usage", body).json()["value"] == 10.5
+    assert api.post("/v1/events/usage", {**body, "external_customer_id": "a"}).json()["value"] == 3
+    grouped = {
+        "event_name": "calls",
+        "aggregation_type": "MAX",
+        "property_name": "v",
+        "bucket_size": "DAY",
+        "group_by": "region",
+        **JAN,
+    }
+    assert api.post("/v1/events/usage", grouped).json()["value"] == 8
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"aggregation_type": "COUNT"}, "event_name"),
+        ({"event_name": "x", "aggregation_type": "MEDIAN"}, "aggregation_type"),
+        ({"event_name": "x", "aggregation_type": "SUM"}, "property_name"),
+        ({"event_name": "x", "aggregation_type": "SUM", "property_name": "v", "multiplier": "2"}, "multiplier"),
+        (
+            {"event_name": "x", "aggregation_type": "SUM_WITH_MULTIPLIER", "property_name": "v", "multiplier": "-1"},
+            "multiplier",
+        ),
+        ({"event_name": "x", "aggregation_type": "COUNT", "bucket_size": "HOUR"}, "bucket_size"),
+        ({"event_name": "x", "aggregation_type": "MAX", "property_name": "v", "group_by": "g"}, "group_by"),
+        ({"event_name": "x", "aggregation_type": "COUNT", "window_size": "YEAR"}, "window_size"),
+        ({"event_name": "x", "aggregation_type": "COUNT", "timezone": "Mars/Base"}, "timezone"),
+        (
+            {
+                "event_name": "x",
+                "aggregation_type": "COUNT",
+                "start_time": "2025-02-01T00:00:00Z",
+                "end_time": "2025-01-01T00:00:00Z",
+            },
+            "end_time",
+        ),
+        ({"event_name": "x", "aggregation_type": "COUNT", "start_time": "yesterday"}, "start_time"),
+        ({"event_name": "x", "aggregation_type": "COUNT", "filters": {"k": []}}, "filters.k"),
+    ],
+)
+def test_adhoc_usage_rejects_bad_input_with_the_field_path(api, body, path):
+    response = api.post("/v1/events/usage", body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert path in response.json()["details"]
+
+
+def test_adhoc_usage_defaults_to_the_last_seven_days(api, environment):
+    from django.utils import timezone
+
+    now = timezone.now()
+    for days in (1, 6, 8):
+        send(environment, event_name="calls", timestamp=(now - timezone.timedelta(days=days)).isoformat())
+
+    assert api.post("/v1/events/usage", {"event_name": "calls", "aggregation_type": "COUNT"}).json()["value"] == 2
+
+
+def test_meter_usage_applies_the_meter_and_its_reset(api, environment, other_api):
+    meter = MeterFactory(
+        environment=environment,
+        event_name="calls",
+        aggregation_type="SUM",
+        aggregation_field="v",
+        filters=[{"key": "region", "operator": "in", "values": ["eu"]}],
+        reset_usage="NEVER",
+    )
+    send(environment, event_name="calls", timestamp="2024-12-01T00:00", properties={"v": 1, "region": "eu"})
+    send(environment, event_name="calls", timestamp="2025-01-02T00:00", properties={"v": 2, "region": "eu"})
+    send(environment, event_name="calls", timestamp="2025-01-02T00:00", properties={"v": 4, "region": "us"})
+
+    response = api.post("/v1/events/usage/meter", {"meter_id": meter.public_id, "window_size": "MONTH", **JAN})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "event_name": "calls",
+        "type": "SUM",
+        "value": 3,
+        "meter_id": meter.public_id,
+        "results": [{"window_size": "2025-01-01T00:00:00Z", "value": 2}],
+    }
+    assert other_api.post("/v1/events/usage/meter", {"meter_id": meter.public_id}).status_code == 404
+
+
+def test_lookup_returns_event_status_and_debug_tracker(api, environment, other_api):
+    customer = CustomerFactory(environment=environment, external_id="acme")
+    meter = MeterFactory(
+        environment=environment, event_name="llm", aggregation_type="SUM", aggregation_expression="input + output"
+    )
+    feature = FeatureFactory(environment=environment, meter=meter)
+    send(
+        environment,
+        event_name="llm",
+        customer="acme",
+        event_id="e1",
+        timestamp="2025-01-02T00:00",
+        properties='{"input": 0.1, "output": "0.2"}',
+    )
+
+    response = api.get("/v1/events/lookup", {"id": "e1"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "processed"
+    assert body["event"]["id"] == "e1" and body["event"]["customer_id"] == customer.public_id
+    tracker = body["debug_tracker"]
+    assert tracker["customer_lookup"] == {
+        "found": True,
+        "external_customer_id": "acme",
+        "customer_id": customer.public_id,
+    }
+    assert tracker["meters"][0]["matched"] is True
+    assert '"quantity":0.3' in response.content.decode()
+    assert tracker["features"][0]["feature_id"] == feature.public_id
+    assert api.get("/v1/events/lookup", {"id": "nope"}).status_code == 404
+    assert other_api.get("/v1/events/lookup", {"id": "e1"}).status_code == 404
+    assert api.get("/v1/events/lookup").status_code == 400
+
+
+def test_validate_explains_without_storing(api, environment):
+    MeterFactory(environment=environment, event_name="api.calls", name="Calls")
+
+    response = api.post(
+        "/v1/events/validate", {"event_name": "API.calls", "external_customer_id": "x", "properties": {"n": 1}}
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "unmatched"
+    assert body["debug_tracker"]["near_misses"][0]["expected"] == "api.calls"
+    assert Event.objects.count() == 0
+
+
+def test_validate_rejects_invalid_events_and_bad_json(api):
+    response = api.post("/v1/events/validate", {"event_name": "", "external_customer_id": "x"})
+    assert response.status_code == 400 and "event_name" in response.json()["details"]
+    assert api.post("/v1/events/validate", "{not json").status_code == 400
+
+
+def test_customer_usage_lists_every_metered_feature_with_units(api, environment, django_assert_max_num_queries):
+    from django.utils import timezone
+
+    customer = CustomerFactory(
+        environment=environment, external_id="acme", billing_anchor=timezone.now() - timezone.timedelta(days=3)
+    )
+    meter = MeterFactory(environment=environment, event_name="calls")
+    FeatureFactory(environment=environment, meter=meter, name="Calls", unit_singular="call", unit_plural="calls")
+    send(environment, event_name="calls", customer="acme", timestamp=timezone.now().isoformat())
+
+    with django_assert_max_num_queries(6):
+        response = api.get(f"/v1/customers/{customer.public_id}/usage")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["customer_id"] == customer.public_id
+    assert body["period"]["start_time"].endswith("Z")
+    (row,) = body["features"]
+    assert (row["feature"]["name"], row["current_usage"], row["unit"]) == ("Calls", 1, "call")
+    assert row["next_usage_reset_at"] == body["period"]["end_time"]
+    assert api.get("/v1/customers/cust_nope/usage").status_code == 404
+
+
+def test_usage_endpoints_need_an_api_key(anonymous_api):
+    assert anonymous_api.post("/v1/events/usage", {}).status_code == 401
+    assert anonymous_api.get("/v1/events/lookup", {"id": "x"}).status_code == 401
