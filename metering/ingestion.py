@@ -2,9 +2,11 @@
 
 `event_clean` / `events_clean` turn raw JSON objects into `EventInput`s or raise `ValidationFailed` with JSON
 paths (`events[3].timestamp`). `events_store` writes a batch in one transaction where a redelivered `event_id`
-replaces the stored event (last delivery wins) inside the same statement as the write: PostgreSQL uses
-`INSERT … ON CONFLICT DO UPDATE` (fed by COPY for large batches) and counts duplicates exactly with
-`xmax = 0`; SQLite does the same upsert under its database-wide write lock.
+replaces the stored event (last delivery wins) inside the same statement as the write. On PostgreSQL a large
+batch is first COPied straight into the table (the common case: all events new); if the unique constraint
+rejects it, the batch goes through a staging table and one `INSERT … ON CONFLICT DO UPDATE`, which counts
+duplicates exactly with `xmax = 0`. Small batches use one multi-row upsert. SQLite does the same upsert under
+its database-wide write lock.
 
 Validation is plain Python rather than pydantic: it runs for every one of thousands of events per second,
 and it must give the same messages to the REST API, the import command and the dashboard's test box.
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from ulid import ULID
@@ -248,7 +251,7 @@ def events_store(*, environment: Environment, events: list[EventInput]) -> Inges
     ingested_at = timezone.now()
     if connection.vendor == "postgresql":
         if len(events) >= _COPY_THRESHOLD:
-            duplicates = _store_postgresql_copy(environment.pk, events, ingested_at)
+            duplicates = _store_postgresql_batch(environment.pk, events, ingested_at)
         else:
             duplicates = _store_postgresql_values(environment.pk, events, ingested_at)
     else:
@@ -305,8 +308,30 @@ def _store_postgresql_values(environment_id: int, events: list[EventInput], inge
         return cursor.fetchone()[0]
 
 
-def _store_postgresql_copy(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
-    """Large batches: COPY into a session-temporary staging table, then one upsert that also empties it."""
+def _store_postgresql_batch(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
+    """Large batches: try a plain COPY into the table; when any id already exists, upsert through staging.
+
+    A COPY into the indexed table costs PostgreSQL about a third less than staging + upsert. It is all or
+    nothing: a unique violation (an id already stored, or being stored by a concurrent delivery, which the COPY
+    waits for) rolls back just this attempt, and the upsert then replaces those events. Rows go in event_id
+    order on both paths so concurrent batches take row locks in the same order and cannot deadlock.
+    """
+    events = sorted(events, key=lambda event: event.event_id)
+    try:
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY metering_event ({_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for event in events:
+                copy.write_row(_row(environment_id, event, ingested_at))
+        return 0
+    except psycopg.errors.UniqueViolation:
+        return _store_postgresql_upsert(environment_id, events, ingested_at)
+
+
+def _store_postgresql_upsert(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
+    """COPY into a session-temporary staging table, then one upsert that also empties it."""
     move = _count_duplicates_sql(
         f"INSERT INTO metering_event ({_COLUMNS}) SELECT {_COLUMNS} FROM staged ORDER BY event_id {_UPSERT_TAIL}",
         before=f"staged AS (DELETE FROM {_STAGING_TABLE} RETURNING *),",

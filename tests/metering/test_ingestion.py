@@ -257,3 +257,23 @@ def test_concurrent_duplicate_deliveries_end_with_one_row_and_no_error(size):
     assert sum(result.duplicates for result in results) == size * (threads_count - 1)
     sources = set(Event.objects.filter(environment=environment).values_list("source", flat=True))
     assert len(sources) == 1
+
+
+def test_large_batch_mixing_new_and_stored_ids_counts_exactly(environment):
+    events_store(environment=environment, events=[an_input(f"e{i}", source="first") for i in range(0, 200, 2)])
+    result = events_store(environment=environment, events=[an_input(f"e{i}", source="second") for i in range(200)])
+    assert (result.accepted, result.duplicates, result.inserted) == (200, 100, 100)
+    assert Event.objects.filter(environment=environment).count() == 200
+    assert set(Event.objects.filter(environment=environment).values_list("source", flat=True)) == {"second"}
+
+
+def test_a_rejected_batch_copy_leaves_the_surrounding_transaction_usable(environment):
+    from django.db import transaction
+
+    events_store(environment=environment, events=[an_input("taken")])
+    with transaction.atomic():
+        result = events_store(
+            environment=environment, events=[an_input(f"b{i}") for i in range(99)] + [an_input("taken")]
+        )
+        assert result.duplicates == 1
+        assert Event.objects.filter(environment=environment).count() == 100
