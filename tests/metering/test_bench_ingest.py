@@ -1,0 +1,83 @@
+"""The ingestion benchmark: it must refuse databases it does not own, and its workload must be valid events."""
+
+import json
+import os
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from metering.benchmarks.client import percentile
+from metering.benchmarks.runner import BenchmarkError, check_database_url
+from metering.benchmarks.workload import bulk_body, single_body
+from metering.ingestion import event_clean, events_clean
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///var/flexmeter_bench.sqlite3",
+        "postgres://postgres@127.0.0.1:5432/flexmeter",
+        "postgres://postgres@127.0.0.1:5432/production",
+    ],
+)
+def test_refuses_databases_that_are_not_benchmark_databases(url):
+    with pytest.raises(BenchmarkError):
+        check_database_url(url)
+
+
+def test_accepts_a_dedicated_benchmark_database():
+    check_database_url("postgres://postgres@127.0.0.1:5432/flexmeter_bench")
+
+
+def test_command_rejects_bad_batch_sizes():
+    with pytest.raises(CommandError):
+        call_command("bench_ingest", "--batch-size", "1001")
+
+
+def test_workload_is_valid_and_deterministic():
+    body = json.loads(bulk_body(3, 1000))
+    assert body == json.loads(bulk_body(3, 1000))
+    events = events_clean(body["events"], max_events=1000)
+    assert len(events) == 1000
+    assert events[0].event_id == "bench-3000"
+    assert event_clean(json.loads(single_body(7))).event_id == "single-7"
+
+
+def test_percentile():
+    values = [float(i) for i in range(1, 101)]
+    assert percentile(values, 0.5) == 51.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([], 0.5) == 0.0
+
+
+@pytest.mark.django_db
+def test_small_end_to_end_run_on_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("the benchmark runs against PostgreSQL only")
+    settings_dict = connection.settings_dict
+    url = (
+        f"postgres://{settings_dict['USER'] or 'postgres'}@{settings_dict['HOST'] or '127.0.0.1'}:"
+        f"{settings_dict['PORT'] or 5432}/flexmeter_bench_test_{os.getpid()}"
+    )
+    from io import StringIO
+
+    out = StringIO()
+    call_command(
+        "bench_ingest",
+        "--database-url",
+        url,
+        "--events",
+        "2000",
+        "--single-requests",
+        "40",
+        "--concurrency",
+        "2",
+        stdout=out,
+    )
+    output = out.getvalue()
+    assert "events/s" in output and "requests/s" in output and "raw COPY" in output
+    assert "bulk endpoint / raw COPY" in output
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"flexmeter_bench_test_{os.getpid()}"])
+        assert cursor.fetchone() is None  # dropped afterwards
