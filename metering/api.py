@@ -11,7 +11,6 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
-from django.http.request import RawPostDataException
 from ninja import Query, Router, Status
 
 from flexmeter.errors import PayloadTooLarge, ValidationFailed
@@ -116,7 +115,7 @@ def _json_response(body: Any, *, status: int = 200) -> HttpResponse:
 def _request_json(request: HttpRequest) -> Any:
     try:
         body = request.body
-    except (RequestDataTooBig, RawPostDataException) as exc:
+    except RequestDataTooBig as exc:
         raise PayloadTooLarge(details={"body": str(exc)}) from None
     try:
         return exactjson.loads(body)

@@ -277,3 +277,17 @@ def test_a_rejected_batch_copy_leaves_the_surrounding_transaction_usable(environ
         )
         assert result.duplicates == 1
         assert Event.objects.filter(environment=environment).count() == 100
+
+
+def test_event_input_built_by_hand_derives_its_json(environment):
+    event = EventInput(
+        event_id="hand",
+        event_name="n",
+        external_customer_id="c",
+        timestamp=NOW,
+        source="",
+        properties={"v": Decimal("1.50")},
+    )
+    assert event.properties_json == '{"v":1.50}'
+    events_store(environment=environment, events=[event])
+    assert stored_event(environment, "hand").properties == {"v": Decimal("1.50")}
