@@ -1,0 +1,269 @@
+"""Reads behind the event debugger's stream: a page of events with their §7 status, and unmatched event names.
+
+The status of a row is decided in SQL for the whole page at once, with the engine's own per-meter predicate
+(event name + `condition_sql` for every filter + `value_sql` present for value aggregations), OR-ed across the
+published meters. It is the predicate that decides whether an event counts in a total, so a row marked
+`processed` always has a quantity in the debugger and in usage, and the status filter is the same predicate
+used as a WHERE clause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import BooleanField, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
+
+from catalog.expressions import ExpressionError
+from catalog.models import AggregationType, Meter
+from flexmeter.errors import ValidationFailed
+from flexmeter.models import Environment
+from metering.models import Customer, CustomerStatus, Event
+from metering.selectors import event_cursor_decode, event_cursor_encode
+from metering.usage.debugger import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
+from metering.usage.engine import AggregationSpec, condition_sql, value_sql
+from metering.usage.sql import Dialect, Params, dialect_for
+
+STATUSES = (STATUS_PROCESSED, STATUS_UNMATCHED, STATUS_CUSTOMER_NOT_FOUND)
+STREAM_PAGE_SIZE = 50
+_NAMED_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+# --- the match predicate ------------------------------------------------------------------------------------
+
+
+def meter_match_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str:
+    """SQL that is true when event row `e` counts for a meter with this spec (SPEC §4, rules 1–3).
+
+    Built only from the engine's fragments: the event name, every filter's `condition_sql`, and for value
+    aggregations the engine's `value_sql` not being NULL (missing, non-numeric or a failing expression).
+    """
+    parts = [f"e.event_name = {p(spec.event_name)}"]
+    parts.extend(condition_sql(spec, filter_, d, p) for filter_ in spec.filters)
+    if spec.aggregation_type != AggregationType.COUNT:
+        parts.append(f"({value_sql(spec, d, p)}) IS NOT NULL")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def published_specs(environment: Environment) -> list[AggregationSpec]:
+    """Specs of the environment's published meters; a meter whose definition cannot compile counts nothing."""
+    specs = []
+    for meter in Meter.objects.for_environment(environment).published().order_by("created_at", "id"):
+        try:
+            specs.append(AggregationSpec.from_meter(meter))
+        except (ExpressionError, ArithmeticError, ValueError):
+            continue
+    return specs
+
+
+def any_meter_match_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
+    """True when row `e` counts for at least one of `specs` (FALSE without meters)."""
+    if not specs:
+        return "(1 = 0)"
+    return "(" + " OR ".join(meter_match_sql(spec, d, p) for spec in specs) + ")"
+
+
+def _positional(sql: str, params: Params) -> tuple[str, list]:
+    """Named `%(p0)s` placeholders → positional `%s` with a list, as the ORM's RawSQL expects."""
+    values: list = []
+
+    def replace(match: re.Match) -> str:
+        values.append(params.values[match.group(1)])
+        return "%s"
+
+    return _NAMED_PARAM.sub(replace, sql), values
+
+
+def matched_expression(specs: list[AggregationSpec]) -> RawSQL:
+    """A boolean ORM expression for an `Event` queryset: does this row count for any published meter?
+
+    The engine's fragments address the event as `e`, so the row is looked up again by primary key under that
+    alias; for a page of rows that is one index probe each.
+    """
+    d = dialect_for(connection)
+    p = Params()
+    predicate = any_meter_match_sql(specs, d, p)
+    table = Event._meta.db_table
+    sql, values = _positional(f"EXISTS (SELECT 1 FROM {table} e WHERE e.id = {table}.id AND {predicate})", p)
+    return RawSQL(sql, values, output_field=BooleanField())
+
+
+# --- the stream ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    """One event of the stream with its §7 status and the customer it resolved to (if any)."""
+
+    event: Event
+    status: str
+    customer_id: str | None
+
+    @property
+    def preview(self) -> str:
+        return properties_preview(self.event.properties)
+
+
+@dataclass(frozen=True)
+class StreamPage:
+    rows: list[StreamRow]
+    has_more: bool
+    first_key: str | None
+    last_key: str | None
+
+
+def properties_preview(properties, *, limit: int = 80) -> str:
+    """`tokens=120 · model=gpt-4o · region=eu`: top-level keys in order, nested values abbreviated."""
+    if not isinstance(properties, dict) or not properties:
+        return ""
+    parts = []
+    for key, value in properties.items():
+        if isinstance(value, dict):
+            text = "{…}"
+        elif isinstance(value, list):
+            text = "[…]"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif isinstance(value, Decimal):
+            text = format(value, "f")
+        else:
+            text = str(value)
+        parts.append(f"{key}={text}")
+    preview = " · ".join(parts)
+    return preview if len(preview) <= limit else preview[: limit - 1].rstrip() + "…"
+
+
+def _status_of(matched: bool, customer_id: str | None) -> str:
+    if not matched:
+        return STATUS_UNMATCHED
+    return STATUS_PROCESSED if customer_id else STATUS_CUSTOMER_NOT_FOUND
+
+
+def event_stream_page(
+    *,
+    environment: Environment,
+    event_name: str | None = None,
+    external_customer_id: str | None = None,
+    source: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    newer_than: str | None = None,
+    page_size: int = STREAM_PAGE_SIZE,
+) -> StreamPage:
+    """A keyset page of events, newest first, each with its status, in one query.
+
+    `cursor` continues to older events (the `last_key` of the previous page); `newer_than` instead returns only
+    events after that key (the stream's `first_key`), for auto-refresh. `status` keeps rows of one status,
+    decided by the same predicate that labels them.
+    """
+    if status and status not in STATUSES:
+        raise ValidationFailed(details={"status": f"must be one of {', '.join(STATUSES)}"})
+    customers = Customer.objects.filter(
+        environment_id=OuterRef("environment_id"),
+        external_id=OuterRef("external_customer_id"),
+        status=CustomerStatus.ACTIVE,
+    ).values("public_id")[:1]
+    events = (
+        Event.objects.for_environment(environment)
+        .between(start, end)
+        .annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
+    )
+    if event_name:
+        events = events.filter(event_name=event_name)
+    if external_customer_id:
+        events = events.filter(external_customer_id=external_customer_id)
+    if source:
+        events = events.filter(source=source)
+    if status == STATUS_UNMATCHED:
+        events = events.filter(matched=False)
+    elif status == STATUS_PROCESSED:
+        events = events.filter(matched=True, customer_public_id__isnull=False)
+    elif status == STATUS_CUSTOMER_NOT_FOUND:
+        events = events.filter(matched=True, customer_public_id__isnull=True)
+    if newer_than:
+        timestamp, pk = event_cursor_decode(newer_than, field_name="newer_than")
+        events = events.filter(Q(timestamp__gte=timestamp) & (Q(timestamp__gt=timestamp) | Q(pk__gt=pk)))
+    elif cursor:
+        timestamp, pk = event_cursor_decode(cursor, field_name="cursor")
+        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
+    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
+    has_more = len(rows) > page_size
+    rows = rows[:page_size]
+    stream_rows = [
+        StreamRow(
+            event=row,
+            status=_status_of(bool(row.matched), row.customer_public_id),
+            customer_id=row.customer_public_id,
+        )
+        for row in rows
+    ]
+    return StreamPage(
+        rows=stream_rows,
+        has_more=has_more,
+        first_key=event_cursor_encode(rows[0]) if rows else None,
+        last_key=event_cursor_encode(rows[-1]) if rows else None,
+    )
+
+
+def _aware(value) -> dt.datetime:
+    """A timestamp read by raw SQL: SQLite answers naive UTC text, PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+# --- unmatched event names ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnmatchedName:
+    """Events of one name that no published meter counted: how many, when last, and how many meters read it."""
+
+    event_name: str
+    count: int
+    last_seen: dt.datetime
+    customers: int
+    meters_with_name: int
+
+
+def unmatched_event_names(
+    *, environment: Environment, start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> list[UnmatchedName]:
+    """Unmatched events grouped by event name, most frequent first, in one query (the stream's predicate)."""
+    specs = published_specs(environment)
+    d = dialect_for(connection)
+    p = Params()
+    where = [f"e.environment_id = {p(environment.pk)}", f"NOT {any_meter_match_sql(specs, d, p)}"]
+    if start is not None:
+        where.append(f"e.timestamp >= {d.timestamp(p, start)}")
+    if end is not None:
+        where.append(f"e.timestamp < {d.timestamp(p, end)}")
+    sql = (
+        f"SELECT e.event_name, count(*), max(e.timestamp), count(DISTINCT e.external_customer_id) "
+        f"FROM {Event._meta.db_table} e WHERE {' AND '.join(where)} "
+        f"GROUP BY e.event_name ORDER BY count(*) DESC, e.event_name"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, p.values)
+        rows = cursor.fetchall()
+    per_name: dict[str, int] = {}
+    for spec in specs:
+        per_name[spec.event_name] = per_name.get(spec.event_name, 0) + 1
+    return [
+        UnmatchedName(
+            event_name=name,
+            count=count,
+            last_seen=_aware(last),
+            customers=customers,
+            meters_with_name=per_name.get(name, 0),
+        )
+        for name, count, last, customers in rows
+    ]

@@ -1,0 +1,152 @@
+"""The stream's per-row status and status filter agree with the debugger (SPEC §7) and with the totals."""
+
+import pytest
+
+from catalog.models import MeterStatus
+from flexmeter.errors import ValidationFailed
+from metering.models import Event
+from metering.usage.debugger import event_debug_report
+from metering.usage.stream import event_stream_page, properties_preview, unmatched_event_names
+from tests.catalog.factories import MeterFactory
+from tests.metering.factories import CustomerFactory
+from tests.metering.usage.helpers import at, send
+from tests.metering.usage.test_debugger import EVENTS, METERS, NON_ADDITIVE
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_row_status_equals_the_debugger_status(environment):
+    for index, definition in enumerate(METERS + NON_ADDITIVE):
+        MeterFactory(environment=environment, event_name="llm", fingerprint=f"m{index}", **definition)
+    CustomerFactory(environment=environment, external_id="cust-1")
+    for index, properties in enumerate(EVENTS):
+        customer = "cust-1" if index % 2 else "ghost"
+        send(environment, event_name="llm", timestamp=f"2025-01-02T{index:02d}:00", properties=properties,
+             customer=customer)  # fmt: skip
+    send(environment, event_name="API.Calls", timestamp="2025-01-03T00:00")
+    page = event_stream_page(environment=environment)
+    assert len(page.rows) == len(EVENTS) + 1
+    statuses = set()
+    for row in page.rows:
+        report = event_debug_report(environment=environment, event=row.event)
+        assert row.status == report.status, row.event.properties
+        statuses.add(row.status)
+    assert statuses == {"processed", "unmatched", "customer_not_found"}
+
+
+@pytest.mark.parametrize(
+    ("properties", "status"),
+    [
+        ({"tokens": 5, "region": "eu"}, "processed"),
+        ({"tokens": 5, "region": "us"}, "unmatched"),
+        ({"region": "eu"}, "unmatched"),
+        ({"tokens": "five", "region": "eu"}, "unmatched"),
+        ({"tokens": " 1e3 ", "region": "eu"}, "processed"),
+    ],
+)
+def test_filter_and_value_decide_the_status(environment, properties, status):
+    MeterFactory(
+        environment=environment,
+        event_name="llm",
+        aggregation_type="SUM",
+        aggregation_field="tokens",
+        filters=[{"key": "region", "operator": "in", "values": ["eu"]}],
+    )
+    CustomerFactory(environment=environment, external_id="cust-1")
+    send(environment, event_name="llm", timestamp="2025-01-02T00:00", properties=properties)
+    [row] = event_stream_page(environment=environment).rows
+    assert row.status == status
+
+
+def test_draft_and_archived_meters_count_nothing(environment):
+    MeterFactory(environment=environment, event_name="llm", status=MeterStatus.DRAFT)
+    MeterFactory(environment=environment, event_name="llm", status=MeterStatus.ARCHIVED)
+    send(environment, event_name="llm", timestamp="2025-01-02T00:00")
+    [row] = event_stream_page(environment=environment).rows
+    assert row.status == "unmatched"
+
+
+def test_status_filter_uses_the_same_predicate(environment):
+    MeterFactory(environment=environment, event_name="api.calls")
+    CustomerFactory(environment=environment, external_id="known")
+    send(environment, event_name="api.calls", timestamp="2025-01-02T00:00", customer="known", event_id="ok")
+    send(environment, event_name="api.calls", timestamp="2025-01-02T00:01", customer="nobody", event_id="nf")
+    send(environment, event_name="api.call", timestamp="2025-01-02T00:02", customer="known", event_id="um")
+
+    def ids(status):
+        return [row.event.event_id for row in event_stream_page(environment=environment, status=status).rows]
+
+    assert ids("processed") == ["ok"]
+    assert ids("customer_not_found") == ["nf"]
+    assert ids("unmatched") == ["um"]
+    assert ids(None) == ["um", "nf", "ok"]
+    with pytest.raises(ValidationFailed):
+        ids("bogus")
+
+
+def test_keyset_pages_and_newer_than(environment):
+    for minute in range(5):
+        send(environment, event_name="x", timestamp=f"2025-01-02T00:0{minute}", event_id=f"e{minute}")
+    first = event_stream_page(environment=environment, page_size=2)
+    assert [r.event.event_id for r in first.rows] == ["e4", "e3"] and first.has_more
+    second = event_stream_page(environment=environment, page_size=2, cursor=first.last_key)
+    assert [r.event.event_id for r in second.rows] == ["e2", "e1"]
+    assert event_stream_page(environment=environment, newer_than=first.first_key).rows == []
+    send(environment, event_name="x", timestamp="2025-01-02T00:09", event_id="new")
+    newer = event_stream_page(environment=environment, newer_than=first.first_key)
+    assert [r.event.event_id for r in newer.rows] == ["new"]
+    with pytest.raises(ValidationFailed) as error:
+        event_stream_page(environment=environment, newer_than="garbage!")
+    assert "newer_than" in error.value.details
+
+
+def test_filters_by_name_customer_source_and_time(environment):
+    send(environment, event_name="a", timestamp="2025-01-02T00:00", customer="c1", event_id="1")
+    send(environment, event_name="b", timestamp="2025-01-03T00:00", customer="c2", event_id="2")
+    Event.objects.filter(event_id="2").update(source="backend")
+    assert [r.event.event_id for r in event_stream_page(environment=environment, event_name="a").rows] == ["1"]
+    assert [r.event.event_id for r in event_stream_page(environment=environment, external_customer_id="c2").rows] == [
+        "2"
+    ]
+    assert [r.event.event_id for r in event_stream_page(environment=environment, source="backend").rows] == ["2"]
+    window = event_stream_page(environment=environment, start=at("2025-01-02T12:00"), end=at("2025-01-04T00:00"))
+    assert [r.event.event_id for r in window.rows] == ["2"]
+
+
+def test_stream_page_is_one_query_after_meters(environment, django_assert_num_queries):
+    MeterFactory(environment=environment, event_name="a")
+    for minute in range(10):
+        send(environment, event_name="a", timestamp=f"2025-01-02T00:0{minute}")
+    with django_assert_num_queries(2):  # published meters + the page with statuses and customers
+        page = event_stream_page(environment=environment)
+    assert len(page.rows) == 10
+
+
+def test_other_environments_are_invisible(environment, other_environment):
+    send(other_environment, event_name="a", timestamp="2025-01-02T00:00")
+    assert event_stream_page(environment=environment).rows == []
+    assert unmatched_event_names(environment=environment) == []
+
+
+def test_unmatched_names_grouped_with_counts_and_last_seen(environment):
+    MeterFactory(environment=environment, event_name="api.calls", aggregation_type="SUM", aggregation_field="n")
+    send(environment, event_name="api.calls", timestamp="2025-01-02T00:00", properties={"n": 1})
+    send(environment, event_name="api.calls", timestamp="2025-01-02T00:05", properties={"N": 1})
+    for minute in range(3):
+        send(environment, event_name="API.calls", timestamp=f"2025-01-02T00:1{minute}", customer=f"c{minute}")
+    names = unmatched_event_names(environment=environment)
+    assert [(n.event_name, n.count, n.customers, n.meters_with_name) for n in names] == [
+        ("API.calls", 3, 3, 0),
+        ("api.calls", 1, 1, 1),
+    ]
+    assert names[0].last_seen == at("2025-01-02T00:12")
+    assert unmatched_event_names(environment=environment, start=at("2025-01-02T00:11")) != names
+    assert [n.count for n in unmatched_event_names(environment=environment, start=at("2025-01-02T00:11"))] == [2]
+
+
+def test_properties_preview():
+    assert properties_preview({"a": 1, "b": "x", "c": {"d": 1}, "e": [1], "f": True, "g": None}) == (
+        "a=1 · b=x · c={…} · e=[…] · f=true · g=null"
+    )
+    assert properties_preview({}) == ""
+    assert properties_preview({"k": "v" * 200}, limit=20).endswith("…")
