@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
 from catalog.models import AggregationType, BucketSize, ResetUsage
@@ -280,22 +280,21 @@ def _part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params) -> 
     if kind == AggregationType.COUNT:
         return select(d.as_text("count(*)"))
     if kind == AggregationType.COUNT_UNIQUE:
-        return select(d.as_text(f"count(DISTINCT {v})"), extra_where=f" AND {v} IS NOT NULL")
-    having = f" HAVING count({v}) > 0" if part == WINDOW else ""
-    if kind in (AggregationType.SUM, AggregationType.SUM_WITH_MULTIPLIER, AggregationType.AVG):
-        return select(d.as_text(d.agg_sum(v)), d.as_text(f"count({v})"), having=having)
-    if kind == AggregationType.WEIGHTED_SUM:
-        weighted = d.agg_sum(d.multiply(v, d.epoch_micros("e.timestamp")))
-        return select(d.as_text(d.agg_sum(v)), d.as_text(weighted), having=having)
-    if kind == AggregationType.MIN:
-        return select(d.as_text(d.agg_min(v)), having=having)
-    if kind == AggregationType.MAX and not spec.is_bucketed_max:
-        return select(d.as_text(d.agg_max(v)), having=having)
-    if kind == AggregationType.MAX:
+        return _count_unique_sql(head, w, c, where, v, d)
+    if kind == AggregationType.MAX and spec.is_bucketed_max:
         return _bucketed_max_sql(query, head, w, c, where, v, d, p)
     if kind == AggregationType.LATEST:
         return _latest_sql(query, head, w, c, where, v, d)
-    raise ValueError(f"unknown aggregation type {kind}")  # pragma: no cover - validated before
+    if kind == AggregationType.AVG:
+        having = f" HAVING count({v}) > 0" if part == WINDOW else ""
+        return select(d.as_text(d.agg_sum(v)), d.as_text(f"count({v})"), having=having)
+    if kind == AggregationType.WEIGHTED_SUM:
+        weighted = d.agg_sum(d.multiply(v, d.epoch_micros("e.timestamp")))
+        having = f" HAVING {d.agg_sum(v)} IS NOT NULL" if part == WINDOW else ""
+        return select(d.as_text(d.agg_sum(v)), d.as_text(weighted), having=having)
+    aggregate = {AggregationType.MIN: d.agg_min, AggregationType.MAX: d.agg_max}.get(kind, d.agg_sum)(v)
+    # the HAVING repeats the selected aggregate, which PostgreSQL computes once
+    return select(d.as_text(aggregate), having=f" HAVING {aggregate} IS NOT NULL" if part == WINDOW else "")
 
 
 def _group_by(w: str | None, c: str | None) -> str:
@@ -321,32 +320,55 @@ def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str
     )
 
 
+def _count_unique_sql(head, w, c, where, v, d: Dialect) -> str:
+    """Distinct canonical texts: DISTINCT then count (a hash, not the sort of count(DISTINCT …) per group)."""
+    table = Event._meta.db_table
+    w_sql = w if w is not None else d.null_timestamp
+    c_sql = c if c is not None else "NULL"
+    distinct = f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, {v} AS t FROM {table} e WHERE {where}"
+    return (
+        f"SELECT {head}, u.w AS w, u.c AS c, {d.as_text('count(u.t)')} AS n1, NULL AS n2 "
+        f"FROM ({distinct}) u GROUP BY u.w, u.c HAVING count(u.t) > 0"
+    )
+
+
 def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
     """Value of the latest matching event; ties on timestamp go to the later delivery (then the later row)."""
     table = Event._meta.db_table
     w_sql = w if w is not None else d.null_timestamp
     c_sql = c if c is not None else "NULL"
-    order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"
+    group = _group_by(w, c)
     if d.vendor == "sqlite":
-        group = _group_by(w, c)
         latest = f"fm_latest(e.timestamp, e.ingested_at, e.id, {v})"
         return (
             f"SELECT * FROM (SELECT {head}, {w_sql} AS w, {c_sql} AS c, {latest} AS n1, NULL AS n2 "
             f"FROM {table} e WHERE {where}{group}) latest WHERE latest.n1 IS NOT NULL"
         )
     if w is None and c is None:
+        order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"  # walks the usage index backwards
         inner = f"SELECT {v} AS v FROM {table} e WHERE {where} AND {v} IS NOT NULL ORDER BY {order} LIMIT 1"
         return f"SELECT {head}, {w_sql} AS w, NULL AS c, (latest.v)::text AS n1, NULL AS n2 FROM ({inner}) latest"
-    keys = ", ".join(k for k in (w, c) if k is not None)
-    inner = (
-        f"SELECT DISTINCT ON ({keys}) {w_sql} AS w, {c_sql} AS c, {v} AS v FROM {table} e "
-        f"WHERE {where} AND {v} IS NOT NULL ORDER BY {keys}, {order}"
+    # per group: the greatest (timestamp, ingested_at, id, value) array, one hash aggregate instead of a sort
+    key = f"ARRAY[EXTRACT(EPOCH FROM e.timestamp), EXTRACT(EPOCH FROM e.ingested_at), e.id::numeric, {v}]"
+    return (
+        f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, ((max({key}))[4])::text AS n1, NULL AS n2 "
+        f"FROM {table} e WHERE {where} AND {v} IS NOT NULL{group}"
     )
-    return f"SELECT {head}, latest.w, latest.c, (latest.v)::text AS n1, NULL AS n2 FROM ({inner}) latest"
+
+
+def _total_from_windows(query: UsageQuery) -> bool:
+    """Whether the total can be combined from the per-window rows instead of a second scan."""
+    spec = query.spec
+    kind = spec.aggregation_type
+    if not query.windows or query.by_customer or kind == AggregationType.COUNT_UNIQUE:
+        return False
+    if spec.is_cumulative and kind != AggregationType.WEIGHTED_SUM:
+        return False  # the total also covers everything before the start
+    return not spec.is_bucketed_max or query.windows == spec.bucket_size
 
 
 def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params) -> list[str]:
-    parts = [TOTAL]
+    parts = [] if _total_from_windows(query) else [TOTAL]
     if query.spec.is_cumulative and query.spec.aggregation_type == AggregationType.WEIGHTED_SUM:
         parts.append(CARRY)
     if query.windows and not query.by_customer:
@@ -368,10 +390,13 @@ def _dec(value) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def run_usage_queries(queries: list[UsageQuery]) -> list[UsageResult | dict[str, Decimal | None]]:
+def run_usage_queries(
+    queries: list[UsageQuery], *, using: str = DEFAULT_DB_ALIAS
+) -> list[UsageResult | dict[str, Decimal | None]]:
     """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}."""
     if not queries:
         return []
+    connection = connections[using]
     d = dialect_for(connection)
     p = Params()
     selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p)]
@@ -404,7 +429,7 @@ def _assemble(query: UsageQuery, rows: _Rows):
             )
             for customer in customers
         }
-    n1, n2 = rows.total.get(None, (None, None))
+    n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, rows)
     carry = rows.carry.get(None, Decimal(0))
     value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
     windows = []
@@ -424,6 +449,23 @@ def _assemble(query: UsageQuery, rows: _Rows):
             level = EXACT.add(level, w1)
         windows.append(UsageWindow(window_start, window_value))
     return UsageResult(value=value, windows=windows)
+
+
+def _combine_windows(spec: AggregationSpec, rows: _Rows) -> tuple:
+    """Partial aggregates of the whole range from those of its windows (see `_total_from_windows`)."""
+    if not rows.windows:
+        return None, None
+    firsts = [w1 for _, w1, _ in rows.windows if w1 is not None]
+    seconds = [w2 for _, _, w2 in rows.windows if w2 is not None]
+    kind = spec.aggregation_type
+    if kind == AggregationType.MIN:
+        return min(firsts), None
+    if kind == AggregationType.MAX and not spec.is_bucketed_max:
+        return max(firsts), None
+    if kind == AggregationType.LATEST:
+        return max(rows.windows, key=lambda row: row[0])[1], None
+    with localcontext(EXACT):
+        return sum(firsts, Decimal(0)), (sum(seconds, Decimal(0)) if seconds else None)
 
 
 def _micros(moment: dt.datetime) -> int:

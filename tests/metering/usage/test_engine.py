@@ -520,3 +520,13 @@ def test_several_queries_run_as_one_statement(environment, django_assert_num_que
         results = run_usage_queries(queries)
 
     assert [result.value for result in results] == [Decimal(1), Decimal(2), Decimal(2), Decimal(2)]
+
+
+def test_totals_combined_from_windows_stay_exact(environment):
+    meter = meter_for(environment, "SUM")
+    for day, value in [(1, "0.1"), (2, "12345678901234567890.000000000000000000001"), (3, "0.2")]:
+        send(environment, event_name="usage", timestamp=f"2025-01-{day:02d}T00:00", properties={"v": value})
+
+    result = meter_usage(meter=meter, start=JAN[0], end=JAN[1], window_size="DAY")
+
+    assert result.value == Decimal("12345678901234567890.300000000000000000001")

@@ -1,0 +1,65 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from metering.benchmarks.runner import BenchmarkError
+from metering.usage.bench import usage_benchmark_run
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench"
+TARGETS_MS = {"typical customer": ("p50", 5.0), "heavy customer": ("p95", 250.0), "all customers": ("p50", 1000.0)}
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the usage engine: load N synthetic events (700 typical customers with ~1,000 events a month, "
+        "3 heavy ones with ~100,000) into a throw-away PostgreSQL database, then time every aggregation type for "
+        "one typical customer, one heavy customer and all customers (GROUP BY) over one month, printing p50/p95. "
+        "The database is created and dropped by the command (its name must contain 'bench')."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help=f"default {DEFAULT_DATABASE_URL}")
+        parser.add_argument("--events", type=int, default=1_000_000, help="synthetic events to load (default 1M)")
+        parser.add_argument("--batch-size", type=int, default=1_000_000, help="events per INSERT statement")
+        parser.add_argument("--repeat", type=int, default=20, help="timed runs per heavy-customer query")
+        parser.add_argument("--keep", action="store_true", help="keep the database afterwards (for --reuse)")
+        parser.add_argument("--reuse", action="store_true", help="time a kept database again without reloading")
+
+    def handle(self, *args, **options):
+        if options["events"] < 1 or options["batch_size"] < 1 or options["repeat"] < 1:
+            raise CommandError("--events, --batch-size and --repeat must be positive")
+        verbose = options["verbosity"] > 1
+
+        def log(message: str) -> None:
+            if verbose:
+                self.stdout.write(f"  … {message}")
+
+        def progress(done: int) -> None:
+            if options["verbosity"] > 0:
+                self.stdout.write(f"\r  loaded {done:>12,} / {options['events']:,}", ending="")
+                self.stdout.flush()
+
+        try:
+            load_seconds, stored, timings = usage_benchmark_run(
+                database_url=options["database_url"],
+                events=options["events"],
+                batch_size=options["batch_size"],
+                repeat=options["repeat"],
+                keep=options["keep"],
+                reuse=options["reuse"],
+                log=log,
+                progress=progress,
+            )
+        except BenchmarkError as exc:
+            raise CommandError(str(exc)) from exc
+
+        self.stdout.write("")
+        loaded = f"loaded in {load_seconds:.0f} s" if load_seconds is not None else "reused"
+        self.stdout.write(f"{stored:,} events ({loaded}); one month of usage per query")
+        self.stdout.write(f"{'query':<30} {'scope':<17} {'p50 ms':>9} {'p95 ms':>9} {'runs':>5}  target")
+        for timing in timings:
+            statistic, limit = TARGETS_MS[timing.scope]
+            measured = timing.p50_ms if statistic == "p50" else timing.p95_ms
+            verdict = self.style.SUCCESS("met") if measured <= limit else self.style.WARNING("NOT met")
+            self.stdout.write(
+                f"{timing.label:<30} {timing.scope:<17} {timing.p50_ms:>9.1f} {timing.p95_ms:>9.1f} {timing.runs:>5}"
+                f"  {statistic} ≤ {limit:g} ms {verdict}"
+            )

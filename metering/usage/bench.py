@@ -1,0 +1,258 @@
+"""Usage-engine benchmark: load synthetic events into a throw-away PostgreSQL database, time every aggregation.
+
+The monthly profile is fixed so figures compare across sizes: 3 heavy customers with ~100,000 events a month
+and 700 typical customers with ~1,000 a month (1M events a month); `--events` decides how many months. Events
+are generated inside PostgreSQL (`generate_series`), in time order like real ingestion, with the table's indexes
+built afterwards. Queries go through `run_usage_queries`, the code path of the API, on a second database alias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+import psycopg
+from django.core.management import call_command
+from django.db import connections
+
+from catalog.models import Meter
+from flexmeter.models import Environment
+from metering.benchmarks.runner import check_database_url
+from metering.models import Event
+from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
+
+ALIAS = "usage_bench"
+EVENTS_PER_MONTH = 1_000_000
+HEAVY_CUSTOMERS = 3
+HEAVY_SHARE = 300_000  # per million: 3 heavy customers × 100,000 events a month
+TYPICAL_CUSTOMERS = 700
+FIRST_MONTH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+EVENT_NAME = "api.request"
+
+# name → meter definition (unsaved Meter rows: only their definition is used)
+METERS: dict[str, dict] = {
+    "COUNT": {"aggregation_type": "COUNT"},
+    "SUM": {"aggregation_type": "SUM", "aggregation_field": "tokens"},
+    "AVG": {"aggregation_type": "AVG", "aggregation_field": "tokens"},
+    "MIN": {"aggregation_type": "MIN", "aggregation_field": "tokens"},
+    "MAX": {"aggregation_type": "MAX", "aggregation_field": "tokens"},
+    "COUNT_UNIQUE": {"aggregation_type": "COUNT_UNIQUE", "aggregation_field": "user"},
+    "LATEST": {"aggregation_type": "LATEST", "aggregation_field": "tokens"},
+    "SUM_WITH_MULTIPLIER": {
+        "aggregation_type": "SUM_WITH_MULTIPLIER",
+        "aggregation_field": "tokens",
+        "multiplier": "0.001",
+    },
+    "WEIGHTED_SUM": {"aggregation_type": "WEIGHTED_SUM", "aggregation_field": "seats"},
+    "MAX per DAY by instance": {
+        "aggregation_type": "MAX",
+        "aggregation_field": "tokens",
+        "bucket_size": "DAY",
+        "group_by": "instance",
+    },
+    "SUM of CEL ceil(tokens/100)": {"aggregation_type": "SUM", "aggregation_expression": "ceil(tokens / 100)"},
+    "SUM filtered region=eu": {
+        "aggregation_type": "SUM",
+        "aggregation_field": "tokens",
+        "filters": [{"key": "region", "operator": "in", "values": ["eu"]}],
+    },
+}
+
+_INSERT = f"""
+INSERT INTO {Event._meta.db_table}
+    (environment_id, event_id, event_name, external_customer_id, "timestamp", ingested_at, source, properties)
+SELECT %(environment)s, 'bench-' || i, %(event_name)s,
+       CASE WHEN r < {HEAVY_SHARE} THEN 'heavy-' || (r %% {HEAVY_CUSTOMERS})
+            ELSE 'cust-' || (r %% {TYPICAL_CUSTOMERS}) END,
+       %(first)s::timestamptz + (i::float8 / %(total)s) * %(span)s::interval,
+       now(), 'bench',
+       jsonb_build_object(
+           'tokens', CASE WHEN r %% 20 = 0 THEN to_jsonb(((r %% 997) + 1)::text) ELSE to_jsonb((r %% 997) + 1) END,
+           'user', 'u' || (r %% 50),
+           'region', (ARRAY['eu', 'us', 'ap'])[1 + (r / 7) %% 3],
+           'instance', 'i' || (r %% 4),
+           'seats', (r %% 3) - 1
+       )
+FROM (SELECT i, (i * 2654435761) %% 1000000 AS r FROM generate_series(%(low)s::bigint, %(high)s::bigint - 1) AS i) g
+"""
+
+
+@dataclass
+class Timing:
+    label: str
+    scope: str
+    p50_ms: float
+    p95_ms: float
+    runs: int
+
+
+def _register_alias(database_url: str) -> None:
+    configured = connections.configure_settings(
+        {"default": connections.databases["default"], ALIAS: dj_database_url.parse(database_url)}
+    )
+    connections.databases[ALIAS] = configured[ALIAS]
+
+
+def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    index = moment.month - 1 + months
+    return moment.replace(year=moment.year + index // 12, month=index % 12 + 1)
+
+
+def load_events(
+    database_url: str, *, environment_id: int, events: int, batch_size: int, progress: Callable[[int], None]
+) -> float:
+    """Insert `events` synthetic events without indexes, then build the model's indexes. Returns seconds."""
+    months = max(1, round(events / EVENTS_PER_MONTH))
+    span = _add_months(FIRST_MONTH, months) - FIRST_MONTH
+    started = time.perf_counter()
+    connection = connections[ALIAS]
+    with connection.schema_editor() as editor:
+        for index in Event._meta.indexes:
+            editor.remove_index(Event, index)
+        for constraint in Event._meta.constraints:
+            editor.remove_constraint(Event, constraint)
+    with psycopg.connect(database_url, autocommit=True) as raw:
+        for low in range(0, events, batch_size):
+            high = min(events, low + batch_size)
+            raw.execute(
+                _INSERT,
+                {
+                    "environment": environment_id,
+                    "event_name": EVENT_NAME,
+                    "first": FIRST_MONTH,
+                    "total": events,
+                    "span": span,
+                    "low": low,
+                    "high": high,
+                },
+            )
+            progress(high)
+        raw.execute("SET maintenance_work_mem = '512MB'")
+        with connection.schema_editor() as editor:
+            for index in Event._meta.indexes:
+                editor.add_index(Event, index)
+            for constraint in Event._meta.constraints:
+                editor.add_constraint(Event, constraint)
+        raw.execute(f"VACUUM (ANALYZE) {Event._meta.db_table}")
+    return time.perf_counter() - started
+
+
+def _time(run: Callable[[], object], repeat: int) -> tuple[float, float]:
+    run()  # warm up: plan cache, buffers
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    return statistics.median(samples), p95
+
+
+def time_queries(*, environment_id: int, month: int, repeat: int, log: Callable[[str], None]) -> list[Timing]:
+    start = _add_months(FIRST_MONTH, month)
+    end = _add_months(start, 1)
+    timings = []
+    typical = iter(range(10**9))
+    for label, definition in METERS.items():
+        spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
+
+        def query(customer=None, by_customer=False, spec=spec):
+            return UsageQuery(
+                spec=spec,
+                environment_id=environment_id,
+                start=start,
+                end=end,
+                customer=customer,
+                by_customer=by_customer,
+            )
+
+        scopes = [
+            (
+                "typical customer",
+                repeat * 5,
+                lambda q=query: run_usage_queries([q(f"cust-{next(typical) % TYPICAL_CUSTOMERS}")], using=ALIAS),
+            ),
+            (
+                "heavy customer",
+                repeat,
+                lambda q=query: run_usage_queries([q(f"heavy-{next(typical) % HEAVY_CUSTOMERS}")], using=ALIAS),
+            ),
+            (
+                "all customers",
+                max(3, repeat // 4),
+                lambda q=query: run_usage_queries([q(by_customer=True)], using=ALIAS),
+            ),
+        ]
+        for scope, runs, run in scopes:
+            p50, p95 = _time(run, runs)
+            timings.append(Timing(label=label, scope=scope, p50_ms=p50, p95_ms=p95, runs=runs))
+            log(f"{label:<30} {scope:<17} p50 {p50:9.1f} ms  p95 {p95:9.1f} ms")
+    return timings
+
+
+@contextlib.contextmanager
+def _database(database_url: str, *, keep: bool, reuse: bool) -> Iterator[bool]:
+    """Create the benchmark database (or reuse a kept one); yields whether it already holds events."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    loaded = False
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+        if exists and reuse:
+            with psycopg.connect(database_url) as bench:
+                loaded = bench.execute(f"SELECT EXISTS (SELECT 1 FROM {Event._meta.db_table})").fetchone()[0]
+        if not loaded:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield loaded
+    finally:
+        connections[ALIAS].close()
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def usage_benchmark_run(
+    *,
+    database_url: str,
+    events: int,
+    batch_size: int,
+    repeat: int,
+    keep: bool,
+    reuse: bool,
+    log: Callable[[str], None],
+    progress: Callable[[int], None],
+) -> tuple[float | None, int, list[Timing]]:
+    """Create the benchmark database, load events, time the queries; drop the database unless `keep`.
+
+    With `reuse`, a kept database that already holds events is timed again without reloading.
+    Returns (load seconds or None when reused, events in the table, timings).
+    """
+    check_database_url(database_url)
+    _register_alias(database_url)
+    with _database(database_url, keep=keep, reuse=reuse) as loaded:
+        load_seconds = None
+        if loaded:
+            environment = Environment.objects.using(ALIAS).get(slug="bench")
+            log("reusing the events already loaded")
+        else:
+            call_command("migrate", database=ALIAS, verbosity=0)
+            environment = Environment.objects.using(ALIAS).create(name="Bench", slug="bench")
+            log(f"loading {events:,} events")
+            load_seconds = load_events(
+                database_url, environment_id=environment.pk, events=events, batch_size=batch_size, progress=progress
+            )
+            log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
+        stored = Event.objects.using(ALIAS).count()
+        months = max(1, round(stored / EVENTS_PER_MONTH))
+        timings = time_queries(environment_id=environment.pk, month=months // 2, repeat=repeat, log=log)
+    return load_seconds, stored, timings
