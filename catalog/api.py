@@ -32,9 +32,12 @@ def _errors(*codes: int) -> dict:
     return {code: ErrorOut for code in (401, *codes)}
 
 
-def _body(payload) -> dict:
-    """The fields the client actually sent (an absent body counts as `{}`, so the rules name what is missing)."""
-    return payload.model_dump(exclude_unset=True) if payload is not None else {}
+def _body(body) -> dict:
+    """The fields the client actually sent (an absent body counts as `{}`, so the rules name what is missing).
+
+    Body parameters are named `body` so that pydantic errors about the whole body are reported under `body`.
+    """
+    return body.model_dump(exclude_unset=True) if body is not None else {}
 
 
 def _choice_filter(value: str | None, *, path: str, choices: list[str]) -> str | None:
@@ -60,8 +63,8 @@ def _page(queryset: QuerySet, *, limit: int, offset: int) -> tuple[list, dict]:
 
 
 @meters_router.post("", response={201: MeterOut, **_errors(400, 409)}, summary="Create a published meter")
-def create_meter(request: HttpRequest, payload: Body[MeterIn] = None):
-    meter = services.meter_create(environment=request.environment, data=_body(payload))
+def create_meter(request: HttpRequest, body: Body[MeterIn] = None):
+    meter = services.meter_create(environment=request.environment, data=_body(body))
     return Status(201, schemas.meter_to_wire(meter, environment=request.environment))
 
 
@@ -93,9 +96,9 @@ def get_meter(request: HttpRequest, meter_id: str):
     description="Filters merge additively: omitted keys are kept; a key that is sent must list all its current values "
     "(new ones are added). event_name, aggregation and reset_usage are immutable once published.",
 )
-def update_meter(request: HttpRequest, meter_id: str, payload: Body[MeterUpdateIn] = None):
+def update_meter(request: HttpRequest, meter_id: str, body: Body[MeterUpdateIn] = None):
     meter = selectors.meter_get(environment=request.environment, meter_id=meter_id)
-    meter = services.meter_update(meter=meter, data=_body(payload))
+    meter = services.meter_update(meter=meter, data=_body(body))
     return schemas.meter_to_wire(meter, environment=request.environment)
 
 
@@ -150,8 +153,8 @@ def _feature_page(request: HttpRequest, filters: FeatureFilters) -> dict:
     exclude_unset=True,
     summary="Create a feature (metered: with meter_id or an inline meter)",
 )
-def create_feature(request: HttpRequest, payload: Body[FeatureIn] = None):
-    feature = services.feature_create(environment=request.environment, data=_body(payload))
+def create_feature(request: HttpRequest, body: Body[FeatureIn] = None):
+    feature = services.feature_create(environment=request.environment, data=_body(body))
     return Status(201, schemas.feature_to_wire(feature, environment=request.environment))
 
 
@@ -166,8 +169,8 @@ def list_features(request: HttpRequest, filters: Query[FeatureFilters]):
     exclude_unset=True,
     summary="Search features (the list filters, in the body)",
 )
-def search_features(request: HttpRequest, filters: Body[FeatureFilters] = None):
-    return _feature_page(request, filters if filters is not None else FeatureFilters())
+def search_features(request: HttpRequest, body: Body[FeatureFilters] = None):
+    return _feature_page(request, body if body is not None else FeatureFilters())
 
 
 @features_router.get("/{feature_id}", response={200: FeatureOut, **_errors(404)}, exclude_unset=True)
@@ -183,9 +186,9 @@ def get_feature(request: HttpRequest, feature_id: str, expand: str | None = None
     summary="Update a feature",
     description="Omitted fields stay. type, lookup_key and meter_id are immutable; filters are added to the meter.",
 )
-def update_feature(request: HttpRequest, feature_id: str, payload: Body[FeatureUpdateIn] = None):
+def update_feature(request: HttpRequest, feature_id: str, body: Body[FeatureUpdateIn] = None):
     feature = selectors.feature_get(environment=request.environment, feature_id=feature_id)
-    feature = services.feature_update(feature=feature, data=_body(payload))
+    feature = services.feature_update(feature=feature, data=_body(body))
     return schemas.feature_to_wire(feature, environment=request.environment)
 
 

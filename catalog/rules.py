@@ -615,8 +615,10 @@ def feature_definition_clean(data: Any) -> dict:
             errors.add("meter", "give either meter_id or meter, not both")
         elif not meter_id and inline is None:
             errors.add("meter_id", "a metered feature needs meter_id (an existing published meter) or meter")
+        elif not isinstance(inline, dict) and inline is not None:
+            errors.add("meter", "must be an object (a meter definition)")
         elif inline is not None:
-            if isinstance(inline, dict) and not inline.get("name"):
+            if not inline.get("name"):
                 inline = {**inline, "name": basics["name"]}
             meter = errors.collect(meter_definition_clean, inline, prefix="meter")
     elif feature_type:

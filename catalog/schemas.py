@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from ninja import Field, Schema
-from pydantic import ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from catalog.models import AggregationType, BucketSize, Feature, FeatureStatus, FeatureType, Meter, MeterStatus
 from catalog.rules import ALERT_CONDITIONS, FILTER_OPERATORS
@@ -39,7 +40,19 @@ def _string(description: str = "", enum: list[str] | tuple[str, ...] | None = No
 # --- requests ---------------------------------------------------------------------------------------------------
 
 
-class AggregationIn(Schema):
+class RequestSchema(BaseModel):
+    """A JSON object in a request. Plain pydantic (not ninja's Schema, which reads any value as an object by
+    attribute access), so a body or nested value that is not an object is a 400 instead of an empty update."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _must_be_an_object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise PydanticCustomError("object_expected", "must be a JSON object")
+        return value
+
+
+class AggregationIn(RequestSchema):
     type: _string("case-insensitive", AggregationType.values) = None
     field: _string("event property to aggregate (not used by COUNT)") = None
     expression: _string("CEL expression over event properties (SUM, AVG, MIN, MAX, LATEST)") = None
@@ -48,7 +61,7 @@ class AggregationIn(Schema):
     group_by: _string("MAX with bucket_size only") = None
 
 
-class FilterIn(Schema):
+class FilterIn(RequestSchema):
     key: _string("event property") = None
     values: _doc({"type": "array", "items": {"type": "string"}, "minItems": 1}) = None
     operator: _string("default in", FILTER_OPERATORS) = None
@@ -58,7 +71,7 @@ _AGGREGATION_DOC = {**AggregationIn.model_json_schema(), "title": "AggregationIn
 _FILTERS_DOC = {"type": "array", "items": {**FilterIn.model_json_schema(), "title": "FilterIn"}}
 
 
-class MeterIn(Schema):
+class MeterIn(RequestSchema):
     model_config = ConfigDict(json_schema_extra={"required": ["name", "event_name", "aggregation"]})
 
     name: _string() = None
@@ -68,7 +81,7 @@ class MeterIn(Schema):
     reset_usage: _string("default BILLING_PERIOD", ["BILLING_PERIOD", "NEVER"]) = None
 
 
-class MeterUpdateIn(Schema):
+class MeterUpdateIn(RequestSchema):
     """Rename and/or add filters. Omitted filter keys are kept; a sent key must list all its current values."""
 
     name: _string() = None
@@ -78,7 +91,7 @@ class MeterUpdateIn(Schema):
     reset_usage: _string("may be resent unchanged; immutable after publishing") = None
 
 
-class AlertLevelIn(Schema):
+class AlertLevelIn(RequestSchema):
     threshold: _doc(DECIMAL_TEXT) = None
     condition: _string(enum=ALERT_CONDITIONS) = None
 
@@ -105,7 +118,7 @@ _INLINE_METER_DOC = {
 }
 
 
-class FeatureIn(Schema):
+class FeatureIn(RequestSchema):
     model_config = ConfigDict(json_schema_extra={"required": ["name", "type"]})
 
     name: _string() = None
@@ -121,7 +134,7 @@ class FeatureIn(Schema):
     metadata: _doc(_METADATA_DOC) = None
 
 
-class FeatureUpdateIn(Schema):
+class FeatureUpdateIn(RequestSchema):
     """Partial update: omitted fields stay. `filters` are added to the feature's meter."""
 
     name: _string() = None
@@ -137,7 +150,7 @@ class FeatureUpdateIn(Schema):
     meter_id: _string("may be resent unchanged; immutable") = None
 
 
-class PageQuery(Schema):
+class PageQuery(RequestSchema):
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(0, ge=0)
 

@@ -75,6 +75,11 @@ def test_invalid_feature_is_400_with_nested_meter_paths(api):
     assert Meter.objects.count() == 0
 
 
+def test_inline_meter_must_be_an_object(api):
+    response = api.post("/v1/features", {"name": "Calls", "type": "metered", "meter": "api.calls"})
+    assert response.json()["details"] == {"meter": "must be an object (a meter definition)"}
+
+
 def test_lookup_key_clash_is_409(api):
     assert api.post("/v1/features", {"name": "SSO", "type": "boolean"}).status_code == 201
     response = api.post("/v1/features", {"name": "Single sign-on", "type": "boolean", "lookup_key": "sso"})

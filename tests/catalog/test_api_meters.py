@@ -78,6 +78,22 @@ def test_empty_body_is_400_not_500(api):
     assert "event_name" in response.json()["details"]
 
 
+@pytest.mark.parametrize("body", ['"x"', "[]", "123", "null"])
+def test_a_body_that_is_not_an_object_is_400(api, body):
+    response = api.post("/v1/meters", body)
+    assert response.status_code == 400
+    assert response.json()["details"] == {"body": "must be a JSON object"}
+
+
+def test_put_with_a_non_object_body_changes_nothing(api):
+    meter = api.post("/v1/meters", TOKENS).json()
+    response = api.client.put(
+        f"/v1/meters/{meter['id']}", "[1]", content_type="application/json", headers={"x-api-key": api.raw_key}
+    )
+    assert response.status_code == 400
+    assert response.json()["details"] == {"body": "must be a JSON object"}
+
+
 def test_duplicate_published_meter_is_409(api):
     first = api.post("/v1/meters", TOKENS).json()
     response = api.post("/v1/meters", {**TOKENS, "name": "Again"})
