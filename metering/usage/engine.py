@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
@@ -402,7 +403,7 @@ def run_usage_queries(
     selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p)]
     statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
     rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(statement, p.values)
         for tag, part, w, c, n1, n2 in cursor.fetchall():
             rows = rows_by_tag[tag]
@@ -413,6 +414,16 @@ def run_usage_queries(
             else:
                 rows.windows.append((d.parse_local(w), _dec(n1), _dec(n2)))
     return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
+
+
+def _cursor(connection):
+    """A cursor for usage statements. On PostgreSQL it binds parameters server-side, so the statement text is
+    the same for every customer and window and psycopg prepares it after a few runs: no planning per request."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 def _assemble(query: UsageQuery, rows: _Rows):
