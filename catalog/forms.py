@@ -78,7 +78,7 @@ class FeatureBasicsForm(forms.Form):
     name = forms.CharField(
         required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. API calls", "autocomplete": "off"})
     )
-    type = forms.ChoiceField(choices=FeatureType.choices, required=False, widget=forms.RadioSelect)
+    type = forms.CharField(required=False, widget=forms.RadioSelect(choices=FeatureType.choices))
     lookup_key = forms.CharField(
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "derived from the name", "autocomplete": "off", "class": "mono"}),
@@ -102,9 +102,11 @@ class FeatureEventForm(forms.Form):
 
 
 class FeatureAggregationForm(forms.Form):
-    type = forms.ChoiceField(choices=AggregationType.choices, required=False, widget=forms.RadioSelect)
+    type = forms.CharField(required=False, widget=forms.RadioSelect(choices=AggregationType.choices))
     multiplier = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. 0.001"}))
-    bucket_size = forms.ChoiceField(choices=[("", "No buckets")] + BucketSize.choices, required=False)
+    bucket_size = forms.CharField(
+        required=False, widget=forms.Select(choices=[("", "No buckets")] + BucketSize.choices)
+    )
     group_by = forms.CharField(
         required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. region", "class": "mono"})
     )
@@ -119,7 +121,7 @@ class FeatureAggregationForm(forms.Form):
 
 
 class FeatureFieldForm(forms.Form):
-    source = forms.ChoiceField(choices=QUANTITY_SOURCES, required=False, initial="field", widget=forms.RadioSelect)
+    source = forms.CharField(required=False, initial="field", widget=forms.RadioSelect(choices=QUANTITY_SOURCES))
     field = forms.CharField(
         required=False,
         widget=forms.TextInput(
@@ -137,7 +139,7 @@ class FeatureFieldForm(forms.Form):
 
 
 class FeatureResetForm(forms.Form):
-    reset_usage = forms.ChoiceField(choices=ResetUsage.choices, required=False, widget=forms.RadioSelect)
+    reset_usage = forms.CharField(required=False, widget=forms.RadioSelect(choices=ResetUsage.choices))
 
     error_paths = {"reset_usage": "reset_usage"}
 
@@ -157,7 +159,9 @@ class FeatureFilterRowForm(forms.Form):
     key = forms.CharField(
         required=False, widget=forms.TextInput(attrs={"placeholder": "region", "class": "mono", "autocomplete": "off"})
     )
-    operator = forms.ChoiceField(choices=[(op, OPERATOR_LABELS[op]) for op in FILTER_OPERATORS], required=False)
+    operator = forms.CharField(
+        required=False, widget=forms.Select(choices=[(op, OPERATOR_LABELS[op]) for op in FILTER_OPERATORS])
+    )
     values = forms.CharField(
         required=False,
         widget=forms.TextInput(attrs={"placeholder": "eu-west, eu-central", "autocomplete": "off"}),
@@ -186,8 +190,8 @@ class FeatureEditForm(forms.Form):
     unit_singular = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credit"}))
     unit_plural = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credits"}))
     alert_enabled = forms.BooleanField(required=False, label="Send usage alerts")
-    alert_condition = forms.ChoiceField(
-        choices=[("above", "Usage goes above"), ("below", "Usage drops below")], required=False
+    alert_condition = forms.CharField(
+        required=False, widget=forms.Select(choices=[("above", "Usage goes above"), ("below", "Usage drops below")])
     )
     info_threshold = forms.CharField(required=False, label="Info", widget=forms.TextInput(attrs={"placeholder": "—"}))
     warning_threshold = forms.CharField(

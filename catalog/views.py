@@ -345,7 +345,8 @@ def _review(request: HttpRequest, feature: Feature) -> HttpResponse:
             details = exc.details or {"": exc.message}
             for path, message in details.items():
                 fix = wizard.step_for_error_path(path)
-                text = exc.message if isinstance(exc, AlreadyExists) else f"{path}: {message}"
+                field = path.removeprefix("meter.")
+                text = exc.message if isinstance(exc, AlreadyExists) else f"{field.replace('_', ' ')}: {message}"
                 publish_errors.append({"message": text, "step": fix, "url": _step_url(feature, fix)})
         except FlexmeterError as exc:
             publish_errors.append({"message": exc.message, "step": None, "url": None})

@@ -1,0 +1,213 @@
+"""Catalog pages: feature list/detail/edit/archive and meter list/detail."""
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from catalog.models import Feature, FeatureStatus, FeatureType, MeterStatus
+from catalog.services import feature_create
+from tests.catalog.factories import FeatureFactory, MeterFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tokens(environment) -> Feature:
+    return feature_create(
+        environment=environment,
+        data={
+            "name": "Model tokens",
+            "type": "metered",
+            "unit_singular": "token",
+            "unit_plural": "tokens",
+            "meter": {
+                "event_name": "llm.request",
+                "aggregation": {"type": "SUM", "field": "tokens"},
+                "filters": [{"key": "region", "values": ["eu", "us"]}],
+            },
+        },
+    )
+
+
+def test_feature_list_queries_do_not_grow(dashboard: Client, environment, django_assert_num_queries):
+    FeatureFactory.create_batch(2, environment=environment)
+    with django_assert_num_queries(7):
+        assert dashboard.get(reverse("catalog:feature_list")).status_code == 200
+    FeatureFactory.create_batch(30, environment=environment)
+    with django_assert_num_queries(7):
+        assert dashboard.get(reverse("catalog:feature_list"), {"q": "Feature", "type": "metered"}).status_code == 200
+
+
+def test_feature_list_shows_features_of_this_environment(dashboard: Client, environment, other_environment, tokens):
+    FeatureFactory(environment=other_environment, name="Sandbox only")
+    html = dashboard.get(reverse("catalog:feature_list")).content.decode()
+    assert "Model tokens" in html and "llm.request" in html and "Sandbox only" not in html
+
+
+def test_feature_list_search_matches_event_name(dashboard: Client, environment, tokens):
+    FeatureFactory(environment=environment, name="API calls")
+    html = dashboard.get(reverse("catalog:feature_list"), {"q": "llm.req"}).content.decode()
+    assert "Model tokens" in html and "API calls" not in html
+
+
+def test_feature_list_filters_by_type_and_status(dashboard: Client, environment, tokens):
+    FeatureFactory(environment=environment, name="SSO", type=FeatureType.BOOLEAN, meter=None)
+    FeatureFactory(environment=environment, name="Old thing", status=FeatureStatus.ARCHIVED)
+    by_type = dashboard.get(reverse("catalog:feature_list"), {"type": "boolean"}).content.decode()
+    assert "SSO" in by_type and "Model tokens" not in by_type
+    archived = dashboard.get(reverse("catalog:feature_list"), {"status": "archived"}).content.decode()
+    assert "Old thing" in archived and "Model tokens" not in archived
+
+
+def test_feature_list_hides_drafts_and_deleted_but_offers_to_resume_drafts(dashboard: Client, environment):
+    FeatureFactory(environment=environment, name="Gone", status=FeatureStatus.DELETED)
+    draft = FeatureFactory(environment=environment, name="Half done", status=FeatureStatus.DRAFT)
+    html = dashboard.get(reverse("catalog:feature_list")).content.decode()
+    assert "Gone" not in html
+    assert "Unfinished drafts" in html and reverse("catalog:feature_detail", args=[draft.public_id]) in html
+    assert "Create your first feature" in html
+
+
+def test_feature_list_paginates(dashboard: Client, environment):
+    FeatureFactory.create_batch(30, environment=environment)
+    first = dashboard.get(reverse("catalog:feature_list")).content.decode()
+    assert "1–25 of 30" in first and "?page=2" in first
+    second = dashboard.get(reverse("catalog:feature_list"), {"page": 2}).content.decode()
+    assert "26–30 of 30" in second
+
+
+def test_feature_list_htmx_renders_only_the_results_region(dashboard: Client, environment, tokens):
+    response = dashboard.get(reverse("catalog:feature_list"), {"q": "tokens"}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="feature-results">') and "Model tokens" in html
+    assert "<aside" not in html
+
+
+def test_feature_list_filtered_empty_state(dashboard: Client, environment, tokens):
+    html = dashboard.get(reverse("catalog:feature_list"), {"q": "nothing-like-this"}).content.decode()
+    assert "No features match these filters" in html
+
+
+def test_feature_detail_explains_the_feature(dashboard: Client, environment, tokens):
+    response = dashboard.get(reverse("catalog:feature_detail", args=[tokens.public_id]))
+    html = response.content.decode()
+    assert tokens.public_id in html and "model_tokens" in html
+    assert "Adds up <code>tokens</code> across matching <code>llm.request</code> events." in html
+    assert "Periodic: usage starts again from zero" in html
+    assert "<code>region</code> is <code>eu</code> or <code>us</code>" in html
+    assert "1 token · 5 tokens" in html
+    sample = html.split('<pre id="sample-event">', 1)[1].split("</pre>", 1)[0]
+    event = json.loads(sample.replace("&quot;", '"'))
+    assert event == {
+        "event_name": "llm.request",
+        "external_customer_id": "customer_123",
+        "properties": {"tokens": 42, "region": "eu"},
+    }
+    assert "curl -X POST http://testserver/v1/events" in html
+    assert 'href="/events/?event_name=llm.request"' in html
+
+
+def test_feature_detail_for_boolean_feature(dashboard: Client, environment):
+    feature = feature_create(environment=environment, data={"name": "SSO", "type": "boolean"})
+    html = dashboard.get(reverse("catalog:feature_detail", args=[feature.public_id])).content.decode()
+    assert "either on or off" in html and "curl" not in html
+
+
+def test_feature_detail_of_another_environment_is_404(dashboard: Client, environment, other_environment):
+    feature = FeatureFactory(environment=other_environment)
+    assert dashboard.get(reverse("catalog:feature_detail", args=[feature.public_id])).status_code == 404
+
+
+def test_feature_detail_of_a_draft_resumes_the_wizard(dashboard: Client, environment):
+    draft = FeatureFactory(environment=environment, status=FeatureStatus.DRAFT, wizard_step="units")
+    response = dashboard.get(reverse("catalog:feature_detail", args=[draft.public_id]))
+    assert response.url == reverse("catalog:feature_wizard_step", args=[draft.public_id, "units"])
+
+
+def test_feature_edit_changes_mutable_fields(dashboard: Client, environment, tokens):
+    url = reverse("catalog:feature_edit", args=[tokens.public_id])
+    assert dashboard.get(url).status_code == 200
+    response = dashboard.post(
+        url,
+        {
+            "name": "LLM tokens",
+            "description": "All tokens",
+            "unit_singular": "credit",
+            "unit_plural": "credits",
+            "alert_enabled": "on",
+            "alert_condition": "above",
+            "warning_threshold": "800",
+            "critical_threshold": "1000",
+        },
+    )
+    assert response.status_code == 302
+    tokens.refresh_from_db()
+    assert (tokens.name, tokens.unit_plural) == ("LLM tokens", "credits")
+    assert tokens.alert_settings == {
+        "alert_enabled": True,
+        "warning": {"threshold": "800", "condition": "above"},
+        "critical": {"threshold": "1000", "condition": "above"},
+    }
+
+
+def test_feature_edit_shows_rule_errors_next_to_fields(dashboard: Client, environment, tokens):
+    response = dashboard.post(
+        reverse("catalog:feature_edit", args=[tokens.public_id]),
+        {
+            "name": "Tokens",
+            "unit_singular": "credit",
+            "unit_plural": "",
+            "alert_condition": "above",
+            "warning_threshold": "2000",
+            "critical_threshold": "1000",
+        },  # fmt: skip
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Is required when unit_singular is set" in html
+    assert "Must not exceed the critical threshold (1000)" in html
+    tokens.refresh_from_db()
+    assert tokens.unit_singular == "token"
+
+
+def test_feature_archive(dashboard: Client, environment, tokens):
+    response = dashboard.post(reverse("catalog:feature_archive", args=[tokens.public_id]), follow=True)
+    tokens.refresh_from_db()
+    tokens.meter.refresh_from_db()
+    assert tokens.status == FeatureStatus.DELETED and tokens.meter.status == MeterStatus.ARCHIVED
+    assert "was archived" in response.content.decode()
+    assert dashboard.get(reverse("catalog:feature_archive", args=[tokens.public_id])).status_code == 405
+
+
+def test_meter_list_queries_do_not_grow(dashboard: Client, environment, django_assert_num_queries):
+    FeatureFactory.create_batch(2, environment=environment)
+    with django_assert_num_queries(6):
+        assert dashboard.get(reverse("catalog:meter_list")).status_code == 200
+    FeatureFactory.create_batch(30, environment=environment)
+    with django_assert_num_queries(6):
+        assert dashboard.get(reverse("catalog:meter_list"), {"aggregation_type": "COUNT"}).status_code == 200
+
+
+def test_meter_list_counts_features_and_hides_drafts(dashboard: Client, environment, tokens):
+    MeterFactory(environment=environment, name="Wizard leftover", status=MeterStatus.DRAFT)
+    html = dashboard.get(reverse("catalog:meter_list")).content.decode()
+    assert "Model tokens" in html and "Wizard leftover" not in html
+    assert '<td class="num">1</td>' in html
+
+
+def test_meter_list_empty_state(dashboard: Client, environment):
+    assert b"No meters yet" in dashboard.get(reverse("catalog:meter_list")).content
+
+
+def test_meter_detail(dashboard: Client, environment, tokens):
+    html = dashboard.get(reverse("catalog:meter_detail", args=[tokens.meter.public_id])).content.decode()
+    assert tokens.meter.public_id in html and "Model tokens" in html and "llm.request" in html
+
+
+def test_meter_detail_of_a_draft_or_another_environment_is_404(dashboard: Client, environment, other_environment):
+    draft = MeterFactory(environment=environment, status=MeterStatus.DRAFT)
+    foreign = MeterFactory(environment=other_environment)
+    assert dashboard.get(reverse("catalog:meter_detail", args=[draft.public_id])).status_code == 404
+    assert dashboard.get(reverse("catalog:meter_detail", args=[foreign.public_id])).status_code == 404
