@@ -70,11 +70,18 @@ def meter_update(*, meter: Meter, data: dict[str, Any]) -> Meter:
     """Rename a meter and/or add filters (`filters_merge`); the rest is immutable once published.
 
     Adding filters changes the fingerprint, so the new definition may collide with another published meter (409).
+    The row is locked while merging, so two concurrent additions both land. Returns the updated row.
     """
+    meter = _meter_locked(meter)
     definition = rules.meter_changes_clean(current=rules.meter_definition_of(meter), status=meter.status, data=data)
     _meter_apply_definition(meter, definition)
     _meter_save(meter)
     return meter
+
+
+def _meter_locked(meter: Meter) -> Meter:
+    """The meter's current row, locked until the transaction ends (filters merge read-modify-write)."""
+    return Meter.objects.select_for_update().select_related("environment").get(pk=meter.pk)
 
 
 def meter_archive(*, meter: Meter) -> Meter:
@@ -158,11 +165,12 @@ def feature_update(*, feature: Feature, data: dict[str, Any]) -> Feature:
     except ValidationFailed as exc:
         errors.update(exc.details)
     filters = data.get("filters") if isinstance(data, dict) else None
+    meter = _meter_locked(feature.meter) if filters is not None and feature.meter is not None else None
     meter_definition = None
-    if filters is not None and feature.meter is not None:
+    if meter is not None:
         try:
             meter_definition = rules.meter_changes_clean(
-                current=rules.meter_definition_of(feature.meter), status=feature.meter.status, data={"filters": filters}
+                current=rules.meter_definition_of(meter), status=meter.status, data={"filters": filters}
             )
         except ValidationFailed as exc:
             errors.update({path: message for path, message in exc.details.items() if path not in errors})
@@ -170,8 +178,9 @@ def feature_update(*, feature: Feature, data: dict[str, Any]) -> Feature:
         raise ValidationFailed(details=errors)
     changes.pop("filters", None)
     if meter_definition is not None:
-        _meter_apply_definition(feature.meter, meter_definition)
-        _meter_save(feature.meter)
+        _meter_apply_definition(meter, meter_definition)
+        _meter_save(meter)
+        feature.meter = meter
     for field, value in changes.items():
         setattr(feature, field, value)
     feature.save()

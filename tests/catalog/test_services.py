@@ -66,6 +66,14 @@ def test_meter_update_renames_and_adds_filters(environment):
     assert meter.fingerprint != before
 
 
+def test_meter_update_merges_into_the_stored_filters_not_a_stale_copy(environment):
+    meter = services.meter_create(environment=environment, data=SUM_TOKENS)
+    stale = Meter.objects.get(pk=meter.pk)
+    services.meter_update(meter=meter, data={"filters": [{"key": "region", "values": ["eu"]}]})
+    updated = services.meter_update(meter=stale, data={"filters": [{"key": "model", "values": ["gpt"]}]})
+    assert [item["key"] for item in updated.filters] == ["region", "model"]
+
+
 def test_meter_update_rejects_changes_to_immutable_fields(environment):
     meter = services.meter_create(environment=environment, data=SUM_TOKENS)
     with pytest.raises(ValidationFailed) as exc_info:
