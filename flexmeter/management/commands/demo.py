@@ -1,29 +1,55 @@
-import secrets
-
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.shortcuts import resolve_url
 
-from flexmeter.services import api_key_create, environment_get_or_create
+from flexmeter.demo import demo_prepare
+from flexmeter.errors import FlexmeterError
+from metering.demo_data import DEMO_EVENTS
+from metering.progress import ProgressBar
 
 
 class Command(BaseCommand):
-    help = "Run the demo: migrate, create an admin user and an API key, and serve the dashboard on 127.0.0.1:8000."
+    help = (
+        "Run the demo: migrate, seed demo data if the database is empty (catalog, customers, ~100,000 events), "
+        "reset the 'admin' user's password to a new random one, issue a new demo API key (revoking the previous "
+        "one), print them with the URL, and serve the dashboard at http://127.0.0.1:8000 (static files included). "
+        "Safe to run again: a non-empty database is never reseeded."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--addrport", default="127.0.0.1:8000")
+        parser.add_argument("--addrport", default="127.0.0.1:8000", help="where to serve (default 127.0.0.1:8000)")
         parser.add_argument("--no-serve", action="store_true", help="prepare the demo but do not start the server")
+        parser.add_argument(
+            "--events", type=int, default=DEMO_EVENTS, help=f"events to seed into an empty database ({DEMO_EVENTS:,})"
+        )
 
     def handle(self, *args, **options):
+        if options["events"] < 0:
+            raise CommandError("--events must not be negative")
+        verbose = options["verbosity"] > 0
+        if verbose:
+            self.stdout.write("Migrating the database…")
         call_command("migrate", verbosity=0, interactive=False)
-        environment = environment_get_or_create(slug="production", name="Production")
-        password = secrets.token_urlsafe(12)
-        user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
-        user.set_password(password)
-        user.save()
-        _, raw_key = api_key_create(environment=environment, name="demo")
-        self.stdout.write(f"Dashboard: http://{options['addrport']}/   user: admin   password: {password}")
-        self.stdout.write(f"API key ({environment.slug}): {raw_key}")
+        try:
+            setup = demo_prepare(events=options["events"], progress=ProgressBar(self.stderr, enabled=verbose))
+        except FlexmeterError as exc:
+            raise CommandError(f"preparing the demo failed: {exc}") from exc
+        base_url = f"http://{options['addrport']}"
+        if setup.seed is not None and verbose:
+            for line in setup.seed.lines():
+                self.stdout.write(line)
+        elif verbose:
+            self.stdout.write("The database already holds data: not reseeding it.")
+        revoked = " (the previous demo key was revoked)" if setup.revoked_keys else ""
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"flexmeter demo ready: {base_url}/"))
+        self.stdout.write(f"  log in at  {base_url}{resolve_url(settings.LOGIN_URL)}")
+        self.stdout.write(f"  username   {setup.username}")
+        self.stdout.write(f"  password   {setup.password}")
+        self.stdout.write(f"  API key    {setup.api_key}  (environment {setup.environment.slug}){revoked}")
+        self.stdout.write(f"  try it     curl -s {base_url}/v1/features -H 'x-api-key: {setup.api_key}'")
         if not options["no_serve"]:
-            call_command("runserver", options["addrport"], use_reloader=False)
+            self.stdout.write("Serving the dashboard; press Ctrl-C to stop.")
+            self.stdout.flush()
+            call_command("runserver", options["addrport"], use_reloader=False, insecure_serving=True)
