@@ -1,0 +1,162 @@
+"""Usage reads of the dashboard's Usage pages. Every number comes from the engine (`run_usage_queries`).
+
+Per feature, across customers: customers have different billing anchors, so "the current period across
+customers" has no single meaning. The feature page therefore uses one calendar window in UTC that the user picks
+(this month by default) for the total, the chart *and* the per-customer table, and says so; a customer's own
+billing period is on that customer's usage page (`customer_current_usage`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from metering.models import Customer, CustomerStatus
+from metering.usage.engine import AggregationSpec, UsageWindow, run_usage_queries
+from metering.usage.periods import add_months, billing_period_at
+from metering.usage.selectors import meter_usage, usage_query_build
+
+UTC = dt.UTC
+# name → label; the window each one covers is computed by `calendar_window`
+WINDOWS = {
+    "this_month": "This month",
+    "last_month": "Last month",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+}
+CHART_SIZES = {"HOUR": "Hourly", "DAY": "Daily", "WEEK": "Weekly"}
+_STEPS = {"HOUR": dt.timedelta(hours=1), "DAY": dt.timedelta(days=1), "WEEK": dt.timedelta(weeks=1)}
+MAX_BARS = 200
+
+
+def calendar_window(name: str, *, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """`[start, end)` in UTC: calendar months start on the 1st; "last N days" are N whole days ending today."""
+    now = now.astimezone(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = today.replace(day=1)
+    if name == "last_month":
+        return add_months(month, -1), month
+    if name in ("7d", "30d", "90d"):
+        days = int(name[:-1])
+        return today - dt.timedelta(days=days - 1), today + dt.timedelta(days=1)
+    return month, add_months(month, 1)
+
+
+def chart_size_for(size: str, *, start: dt.datetime, end: dt.datetime) -> str:
+    """The asked bar size, coarsened when the window would need more than MAX_BARS bars."""
+    sizes = list(_STEPS)
+    index = sizes.index(size) if size in _STEPS else sizes.index("DAY")
+    while index < len(sizes) - 1 and (end - start) / _STEPS[sizes[index]] > MAX_BARS:
+        index += 1
+    return sizes[index]
+
+
+def bucket_starts(*, start: dt.datetime, end: dt.datetime, size: str) -> list[dt.datetime]:
+    """Start of every UTC bucket of `size` overlapping `[start, end)` (weeks start on Monday, as in the engine)."""
+    first = start.astimezone(UTC)
+    if size == "HOUR":
+        first = first.replace(minute=0, second=0, microsecond=0)
+    else:
+        first = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        if size == "WEEK":
+            first -= dt.timedelta(days=first.weekday())
+    starts = []
+    current = first
+    while current < end:
+        starts.append(current)
+        current += _STEPS[size]
+    return starts
+
+
+def windows_filled(windows: list[UsageWindow], starts: list[dt.datetime]) -> list[UsageWindow]:
+    """Every bucket in order; buckets without events (omitted by the engine) get no value."""
+    by_start = {window.start: window.value for window in windows}
+    return [UsageWindow(start, by_start.get(start)) for start in starts]
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """One customer's usage of a feature in the window. `customer` is None when no active customer has the id."""
+
+    external_id: str
+    value: Decimal | None
+    customer: Customer | None
+
+
+@dataclass(frozen=True)
+class FeatureUsageOverview:
+    total: Decimal | None
+    windows: list[UsageWindow]
+    customers: list[CustomerRow]
+
+
+def feature_usage_overview(
+    *, feature, start: dt.datetime, end: dt.datetime, window_size: str = "DAY"
+) -> FeatureUsageOverview:
+    """Total, per-window series and per-customer values of a metered feature over `[start, end)`.
+
+    One statement computes all three through the engine; one more query names the customers. Customers appear
+    when they have events in the window (or, for a meter that never resets, before its end).
+    """
+    meter = feature.meter
+    spec = AggregationSpec.from_meter(meter)
+    common = {"spec": spec, "environment_id": feature.environment_id, "start": start, "end": end}
+    total, per_customer = run_usage_queries(
+        [usage_query_build(**common, window_size=window_size), usage_query_build(**common, by_customer=True)]
+    )
+    known = {
+        customer.external_id: customer
+        for customer in Customer.objects.filter(
+            environment_id=feature.environment_id, status=CustomerStatus.ACTIVE, external_id__in=list(per_customer)
+        )
+    }
+    rows = [
+        CustomerRow(external_id=external_id, value=value, customer=known.get(external_id))
+        for external_id, value in per_customer.items()
+    ]
+    return FeatureUsageOverview(total=total.value, windows=total.windows, customers=rows)
+
+
+def customer_rows_sorted(rows: list[CustomerRow], *, sort: str, query: str = "") -> list[CustomerRow]:
+    """Filter by a case-insensitive substring of the external id or name; sort by usage (high first) or id."""
+    if query:
+        needle = query.lower()
+        rows = [
+            row
+            for row in rows
+            if needle in row.external_id.lower() or (row.customer and needle in row.customer.name.lower())
+        ]
+    if sort == "customer":
+        return sorted(rows, key=lambda row: row.external_id)
+    if sort == "usage_asc":
+        return sorted(rows, key=lambda row: (row.value is None, row.value or 0, row.external_id))
+    return sorted(rows, key=lambda row: (row.value is None, -(row.value or 0), row.external_id))
+
+
+def billing_periods(*, customer, now: dt.datetime, count: int = 12) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The customer's current billing period and the `count - 1` before it, newest first."""
+    periods = [billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=now)]
+    while len(periods) < count:
+        previous_start = periods[-1][0] - dt.timedelta(microseconds=1)
+        if previous_start < customer.billing_anchor:  # nothing was billed before the anchor
+            break
+        periods.append(billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period,
+                                         at=previous_start))  # fmt: skip
+    return periods
+
+
+def customer_feature_series(
+    *, feature, customer, environment, start: dt.datetime, end: dt.datetime, window_size: str
+) -> list[UsageWindow]:
+    """Per-window usage of one feature for one customer within `[start, end)`, every bucket present."""
+    result = meter_usage(
+        meter=feature.meter,
+        environment=environment,
+        customer_external_id=customer.external_id,
+        start=start,
+        end=end,
+        window_size=window_size,
+    )
+    return windows_filled(result.windows, bucket_starts(start=start, end=end, size=window_size))
