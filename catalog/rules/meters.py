@@ -1,0 +1,310 @@
+"""Meter rules (SPEC §2.1): event name, aggregation, filters, reset policy, immutability after publishing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from catalog.models import AggregationType, BucketSize, MeterStatus, ResetUsage
+from catalog.rules.common import Errors, choice_value, decimal_value, text_value
+from flexmeter.errors import ValidationFailed
+
+FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
+#: Types that may compute their quantity with a CEL expression instead of a field.
+EXPRESSION_TYPES = frozenset({"SUM", "AVG", "MIN", "MAX", "LATEST"})
+#: Types that may report per-bucket results.
+BUCKET_TYPES = frozenset({"SUM", "MAX"})
+#: Spellings other products use for our aggregation types (the Flexprice docs say UNIQUE_COUNT).
+AGGREGATION_ALIASES = {"UNIQUE_COUNT": "COUNT_UNIQUE"}
+
+
+# --- meter parts (wizard steps) --------------------------------------------------------------------------------
+
+
+def event_name_clean(value: Any) -> str:
+    """Required, trimmed, ≤ 255 characters, no control characters. Case is kept: matching is exact."""
+    errors = Errors()
+    event_name = text_value(value, "event_name", errors, required=True)
+    errors.raise_if_any()
+    return event_name
+
+
+def _compile_expression(text: str, path: str, errors: Errors) -> None:
+    from catalog.expressions import ExpressionError, compile_expression
+
+    try:
+        compiled = compile_expression(text)
+    except ExpressionError as exc:
+        errors.add(path, str(exc))
+        return
+    if not compiled.properties:
+        errors.add(path, "must reference at least one event property")
+
+
+def aggregation_clean(data: Any) -> dict:
+    """The `aggregation` object of a meter. Returns every key, `""` where unused:
+    `{"type", "field", "expression", "multiplier", "bucket_size", "group_by"}`.
+
+    The type is case-insensitive in, upper case out. COUNT accepts and ignores `field` (Flexprice clients send
+    one). A bare string is read as the type (`"COUNT"` ≡ `{"type": "COUNT"}`), as in Flexprice's inline meters.
+    """
+    errors = Errors()
+    if isinstance(data, str):
+        data = {"type": data}
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"aggregation": "must be an object with at least a type"})
+
+    raw_type = data.get("type")
+    if isinstance(raw_type, str):
+        raw_type = AGGREGATION_ALIASES.get(raw_type.strip().upper(), raw_type)
+    if raw_type is None or raw_type == "":
+        errors.add("aggregation.type", f"is required (one of {', '.join(AggregationType.values)})")
+        agg_type = ""
+    else:
+        agg_type = choice_value(raw_type, "aggregation.type", errors, AggregationType.values, upper=True)
+
+    field = text_value(data.get("field"), "aggregation.field", errors)
+    expression = text_value(
+        data.get("expression"), "aggregation.expression", errors, max_length=4000, single_line=False
+    )
+    multiplier = decimal_value(data.get("multiplier"), "aggregation.multiplier", errors, positive=True)
+    bucket_size = choice_value(
+        data.get("bucket_size"), "aggregation.bucket_size", errors, BucketSize.values, upper=True
+    )
+    group_by = text_value(data.get("group_by"), "aggregation.group_by", errors)
+
+    if agg_type == AggregationType.COUNT:
+        field = ""
+    if expression:
+        if agg_type and agg_type not in EXPRESSION_TYPES:
+            errors.add("aggregation.expression", f"is only allowed for {', '.join(sorted(EXPRESSION_TYPES))}")
+        elif field:
+            errors.add("aggregation.expression", "give either a field or an expression, not both")
+        else:
+            _compile_expression(expression, "aggregation.expression", errors)
+    elif agg_type and agg_type != AggregationType.COUNT and not field and "aggregation.field" not in errors:
+        alternative = " or an expression" if agg_type in EXPRESSION_TYPES else ""
+        errors.add("aggregation.field", f"is required for {agg_type} (the event property to aggregate){alternative}")
+
+    if agg_type == AggregationType.SUM_WITH_MULTIPLIER:
+        if not multiplier and "aggregation.multiplier" not in errors:
+            errors.add("aggregation.multiplier", "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)")
+    elif multiplier and agg_type:
+        errors.add("aggregation.multiplier", "is only allowed for SUM_WITH_MULTIPLIER")
+
+    if bucket_size and agg_type and agg_type not in BUCKET_TYPES:
+        errors.add("aggregation.bucket_size", "is only allowed for SUM and MAX")
+    if group_by and agg_type and (agg_type != AggregationType.MAX or not bucket_size):
+        errors.add("aggregation.group_by", "is only allowed for MAX with a bucket_size")
+
+    errors.raise_if_any()
+    return {
+        "type": agg_type,
+        "field": field,
+        "expression": expression,
+        "multiplier": multiplier,
+        "bucket_size": bucket_size,
+        "group_by": group_by,
+    }
+
+
+def filters_clean(value: Any) -> list[dict]:
+    """A list of `{key, values, operator?}`; returns `[{"key", "operator", "values"}]` in the given order.
+
+    The operator defaults to `in`; values are de-duplicated (first occurrence kept); a key may appear once.
+    `contains`/`not_contains` reject the empty string, which would match (or exclude) every value.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationFailed(details={"filters": "must be a list of {key, values, operator} objects"})
+    errors = Errors()
+    cleaned: list[dict] = []
+    first_index_of_key: dict[str, int] = {}
+    for index, item in enumerate(value):
+        path = f"filters[{index}]"
+        if not isinstance(item, dict):
+            errors.add(path, "must be an object with key and values")
+            continue
+        key = text_value(item.get("key"), f"{path}.key", errors, required=True)
+        operator = choice_value(item.get("operator"), f"{path}.operator", errors, FILTER_OPERATORS, upper=False) or "in"
+        raw_values = item.get("values")
+        values: list[str] = []
+        if not isinstance(raw_values, list) or not raw_values:
+            errors.add(f"{path}.values", "must be a non-empty list of strings")
+        else:
+            for value_index, text in enumerate(raw_values):
+                if not isinstance(text, str):
+                    errors.add(f"{path}.values[{value_index}]", "must be a string")
+                elif text == "" and operator in {"contains", "not_contains"}:
+                    errors.add(f"{path}.values[{value_index}]", f"must not be empty for {operator}")
+                elif text not in values:
+                    values.append(text)
+        if key:
+            if key in first_index_of_key:
+                errors.add(f"{path}.key", f"duplicate key {key!r} (already used by filters[{first_index_of_key[key]}])")
+            else:
+                first_index_of_key[key] = index
+        cleaned.append({"key": key, "operator": operator, "values": values})
+    errors.raise_if_any()
+    return cleaned
+
+
+def filters_merge(*, existing: list, added: Any) -> list[dict]:
+    """Merge filters into a published meter's filters, additively (SPEC §2.1).
+
+    `existing` is the stored (normalized) list; `added` is what the caller sent and is validated here.
+    - A key the caller omits is **kept**: Flexprice-style clients resend the full list, others send only what
+      they add, and both are served. There is no way to remove a key: archive the meter and create a new one.
+    - A new key is appended.
+    - A key that is sent must keep its operator and list every value it already had (new values are appended).
+      Sending a key with fewer values is an attempt to remove them and is rejected, naming the missing values,
+      so a client never believes it removed something that is still counted.
+    """
+    cleaned = filters_clean(added)
+    errors = Errors()
+    merged = [dict(item, values=list(item["values"])) for item in existing]
+    by_key = {item["key"]: item for item in merged}
+    for index, item in enumerate(cleaned):
+        current = by_key.get(item["key"])
+        if current is None:
+            merged.append(item)
+            continue
+        if item["operator"] != current["operator"]:
+            errors.add(
+                f"filters[{index}].operator",
+                f"cannot change the operator of existing filter {item['key']!r} ({current['operator']}); "
+                "filters can only be added to",
+            )
+            continue
+        missing = [text for text in current["values"] if text not in item["values"]]
+        if missing:
+            errors.add(
+                f"filters[{index}].values",
+                f"cannot remove {', '.join(repr(text) for text in missing)} from filter {item['key']!r}; "
+                "filters can only be added to (archive the meter and create a new one to narrow it)",
+            )
+            continue
+        current["values"].extend(text for text in item["values"] if text not in current["values"])
+    errors.raise_if_any()
+    return merged
+
+
+def reset_usage_clean(value: Any) -> str:
+    """`BILLING_PERIOD` (default) or `NEVER`, case-insensitive in, upper case out."""
+    errors = Errors()
+    reset = choice_value(value, "reset_usage", errors, ResetUsage.values, upper=True)
+    errors.raise_if_any()
+    return reset or ResetUsage.BILLING_PERIOD
+
+
+def meter_definition_clean(data: Any) -> dict:
+    """A whole meter: returns `{"name", "event_name", "aggregation", "filters", "reset_usage"}`, all normalized.
+
+    Reports the errors of every part at once.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"meter": "must be an object"})
+    errors = Errors()
+    name = text_value(data.get("name"), "name", errors, required=True)
+    event_name = errors.collect(event_name_clean, data.get("event_name"))
+    if "aggregation" not in data or data["aggregation"] is None:
+        errors.add("aggregation", "is required (an object with at least a type)")
+        aggregation = None
+    else:
+        aggregation = errors.collect(aggregation_clean, data["aggregation"])
+    filters = errors.collect(filters_clean, data.get("filters"))
+    reset_usage = errors.collect(reset_usage_clean, data.get("reset_usage"))
+    errors.raise_if_any()
+    return {
+        "name": name,
+        "event_name": event_name,
+        "aggregation": aggregation,
+        "filters": filters,
+        "reset_usage": reset_usage,
+    }
+
+
+def meter_fingerprint(definition: Any) -> str:
+    """SHA-256 of what a meter counts: event name, aggregation and filters (order-insensitive).
+
+    Accepts a cleaned definition (`meter_definition_clean`) or a `Meter`. Two published meters of one environment
+    with the same fingerprint would count exactly the same thing, which the database rejects.
+    """
+    if not isinstance(definition, dict):
+        definition = meter_definition_of(definition)
+    canonical = {
+        "event_name": definition["event_name"],
+        "aggregation": {key: definition["aggregation"].get(key) or "" for key in sorted(definition["aggregation"])},
+        "filters": sorted(
+            (
+                {"key": f["key"], "operator": f.get("operator") or "in", "values": sorted(f["values"])}
+                for f in definition["filters"]
+            ),
+            key=lambda f: f["key"],
+        ),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def meter_definition_of(meter: Any) -> dict:
+    """The definition dict (as `meter_definition_clean` returns it) of a `Meter` row."""
+    return {
+        "name": meter.name,
+        "event_name": meter.event_name,
+        "aggregation": {
+            "type": meter.aggregation_type,
+            "field": meter.aggregation_field,
+            "expression": meter.aggregation_expression,
+            "multiplier": meter.multiplier,
+            "bucket_size": meter.bucket_size,
+            "group_by": meter.group_by,
+        },
+        "filters": list(meter.filters or []),
+        "reset_usage": meter.reset_usage,
+    }
+
+
+IMMUTABLE_AFTER_PUBLISH = "cannot be changed after publishing; archive this meter and create a new one"
+
+
+def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
+    """The definition a meter would have after the partial update `data`; returns it cleaned.
+
+    `current` is the meter's definition (`meter_definition_of`). A draft may change anything. Once published,
+    `name` may change and `filters` merge additively (`filters_merge`); `event_name`, `aggregation` and
+    `reset_usage` may be resent unchanged (clients that PUT the whole object) but not changed. An archived meter
+    may only be renamed.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(details={"body": "must be an object"})
+    given = {key: value for key, value in data.items() if value is not None}
+    if status == MeterStatus.DRAFT:
+        return meter_definition_clean({**current, **given})
+    errors = Errors()
+    result = {**current, "filters": list(current["filters"])}
+    if "name" in given:
+        result["name"] = text_value(given["name"], "name", errors, required=True)
+    if "event_name" in given:
+        event_name = errors.collect(event_name_clean, given["event_name"])
+        if event_name is not None and event_name != current["event_name"]:
+            errors.add("event_name", IMMUTABLE_AFTER_PUBLISH)
+    if "aggregation" in given:
+        aggregation = errors.collect(aggregation_clean, given["aggregation"])
+        for key, value in (aggregation or {}).items():
+            if value != (current["aggregation"].get(key) or ""):
+                errors.add(f"aggregation.{key}", IMMUTABLE_AFTER_PUBLISH)
+    if "reset_usage" in given:
+        reset_usage = errors.collect(reset_usage_clean, given["reset_usage"])
+        if reset_usage is not None and reset_usage != current["reset_usage"]:
+            errors.add("reset_usage", IMMUTABLE_AFTER_PUBLISH)
+    if "filters" in given:
+        filters = errors.collect(filters_merge, existing=current["filters"], added=given["filters"])
+        if filters is not None and status == MeterStatus.ARCHIVED and filters != current["filters"]:
+            errors.add("filters", "cannot be changed on an archived meter")
+        elif filters is not None:
+            result["filters"] = filters
+    errors.raise_if_any()
+    return result
