@@ -98,6 +98,7 @@ class EventSource:
         self.format = format or _format_from_name(name) or self._sniff_format()
         if self.format not in FORMATS:
             raise SourceError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
+        self._check_not_json_array()
         self._csv_reader = None
         self._csv_header: list[str] = []
         if self.format == "csv":
@@ -118,13 +119,23 @@ class EventSource:
             return self._csv_records()
         return self._jsonl_records()
 
-    def _sniff_format(self) -> str:
+    def _head(self) -> bytes:
         try:
             head = self._binary.peek(64) if hasattr(self._binary, "peek") else b""
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceError(f"{self.name}: cannot read ({exc})") from None
-        head = head.removeprefix(codecs.BOM_UTF8).lstrip()
+        return head.removeprefix(codecs.BOM_UTF8).lstrip()
+
+    def _sniff_format(self) -> str:
+        head = self._head()
         return "jsonl" if head[:1] in (b"{", b"[", b"") else "csv"
+
+    def _check_not_json_array(self) -> None:
+        if self.format == "jsonl" and self._head()[:1] == b"[":
+            raise SourceError(
+                f"{self.name} looks like one JSON array; import_events reads JSON Lines (one event object per "
+                "line): convert it first, e.g. jq -c '.[]' file.json > file.jsonl"
+            )
 
     def _jsonl_records(self) -> Iterator[tuple[int, Any] | Rejected]:
         for number, line in enumerate(self._binary, start=1):
@@ -484,15 +495,22 @@ def events_import(
     try:
         _import_batches(report, environment, source, metered, batch_size, dry_run, rejects, progress)
     except (OSError, EOFError, zlib.error, csv.Error) as exc:
-        done = "validated" if dry_run else "stored (each batch is committed; re-running is safe)"
-        raise SourceError(
-            f"{source.name}: reading stopped after {report.records:,} records ({exc}); "
-            f"{report.stored:,} events were {done}"
-        ) from exc
+        raise SourceError(f"{source.name}: reading stopped after {_progress_note(report)} ({exc})") from exc
+    except KeyboardInterrupt:
+        raise SourceError(f"interrupted after {_progress_note(report)}") from None
     report.seconds = time.monotonic() - started
     if progress is not None:
         progress.finish()
     return report
+
+
+def _progress_note(report: ImportReport) -> str:
+    if report.dry_run:
+        return f"{report.records:,} records; nothing was written"
+    return (
+        f"{report.records:,} records; {report.stored:,} events were stored in committed batches, "
+        "and re-running the import is safe"
+    )
 
 
 def _import_batches(report, environment, source, metered, batch_size, dry_run, rejects, progress) -> None:

@@ -139,7 +139,7 @@ def test_truncated_gzip_fails_clearly_after_keeping_whole_batches(tmp_path, envi
     path.write_bytes(data[: len(data) // 2])
     _, error = run_failing(str(path), batch_size=100)
     assert "reading stopped after" in error
-    assert "re-running is safe" in error
+    assert "re-running the import is safe" in error
     stored = Event.objects.filter(environment=environment).count()
     assert stored > 0 and stored % 100 == 0
 
@@ -303,8 +303,10 @@ def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp
         return real_store(**kwargs)
 
     monkeypatch.setattr(importing, "events_store", failing_store)
-    with pytest.raises(KeyboardInterrupt):
-        run(path, batch_size=10)
+    _, error = run_failing(path, batch_size=10)
+    assert error == (
+        "interrupted after 20 records; 10 events were stored in committed batches, and re-running the import is safe"
+    )
     assert Event.objects.filter(environment=environment).count() == 10
     monkeypatch.setattr(importing, "events_store", real_store)
     out, _ = run(path, batch_size=10)
@@ -379,3 +381,9 @@ def test_source_open_reports_rejected_records_in_order(tmp_path):
         source.close()
     assert items[0] == (1, event(1))
     assert isinstance(items[1], Rejected) and items[1].line == 2
+
+
+def test_a_json_array_file_is_refused_with_a_hint(tmp_path, environment):
+    _, error = run_failing(write(tmp_path, "events.json", json.dumps([event(1), event(2)], indent=2)))
+    assert "looks like one JSON array" in error and "jq -c" in error
+    assert not Event.objects.exists()
