@@ -172,9 +172,11 @@ def usage_feature_csv(request: HttpRequest, public_id: str) -> HttpResponse:
 
 def _customer_or_404(request: HttpRequest, public_id: str):
     try:
-        return selectors.customer_get_active(environment=request.environment, customer_id=public_id)
+        customer = selectors.customer_get_active(environment=request.environment, customer_id=public_id)
     except NotFound:
         raise Http404("No such customer in this environment") from None
+    customer.environment = request.environment  # already loaded: spares the selectors a query
+    return customer
 
 
 def _customer_usage(request: HttpRequest, customer):
