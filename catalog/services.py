@@ -215,7 +215,9 @@ def feature_publish(*, feature: Feature) -> Feature:
 
     Every rule runs again on the whole draft (errors use the API's paths: `name`, `meter.aggregation.field`…).
     A draft meter is published in the same transaction; an already published meter of the same environment is
-    used as is. A duplicate meter definition or a taken lookup key is a 409 and leaves both drafts unchanged.
+    used as is. A feature whose type was switched away from metered drops its draft meter. A duplicate meter
+    definition or a taken lookup key is a 409 and leaves both drafts unchanged. Returns a freshly loaded instance
+    (the row is locked while publishing, so a double submit cannot publish twice).
     """
     feature = Feature.objects.select_for_update(of=("self",)).select_related("meter").get(pk=feature.pk)
     if feature.status != FeatureStatus.DRAFT:
@@ -232,6 +234,7 @@ def feature_publish(*, feature: Feature) -> Feature:
             raise ValidationFailed(details={"meter_id": f"meter {meter.public_id} is {meter.status}"})
     else:
         data["meter_id"] = ""
+    stale_meter = meter if feature.type != FeatureType.METERED and meter is not None else None
     definition = rules.feature_definition_clean(data)
     if definition["meter"] is not None:
         _meter_apply_definition(meter, definition["meter"])
@@ -240,5 +243,9 @@ def feature_publish(*, feature: Feature) -> Feature:
     _feature_apply_definition(feature, definition)
     feature.status = FeatureStatus.PUBLISHED
     feature.wizard_step = ""
+    if stale_meter is not None:
+        feature.meter = None
     _feature_save(feature)
+    if stale_meter is not None and stale_meter.status == MeterStatus.DRAFT and not stale_meter.features.exists():
+        stale_meter.delete()
     return feature

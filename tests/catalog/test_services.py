@@ -283,3 +283,12 @@ def test_only_drafts_are_published(environment):
     feature = services.feature_create(environment=environment, data={"name": "SSO", "type": "boolean"})
     with pytest.raises(InvalidOperation):
         services.feature_publish(feature=feature)
+
+
+def test_publishing_a_feature_switched_to_boolean_drops_its_draft_meter(environment):
+    draft = _draft(environment, event_name="gpu.used", aggregation_type="COUNT")
+    draft.type = "boolean"
+    draft.save()
+    feature = services.feature_publish(feature=draft)
+    assert (feature.status, feature.meter) == (FeatureStatus.PUBLISHED, None)
+    assert not Meter.objects.exists()
