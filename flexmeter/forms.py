@@ -20,7 +20,7 @@ class EnvironmentCreateForm(forms.Form):
         max_length=50,
         required=False,
         help_text="Lower case letters, digits and dashes. Derived from the name when left empty.",
-        widget=forms.TextInput(attrs={"placeholder": "sandbox"}),
+        widget=forms.TextInput(attrs={"placeholder": "slug (optional)"}),
     )
 
     def clean(self):

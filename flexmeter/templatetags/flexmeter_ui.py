@@ -1,5 +1,7 @@
 """Template helpers for the dashboard: inline icons, query-string editing for filters and pagination, units."""
 
+import json
+
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -72,8 +74,8 @@ def icon(name: str, css_class: str = "") -> str:
     paths = "".join(ICON_PATHS[name])
     class_attr = format_html(' class="{}"', css_class) if css_class else ""
     return mark_safe(
-        f'<svg{class_attr} viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.9" '
-        f'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">{paths}</svg>'
+        f'<svg{class_attr} width="16" height="16" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
+        f'stroke-width="1.9" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">{paths}</svg>'
     )
 
 
@@ -88,6 +90,12 @@ def query_replace(context, **changes) -> str:
             params[key] = value
     encoded = params.urlencode()
     return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def compact_json(value) -> str:
+    """`{"region": "eu"}` on one line, as an API user would write it (not Python's repr)."""
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False, default=str)
 
 
 @register.filter

@@ -41,7 +41,8 @@
     var plural = root.querySelector("[name=unit_plural]");
     var one = root.querySelector("[data-unit-one]");
     var many = root.querySelector("[data-unit-many]");
-    if (!singular || !plural || !one || !many) return;
+    if (!singular || !plural || !one || !many || root.hasAttribute("data-enhanced")) return;
+    root.setAttribute("data-enhanced", "");
     var update = function () {
       var s = singular.value.trim() || "unit";
       var p = plural.value.trim() || (singular.value.trim() ? singular.value.trim() : "units");
@@ -66,11 +67,29 @@
 
   function enhance(root) {
     root.querySelectorAll("[data-units-form]").forEach(pluralPreview);
-    root.querySelectorAll("[data-js-hide]").forEach(function (el) { el.hidden = true; });
-    var focus = root.querySelector("[data-autofocus]");
-    if (focus) focus.focus();
+    var focus = root.querySelector("[data-autofocus]:not([data-enhanced])");
+    if (focus) {
+      focus.setAttribute("data-enhanced", "");
+      focus.focus();
+    }
   }
 
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
-  document.addEventListener("htmx:afterSwap", function (event) { enhance(event.target); });
+  /* After a wizard step is swapped in: show the first error, or bring the new step's top into view. */
+  function revealStep() {
+    var step = document.getElementById("wizard-step");
+    if (!step) return;
+    var error = step.querySelector(".has-error, .form-error, .callout.danger");
+    if (error) {
+      error.scrollIntoView({ block: "center" });
+      var input = error.querySelector("input:not([type=radio]), select, textarea");
+      if (input) input.focus({ preventScroll: true });
+    } else if (step.getBoundingClientRect().top < 0) {
+      step.scrollIntoView({ block: "start" });
+      window.scrollBy(0, -72);
+    }
+  }
+
+  document.addEventListener("htmx:afterSwap", function () { enhance(document); });
+  document.addEventListener("htmx:afterSettle", revealStep);
 })();

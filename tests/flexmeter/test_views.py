@@ -12,6 +12,11 @@ from tests.factories import ApiKeyFactory, EnvironmentFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def test_pages_require_login(client: Client, environment):
     response = client.get(reverse("catalog:feature_list"))
     assert response.status_code == 302
