@@ -52,6 +52,8 @@ class ProgressBar:
     def update(self, *, items: int, done: float | None = None) -> None:
         self.items = items
         self.done = done if done is not None else items
+        if self.total is not None and self.done >= self.total:
+            return  # the last line is finish()'s, with the total time
         now = self.clock()
         if self.enabled and now - self.last_drawn >= self.interval:
             self.last_drawn = now
