@@ -54,7 +54,6 @@ class EventAdmin(admin.ModelAdmin):
     list_display = ["event_id", "event_name", "external_customer_id", "timestamp", "ingested_at", "environment"]
     list_filter = ["environment", "event_name"]
     search_fields = ["=event_id", "=external_customer_id", "event_name"]
-    date_hierarchy = None
     show_full_result_count = False
     ordering = ["-timestamp", "-id"]
 
