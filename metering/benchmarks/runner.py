@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -136,73 +137,76 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def gunicorn_server(env: dict[str, str], *, workers: int) -> Iterator[str]:
+    """gunicorn on a free loopback port, in its own process group so every worker stops with it."""
     port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "flexmeter.wsgi:application",
-            "--chdir",
-            str(settings.BASE_DIR),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--timeout",
-            "120",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise BenchmarkError(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise BenchmarkError("gunicorn did not start within 30 s")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "flexmeter.wsgi:application",
+        "--chdir",
+        str(settings.BASE_DIR),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--timeout",
+        "120",
+        "--log-level",
+        "warning",
+    ]
+    # A file, not a pipe: nobody reads the log while the server runs, and a full pipe would block the workers.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise BenchmarkError(f"gunicorn exited: {log.read().decode(errors='replace')[-2000:]}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchmarkError("gunicorn did not start within 30 s")
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
 
 def _load(url: str, key: str, *, mode: str, requests: int, batch_size: int, concurrency: int, max_seconds: float):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metering.benchmarks.client",
-            f"--url={url}",
-            f"--key={key}",
-            f"--mode={mode}",
-            f"--requests={requests}",
-            f"--batch-size={batch_size}",
-            f"--concurrency={concurrency}",
-            f"--max-seconds={max_seconds}",
-        ],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
-        capture_output=True,
-        text=True,
-        timeout=max_seconds + 120,
-        check=False,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "metering.benchmarks.client",
+        f"--url={url}",
+        f"--key={key}",
+        f"--mode={mode}",
+        f"--requests={requests}",
+        f"--batch-size={batch_size}",
+        f"--concurrency={concurrency}",
+        f"--max-seconds={max_seconds}",
+    ]
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
+            capture_output=True,
+            text=True,
+            timeout=max_seconds + 120,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(f"the load process did not finish within {max_seconds + 120:.0f} s") from None
     if completed.returncode != 0:
         raise BenchmarkError(f"load process failed:\n{completed.stderr[-2000:]}")
     result = json.loads(completed.stdout)
