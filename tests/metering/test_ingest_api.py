@@ -216,3 +216,17 @@ def test_openapi_documents_the_ingest_bodies(anonymous_api):
     assert "202" in bulk["responses"]
     single = paths["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(single["required"]) == {"event_name", "external_customer_id"}
+
+
+def test_oversized_and_overfull_properties_are_400_per_index(api):
+    events = [
+        an_event(event_id="big", properties={"blob": "x" * 40_000}),
+        an_event(event_id="wide", properties={f"k{i}": i for i in range(101)}),
+    ]
+    response = api.post("/v1/events/bulk", {"events": events})
+    assert response.status_code == 400
+    assert response.json()["details"] == {
+        "events[0].properties": "must be at most 32768 bytes as JSON (got 40011)",
+        "events[1].properties": "must have at most 100 top-level keys (got 101)",
+    }
+    assert not Event.objects.exists()
