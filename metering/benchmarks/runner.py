@@ -5,7 +5,8 @@
 2. start gunicorn bound to 127.0.0.1 on a free port against it;
 3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests, then
    for single-event requests, with the table emptied before each phase;
-4. COPY the same bulk events straight into the same table (one COPY and commit per batch) for a baseline;
+4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
+   single events one row and one commit at a time, as baselines of what the database alone does in this run;
 5. stop gunicorn and drop the database, whatever happened.
 """
 
@@ -59,10 +60,15 @@ class BenchmarkResult:
     bulk: PhaseResult
     single: PhaseResult
     copy_events_per_second: float
+    insert_rows_per_second: float
 
     @property
     def copy_ratio(self) -> float:
         return self.bulk.events_per_second / self.copy_events_per_second if self.copy_events_per_second else 0.0
+
+    @property
+    def insert_ratio(self) -> float:
+        return self.single.requests_per_second / self.insert_rows_per_second if self.insert_rows_per_second else 0.0
 
 
 def _with_database(url: str, name: str) -> str:
@@ -221,27 +227,36 @@ def _truncate(database_url: str) -> None:
         conn.execute("VACUUM ANALYZE metering_event")
 
 
+def _rows(environment_id: int, indexes: range, *, prefix: str) -> list[tuple]:
+    now = dt.datetime.now(dt.UTC)
+    return [
+        (
+            environment_id,
+            event["event_id"],
+            event["event_name"],
+            event["external_customer_id"],
+            dt.datetime.fromisoformat(event["timestamp"]),
+            now,
+            event["source"],
+            json.dumps(event["properties"], separators=(",", ":")),
+        )
+        for event in (bench_event(index, prefix=prefix) for index in indexes)
+    ]
+
+
+def _environment_id(conn: psycopg.Connection) -> int:
+    environment_id = conn.execute("SELECT id FROM flexmeter_environment WHERE slug = 'bench'").fetchone()[0]
+    conn.commit()
+    return environment_id
+
+
 def _copy_baseline(database_url: str, *, batches: int, batch_size: int) -> float:
     """Raw COPY of the same events into the same (emptied) table, one COPY and commit per batch: events/s."""
     _truncate(database_url)
-    now = dt.datetime.now(dt.UTC)
     with psycopg.connect(database_url) as conn:
-        environment_id = conn.execute("SELECT id FROM flexmeter_environment WHERE slug = 'bench'").fetchone()[0]
-        conn.commit()
+        environment_id = _environment_id(conn)
         rows = [
-            [
-                (
-                    environment_id,
-                    event["event_id"],
-                    event["event_name"],
-                    event["external_customer_id"],
-                    dt.datetime.fromisoformat(event["timestamp"]),
-                    now,
-                    event["source"],
-                    json.dumps(event["properties"], separators=(",", ":")),
-                )
-                for event in (bench_event(index) for index in range(batch * batch_size, (batch + 1) * batch_size))
-            ]
+            _rows(environment_id, range(batch * batch_size, (batch + 1) * batch_size), prefix="bench")
             for batch in range(batches)
         ]
         started = time.perf_counter()
@@ -253,6 +268,20 @@ def _copy_baseline(database_url: str, *, batches: int, batch_size: int) -> float
         elapsed = time.perf_counter() - started
     _truncate(database_url)
     return batches * batch_size / elapsed
+
+
+def _insert_baseline(database_url: str, *, count: int) -> float:
+    """Raw single-row INSERTs of the single-phase events, one commit each, one connection: rows/s."""
+    _truncate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = _rows(_environment_id(conn), range(count), prefix="single")
+        sql = f"INSERT INTO metering_event ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        started = time.perf_counter()
+        for row in rows:
+            conn.execute(sql, row)
+        elapsed = time.perf_counter() - started
+    _truncate(database_url)
+    return count / elapsed
 
 
 def ingest_benchmark_run(
@@ -302,6 +331,8 @@ def ingest_benchmark_run(
             )
         log("raw COPY baseline")
         copy_rate = _copy_baseline(database_url, batches=bulk["requests"], batch_size=batch_size)
+        log("raw single-row INSERT baseline")
+        insert_rate = _insert_baseline(database_url, count=single["requests"])
     return BenchmarkResult(
         bulk=PhaseResult(
             requests=bulk["requests"],
@@ -318,4 +349,5 @@ def ingest_benchmark_run(
             p99_ms=single["p99_ms"],
         ),
         copy_events_per_second=copy_rate,
+        insert_rows_per_second=insert_rate,
     )

@@ -58,6 +58,10 @@ class Command(BaseCommand):
             f"COPY    raw COPY of the same events into the same table: {result.copy_events_per_second:,.0f} events/s"
         )
         self.stdout.write(f"ratio   bulk endpoint / raw COPY = {result.copy_ratio:.2f}")
+        self.stdout.write(
+            f"INSERT  raw single-row INSERT + commit, 1 connection: {result.insert_rows_per_second:,.0f} rows/s"
+            f" (single endpoint / raw INSERT = {result.insert_ratio:.2f})"
+        )
         for label, value, target, unit in (
             ("bulk", bulk.events_per_second, TARGET_BULK_EVENTS_PER_SECOND, "events/s"),
             ("single", single.requests_per_second, TARGET_SINGLE_REQUESTS_PER_SECOND, "requests/s"),
