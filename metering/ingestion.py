@@ -83,17 +83,19 @@ def parse_timestamp(value: Any) -> dt.datetime:
     """
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 string such as 2024-05-01T12:00:00Z")
-    match = _RFC3339.match(value.strip())
-    if match is None:
+    value = value.strip()
+    if _RFC3339.match(value) is None:
         raise ValueError("must be RFC 3339 with a zone offset or Z, such as 2024-05-01T12:00:00Z")
-    date_part, time_part, fraction, zone = match.groups()
-    zone = "+00:00" if zone in {"Z", "z"} else zone
-    fraction = f".{(fraction or '')[:6].ljust(6, '0')}"
+    # The pattern is the RFC 3339 check; fromisoformat parses what it admits (truncating fractions beyond
+    # microseconds) except the lower-case `t` and `z` that RFC 3339 also allows.
     try:
-        parsed = dt.datetime.fromisoformat(f"{date_part}T{time_part}{fraction}{zone}")
-    except ValueError as exc:
-        raise ValueError(f"is not a valid date and time ({exc})") from None
-    return parsed.astimezone(dt.UTC)
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = dt.datetime.fromisoformat(value.upper())
+        except ValueError as exc:
+            raise ValueError(f"is not a valid date and time ({exc})") from None
+    return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
 
 
 def _required_text(raw: dict, key: str, errors: dict[str, str]) -> str:
