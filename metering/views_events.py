@@ -50,23 +50,28 @@ def pretty_json(value: Any) -> str:
     return text.replace('"\\u0000num:', "").replace('\\u0000"', "")
 
 
-def near_miss_hint(miss: NearMiss) -> dict:
-    """Word a near miss the way a person would say it: "did you mean `api.calls`?", "differs only by case"."""
-    hint = {"kind": miss.kind, "expected": miss.expected, "actual": miss.actual, "meter_id": miss.meter_id,
-            "meter_name": miss.meter_name}  # fmt: skip
-    if miss.kind == "event_name":
-        hint["detail"] = "Event names match exactly and are case-sensitive."
-    else:
-        hint["how"] = "only by case" if miss.expected.lower() == miss.actual.lower() else "only by case or separators"
-        hint["detail"] = "Property names are case-sensitive."
-    return hint
+def near_miss_hints(misses: list[NearMiss]) -> list[dict]:
+    """Word near misses the way a person would say them ("did you mean `api.calls`?"), one hint per suggestion
+    with every meter it concerns."""
+    hints: dict[tuple, dict] = {}
+    for miss in misses:
+        hint = hints.setdefault(
+            (miss.kind, miss.expected, miss.actual),
+            {"kind": miss.kind, "expected": miss.expected, "actual": miss.actual, "meters": []},
+        )
+        hint["meters"].append({"id": miss.meter_id, "name": miss.meter_name})
+    for hint in hints.values():
+        if hint["kind"] == "property_key":
+            same_letters = hint["expected"].lower() == hint["actual"].lower()
+            hint["how"] = "only by case" if same_letters else "only by case or separators"
+    return list(hints.values())
 
 
 def _report_context(report: DebugReport) -> dict:
     return {
         "report": report,
         "status_label": STATUS_LABELS[report.status],
-        "hints": [near_miss_hint(miss) for miss in report.near_misses],
+        "hints": near_miss_hints(report.near_misses),
         "matched_count": sum(1 for meter in report.meters if meter.matched),
     }
 
@@ -169,7 +174,7 @@ def event_test(request: HttpRequest) -> HttpResponse:
         text = _editable_json(source_event) if source_event else pretty_json(SAMPLE_EVENT)
     context: dict[str, Any] = {"event_json": text, "source_event": source_event, "errors": None}
     status = 200
-    if request.method == "POST":
+    if request.method == "POST" or source_event is not None:
         try:
             candidate = _parse_candidate(text)
         except ValidationFailed as exc:
