@@ -37,6 +37,8 @@ MAX_FUTURE = dt.timedelta(hours=24)
 EVENT_ID_PREFIX = "event_"
 
 # RFC 3339 date-time: a zone offset or Z is mandatory; fractional seconds of any length (Go sends nanoseconds).
+# An escaped NUL in JSON text (not an escaped backslash followed by "u0000"); jsonb rejects it.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$",
 )
@@ -98,6 +100,18 @@ def parse_timestamp(value: Any) -> dt.datetime:
     return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
 
 
+def text_problem(value: str) -> str | None:
+    """PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode lone surrogates (`"\\ud800"`)."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid Unicode (it contains a lone surrogate)"
+    return None
+
+
 def _required_text(raw: dict, key: str, errors: dict[str, str]) -> str:
     value = raw.get(key)
     if value is None:
@@ -108,6 +122,8 @@ def _required_text(raw: dict, key: str, errors: dict[str, str]) -> str:
         errors[key] = "must not be blank"
     elif len(value) > MAX_TEXT_LENGTH:
         errors[key] = f"must be at most {MAX_TEXT_LENGTH} characters (got {len(value)})"
+    elif problem := text_problem(value):
+        errors[key] = problem
     else:
         return value
     return ""
@@ -152,6 +168,8 @@ def event_clean(raw: Any, *, now: dt.datetime | None = None) -> EventInput:
         errors["event_id"] = "must not be blank"
     elif len(event_id) > MAX_TEXT_LENGTH:
         errors["event_id"] = f"must be at most {MAX_TEXT_LENGTH} characters (got {len(event_id)})"
+    elif problem := text_problem(event_id):
+        errors["event_id"] = problem
 
     source = raw.get("source")
     if source is None:
@@ -160,6 +178,8 @@ def event_clean(raw: Any, *, now: dt.datetime | None = None) -> EventInput:
         errors["source"] = f"must be a string, not {_json_type(source)}"
     elif len(source) > MAX_TEXT_LENGTH:
         errors["source"] = f"must be at most {MAX_TEXT_LENGTH} characters (got {len(source)})"
+    elif problem := text_problem(source):
+        errors["source"] = problem
 
     timestamp = raw.get("timestamp")
     if timestamp is None or timestamp == "":
@@ -190,9 +210,14 @@ def event_clean(raw: Any, *, now: dt.datetime | None = None) -> EventInput:
         except (TypeError, ValueError) as exc:
             errors["properties"] = f"must be plain JSON ({exc})"
         else:
-            size = len(properties_json) if properties_json.isascii() else len(properties_json.encode())
-            if size > MAX_PROPERTIES_BYTES:
-                errors["properties"] = f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON (got {size})"
+            if "\\u0000" in properties_json and _JSON_NUL.search(properties_json):
+                errors["properties"] = "must not contain NUL (\\u0000) characters"
+            elif problem := text_problem(properties_json):
+                errors["properties"] = problem
+            else:
+                size = len(properties_json) if properties_json.isascii() else len(properties_json.encode())
+                if size > MAX_PROPERTIES_BYTES:
+                    errors["properties"] = f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON (got {size})"
 
     if errors:
         raise ValidationFailed(details=errors)

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from flexmeter.errors import AlreadyExists, ValidationFailed
 from flexmeter.models import Environment
-from metering.ingestion import parse_timestamp
+from metering.ingestion import parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, CustomerStatus
 
 MAX_TEXT_LENGTH = 255
@@ -34,6 +34,8 @@ def _text(value: Any, *, required: bool) -> str:
         raise ValueError("must not be blank")
     if len(value) > MAX_TEXT_LENGTH:
         raise ValueError(f"must be at most {MAX_TEXT_LENGTH} characters")
+    if problem := text_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -57,6 +59,9 @@ def _metadata(value: Any) -> dict[str, str]:
     bad = [key for key, item in value.items() if not isinstance(item, str)]
     if bad:
         raise ValueError(f"values must be strings (not for {', '.join(sorted(bad)[:5])})")
+    for key, item in value.items():
+        if problem := text_problem(key) or text_problem(item):
+            raise ValueError(f"{key!r}: {problem}")
     return dict(value)
 
 

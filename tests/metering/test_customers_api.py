@@ -187,3 +187,12 @@ def test_admin_lists_and_validates_customers(dashboard, environment):
     assert Customer.objects.filter(external_id="acme").count() == 1
     EventFactory(environment=environment)
     assert dashboard.get("/admin/metering/event/").status_code == 200
+
+
+def test_text_the_database_cannot_store_is_400(api):
+    response = api.post("/v1/customers", {"external_id": "a\u0000b", "name": "x"})
+    assert response.status_code == 400
+    assert response.json()["details"] == {"external_id": "must not contain NUL (\\u0000) characters"}
+    response = api.post("/v1/customers", {"external_id": "a", "name": "x", "metadata": {"k": "v\u0000"}})
+    assert response.status_code == 400
+    assert "metadata" in response.json()["details"]

@@ -230,3 +230,14 @@ def test_oversized_and_overfull_properties_are_400_per_index(api):
         "events[1].properties": "must have at most 100 top-level keys (got 101)",
     }
     assert not Event.objects.exists()
+
+
+def test_nul_characters_are_400_not_a_database_error(api):
+    response = api.post("/v1/events", '{"event_name": "a\\u0000", "external_customer_id": "c"}')
+    assert response.status_code == 400
+    assert response.json()["details"] == {"event_name": "must not contain NUL (\\u0000) characters"}
+    response = api.post(
+        "/v1/events", '{"event_name": "a", "external_customer_id": "c", "properties": {"k": "\\u0000"}}'
+    )
+    assert response.status_code == 400
+    assert not Event.objects.exists()

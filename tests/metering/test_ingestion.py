@@ -291,3 +291,21 @@ def test_event_input_built_by_hand_derives_its_json(environment):
     assert event.properties_json == '{"v":1.50}'
     events_store(environment=environment, events=[event])
     assert stored_event(environment, "hand").properties == {"v": Decimal("1.50")}
+
+
+@pytest.mark.parametrize("field", ["event_name", "external_customer_id", "event_id", "source"])
+def test_text_the_database_cannot_store_is_rejected(field):
+    assert clean_error(raw(**{field: "a\x00b"})) == {field: "must not contain NUL (\\u0000) characters"}
+    assert clean_error(raw(**{field: "a\ud800b"})) == {field: "must be valid Unicode (it contains a lone surrogate)"}
+
+
+def test_properties_the_database_cannot_store_are_rejected():
+    assert clean_error(raw(properties={"k": "a\x00"})) == {"properties": "must not contain NUL (\\u0000) characters"}
+    assert clean_error(raw(properties={"k\ud800": 1}))["properties"].startswith("must be valid Unicode")
+    literal = event_clean(raw(properties={"k": "\\u0000 is how JSON writes NUL"}), now=NOW)
+    assert literal.properties == {"k": "\\u0000 is how JSON writes NUL"}
+
+
+def test_escaped_backslash_before_u0000_is_stored(environment):
+    events_store(environment=environment, events=[an_input("bs", properties={"k": "C:\\u0000dir"})])
+    assert stored_event(environment, "bs").properties == {"k": "C:\\u0000dir"}
