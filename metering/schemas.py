@@ -12,7 +12,7 @@ from pydantic import WithJsonSchema
 
 from flexmeter.errors import ValidationFailed
 from metering import exactjson
-from metering.ingestion import MAX_BULK_EVENTS, parse_timestamp
+from metering.ingestion import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
 from metering.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -114,6 +114,9 @@ def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         name: data.get(name) or None for name in ("event_name", "external_customer_id", "event_id", "source")
     }
+    for name, value in kwargs.items():
+        if value and (problem := text_problem(value)):
+            errors[name] = problem
     for name in ("start_time", "end_time"):
         value = data.get(name)
         kwargs[name] = None
@@ -151,6 +154,9 @@ def _property_filters_clean(value: Any) -> dict[str, list[str]] | None:
             values = [values]
         if not isinstance(values, list) or not values or not all(isinstance(item, str) for item in values):
             raise ValueError(f"{key}: values must be a non-empty list of strings")
+        for text in (key, *values):
+            if problem := text_problem(text):
+                raise ValueError(f"{key!r}: {problem}")
         cleaned[key] = values
     return cleaned
 

@@ -12,6 +12,7 @@ from django.db.models.functions import Cast
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
+from metering.ingestion import text_problem
 from metering.models import Customer, CustomerStatus, Event
 
 MAX_PAGE_SIZE = 100
@@ -24,7 +25,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 def customer_get(*, environment: Environment, customer_id: str) -> Customer:
     """A customer of this environment by public id (deleted ones included, so references stay resolvable)."""
-    customer = Customer.objects.for_environment(environment).filter(public_id=customer_id).first()
+    customer = None
+    if not text_problem(customer_id):
+        customer = Customer.objects.for_environment(environment).filter(public_id=customer_id).first()
     if customer is None:
         raise NotFound(f"Customer {customer_id} not found", details={"id": "no such customer in this environment"})
     return customer
@@ -39,7 +42,9 @@ def customer_get_active(*, environment: Environment, customer_id: str) -> Custom
 
 def customer_get_by_external_id(*, environment: Environment, external_id: str) -> Customer:
     """The active customer with this external id (only one can exist)."""
-    customer = Customer.objects.for_environment(environment).active().filter(external_id=external_id).first()
+    customer = None
+    if not text_problem(external_id):
+        customer = Customer.objects.for_environment(environment).active().filter(external_id=external_id).first()
     if customer is None:
         raise NotFound(
             f"No customer with external_id {external_id!r}", details={"external_id": "no such active customer"}

@@ -196,3 +196,8 @@ def test_text_the_database_cannot_store_is_400(api):
     response = api.post("/v1/customers", {"external_id": "a", "name": "x", "metadata": {"k": "v\u0000"}})
     assert response.status_code == 400
     assert "metadata" in response.json()["details"]
+
+
+def test_lookups_with_nul_characters_are_404(api):
+    assert api.get("/v1/customers/external/a%00b").status_code == 404
+    assert api.get("/v1/customers/cust_%00").status_code == 404

@@ -193,3 +193,16 @@ def test_cursor_uses_the_keyset_index_on_postgresql(environment):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "event_stream" in plan
     assert "Sort" not in plan.split("\n")[1]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"event_name": "a\u0000"},
+        {"property_filters": '{"k\\u0000": ["v"]}'},
+        {"property_filters": '{"k": ["\\u0000"]}'},
+    ],
+)
+def test_filters_the_database_cannot_hold_are_400(api, params):
+    response = api.get("/v1/events", params)
+    assert response.status_code == 400
