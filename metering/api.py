@@ -123,6 +123,8 @@ def _request_json(request: HttpRequest) -> Any:
         raise ValidationFailed(
             f"Request body is not valid JSON: {exc}", details={"body": "is not valid JSON"}
         ) from None
+    except RecursionError:
+        raise ValidationFailed(details={"body": "is nested too deeply"}) from None
 
 
 def _request_body_schema(schema: dict) -> dict:

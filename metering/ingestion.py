@@ -97,7 +97,10 @@ def parse_timestamp(value: Any) -> dt.datetime:
             parsed = dt.datetime.fromisoformat(value.upper())
         except ValueError as exc:
             raise ValueError(f"is not a valid date and time ({exc})") from None
-    return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
+    try:
+        return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is outside the supported years 0001–9999 once converted to UTC") from None
 
 
 def text_problem(value: str) -> str | None:
@@ -209,6 +212,8 @@ def event_clean(raw: Any, *, now: dt.datetime | None = None) -> EventInput:
             properties_json = exactjson.dumps(properties)
         except (TypeError, ValueError) as exc:
             errors["properties"] = f"must be plain JSON ({exc})"
+        except RecursionError:
+            errors["properties"] = "is nested too deeply"
         else:
             if "\\u0000" in properties_json and _JSON_NUL.search(properties_json):
                 errors["properties"] = "must not contain NUL (\\u0000) characters"

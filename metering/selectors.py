@@ -106,7 +106,7 @@ def event_cursor_decode(cursor: str, *, field_name: str = "iter_last_key") -> tu
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, pk = raw.split(":")
         return _EPOCH + dt.timedelta(microseconds=int(micros)), int(pk)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+    except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError):
         raise ValidationFailed(
             details={field_name: "is not a cursor returned by this API (pass iter_last_key from a previous page)"}
         ) from None

@@ -206,3 +206,12 @@ def test_cursor_uses_the_keyset_index_on_postgresql(environment):
 def test_filters_the_database_cannot_hold_are_400(api, params):
     response = api.get("/v1/events", params)
     assert response.status_code == 400
+
+
+def test_cursor_with_an_absurd_timestamp_is_400(api):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"99999999999999999999999:1").decode()
+    response = api.get("/v1/events", {"iter_last_key": cursor})
+    assert response.status_code == 400
+    assert "iter_last_key" in response.json()["details"]

@@ -241,3 +241,9 @@ def test_nul_characters_are_400_not_a_database_error(api):
     )
     assert response.status_code == 400
     assert not Event.objects.exists()
+
+
+def test_extremely_nested_body_is_400(api):
+    response = api.post("/v1/events", '{"event_name": "a", "properties": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert response.status_code == 400
+    assert response.json()["details"] == {"body": "is nested too deeply"}

@@ -309,3 +309,15 @@ def test_properties_the_database_cannot_store_are_rejected():
 def test_escaped_backslash_before_u0000_is_stored(environment):
     events_store(environment=environment, events=[an_input("bs", properties={"k": "C:\\u0000dir"})])
     assert stored_event(environment, "bs").properties == {"k": "C:\\u0000dir"}
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_timestamps_that_overflow_in_utc_are_rejected(value):
+    assert clean_error(raw(timestamp=value))["timestamp"].startswith("is outside the supported years")
+
+
+def test_extremely_nested_properties_are_rejected():
+    nested: dict = {}
+    for _ in range(5000):
+        nested = {"n": nested}
+    assert clean_error(raw(properties=nested)) == {"properties": "is nested too deeply"}
