@@ -100,7 +100,9 @@ def feature_archive(request: HttpRequest, public_id: str) -> HttpResponse:
     """Retire a feature: it leaves the catalog and its meter stops counting (the API's DELETE, a soft delete)."""
     feature = _feature_or_404(request, public_id)
     feature_delete(feature=feature)
-    messages.success(request, f"“{feature.name}” was archived. Its usage history stays queryable through its meter.")
+    messages.success(
+        request, f"“{feature.name}” was removed from the catalog and its meter archived. Usage history stays queryable."
+    )
     return redirect("catalog:feature_list")
 
 

@@ -177,7 +177,7 @@ def test_feature_archive(dashboard: Client, environment, tokens):
     tokens.refresh_from_db()
     tokens.meter.refresh_from_db()
     assert tokens.status == FeatureStatus.DELETED and tokens.meter.status == MeterStatus.ARCHIVED
-    assert "was archived" in response.content.decode()
+    assert "was removed from the catalog and its meter archived" in response.content.decode()
     assert dashboard.get(reverse("catalog:feature_archive", args=[tokens.public_id])).status_code == 405
 
 
