@@ -93,6 +93,12 @@ def _normalized_name(name: str) -> str:
     return _SEPARATORS.sub("", name).lower()
 
 
+def similar_event_names(event_name: str, names) -> list[str]:
+    """Those of `names` that differ from `event_name` only by case, separators or whitespace (the near-miss rule)."""
+    wanted = _normalized_name(event_name)
+    return sorted({name for name in names if name != event_name and _normalized_name(name) == wanted})
+
+
 def event_debug_report(*, environment, event: Event | EventInput) -> DebugReport:
     """Explain `event` (stored `Event`, or a validated `EventInput` that is not stored) against this environment."""
     properties = event.properties if isinstance(event.properties, dict) else {}

@@ -24,7 +24,12 @@ from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import event_cursor_decode, event_cursor_encode
-from metering.usage.debugger import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
+from metering.usage.debugger import (
+    STATUS_CUSTOMER_NOT_FOUND,
+    STATUS_PROCESSED,
+    STATUS_UNMATCHED,
+    similar_event_names,
+)
 from metering.usage.engine import AggregationSpec, condition_sql, value_sql
 from metering.usage.sql import Dialect, Params, dialect_for
 
@@ -232,6 +237,7 @@ class UnmatchedName:
     last_seen: dt.datetime
     customers: int
     meters_with_name: int
+    did_you_mean: list[str]
 
 
 def unmatched_event_names(
@@ -264,6 +270,7 @@ def unmatched_event_names(
             last_seen=_aware(last),
             customers=customers,
             meters_with_name=per_name.get(name, 0),
+            did_you_mean=similar_event_names(name, per_name),
         )
         for name, count, last, customers in rows
     ]

@@ -203,8 +203,8 @@ def test_send_stores_the_event_and_opens_it(dashboard, world):
 def test_unmatched_names_page(dashboard, world):
     html = dashboard.get(UNMATCHED).content.decode()
     assert "API.calls" in html and "model.usage" in html
-    assert "No meter counts this name" in html
-    assert "1 meter reads this name" in html
+    assert "Did you mean</strong> <code>api.calls</code>?" in html  # API.calls
+    assert "Failed a filter or had no usable value (1 meter reads this name)" in html  # model.usage
     assert "api.calls</span>" not in html.split("<tbody>", 1)[1]
 
 

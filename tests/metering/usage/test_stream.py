@@ -140,6 +140,7 @@ def test_unmatched_names_grouped_with_counts_and_last_seen(environment):
         ("api.calls", 1, 1, 1),
     ]
     assert names[0].last_seen == at("2025-01-02T00:12")
+    assert names[0].did_you_mean == ["api.calls"] and names[1].did_you_mean == []
     assert unmatched_event_names(environment=environment, start=at("2025-01-02T00:11")) != names
     assert [n.count for n in unmatched_event_names(environment=environment, start=at("2025-01-02T00:11"))] == [2]
 
