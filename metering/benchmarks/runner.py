@@ -115,7 +115,7 @@ def _server_environment(database_url: str) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1",
         SECURE_SSL_REDIRECT="false",
         LOG_LEVEL="WARNING",
-        DATABASE_POOL_SIZE="4",
+        DATABASE_POOL_SIZE="8",
         PYTHONPATH=str(settings.BASE_DIR),
     )
     return env
@@ -142,7 +142,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn_server(env: dict[str, str], *, workers: int) -> Iterator[str]:
+def gunicorn_server(env: dict[str, str], *, workers: int, threads: int = 1) -> Iterator[str]:
     """gunicorn on a free loopback port, in its own process group so every worker stops with it."""
     port = _free_port()
     command = [
@@ -157,7 +157,9 @@ def gunicorn_server(env: dict[str, str], *, workers: int) -> Iterator[str]:
         "--workers",
         str(workers),
         "--worker-class",
-        "sync",
+        "sync" if threads == 1 else "gthread",
+        "--threads",
+        str(threads),
         "--timeout",
         "120",
         "--log-level",
@@ -292,6 +294,7 @@ def ingest_benchmark_run(
     single_requests: int,
     concurrency: int,
     workers: int,
+    threads: int = 1,
     max_seconds: float,
     log: Callable[[str], None],
 ) -> BenchmarkResult:
@@ -304,8 +307,8 @@ def ingest_benchmark_run(
         _manage(["migrate", "--verbosity", "0"], env)
         key = _manage(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
         key = key.strip().splitlines()[-1]
-        with gunicorn_server(env, workers=workers) as url:
-            log(f"gunicorn with {workers} sync workers at {url}; warming up")
+        with gunicorn_server(env, workers=workers, threads=threads) as url:
+            log(f"gunicorn with {workers} workers × {threads} threads at {url}; warming up")
             _load(url, key, mode="single", requests=20, batch_size=1, concurrency=2, max_seconds=30)
             _truncate(database_url)
             log(f"bulk: {batches} requests of {batch_size} events, {concurrency} concurrent")

@@ -20,7 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=1000, help="events per bulk request (max 1000)")
         parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests")
         parser.add_argument("--concurrency", type=int, default=4, help="concurrent client connections")
-        parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+        parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument(
+            "--threads", type=int, default=1, help="threads per worker (>1 uses gunicorn's gthread workers)"
+        )
         parser.add_argument("--max-seconds", type=float, default=120, help="time limit per phase")
 
     def handle(self, *args, **options):
@@ -39,6 +42,7 @@ class Command(BaseCommand):
                 single_requests=options["single_requests"],
                 concurrency=options["concurrency"],
                 workers=options["workers"],
+                threads=options["threads"],
                 max_seconds=options["max_seconds"],
                 log=log,
             )
