@@ -202,10 +202,13 @@ def reset_usage_clean(value: Any) -> str:
 def meter_definition_clean(data: Any) -> dict:
     """A whole meter: returns `{"name", "event_name", "aggregation", "filters", "reset_usage"}`, all normalized.
 
-    Reports the errors of every part at once.
+    Reports the errors of every part at once. Flexprice's documented inline-meter spelling is accepted too:
+    `event_type` for `event_name` (when `event_name` is absent) and a bare aggregation type string.
     """
     if not isinstance(data, dict):
         raise ValidationFailed(details={"meter": "must be an object"})
+    if data.get("event_name") is None and data.get("event_type") is not None:
+        data = {**data, "event_name": data["event_type"]}
     errors = Errors()
     name = text_value(data.get("name"), "name", errors, required=True)
     event_name = errors.collect(event_name_clean, data.get("event_name"))

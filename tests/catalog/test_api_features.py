@@ -33,6 +33,16 @@ def test_create_metered_feature_with_inline_meter(api, environment):
     assert Meter.objects.get(public_id=body["meter_id"]).name == "API Calls (v2)"
 
 
+def test_flexprice_inline_meter_spelling_is_accepted(api):
+    response = api.post(
+        "/v1/features",
+        {"name": "API Calls", "type": "METERED", "meter": {"event_type": "api_call", "aggregation": "COUNT"}},
+    )
+    assert response.status_code == 201
+    meter = api.get(f"/v1/meters/{response.json()['meter_id']}").json()
+    assert (meter["event_name"], meter["aggregation"]["type"]) == ("api_call", "COUNT")
+
+
 def test_create_feature_with_meter_id(api):
     meter = api.post("/v1/meters", {"name": "m", "event_name": "e", "aggregation": {"type": "COUNT"}}).json()
     response = api.post("/v1/features", {"name": "Calls", "type": "metered", "meter_id": meter["id"]})
