@@ -6,6 +6,7 @@ and admin. Response schemas are exact: ids are public ids, decimal settings (`mu
 and metadata values are strings, timestamps are RFC 3339 UTC (`2026-01-31T12:00:00.123Z`).
 """
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from catalog.models import AggregationType, BucketSize, Feature, FeatureStatus, FeatureType, Meter, MeterStatus
-from catalog.rules import ALERT_CONDITIONS, FILTER_OPERATORS
+from catalog.rules import ALERT_CONDITIONS, ALERT_LEVELS, FILTER_OPERATORS
 from flexmeter.models import Environment
 
 DECIMAL_TEXT = {"anyOf": [{"type": "string"}, {"type": "number"}], "description": 'decimal, e.g. "1.5"'}
@@ -266,6 +267,11 @@ def tenant_id() -> str:
     return getattr(settings, "FLEXMETER_TENANT_ID", "default")
 
 
+def _text(value: Any) -> str:
+    """Settings are validated to strings on the way in; rows written around the rules still serialize."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def meter_to_wire(meter: Meter, *, environment: Environment) -> dict:
     return {
         "id": meter.public_id,
@@ -282,7 +288,11 @@ def meter_to_wire(meter: Meter, *, environment: Environment) -> dict:
             "group_by": meter.group_by or None,
         },
         "filters": [
-            {"key": item["key"], "operator": item.get("operator") or "in", "values": item["values"]}
+            {
+                "key": _text(item.get("key", "")),
+                "operator": item.get("operator") or "in",
+                "values": [_text(value) for value in item.get("values") or []],
+            }
             for item in meter.filters or []
         ],
         "reset_usage": meter.reset_usage,
@@ -290,6 +300,17 @@ def meter_to_wire(meter: Meter, *, environment: Environment) -> dict:
         "created_at": meter.created_at,
         "updated_at": meter.updated_at,
     }
+
+
+def _alert_settings_wire(settings: Any) -> dict | None:
+    if not isinstance(settings, dict) or not settings:
+        return None
+    wire: dict[str, Any] = {"alert_enabled": bool(settings.get("alert_enabled"))}
+    for level in ALERT_LEVELS:
+        item = settings.get(level)
+        if isinstance(item, dict):
+            wire[level] = {"threshold": _text(item.get("threshold", "")), "condition": _text(item.get("condition", ""))}
+    return wire
 
 
 def feature_to_wire(feature: Feature, *, environment: Environment, expand_meter: bool = False) -> dict:
@@ -304,8 +325,8 @@ def feature_to_wire(feature: Feature, *, environment: Environment, expand_meter:
         "value": feature.value or None,
         "unit_singular": feature.unit_singular or None,
         "unit_plural": feature.unit_plural or None,
-        "alert_settings": feature.alert_settings or None,
-        "metadata": feature.metadata or {},
+        "alert_settings": _alert_settings_wire(feature.alert_settings),
+        "metadata": {str(key): _text(value) for key, value in (feature.metadata or {}).items()},
         "status": feature.status,
         "tenant_id": tenant_id(),
         "environment_id": environment.public_id,

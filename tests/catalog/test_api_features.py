@@ -208,3 +208,14 @@ def test_delete_is_soft_and_archives_the_meter(api):
     assert api.get(f"/v1/meters/{feature['meter_id']}").json()["status"] == MeterStatus.ARCHIVED
     assert api.get("/v1/features").json()["items"] == []
     assert api.post("/v1/features", INLINE).status_code == 201
+
+
+def test_rows_written_around_the_rules_still_serialize_with_string_types(api, environment):
+    feature = FeatureFactory(
+        environment=environment,
+        alert_settings={"alert_enabled": True, "critical": {"threshold": 100, "condition": "above"}},
+        metadata={"seats": 5},
+    )
+    body = api.get(f"/v1/features/{feature.public_id}").json()
+    assert body["alert_settings"]["critical"]["threshold"] == "100"
+    assert body["metadata"] == {"seats": "5"}
