@@ -198,8 +198,8 @@ def time_queries(*, environment_id: int, month: int, repeat: int, log: Callable[
 
 
 @contextlib.contextmanager
-def _database(database_url: str, *, keep: bool, reuse: bool) -> Iterator[bool]:
-    """Create the benchmark database (or reuse a kept one); yields whether it already holds events."""
+def _database(database_url: str, *, events: int, keep: bool, reuse: bool) -> Iterator[bool]:
+    """Create the benchmark database (or reuse a kept one holding `events` events); yields whether it does."""
     parts = urlsplit(database_url)
     name = parts.path.lstrip("/")
     admin_url = urlunsplit(parts._replace(path="/postgres"))
@@ -208,7 +208,7 @@ def _database(database_url: str, *, keep: bool, reuse: bool) -> Iterator[bool]:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
         if exists and reuse:
             with psycopg.connect(database_url) as bench:
-                loaded = bench.execute(f"SELECT EXISTS (SELECT 1 FROM {Event._meta.db_table})").fetchone()[0]
+                loaded = bench.execute(f"SELECT count(*) FROM {Event._meta.db_table}").fetchone()[0] == events
         if not loaded:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{name}"')
@@ -239,7 +239,7 @@ def usage_benchmark_run(
     """
     check_database_url(database_url)
     _register_alias(database_url)
-    with _database(database_url, keep=keep, reuse=reuse) as loaded:
+    with _database(database_url, events=events, keep=keep, reuse=reuse) as loaded:
         load_seconds = None
         if loaded:
             environment = Environment.objects.using(ALIAS).get(slug="bench")

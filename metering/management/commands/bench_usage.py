@@ -14,6 +14,7 @@ class Command(BaseCommand):
         "one typical customer, one heavy customer and all customers (GROUP BY) over one month, printing p50/p95. "
         "The database is created and dropped by the command (its name must contain 'bench')."
     )
+    requires_system_checks = []  # a measurement tool: it touches no URL, form or admin
 
     def add_arguments(self, parser):
         parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help=f"default {DEFAULT_DATABASE_URL}")
