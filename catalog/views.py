@@ -273,6 +273,13 @@ def _wizard_context(request: HttpRequest, feature: Feature | None, step: wizard.
         )
     elif step == wizard.FIELD:
         context["expression_allowed"] = meter.aggregation_type in EXPRESSION_TYPES
+        context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
+        typed = (form["field"].value() or "").strip()
+        context["case_near_miss"] = [
+            key for key in context["seen_keys"] if typed and key != typed and key.lower() == typed.lower()
+        ]
+    elif step == wizard.FILTERS:
+        context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
     elif step == wizard.REVIEW and feature is not None:
         context["publish_errors"] = extra.get("publish_errors", [])
     return context

@@ -315,6 +315,31 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
     }
 
 
+RECENT_EVENTS_SAMPLED = 50
+
+
+def recent_property_keys(*, environment: Environment, event_name: str) -> list[str]:
+    """Top-level property keys of the latest events with this name, so the field step can offer what is really sent.
+
+    Reads at most RECENT_EVENTS_SAMPLED rows through the (environment, event_name, …) index.
+    """
+    from metering.models import Event
+
+    if not event_name:
+        return []
+    recent = (
+        Event.objects.for_environment(environment)
+        .filter(event_name=event_name)
+        .order_by("-timestamp", "-id")
+        .values_list("properties", flat=True)[:RECENT_EVENTS_SAMPLED]
+    )
+    keys: dict[str, None] = {}
+    for properties in recent:
+        if isinstance(properties, dict):
+            keys.update(dict.fromkeys(properties))
+    return sorted(keys)
+
+
 def drafts_cleanup(*, older_than: dt.timedelta, dry_run: bool = False, batch_size: int = 500) -> int:
     """Delete drafts (and their draft meters) untouched for longer than `older_than`; returns how many."""
     cutoff = timezone.now() - older_than

@@ -35,6 +35,17 @@
     if (target) copyText(target.value !== undefined ? target.value : target.textContent, button);
   });
 
+  /* Property chips fill the input they name (field step). */
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest("[data-fill-target]");
+    if (!chip) return;
+    var input = document.getElementById(chip.getAttribute("data-fill-target"));
+    if (input) {
+      input.value = chip.getAttribute("data-fill-value");
+      input.focus();
+    }
+  });
+
   /* Units step: "1 credit / 5 credits" preview while typing. */
   function pluralPreview(root) {
     var singular = root.querySelector("[name=unit_singular]");

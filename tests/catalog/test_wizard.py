@@ -336,3 +336,20 @@ def test_cleanup_drafts_rejects_bad_options(environment):
         call_command("cleanup_drafts", "--older-than", "-1")
     with pytest.raises(CommandError):
         call_command("cleanup_drafts", "--batch-size", "0")
+
+
+def test_field_step_offers_recent_property_keys_and_flags_case_near_misses(dashboard: Client, environment):
+    from tests.metering.factories import EventFactory
+
+    EventFactory(environment=environment, event_name="model.usage", properties={"Credits": 5, "region": "eu"})
+    EventFactory(environment=environment, event_name="other.event", properties={"unrelated": 1})
+    feature = start_metered(dashboard)
+    dashboard.post(step_url(feature, "event"), {"event_name": "model.usage"})
+    dashboard.post(step_url(feature, "aggregation"), {"type": "SUM"})
+    page = dashboard.get(step_url(feature, "field")).content.decode()
+    assert 'data-fill-value="Credits"' in page and 'data-fill-value="region"' in page and "unrelated" not in page
+    assert 'data-testid="field-near-miss"' not in page
+    response = dashboard.post(step_url(feature, "field"), {"source": "field", "field": "credits"})
+    assert response.status_code == 302
+    again = dashboard.get(step_url(feature, "field")).content.decode()
+    assert 'data-testid="field-near-miss"' in again and "<code>Credits</code>, which differs only by case" in again
