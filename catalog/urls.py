@@ -9,6 +9,7 @@ app_name = "catalog"
 urlpatterns = [
     path("features/", views.feature_list, name="feature_list"),
     path("features/new/", views.feature_wizard_start, name="feature_wizard_start"),
+    path("features/new/lookup-key/", views.feature_wizard_lookup_key, name="feature_wizard_lookup_key"),
     path("features/new/<str:public_id>/discard/", views.feature_wizard_discard, name="feature_wizard_discard"),
     path(
         "features/new/<str:public_id>/event/check/", views.feature_wizard_event_check, name="feature_wizard_event_check"

@@ -27,7 +27,7 @@ from catalog.forms import (
     add_details_errors,
 )
 from catalog.models import Feature, FeatureStatus, FeatureType, MeterStatus
-from catalog.rules import EXPRESSION_TYPES
+from catalog.rules import EXPRESSION_TYPES, lookup_key_from_name
 from catalog.services import feature_delete, feature_update
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, FlexmeterError, NotFound, ValidationFailed
@@ -263,6 +263,7 @@ def _wizard_context(request: HttpRequest, feature: Feature | None, step: wizard.
     if step == wizard.BASICS:
         selected = form["type"].value() if form is not None else ""
         context["type_cards"] = _choice_cards(FEATURE_TYPE_HELP, selected or "")
+        context["derived_key"] = lookup_key_from_name((form["name"].value() or "").strip())
     elif step == wizard.AGGREGATION:
         context["aggregation_cards"] = _choice_cards(AGGREGATION_HELP, form["type"].value() or "")
     elif step == wizard.RESET:
@@ -377,6 +378,14 @@ def feature_wizard_event_check(request: HttpRequest, public_id: str) -> HttpResp
         environment=request.environment, event_name=request.GET.get("event_name", ""), exclude=feature
     )
     return render(request, "catalog/partials/event_notice.html", {"notice": notice})
+
+
+@require_GET
+@dashboard_view
+def feature_wizard_lookup_key(request: HttpRequest) -> HttpResponse:
+    """The lookup key the basics step would derive from the typed name (rules.lookup_key_from_name), live."""
+    key = lookup_key_from_name(request.GET.get("name", "").strip())
+    return render(request, "catalog/partials/lookup_key_preview.html", {"derived_key": key})
 
 
 @require_POST

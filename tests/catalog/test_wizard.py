@@ -353,3 +353,9 @@ def test_field_step_offers_recent_property_keys_and_flags_case_near_misses(dashb
     assert response.status_code == 302
     again = dashboard.get(step_url(feature, "field")).content.decode()
     assert 'data-testid="field-near-miss"' in again and "<code>Credits</code>, which differs only by case" in again
+
+
+def test_lookup_key_preview_uses_the_rule(dashboard: Client, environment):
+    url = reverse("catalog:feature_wizard_lookup_key")
+    assert "<code>api_calls_v2</code>" in dashboard.get(url, {"name": "API Calls (v2)"}).content.decode()
+    assert "Derived from the name when left empty." in dashboard.get(url, {"name": "!!!"}).content.decode()

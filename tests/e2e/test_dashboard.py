@@ -202,3 +202,10 @@ def test_the_environment_switcher_scopes_every_page(signed_in):
     expect(page.locator("#feature-results")).to_contain_text("Sandbox feature")
     expect(page.locator("#feature-results")).not_to_contain_text("Production feature")
     expect(page.locator(".topbar-env")).to_have_text("Sandbox")
+
+
+def test_the_lookup_key_preview_follows_the_name(signed_in):
+    page = signed_in
+    page.goto("/catalog/features/new/")
+    page.fill("input[name=name]", "API Calls (v2)")
+    expect(page.locator("#lookup-key-preview")).to_contain_text("api_calls_v2")
