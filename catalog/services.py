@@ -194,9 +194,22 @@ def feature_delete(*, feature: Feature) -> Feature:
     The meter stays published when another live feature still uses it, so deleting one feature never silently
     stops another from counting.
     """
+    return _feature_retire(feature=feature, status=FeatureStatus.DELETED)
+
+
+@transaction.atomic
+def feature_archive(*, feature: Feature) -> Feature:
+    """Archive a feature: it stays in the catalog (lookup key kept) but stops counting; its meter is archived
+    unless another live feature still uses it. Usage history stays queryable."""
     if feature.status == FeatureStatus.DELETED:
+        raise InvalidOperation("A deleted feature cannot be archived", details={"status": "feature is deleted"})
+    return _feature_retire(feature=feature, status=FeatureStatus.ARCHIVED)
+
+
+def _feature_retire(*, feature: Feature, status: str) -> Feature:
+    if feature.status == status:
         return feature
-    feature.status = FeatureStatus.DELETED
+    feature.status = status
     feature.save(update_fields=["status", "updated_at"])
     if feature.meter is not None:
         shared = (

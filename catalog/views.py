@@ -28,7 +28,8 @@ from catalog.forms import (
 )
 from catalog.models import Feature, FeatureStatus, FeatureType, MeterStatus
 from catalog.rules import EXPRESSION_TYPES, lookup_key_from_name
-from catalog.services import feature_delete, feature_update
+from catalog.services import feature_archive as feature_archive_service
+from catalog.services import feature_update
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, FlexmeterError, NotFound, ValidationFailed
 
@@ -97,13 +98,13 @@ def feature_edit(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 @dashboard_view
 def feature_archive(request: HttpRequest, public_id: str) -> HttpResponse:
-    """Retire a feature: it leaves the catalog and its meter stops counting (the API's DELETE, a soft delete)."""
+    """Archive a feature: it stays listed under Archived, its meter stops counting, its usage history stays."""
     feature = _feature_or_404(request, public_id)
-    feature_delete(feature=feature)
+    feature_archive_service(feature=feature)
     messages.success(
-        request, f"“{feature.name}” was removed from the catalog and its meter archived. Usage history stays queryable."
+        request, f"“{feature.name}” was archived and its meter stopped counting. Usage history stays queryable."
     )
-    return redirect("catalog:feature_list")
+    return redirect("catalog:feature_detail", public_id=feature.public_id)
 
 
 # --- the Add Feature wizard -------------------------------------------------------------------------------------

@@ -174,6 +174,26 @@ def test_feature_delete_is_soft_and_archives_its_meter(environment):
     assert feature.meter.status == MeterStatus.ARCHIVED
 
 
+def test_feature_archive_keeps_the_lookup_key_and_archives_its_meter(environment):
+    feature = services.feature_create(
+        environment=environment, data={"name": "T", "type": "metered", "meter": SUM_TOKENS}
+    )
+    services.feature_archive(feature=feature)
+    feature.refresh_from_db()
+    feature.meter.refresh_from_db()
+    assert feature.status == FeatureStatus.ARCHIVED
+    assert feature.meter.status == MeterStatus.ARCHIVED
+    with pytest.raises(AlreadyExists):
+        services.feature_create(environment=environment, data={"name": "T", "type": "boolean"})
+
+
+def test_deleted_feature_cannot_be_archived(environment):
+    feature = services.feature_create(environment=environment, data={"name": "SSO", "type": "boolean"})
+    services.feature_delete(feature=feature)
+    with pytest.raises(InvalidOperation):
+        services.feature_archive(feature=feature)
+
+
 def test_feature_delete_keeps_a_meter_that_another_feature_uses(environment):
     meter = services.meter_create(environment=environment, data=SUM_TOKENS)
     one = services.feature_create(

@@ -176,8 +176,12 @@ def test_feature_archive(dashboard: Client, environment, tokens):
     response = dashboard.post(reverse("catalog:feature_archive", args=[tokens.public_id]), follow=True)
     tokens.refresh_from_db()
     tokens.meter.refresh_from_db()
-    assert tokens.status == FeatureStatus.DELETED and tokens.meter.status == MeterStatus.ARCHIVED
-    assert "was removed from the catalog and its meter archived" in response.content.decode()
+    assert tokens.status == FeatureStatus.ARCHIVED and tokens.meter.status == MeterStatus.ARCHIVED
+    html = response.content.decode()
+    assert "was archived and its meter stopped counting" in html
+    assert 'action="{}"'.format(reverse("catalog:feature_archive", args=[tokens.public_id])) not in html
+    archived = dashboard.get(reverse("catalog:feature_list"), {"status": "archived"}).content.decode()
+    assert tokens.name in archived
     assert dashboard.get(reverse("catalog:feature_archive", args=[tokens.public_id])).status_code == 405
 
 
