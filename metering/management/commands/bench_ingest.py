@@ -19,10 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=200_000, help="events sent through the bulk endpoint")
         parser.add_argument("--batch-size", type=int, default=1000, help="events per bulk request (max 1000)")
         parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests")
-        parser.add_argument("--concurrency", type=int, default=4, help="concurrent client connections")
+        parser.add_argument("--concurrency", type=int, default=8, help="concurrent client connections")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument(
-            "--threads", type=int, default=1, help="threads per worker (>1 uses gunicorn's gthread workers)"
+            "--threads", type=int, default=4, help="threads per worker (>1 uses gunicorn's gthread workers; 1 = sync)"
         )
         parser.add_argument("--max-seconds", type=float, default=120, help="time limit per phase")
 
