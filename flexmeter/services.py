@@ -1,6 +1,8 @@
 """Writes for environments and API keys."""
 
-from django.db import transaction
+import datetime as dt
+
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -36,14 +38,36 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
-    """Return the active key matching `raw_key`, recording its use at most once a minute to keep hot paths cheap."""
+    """Return the active key matching `raw_key` (with its environment), or None.
+
+    This runs on every API request, so it is one hand-written indexed query: building the equivalent ORM query
+    cost more than the rest of a single-event ingest. Last use is recorded at most once a minute.
+    """
     if not raw_key:
         return None
-    api_key = ApiKey.objects.select_related("environment").active().filter(key_hash=hash_api_key(raw_key)).first()
-    if api_key is None:
-        return None
     now = timezone.now()
-    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    with connection.cursor() as cursor:
+        stale_before = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
+        cursor.execute(_AUTHENTICATE_SQL, [stale_before, hash_api_key(raw_key)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key_id, key_name, key_prefix, stale, environment_id, public_id, environment_name, slug = row
+    environment = Environment.from_db(connection.alias, ["id", "public_id", "name", "slug"], row[4:8])
+    api_key = ApiKey.from_db(
+        connection.alias, ["id", "environment_id", "name", "prefix"], (key_id, environment_id, key_name, key_prefix)
+    )
+    api_key.environment = environment
+    if stale:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
+_AUTHENTICATE_SQL = f"""
+    SELECT k.id, k.name, k.prefix, (k.last_used_at IS NULL OR k.last_used_at < %s),
+           e.id, e.public_id, e.name, e.slug
+    FROM {ApiKey._meta.db_table} k JOIN {Environment._meta.db_table} e ON e.id = k.environment_id
+    WHERE k.key_hash = %s AND k.revoked_at IS NULL
+"""

@@ -1,6 +1,9 @@
+import datetime as dt
+
 import pytest
 
-from flexmeter.services import api_key_revoke
+from flexmeter.models import ApiKey
+from flexmeter.services import api_key_authenticate, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +63,25 @@ def test_openapi_document_is_served(anonymous_api):
     response = anonymous_api.get("/v1/openapi.json")
     assert response.status_code == 200
     assert response.json()["info"]["title"] == "flexmeter API"
+
+
+def test_key_use_is_recorded_at_most_once_a_minute(api, api_key):
+    assert api.get("/v1/environment").status_code == 200
+    api_key.refresh_from_db()
+    first_use = api_key.last_used_at
+    assert first_use is not None
+    assert api.get("/v1/environment").status_code == 200
+    api_key.refresh_from_db()
+    assert api_key.last_used_at == first_use
+
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=first_use - dt.timedelta(minutes=5))
+    assert api.get("/v1/environment").status_code == 200
+    api_key.refresh_from_db()
+    assert api_key.last_used_at > first_use - dt.timedelta(minutes=5)
+
+
+def test_authenticated_key_carries_its_environment(api_key, environment):
+    authenticated = api_key_authenticate(api_key.raw_key)
+    assert authenticated.pk == api_key.pk
+    assert authenticated.environment.public_id == environment.public_id
+    assert authenticated.environment.slug == environment.slug
