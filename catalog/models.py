@@ -113,13 +113,17 @@ class Meter(models.Model):
         super().save(*args, **kwargs)
 
 
+# Statuses a user never sees in the catalog: soft-deleted features and unfinished wizard drafts.
+HIDDEN_FEATURE_STATUSES = (FeatureStatus.DELETED, FeatureStatus.DRAFT)
+
+
 class FeatureQuerySet(models.QuerySet):
     def for_environment(self, environment: Environment) -> "FeatureQuerySet":
         return self.filter(environment=environment)
 
     def visible(self) -> "FeatureQuerySet":
         """Features a user sees in the catalog: not soft-deleted and not wizard drafts."""
-        return self.exclude(status__in=[FeatureStatus.DELETED, FeatureStatus.DRAFT])
+        return self.exclude(status__in=HIDDEN_FEATURE_STATUSES)
 
     def metered(self) -> "FeatureQuerySet":
         return self.filter(type=FeatureType.METERED)

@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
+from catalog.models import Feature, Meter, MeterStatus
 from flexmeter.errors import NotFound
 from flexmeter.models import Environment
 
@@ -54,10 +54,7 @@ def feature_list(
     Without a status filter, deleted features and wizard drafts are left out.
     """
     features = Feature.objects.for_environment(environment).select_related("meter")
-    if status:
-        features = features.filter(status=status)
-    else:
-        features = features.exclude(status__in=[FeatureStatus.DELETED, FeatureStatus.DRAFT])
+    features = features.filter(status=status) if status else features.visible()
     if feature_ids:
         features = features.filter(public_id__in=feature_ids)
     if lookup_keys:

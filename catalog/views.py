@@ -26,7 +26,7 @@ from catalog.forms import (
     FeatureUnitsForm,
     add_details_errors,
 )
-from catalog.models import Feature, FeatureStatus, FeatureType, MeterStatus
+from catalog.models import HIDDEN_FEATURE_STATUSES, Feature, FeatureStatus, FeatureType, MeterStatus
 from catalog.rules import EXPRESSION_TYPES, lookup_key_from_name
 from catalog.services import feature_archive as feature_archive_service
 from catalog.services import feature_update
@@ -405,7 +405,7 @@ def feature_wizard_discard(request: HttpRequest, public_id: str) -> HttpResponse
 @require_GET
 @dashboard_view
 def meter_list(request: HttpRequest) -> HttpResponse:
-    live = ~Q(features__status__in=[FeatureStatus.DELETED, FeatureStatus.DRAFT])
+    live = ~Q(features__status__in=HIDDEN_FEATURE_STATUSES)
     meters = (
         selectors.meter_list(environment=request.environment)
         .annotate(feature_count=Count("features", filter=live))
@@ -429,5 +429,5 @@ def meter_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("No such meter in this environment") from None
     if meter.status == MeterStatus.DRAFT:
         raise Http404("Draft meters belong to an unfinished feature")
-    features = meter.features.exclude(status__in=[FeatureStatus.DELETED, FeatureStatus.DRAFT]).order_by("name")
+    features = meter.features.visible().order_by("name")
     return render(request, "catalog/meter_detail.html", {"meter": meter, "features": features})
