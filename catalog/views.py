@@ -101,9 +101,8 @@ def feature_archive(request: HttpRequest, public_id: str) -> HttpResponse:
     """Archive a feature: it stays listed under Archived, its meter stops counting, its usage history stays."""
     feature = _feature_or_404(request, public_id)
     feature_archive_service(feature=feature)
-    messages.success(
-        request, f"“{feature.name}” was archived and its meter stopped counting. Usage history stays queryable."
-    )
+    stopped = " and its meter stopped counting. Usage history stays queryable" if feature.meter_id else ""
+    messages.success(request, f"“{feature.name}” was archived{stopped}.")
     return redirect("catalog:feature_detail", public_id=feature.public_id)
 
 

@@ -185,6 +185,14 @@ def test_feature_archive(dashboard: Client, environment, tokens):
     assert dashboard.get(reverse("catalog:feature_archive", args=[tokens.public_id])).status_code == 405
 
 
+def test_archiving_a_feature_without_meter_says_only_that(dashboard: Client, environment):
+    feature = feature_create(environment=environment, data={"name": "SSO", "type": "boolean"})
+    response = dashboard.post(reverse("catalog:feature_archive", args=[feature.public_id]), follow=True)
+    html = response.content.decode()
+    assert "“SSO” was archived." in html
+    assert "stopped counting" not in html
+
+
 def test_meter_list_queries_do_not_grow(dashboard: Client, environment, django_assert_num_queries):
     FeatureFactory.create_batch(2, environment=environment)
     with django_assert_num_queries(6):
