@@ -8,6 +8,7 @@ rows all have the shape `(tag, part, window, customer, n1, n2)`: partial aggrega
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ from metering.models import Event
 from metering.usage.cel_sql import expression_sql
 from metering.usage.numbers import EXACT, divide, normalize
 from metering.usage.periods import UTC, MonthAnchor, from_local, next_bucket_start_local
+from metering.usage.rollups import (
+    Coverage,
+    coverage_lookup,
+    repeatable_read,
+    rollup_fingerprint,
+    rollup_values_sql,
+    rollups_answer_totals,
+    rollups_answer_windows,
+    split_by_coverage,
+)
 from metering.usage.sql import Dialect, Params, dialect_for
 
 FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
@@ -248,19 +259,24 @@ def _where(query: UsageQuery, d: Dialect, p: Params, lower: dt.datetime | None, 
     return " AND ".join(parts)
 
 
-def _part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params) -> str:
-    """One SELECT of the UNION: aggregates of `query` for a part (total, carry-in, or per window)."""
+def _part_bounds(query: UsageQuery, part: int) -> tuple[dt.datetime | None, dt.datetime]:
+    """The time range a part aggregates: `[lower, upper)`, with no lower bound for "everything before"."""
+    spec = query.spec
+    if part == CARRY:
+        return None, query.start
+    if part == TOTAL and spec.is_cumulative and spec.aggregation_type != AggregationType.WEIGHTED_SUM:
+        return None, query.end
+    return query.start, query.end
+
+
+def part_sql(
+    query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime
+) -> str:
+    """One SELECT of the UNION: raw-event aggregates of `query` for a part (total, carry-in, or per window),
+    over `[lower, upper)` (a part's whole range, or the piece of it that rollups do not cover)."""
     spec = query.spec
     kind = spec.aggregation_type
     table = Event._meta.db_table
-    if part == WINDOW:
-        lower, upper = query.start, query.end
-    elif part == CARRY:
-        lower, upper = None, query.start
-    elif spec.is_cumulative and kind != AggregationType.WEIGHTED_SUM:
-        lower, upper = None, query.end
-    else:
-        lower, upper = query.start, query.end
     w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
     c = "e.external_customer_id" if query.by_customer else None
     head = f"{tag} AS tag, {part} AS part"
@@ -345,15 +361,23 @@ def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
             f"SELECT * FROM (SELECT {head}, {w_sql} AS w, {c_sql} AS c, {latest} AS n1, NULL AS n2 "
             f"FROM {table} e WHERE {where}{group}) latest WHERE latest.n1 IS NOT NULL"
         )
+    # n2 is the winner's ordering key (timestamp, ingested_at, id), to pick the latest among pieces and rollups
+    order_key = "ARRAY[EXTRACT(EPOCH FROM e.timestamp), EXTRACT(EPOCH FROM e.ingested_at), e.id::numeric]"
     if w is None and c is None:
         order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"  # walks the usage index backwards
-        inner = f"SELECT {v} AS v FROM {table} e WHERE {where} AND {v} IS NOT NULL ORDER BY {order} LIMIT 1"
-        return f"SELECT {head}, {w_sql} AS w, NULL AS c, (latest.v)::text AS n1, NULL AS n2 FROM ({inner}) latest"
+        inner = (
+            f"SELECT {v} AS v, {order_key} AS k FROM {table} e WHERE {where} AND {v} IS NOT NULL "
+            f"ORDER BY {order} LIMIT 1"
+        )
+        return (
+            f"SELECT {head}, {w_sql} AS w, NULL AS c, (latest.v)::text AS n1, (latest.k)::text AS n2 "
+            f"FROM ({inner}) latest"
+        )
     # per group: the greatest (timestamp, ingested_at, id, value) array, one hash aggregate instead of a sort
     key = f"ARRAY[EXTRACT(EPOCH FROM e.timestamp), EXTRACT(EPOCH FROM e.ingested_at), e.id::numeric, {v}]"
     return (
-        f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, ((max({key}))[4])::text AS n1, NULL AS n2 "
-        f"FROM {table} e WHERE {where} AND {v} IS NOT NULL{group}"
+        f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, ((max({key}))[4])::text AS n1, "
+        f"((max({key}))[1:3])::text AS n2 FROM {table} e WHERE {where} AND {v} IS NOT NULL{group}"
     )
 
 
@@ -368,51 +392,134 @@ def _total_from_windows(query: UsageQuery) -> bool:
     return not spec.is_bucketed_max or query.windows == spec.bucket_size
 
 
-def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params) -> list[str]:
+def _part_kinds(query: UsageQuery) -> list[int]:
     parts = [] if _total_from_windows(query) else [TOTAL]
     if query.spec.is_cumulative and query.spec.aggregation_type == AggregationType.WEIGHTED_SUM:
         parts.append(CARRY)
     if query.windows and not query.by_customer:
         parts.append(WINDOW)
-    return [_part_sql(query, tag, part, d, p) for part in parts]
+    return parts
+
+
+def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverage | None) -> list[str]:
+    """The SELECTs of a query: per part, raw events where no valid rollup covers a whole day, rollups elsewhere."""
+    selects = []
+    for part in _part_kinds(query):
+        lower, upper = _part_bounds(query, part)
+        answerable = rollups_answer_windows(query) if part == WINDOW else rollups_answer_totals(query)
+        if coverage is None or not answerable:
+            selects.append(part_sql(query, tag, part, d, p, lower, upper))
+            continue
+        raw_ranges, runs = split_by_coverage(lower, upper, coverage.days)
+        selects.extend(part_sql(query, tag, part, d, p, first, last) for first, last in raw_ranges)
+        if runs:
+            selects.append(_rolluppart_sql(query, tag, part, d, p, coverage.definition_id, runs))
+    return selects
+
+
+def _rolluppart_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, definition_id: int, runs) -> str:
+    """A part's partial aggregates over runs of rolled-up days, in the shape of `part_sql`'s rows."""
+    w = None
+    if part == WINDOW:
+        w = d.bucket(p, "(r.day::timestamp AT TIME ZONE 'UTC')", query.windows, query.zone.key, query.anchor)
+    c = "r.customer" if query.by_customer else None
+    n1, n2 = rollup_values_sql(query.spec, carry=part == CARRY)
+    days = " OR ".join(f"(r.day >= {p(first)} AND r.day < {p(after)})" for first, after in runs)
+    where = f"r.definition_id = {p(definition_id)} AND ({days})"
+    if query.customer is not None:
+        where += f" AND r.customer = {p(query.customer)}"
+    w_sql = w if w is not None else d.null_timestamp
+    c_sql = c if c is not None else "NULL"
+    return (
+        f"SELECT {tag} AS tag, {part} AS part, {w_sql} AS w, {c_sql} AS c, {n1} AS n1, {n2} AS n2 "
+        f"FROM metering_rollup r WHERE {where}{_group_by(w, c)}"
+    )
 
 
 # --- Execution and assembly -------------------------------------------------------------------------------
 
 
+Partial = tuple  # (n1, n2): partial aggregates of one group, as the parts return them
+
+
 @dataclass
 class _Rows:
-    total: dict[str | None, tuple] = field(default_factory=dict)
+    total: dict[str | None, Partial] = field(default_factory=dict)
     carry: dict[str | None, Decimal] = field(default_factory=dict)
-    windows: list[tuple] = field(default_factory=list)
+    windows: dict[dt.datetime, Partial] = field(default_factory=dict)
 
 
 def _dec(value) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def _latest_key(text: str | None) -> tuple[Decimal, ...] | None:
+    """The `{timestamp,ingested_at,id}` array text of a LATEST row, as a comparable tuple."""
+    return None if text is None else tuple(Decimal(item) for item in text.strip("{}").split(","))
+
+
+def _merged(spec: AggregationSpec, a: Partial | None, b: Partial) -> Partial:
+    """Partial aggregates of two disjoint pieces of a group combined into those of their union."""
+    if a is None:
+        return b
+    kind = spec.aggregation_type
+    (a1, a2), (b1, b2) = a, b
+    if kind == AggregationType.LATEST:
+        if a1 is None or b1 is None:
+            return b if a1 is None else a
+        return a if a2 >= b2 else b
+    if kind == AggregationType.MIN or (kind == AggregationType.MAX and not spec.is_bucketed_max):
+        present = [value for value in (a1, b1) if value is not None]
+        pick = min if kind == AggregationType.MIN else max
+        return (pick(present) if present else None), None
+    return _add(a1, b1), _add(a2, b2)
+
+
+def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return EXACT.add(a, b)
+
+
 def run_usage_queries(
-    queries: list[UsageQuery], *, using: str = DEFAULT_DB_ALIAS
+    queries: list[UsageQuery], *, using: str = DEFAULT_DB_ALIAS, rollups: bool = True
 ) -> list[UsageResult | dict[str, Decimal | None]]:
-    """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}."""
+    """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}.
+
+    On PostgreSQL, whole days that have a valid rollup are read from it (`rollups=False` reads raw events only);
+    the rollup lookup and the statement then share one snapshot, so the answer is the same either way.
+    """
     if not queries:
         return []
     connection = connections[using]
     d = dialect_for(connection)
     p = Params()
-    selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p)]
-    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    use_rollups = rollups and d.vendor == "postgresql"
+    fingerprints = [rollup_fingerprint(query.spec) if use_rollups else None for query in queries]
+    wanted = sorted({(q.environment_id, f) for q, f in zip(queries, fingerprints, strict=True) if f is not None})
     rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
-    with _cursor(connection) as cursor:
+    snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
+    with snapshot, _cursor(connection) as cursor:
+        coverage = coverage_lookup(cursor, wanted)
+        selects = [
+            sql
+            for tag, (query, fingerprint) in enumerate(zip(queries, fingerprints, strict=True))
+            for sql in _parts(query, tag, d, p, coverage.get((query.environment_id, fingerprint)))
+        ]
+        statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
         cursor.execute(statement, p.values)
-        for tag, part, w, c, n1, n2 in cursor.fetchall():
-            rows = rows_by_tag[tag]
-            if part == TOTAL:
-                rows.total[c] = (_dec(n1), _dec(n2))
-            elif part == CARRY:
-                rows.carry[c] = _dec(n1) or Decimal(0)
-            else:
-                rows.windows.append((d.parse_local(w), _dec(n1), _dec(n2)))
+        fetched = cursor.fetchall()
+    for tag, part, w, c, n1, n2 in fetched:
+        spec = queries[tag].spec
+        value = (_dec(n1), _latest_key(n2) if spec.aggregation_type == AggregationType.LATEST else _dec(n2))
+        rows = rows_by_tag[tag]
+        if part == TOTAL:
+            rows.total[c] = _merged(spec, rows.total.get(c), value)
+        elif part == CARRY:
+            rows.carry[c] = _add(rows.carry.get(c), value[0]) or Decimal(0)
+        else:
+            local = d.parse_local(w)
+            rows.windows[local] = _merged(spec, rows.windows.get(local), value)
     return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
 
 
@@ -445,7 +552,7 @@ def _assemble(query: UsageQuery, rows: _Rows):
     value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
     windows = []
     level = carry
-    for local_start, w1, w2 in sorted(rows.windows, key=lambda row: row[0]):
+    for local_start, (w1, w2) in sorted(rows.windows.items()):
         window_start = from_local(local_start, query.zone)
         window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), query.zone)
         window_value = _finish(
@@ -466,15 +573,15 @@ def _combine_windows(spec: AggregationSpec, rows: _Rows) -> tuple:
     """Partial aggregates of the whole range from those of its windows (see `_total_from_windows`)."""
     if not rows.windows:
         return None, None
-    firsts = [w1 for _, w1, _ in rows.windows if w1 is not None]
-    seconds = [w2 for _, _, w2 in rows.windows if w2 is not None]
+    firsts = [w1 for w1, _ in rows.windows.values() if w1 is not None]
+    seconds = [w2 for _, w2 in rows.windows.values() if w2 is not None]
     kind = spec.aggregation_type
     if kind == AggregationType.MIN:
         return min(firsts), None
     if kind == AggregationType.MAX and not spec.is_bucketed_max:
         return max(firsts), None
     if kind == AggregationType.LATEST:
-        return max(rows.windows, key=lambda row: row[0])[1], None
+        return rows.windows[max(rows.windows)][0], None
     with localcontext(EXACT):
         return sum(firsts, Decimal(0)), (sum(seconds, Decimal(0)) if seconds else None)
 

@@ -15,7 +15,7 @@ from metering.usage.dashboard import billing_periods, bucket_starts, calendar_wi
 from metering.usage.engine import UsageWindow
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
-from tests.metering.usage.helpers import send
+from tests.metering.usage.helpers import send, usage_statements
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
@@ -105,7 +105,8 @@ def test_feature_csv_has_exact_values(dashboard, credits):
 
 
 def test_feature_page_query_count(dashboard, credits, django_assert_max_num_queries):
-    with django_assert_max_num_queries(7):  # session, user, env, feature, usage statement, customers, switcher
+    # session, user, env, feature, usage (statement and rollup lookup), customers, switcher
+    with django_assert_max_num_queries(6 + usage_statements()):
         assert dashboard.get(reverse("metering:usage_feature", args=[credits.public_id])).status_code == 200
 
 
@@ -154,7 +155,8 @@ def test_customer_csv(dashboard, credits):
 
 def test_customer_page_query_count(dashboard, credits, django_assert_max_num_queries):
     customer = credits.environment.customers.get(external_id="acme")
-    with django_assert_max_num_queries(8):  # session, user, env, customer, features, usage, chart, switcher
+    # session, user, env, customer, features, usage, chart (each a statement and a rollup lookup), switcher
+    with django_assert_max_num_queries(6 + 2 * usage_statements()):
         assert dashboard.get(reverse("metering:usage_customer", args=[customer.public_id])).status_code == 200
 
 

@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+from django.db import connection
+
 from metering import exactjson
 from metering.ingestion import event_clean, events_store
 
@@ -38,3 +40,9 @@ def send(
     }
     events_store(environment=environment, events=[event_clean(raw, now=at("2100-01-01T00:00"))])
     return event_id
+
+
+def usage_statements() -> int:
+    """SQL statements of one engine call: on PostgreSQL the lookup of valid daily rollups, then the usage statement
+    (one statement whatever the number of queries, customers or windows)."""
+    return 2 if connection.vendor == "postgresql" else 1

@@ -1,0 +1,124 @@
+"""Daily usage rollups and the dirty marks that keep them exact (PostgreSQL only; see metering/usage/rollups.py).
+
+- `metering_rollup_definition`: one row per distinct meter definition (its fingerprint) of an environment.
+- `metering_rollup`: the engine's own per-day, per-customer partial aggregates of a definition (UTC days).
+- `metering_rollup_day`: which days of a definition are rolled up, and the dirty version they were computed at.
+- `metering_rollup_dirty`: a version per (environment, event name, UTC day), bumped by a statement trigger
+  whenever events of a day at least two days old are written, replaced or deleted. A rolled-up day is used only
+  while its recorded version equals the current one, so a late event can make a day slower, never wrong.
+  Recent days (today and yesterday) are never marked: live ingestion takes no extra row lock.
+
+Kept outside the model state (plain SQL, like the BRIN index of 0003): SQLite always reads raw events.
+"""
+
+from django.db import migrations
+
+CREATE = """
+CREATE SEQUENCE metering_rollup_version_seq;
+
+CREATE TABLE metering_rollup_dirty (
+    environment_id bigint NOT NULL,
+    event_name varchar(255) NOT NULL,
+    day date NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (environment_id, event_name, day)
+);
+
+CREATE TABLE metering_rollup_definition (
+    id bigserial PRIMARY KEY,
+    environment_id bigint NOT NULL,
+    event_name varchar(255) NOT NULL,
+    fingerprint text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (environment_id, fingerprint)
+);
+
+CREATE TABLE metering_rollup_day (
+    definition_id bigint NOT NULL REFERENCES metering_rollup_definition (id) ON DELETE CASCADE,
+    day date NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (definition_id, day)
+);
+
+CREATE TABLE metering_rollup (
+    definition_id bigint NOT NULL REFERENCES metering_rollup_definition (id) ON DELETE CASCADE,
+    day date NOT NULL,
+    customer varchar(255) NOT NULL,
+    n1 numeric,
+    n2 numeric,
+    latest numeric[],
+    PRIMARY KEY (definition_id, day, customer)
+);
+CREATE INDEX metering_rollup_customer ON metering_rollup (definition_id, customer, day);
+
+CREATE FUNCTION metering_rollup_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    sealed_before date := (now() AT TIME ZONE 'UTC')::date - 1;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO metering_rollup_dirty (environment_id, event_name, day, version)
+        SELECT environment_id, event_name, day, nextval('metering_rollup_version_seq')
+        FROM (SELECT DISTINCT environment_id, event_name, ("timestamp" AT TIME ZONE 'UTC')::date AS day
+              FROM new_rows WHERE ("timestamp" AT TIME ZONE 'UTC')::date < sealed_before) touched
+        ON CONFLICT (environment_id, event_name, day) DO UPDATE SET version = EXCLUDED.version;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO metering_rollup_dirty (environment_id, event_name, day, version)
+        SELECT environment_id, event_name, day, nextval('metering_rollup_version_seq')
+        FROM (SELECT environment_id, event_name, ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM old_rows
+              UNION
+              SELECT environment_id, event_name, ("timestamp" AT TIME ZONE 'UTC')::date FROM new_rows) touched
+        WHERE day < sealed_before
+        ON CONFLICT (environment_id, event_name, day) DO UPDATE SET version = EXCLUDED.version;
+    ELSE
+        INSERT INTO metering_rollup_dirty (environment_id, event_name, day, version)
+        SELECT environment_id, event_name, day, nextval('metering_rollup_version_seq')
+        FROM (SELECT DISTINCT environment_id, event_name, ("timestamp" AT TIME ZONE 'UTC')::date AS day
+              FROM old_rows WHERE ("timestamp" AT TIME ZONE 'UTC')::date < sealed_before) touched
+        ON CONFLICT (environment_id, event_name, day) DO UPDATE SET version = EXCLUDED.version;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION metering_rollup_forget_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM metering_rollup_day;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER metering_event_rollup_insert AFTER INSERT ON metering_event
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION metering_rollup_mark_dirty();
+CREATE TRIGGER metering_event_rollup_update AFTER UPDATE ON metering_event
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION metering_rollup_mark_dirty();
+CREATE TRIGGER metering_event_rollup_delete AFTER DELETE ON metering_event
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION metering_rollup_mark_dirty();
+CREATE TRIGGER metering_event_rollup_truncate AFTER TRUNCATE ON metering_event
+    FOR EACH STATEMENT EXECUTE FUNCTION metering_rollup_forget_all();
+"""
+
+DROP = """
+DROP TRIGGER IF EXISTS metering_event_rollup_insert ON metering_event;
+DROP TRIGGER IF EXISTS metering_event_rollup_update ON metering_event;
+DROP TRIGGER IF EXISTS metering_event_rollup_delete ON metering_event;
+DROP TRIGGER IF EXISTS metering_event_rollup_truncate ON metering_event;
+DROP FUNCTION IF EXISTS metering_rollup_mark_dirty();
+DROP FUNCTION IF EXISTS metering_rollup_forget_all();
+DROP TABLE IF EXISTS metering_rollup, metering_rollup_day, metering_rollup_definition, metering_rollup_dirty;
+DROP SEQUENCE IF EXISTS metering_rollup_version_seq;
+"""
+
+
+def create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE, params=None)
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP, params=None)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("metering", "0003_event_timestamp_brin")]
+
+    operations = [migrations.RunPython(create, drop, elidable=False)]

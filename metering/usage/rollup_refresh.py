@@ -1,0 +1,191 @@
+"""Computing daily usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` runs.
+
+For every meter definition in use it (re)computes the UTC days that are sealed — old enough that live ingestion
+no longer marks them, see migration 0004 — and not validly rolled up yet: days never computed, days written to
+since. Each definition is refreshed in one REPEATABLE READ transaction, so the dirty versions it records and the
+events it aggregates come from the same snapshot; a write committed after that snapshot bumps the version, and
+the day falls back to raw events until the next refresh. The rows are the engine's own window partials
+(`part_sql` with DAY windows per customer in UTC), so a rollup can only ever say what a raw scan would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from catalog.models import AggregationType, Meter, MeterStatus
+from metering.usage.engine import WINDOW, AggregationSpec, UsageQuery, part_sql
+from metering.usage.periods import UTC
+from metering.usage.rollups import repeatable_read, rollup_fingerprint
+from metering.usage.sql import Params, dialect_for
+
+# Events of a UTC day are marked dirty from the start of the day after next (trigger of migration 0004); a day is
+# sealed one hour later, so every write that started before marking began has committed (longer ones are not
+# expected: requests and import batches commit within seconds).
+SEAL_MARGIN = dt.timedelta(hours=1)
+_LOCK_NAMESPACE = 7_201_118  # pg_try_advisory_lock(namespace, definition id): one refresher per definition
+_MAX_DAYS_PER_STATEMENT = 31
+
+
+@dataclass
+class RefreshReport:
+    definitions: int = 0
+    days: int = 0
+    rows: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _definitions_sync(cursor) -> list[tuple[int, int, str, AggregationSpec]]:
+    """A definition row for each distinct spec of the meters in use; unused definitions (and their rollups) go."""
+    specs: dict[tuple[int, str], AggregationSpec] = {}
+    for meter in Meter.objects.exclude(status=MeterStatus.DRAFT).order_by("pk"):
+        spec = AggregationSpec.from_meter(meter)
+        fingerprint = rollup_fingerprint(spec)
+        if fingerprint is not None:
+            specs.setdefault((meter.environment_id, fingerprint), spec)
+    environments = [environment_id for environment_id, _ in specs]
+    fingerprints = [fingerprint for _, fingerprint in specs]
+    names = [spec.event_name for spec in specs.values()]
+    cursor.execute(
+        """
+        DELETE FROM metering_rollup_definition def
+        WHERE NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::text[]) AS used(environment_id, fingerprint)
+                          WHERE used.environment_id = def.environment_id AND used.fingerprint = def.fingerprint)
+        """,
+        [environments, fingerprints],
+    )
+    cursor.execute(
+        """
+        INSERT INTO metering_rollup_definition (environment_id, event_name, fingerprint)
+        SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[])
+        ON CONFLICT (environment_id, fingerprint) DO NOTHING
+        """,
+        [environments, names, fingerprints],
+    )
+    cursor.execute("SELECT id, environment_id, fingerprint FROM metering_rollup_definition ORDER BY id")
+    return [(pk, environment_id, fp, specs[(environment_id, fp)]) for pk, environment_id, fp in cursor.fetchall()]
+
+
+_DAYS_TO_COMPUTE = """
+WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date - 1 AS sealed_before),
+first_event AS (
+    SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM metering_event
+    WHERE environment_id = %(environment)s AND event_name = %(event_name)s ORDER BY "timestamp" LIMIT 1
+),
+candidate AS (
+    SELECT g::date AS day FROM first_event, horizon,
+        generate_series(first_event.day::timestamp, horizon.sealed_before::timestamp - interval '1 day',
+                        interval '1 day') AS g
+    UNION
+    SELECT day FROM metering_rollup_dirty, horizon
+    WHERE environment_id = %(environment)s AND event_name = %(event_name)s AND day < horizon.sealed_before
+    UNION
+    SELECT day FROM metering_rollup_day WHERE definition_id = %(definition)s
+)
+SELECT candidate.day, coalesce(dirty.version, 0) FROM candidate
+LEFT JOIN metering_rollup_dirty dirty
+    ON dirty.environment_id = %(environment)s AND dirty.event_name = %(event_name)s AND dirty.day = candidate.day
+LEFT JOIN metering_rollup_day done ON done.definition_id = %(definition)s AND done.day = candidate.day
+WHERE done.version IS DISTINCT FROM coalesce(dirty.version, 0)
+ORDER BY candidate.day
+"""
+
+
+def _runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days as `[first, after_last)` runs of at most `_MAX_DAYS_PER_STATEMENT` days."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if runs and runs[-1][1] == day and (day - runs[-1][0]).days < _MAX_DAYS_PER_STATEMENT:
+            runs[-1] = (runs[-1][0], day + dt.timedelta(days=1))
+        else:
+            runs.append((day, day + dt.timedelta(days=1)))
+    return runs
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _rollup_insert_sql(definition_id: int, environment_id: int, spec: AggregationSpec, first, after, connection):
+    """INSERT of the engine's DAY-window partials per customer over `[first, after)`, as rollup rows."""
+    d = dialect_for(connection)
+    p = Params()
+    query = UsageQuery(
+        spec=spec,
+        environment_id=environment_id,
+        start=_midnight(first),
+        end=_midnight(after),
+        by_customer=True,
+        window_size="DAY",
+    )
+    part = part_sql(query, 0, WINDOW, d, p, query.start, query.end)
+    latest = spec.aggregation_type == AggregationType.LATEST
+    n2 = "NULL" if latest else "part.n2::numeric"
+    key = "part.n2::numeric[] || part.n1::numeric" if latest else "NULL"
+    sql = (
+        "INSERT INTO metering_rollup (definition_id, day, customer, n1, n2, latest) "
+        f"SELECT {p(definition_id)}, part.w::date, part.c, part.n1::numeric, {n2}, {key} FROM ({part}) part"
+    )
+    return sql, p.values
+
+
+def _refresh_definition(connection, definition_id: int, environment_id: int, spec: AggregationSpec) -> tuple[int, int]:
+    with repeatable_read(connection, read_only=False), connection.cursor() as cursor:
+        cursor.execute(
+            _DAYS_TO_COMPUTE,
+            {
+                "margin": SEAL_MARGIN,
+                "environment": environment_id,
+                "event_name": spec.event_name,
+                "definition": definition_id,
+            },
+        )
+        todo = cursor.fetchall()
+        if not todo:
+            return 0, 0
+        days = [day for day, _ in todo]
+        cursor.execute("DELETE FROM metering_rollup WHERE definition_id = %s AND day = ANY(%s)", [definition_id, days])
+        rows = 0
+        for first, after in _runs(days):
+            sql, params = _rollup_insert_sql(definition_id, environment_id, spec, first, after, connection)
+            cursor.execute(sql, params)
+            rows += cursor.rowcount
+        cursor.execute(
+            """
+            INSERT INTO metering_rollup_day (definition_id, day, version)
+            SELECT %s, * FROM unnest(%s::date[], %s::bigint[])
+            ON CONFLICT (definition_id, day) DO UPDATE SET version = EXCLUDED.version
+            """,
+            [definition_id, days, [version for _, version in todo]],
+        )
+    return len(days), rows
+
+
+def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None] | None = None) -> RefreshReport:
+    """Bring the rollups of every meter in use up to date; a no-op on databases other than PostgreSQL."""
+    report = RefreshReport()
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return report
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        definitions = _definitions_sync(cursor)
+    for definition_id, environment_id, _, spec in definitions:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition_id])
+            if not cursor.fetchone()[0]:
+                report.skipped.append(f"definition {definition_id}: another refresh is running")
+                continue
+        try:
+            days, rows = _refresh_definition(connection, definition_id, environment_id, spec)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition_id])
+        report.definitions += 1
+        report.days += days
+        report.rows += rows
+        if log and days:
+            log(f"{spec.event_name} {spec.aggregation_type}: {days} days, {rows} rows")
+    return report

@@ -1,0 +1,152 @@
+"""Reading daily usage rollups: which days of a meter definition are rolled up, and SQL over those days.
+
+A rollup row holds, for one meter definition, one UTC day and one customer, the partial aggregates the engine
+itself computes for a window (`n1`, `n2`, and for LATEST the ordering key with the value). Summing, taking the
+min/max or the latest of them over whole days gives exactly what scanning the raw events of those days gives,
+so the engine reads rollups for the whole days of a range and raw events for the rest (edges, recent days,
+days changed since they were rolled up). See migration 0004 for the dirty versions that make a changed day fall
+back to raw events, and `metering/usage/rollup_refresh.py` for how rollups are computed. PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from catalog.models import AggregationType
+from metering.usage.periods import FIXED_STEPS, UTC
+
+# Part of every fingerprint: bump it when the meaning of the engine's SQL changes, so old rollups stop matching.
+ROLLUP_FORMAT = 1
+DAY = dt.timedelta(days=1)
+# bucket sizes whose buckets never cross a UTC day boundary: a day's sum of bucket maxima is a rollup
+_WITHIN_A_DAY = frozenset({*FIXED_STEPS, "DAY"})
+# query windows made of whole UTC days
+_WHOLE_DAY_WINDOWS = frozenset({"DAY", "WEEK", "MONTH"})
+
+
+def rollup_fingerprint(spec) -> str | None:
+    """What a rollup of `spec` depends on, as text; None when rollups cannot answer it (COUNT_UNIQUE)."""
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        return None
+    if spec.is_bucketed_max and spec.bucket_size not in _WITHIN_A_DAY:
+        return None
+    return json.dumps(
+        {
+            "format": ROLLUP_FORMAT,
+            "event_name": spec.event_name,
+            "type": spec.aggregation_type,
+            "field": spec.field,
+            "expression": spec.expression.text if spec.expression is not None else "",
+            "bucket_size": spec.bucket_size,
+            "group_by": spec.group_by,
+            "filters": [[f.key, f.operator, list(f.values)] for f in spec.filters],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def rollups_answer_windows(query) -> bool:
+    """Whether each window of `query` is a union of whole UTC days (so day rollups can fill it)."""
+    anchor_at_midnight = query.anchor is None or query.anchor.time == dt.time(0)
+    whole_days = query.zone.key == "UTC" and query.windows in _WHOLE_DAY_WINDOWS and anchor_at_midnight
+    return whole_days and rollups_answer_totals(query)
+
+
+def rollups_answer_totals(query) -> bool:
+    """Totals combine day rollups, except for bucketed maxima: their buckets follow the query's time zone, and
+    without a customer a bucket's maximum is taken across customers, which per-customer rows cannot give."""
+    if not query.spec.is_bucketed_max:
+        return True
+    return query.zone.key == "UTC" and (query.customer is not None or query.by_customer)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    definition_id: int
+    days: frozenset[dt.date]
+
+
+def coverage_lookup(cursor, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], Coverage]:
+    """Rolled-up days still valid (no write since), per (environment id, fingerprint) of `wanted`."""
+    if not wanted:
+        return {}
+    environments = [environment_id for environment_id, _ in wanted]
+    fingerprints = [fingerprint for _, fingerprint in wanted]
+    cursor.execute(
+        """
+        SELECT def.environment_id, def.fingerprint, def.id, array_remove(array_agg(rd.day), NULL)
+        FROM metering_rollup_definition def
+        JOIN unnest(%s::bigint[], %s::text[]) AS wanted(environment_id, fingerprint)
+          ON wanted.environment_id = def.environment_id AND wanted.fingerprint = def.fingerprint
+        LEFT JOIN metering_rollup_day rd ON rd.definition_id = def.id
+        LEFT JOIN metering_rollup_dirty dirty
+          ON dirty.environment_id = def.environment_id AND dirty.event_name = def.event_name AND dirty.day = rd.day
+        WHERE rd.day IS NULL OR rd.version = coalesce(dirty.version, 0)
+        GROUP BY def.environment_id, def.fingerprint, def.id
+        """,
+        [environments, fingerprints],
+    )
+    return {
+        (environment_id, fingerprint): Coverage(definition_id, frozenset(days))
+        for environment_id, fingerprint, definition_id, days in cursor.fetchall()
+    }
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def split_by_coverage(
+    lower: dt.datetime | None, upper: dt.datetime, days: frozenset[dt.date]
+) -> tuple[list[tuple[dt.datetime | None, dt.datetime]], list[tuple[dt.date, dt.date]]]:
+    """Split `[lower, upper)` into raw ranges and runs of rolled-up whole days `[first, after_last)`."""
+    inside = sorted(
+        day for day in days if (lower is None or _day_start(day) >= lower) and _day_start(day) + DAY <= upper
+    )
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in inside:
+        if runs and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + dt.timedelta(days=1))
+        else:
+            runs.append((day, day + dt.timedelta(days=1)))
+    raw: list[tuple[dt.datetime | None, dt.datetime]] = []
+    cursor = lower
+    for first, after in runs:
+        if cursor is None or cursor < _day_start(first):
+            raw.append((cursor, _day_start(first)))
+        cursor = _day_start(after)
+    if cursor is None or cursor < upper:
+        raw.append((cursor, upper))
+    return raw, runs
+
+
+def rollup_values_sql(spec, *, carry: bool) -> tuple[str, str]:
+    """The (n1, n2) select expressions that combine rollup rows the way the engine combines windows."""
+    kind = spec.aggregation_type
+    if carry:
+        return "(sum(r.n1))::text", "NULL"
+    if kind == AggregationType.MIN:
+        return "(min(r.n1))::text", "NULL"
+    if kind == AggregationType.MAX and not spec.is_bucketed_max:
+        return "(max(r.n1))::text", "NULL"
+    if kind == AggregationType.LATEST:
+        return "((max(r.latest))[4])::text", "((max(r.latest))[1:3])::text"
+    return "(sum(r.n1))::text", "(sum(r.n2))::text"
+
+
+@contextlib.contextmanager
+def repeatable_read(connection, *, read_only: bool):
+    """Run the block in one REPEATABLE READ transaction: every statement sees the same snapshot. Inside a
+    transaction someone else opened (tests, callers' atomic blocks) the isolation level is theirs to choose."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ" + (", READ ONLY" if read_only else ""))
+        yield
