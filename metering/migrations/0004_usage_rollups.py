@@ -1,7 +1,8 @@
 """Daily usage rollups and the dirty marks that keep them exact (PostgreSQL only; see metering/usage/rollups.py).
 
 - `metering_rollup_definition`: one row per distinct meter definition (its fingerprint) of an environment.
-- `metering_rollup`: the engine's own per-day, per-customer partial aggregates of a definition (UTC days).
+- `metering_rollup`: the engine's own per-day, per-customer partial aggregates of a definition (UTC days);
+  `metering_rollup_distinct`: for COUNT_UNIQUE, the distinct values per day and customer instead.
 - `metering_rollup_day`: which days of a definition are rolled up, and the dirty version they were computed at.
 - `metering_rollup_dirty`: a version per (environment, event name, UTC day), bumped by a statement trigger
   whenever events of a day at least two days old are written, replaced or deleted. A rolled-up day is used only
@@ -50,6 +51,15 @@ CREATE TABLE metering_rollup (
     PRIMARY KEY (definition_id, day, customer)
 );
 CREATE INDEX metering_rollup_customer ON metering_rollup (definition_id, customer, day);
+
+CREATE TABLE metering_rollup_distinct (
+    definition_id bigint NOT NULL REFERENCES metering_rollup_definition (id) ON DELETE CASCADE,
+    day date NOT NULL,
+    customer varchar(255) NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (definition_id, day, customer, value)
+);
+CREATE INDEX metering_rollup_distinct_customer ON metering_rollup_distinct (definition_id, customer, day);
 
 CREATE FUNCTION metering_rollup_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -103,7 +113,7 @@ DROP TRIGGER IF EXISTS metering_event_rollup_delete ON metering_event;
 DROP TRIGGER IF EXISTS metering_event_rollup_truncate ON metering_event;
 DROP FUNCTION IF EXISTS metering_rollup_mark_dirty();
 DROP FUNCTION IF EXISTS metering_rollup_forget_all();
-DROP TABLE IF EXISTS metering_rollup, metering_rollup_day, metering_rollup_definition, metering_rollup_dirty;
+DROP TABLE IF EXISTS metering_rollup, metering_rollup_distinct, metering_rollup_day, metering_rollup_definition, metering_rollup_dirty;
 DROP SEQUENCE IF EXISTS metering_rollup_version_seq;
 """
 

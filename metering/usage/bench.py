@@ -26,6 +26,7 @@ from flexmeter.models import Environment
 from metering.benchmarks.runner import check_database_url
 from metering.models import Event
 from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
+from metering.usage.rollup_refresh import rollups_refresh
 
 ALIAS = "usage_bench"
 EVENTS_PER_MONTH = 1_000_000
@@ -81,6 +82,14 @@ SELECT %(environment)s, 'bench-' || i, %(event_name)s,
        )
 FROM (SELECT i, (i * 2654435761) %% 1000000 AS r FROM generate_series(%(low)s::bigint, %(high)s::bigint - 1) AS i) g
 """
+
+
+@dataclass
+class BenchmarkRun:
+    load_seconds: float | None  # None when a kept database was reused
+    rollup_seconds: float | None  # None when timed without rollups
+    events: int
+    timings: list[Timing]
 
 
 @dataclass
@@ -155,7 +164,9 @@ def _time(run: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(samples), p95
 
 
-def time_queries(*, environment_id: int, month: int, repeat: int, log: Callable[[str], None]) -> list[Timing]:
+def time_queries(
+    *, environment_id: int, month: int, repeat: int, rollups: bool, log: Callable[[str], None]
+) -> list[Timing]:
     start = _add_months(FIRST_MONTH, month)
     end = _add_months(start, 1)
     timings = []
@@ -163,8 +174,8 @@ def time_queries(*, environment_id: int, month: int, repeat: int, log: Callable[
     for label, definition in METERS.items():
         spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
 
-        def query(customer=None, by_customer=False, spec=spec):
-            return UsageQuery(
+        def usage(customer=None, by_customer=False, spec=spec):
+            query = UsageQuery(
                 spec=spec,
                 environment_id=environment_id,
                 start=start,
@@ -172,22 +183,23 @@ def time_queries(*, environment_id: int, month: int, repeat: int, log: Callable[
                 customer=customer,
                 by_customer=by_customer,
             )
+            return run_usage_queries([query], using=ALIAS, rollups=rollups)
 
         scopes = [
             (
                 "typical customer",
                 repeat * 5,
-                lambda q=query: run_usage_queries([q(f"cust-{next(typical) % TYPICAL_CUSTOMERS}")], using=ALIAS),
+                lambda usage=usage: usage(f"cust-{next(typical) % TYPICAL_CUSTOMERS}"),
             ),
             (
                 "heavy customer",
                 repeat,
-                lambda q=query: run_usage_queries([q(f"heavy-{next(typical) % HEAVY_CUSTOMERS}")], using=ALIAS),
+                lambda usage=usage: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}"),
             ),
             (
                 "all customers",
                 max(3, repeat // 4),
-                lambda q=query: run_usage_queries([q(by_customer=True)], using=ALIAS),
+                lambda usage=usage: usage(by_customer=True),
             ),
         ]
         for scope, runs, run in scopes:
@@ -229,13 +241,14 @@ def usage_benchmark_run(
     repeat: int,
     keep: bool,
     reuse: bool,
+    rollups: bool = True,
     log: Callable[[str], None],
     progress: Callable[[int], None],
-) -> tuple[float | None, int, list[Timing]]:
-    """Create the benchmark database, load events, time the queries; drop the database unless `keep`.
+) -> BenchmarkRun:
+    """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
+    `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
 
     With `reuse`, a kept database that already holds events is timed again without reloading.
-    Returns (load seconds or None when reused, events in the table, timings).
     """
     check_database_url(database_url)
     _register_alias(database_url)
@@ -253,6 +266,25 @@ def usage_benchmark_run(
             )
             log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
         stored = Event.objects.using(ALIAS).count()
+        rollup_seconds = None
+        if rollups:
+            meters_create(environment)
+            started = time.perf_counter()
+            report = rollups_refresh(using=ALIAS)
+            rollup_seconds = time.perf_counter() - started
+            log(f"rollups: {report.days} days of {report.definitions} definitions in {rollup_seconds:.1f} s")
         months = max(1, round(stored / EVENTS_PER_MONTH))
-        timings = time_queries(environment_id=environment.pk, month=months // 2, repeat=repeat, log=log)
-    return load_seconds, stored, timings
+        timings = time_queries(
+            environment_id=environment.pk, month=months // 2, repeat=repeat, rollups=rollups, log=log
+        )
+    return BenchmarkRun(load_seconds=load_seconds, rollup_seconds=rollup_seconds, events=stored, timings=timings)
+
+
+def meters_create(environment: Environment) -> None:
+    """The benchmark's meters as published meters of its environment (rollups are kept for meters in use)."""
+    existing = set(Meter.objects.using(ALIAS).filter(environment=environment).values_list("name", flat=True))
+    for index, (label, definition) in enumerate(METERS.items()):
+        if label not in existing:
+            Meter(
+                environment=environment, name=label, event_name=EVENT_NAME, fingerprint=f"bench-{index}", **definition
+            ).save(using=ALIAS)

@@ -35,6 +35,7 @@ from metering.usage.rollups import (
     rollups_answer_totals,
     rollups_answer_windows,
     split_by_coverage,
+    whole_days,
 )
 from metering.usage.sql import Dialect, Params, dialect_for
 
@@ -277,6 +278,10 @@ def part_sql(
     spec = query.spec
     kind = spec.aggregation_type
     table = Event._meta.db_table
+    if kind == AggregationType.COUNT_UNIQUE:
+        return _count_distinct_sql(
+            f"{tag} AS tag, {part} AS part", [distinct_values_sql(query, part, d, p, lower, upper)], d
+        )
     w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
     c = "e.external_customer_id" if query.by_customer else None
     head = f"{tag} AS tag, {part} AS part"
@@ -296,8 +301,6 @@ def part_sql(
         return select(d.as_text(d.agg_sum(v)))
     if kind == AggregationType.COUNT:
         return select(d.as_text("count(*)"))
-    if kind == AggregationType.COUNT_UNIQUE:
-        return _count_unique_sql(head, w, c, where, v, d)
     if kind == AggregationType.MAX and spec.is_bucketed_max:
         return _bucketed_max_sql(query, head, w, c, where, v, d, p)
     if kind == AggregationType.LATEST:
@@ -337,15 +340,26 @@ def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str
     )
 
 
-def _count_unique_sql(head, w, c, where, v, d: Dialect) -> str:
-    """Distinct canonical texts: DISTINCT then count (a hash, not the sort of count(DISTINCT …) per group)."""
+def distinct_values_sql(
+    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime
+) -> str:
+    """The distinct canonical texts COUNT_UNIQUE counts, per window and customer, over `[lower, upper)`."""
     table = Event._meta.db_table
+    w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
     w_sql = w if w is not None else d.null_timestamp
-    c_sql = c if c is not None else "NULL"
-    distinct = f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, {v} AS t FROM {table} e WHERE {where}"
+    c_sql = "e.external_customer_id" if query.by_customer else "NULL"
+    where = _where(query, d, p, lower, upper)
+    return (
+        f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, {value_sql(query.spec, d, p)} AS t FROM {table} e WHERE {where}"
+    )
+
+
+def _count_distinct_sql(head: str, sources: list[str], d: Dialect) -> str:
+    """Count the distinct texts of all sources together (a hash, not the sort of count(DISTINCT …) per group)."""
+    union = " UNION ".join(sources)
     return (
         f"SELECT {head}, u.w AS w, u.c AS c, {d.as_text('count(u.t)')} AS n1, NULL AS n2 "
-        f"FROM ({distinct}) u GROUP BY u.w, u.c HAVING count(u.t) > 0"
+        f"FROM ({union}) u GROUP BY u.w, u.c HAVING count(u.t) > 0"
     )
 
 
@@ -411,29 +425,56 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
             selects.append(part_sql(query, tag, part, d, p, lower, upper))
             continue
         raw_ranges, runs = split_by_coverage(lower, upper, coverage.days)
+        if query.spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+            # distinct values must be counted across pieces: one count over the union of all of them
+            sources = [distinct_values_sql(query, part, d, p, first, last) for first, last in raw_ranges]
+            if runs:
+                sources.append(_rollup_distinct_sql(query, part, d, p, coverage.definition_id, runs))
+            selects.append(_count_distinct_sql(f"{tag} AS tag, {part} AS part", sources, d))
+            continue
         selects.extend(part_sql(query, tag, part, d, p, first, last) for first, last in raw_ranges)
         if runs:
-            selects.append(_rolluppart_sql(query, tag, part, d, p, coverage.definition_id, runs))
+            selects.append(_rollup_part_sql(query, tag, part, d, p, coverage.definition_id, runs))
     return selects
 
 
-def _rolluppart_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, definition_id: int, runs) -> str:
-    """A part's partial aggregates over runs of rolled-up days, in the shape of `part_sql`'s rows."""
+def _days_wanted(query: UsageQuery) -> tuple[dt.date | None, dt.date]:
+    """The whole days any part of `query` could read from rollups."""
+    lowers = [_part_bounds(query, part)[0] for part in _part_kinds(query)]
+    return whole_days(None if None in lowers else min(lowers), query.end)
+
+
+def _rollup_scope(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, runs):
+    """(window, customer, WHERE) of rollup rows `r` of a part over runs of whole days."""
     w = None
     if part == WINDOW:
         w = d.bucket(p, "(r.day::timestamp AT TIME ZONE 'UTC')", query.windows, query.zone.key, query.anchor)
     c = "r.customer" if query.by_customer else None
-    n1, n2 = rollup_values_sql(query.spec, carry=part == CARRY)
     days = " OR ".join(f"(r.day >= {p(first)} AND r.day < {p(after)})" for first, after in runs)
     where = f"r.definition_id = {p(definition_id)} AND ({days})"
     if query.customer is not None:
         where += f" AND r.customer = {p(query.customer)}"
+    return w, c, where
+
+
+def _rollup_part_sql(query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, definition_id: int, runs) -> str:
+    """A part's partial aggregates over runs of rolled-up days, in the shape of `part_sql`'s rows."""
+    w, c, where = _rollup_scope(query, part, d, p, definition_id, runs)
+    n1, n2 = rollup_values_sql(query.spec, carry=part == CARRY)
     w_sql = w if w is not None else d.null_timestamp
     c_sql = c if c is not None else "NULL"
     return (
         f"SELECT {tag} AS tag, {part} AS part, {w_sql} AS w, {c_sql} AS c, {n1} AS n1, {n2} AS n2 "
         f"FROM metering_rollup r WHERE {where}{_group_by(w, c)}"
     )
+
+
+def _rollup_distinct_sql(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, runs) -> str:
+    """The rolled-up distinct values of COUNT_UNIQUE over runs of whole days, shaped like `distinct_values_sql`."""
+    w, c, where = _rollup_scope(query, part, d, p, definition_id, runs)
+    w_sql = w if w is not None else d.null_timestamp
+    c_sql = c if c is not None else "NULL"
+    return f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, r.value AS t FROM metering_rollup_distinct r WHERE {where}"
 
 
 # --- Execution and assembly -------------------------------------------------------------------------------
@@ -496,7 +537,11 @@ def run_usage_queries(
     p = Params()
     use_rollups = rollups and d.vendor == "postgresql"
     fingerprints = [rollup_fingerprint(query.spec) if use_rollups else None for query in queries]
-    wanted = sorted({(q.environment_id, f) for q, f in zip(queries, fingerprints, strict=True) if f is not None})
+    wanted = [
+        (query.environment_id, fingerprint, *_days_wanted(query))
+        for query, fingerprint in zip(queries, fingerprints, strict=True)
+        if fingerprint is not None
+    ]
     rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
     snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
     with snapshot, _cursor(connection) as cursor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from catalog.models import AggregationType, Meter, MeterStatus
-from metering.usage.engine import WINDOW, AggregationSpec, UsageQuery, part_sql
+from metering.usage.engine import WINDOW, AggregationSpec, UsageQuery, distinct_values_sql, part_sql
 from metering.usage.periods import UTC
 from metering.usage.rollups import repeatable_read, rollup_fingerprint
 from metering.usage.sql import Params, dialect_for
@@ -38,10 +38,10 @@ class RefreshReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def _definitions_sync(cursor) -> list[tuple[int, int, str, AggregationSpec]]:
+def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, AggregationSpec]]:
     """A definition row for each distinct spec of the meters in use; unused definitions (and their rollups) go."""
     specs: dict[tuple[int, str], AggregationSpec] = {}
-    for meter in Meter.objects.exclude(status=MeterStatus.DRAFT).order_by("pk"):
+    for meter in Meter.objects.using(using).exclude(status=MeterStatus.DRAFT).order_by("pk"):
         spec = AggregationSpec.from_meter(meter)
         fingerprint = rollup_fingerprint(spec)
         if fingerprint is not None:
@@ -110,7 +110,8 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def _rollup_insert_sql(definition_id: int, environment_id: int, spec: AggregationSpec, first, after, connection):
-    """INSERT of the engine's DAY-window partials per customer over `[first, after)`, as rollup rows."""
+    """INSERT of the engine's DAY-window partials per customer over `[first, after)`, as rollup rows
+    (for COUNT_UNIQUE: the distinct values per day and customer)."""
     d = dialect_for(connection)
     p = Params()
     query = UsageQuery(
@@ -121,13 +122,21 @@ def _rollup_insert_sql(definition_id: int, environment_id: int, spec: Aggregatio
         by_customer=True,
         window_size="DAY",
     )
+    definition = p(definition_id)
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        values = distinct_values_sql(query, WINDOW, d, p, query.start, query.end)
+        sql = (
+            "INSERT INTO metering_rollup_distinct (definition_id, day, customer, value) "
+            f"SELECT {definition}, src.w::date, src.c, src.t FROM ({values}) src WHERE src.t IS NOT NULL"
+        )
+        return sql, p.values
     part = part_sql(query, 0, WINDOW, d, p, query.start, query.end)
     latest = spec.aggregation_type == AggregationType.LATEST
     n2 = "NULL" if latest else "part.n2::numeric"
     key = "part.n2::numeric[] || part.n1::numeric" if latest else "NULL"
     sql = (
         "INSERT INTO metering_rollup (definition_id, day, customer, n1, n2, latest) "
-        f"SELECT {p(definition_id)}, part.w::date, part.c, part.n1::numeric, {n2}, {key} FROM ({part}) part"
+        f"SELECT {definition}, part.w::date, part.c, part.n1::numeric, {n2}, {key} FROM ({part}) part"
     )
     return sql, p.values
 
@@ -147,7 +156,8 @@ def _refresh_definition(connection, definition_id: int, environment_id: int, spe
         if not todo:
             return 0, 0
         days = [day for day, _ in todo]
-        cursor.execute("DELETE FROM metering_rollup WHERE definition_id = %s AND day = ANY(%s)", [definition_id, days])
+        for table in ("metering_rollup", "metering_rollup_distinct"):
+            cursor.execute(f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition_id, days])
         rows = 0
         for first, after in _runs(days):
             sql, params = _rollup_insert_sql(definition_id, environment_id, spec, first, after, connection)
@@ -171,7 +181,7 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
     if connection.vendor != "postgresql":
         return report
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        definitions = _definitions_sync(cursor)
+        definitions = _definitions_sync(cursor, using)
     for definition_id, environment_id, _, spec in definitions:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition_id])

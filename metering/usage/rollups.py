@@ -30,9 +30,7 @@ _WHOLE_DAY_WINDOWS = frozenset({"DAY", "WEEK", "MONTH"})
 
 
 def rollup_fingerprint(spec) -> str | None:
-    """What a rollup of `spec` depends on, as text; None when rollups cannot answer it (COUNT_UNIQUE)."""
-    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-        return None
+    """What a rollup of `spec` depends on, as text; None when day rollups cannot answer it."""
     if spec.is_bucketed_max and spec.bucket_size not in _WITHIN_A_DAY:
         return None
     return json.dumps(
@@ -72,30 +70,41 @@ class Coverage:
     days: frozenset[dt.date]
 
 
-def coverage_lookup(cursor, wanted: list[tuple[int, str]]) -> dict[tuple[int, str], Coverage]:
-    """Rolled-up days still valid (no write since), per (environment id, fingerprint) of `wanted`."""
+def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date]]) -> dict[tuple[int, str], Coverage]:
+    """Rolled-up days still valid (no write since) per (environment id, fingerprint), among the days
+    `[first, end)` asked for each (`first` None: from the beginning)."""
     if not wanted:
         return {}
-    environments = [environment_id for environment_id, _ in wanted]
-    fingerprints = [fingerprint for _, fingerprint in wanted]
+    columns = list(zip(*wanted, strict=True))
     cursor.execute(
         """
         SELECT def.environment_id, def.fingerprint, def.id, array_remove(array_agg(rd.day), NULL)
         FROM metering_rollup_definition def
-        JOIN unnest(%s::bigint[], %s::text[]) AS wanted(environment_id, fingerprint)
+        JOIN unnest(%s::bigint[], %s::text[], %s::date[], %s::date[])
+            AS wanted(environment_id, fingerprint, first, stop)
           ON wanted.environment_id = def.environment_id AND wanted.fingerprint = def.fingerprint
         LEFT JOIN metering_rollup_day rd ON rd.definition_id = def.id
+          AND rd.day >= coalesce(wanted.first, '-infinity'::date) AND rd.day < wanted.stop
         LEFT JOIN metering_rollup_dirty dirty
           ON dirty.environment_id = def.environment_id AND dirty.event_name = def.event_name AND dirty.day = rd.day
         WHERE rd.day IS NULL OR rd.version = coalesce(dirty.version, 0)
         GROUP BY def.environment_id, def.fingerprint, def.id
         """,
-        [environments, fingerprints],
+        [list(column) for column in columns],
     )
     return {
         (environment_id, fingerprint): Coverage(definition_id, frozenset(days))
         for environment_id, fingerprint, definition_id, days in cursor.fetchall()
     }
+
+
+def whole_days(lower: dt.datetime | None, upper: dt.datetime) -> tuple[dt.date | None, dt.date]:
+    """The UTC days lying wholly inside `[lower, upper)`, as `[first, stop)` (first None: unbounded)."""
+    first = None
+    if lower is not None:
+        lower = lower.astimezone(UTC)
+        first = lower.date() if lower.time() == dt.time(0) else lower.date() + DAY
+    return first, upper.astimezone(UTC).date()
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -106,21 +115,20 @@ def split_by_coverage(
     lower: dt.datetime | None, upper: dt.datetime, days: frozenset[dt.date]
 ) -> tuple[list[tuple[dt.datetime | None, dt.datetime]], list[tuple[dt.date, dt.date]]]:
     """Split `[lower, upper)` into raw ranges and runs of rolled-up whole days `[first, after_last)`."""
-    inside = sorted(
-        day for day in days if (lower is None or _day_start(day) >= lower) and _day_start(day) + DAY <= upper
-    )
+    first, stop = whole_days(lower, upper)
+    inside = sorted(day for day in days if (first is None or day >= first) and day < stop)
     runs: list[tuple[dt.date, dt.date]] = []
     for day in inside:
         if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + dt.timedelta(days=1))
+            runs[-1] = (runs[-1][0], day + DAY)
         else:
-            runs.append((day, day + dt.timedelta(days=1)))
+            runs.append((day, day + DAY))
     raw: list[tuple[dt.datetime | None, dt.datetime]] = []
     cursor = lower
-    for first, after in runs:
-        if cursor is None or cursor < _day_start(first):
-            raw.append((cursor, _day_start(first)))
-        cursor = _day_start(after)
+    for run_first, run_after in runs:
+        if cursor is None or cursor < _day_start(run_first):
+            raw.append((cursor, _day_start(run_first)))
+        cursor = _day_start(run_after)
     if cursor is None or cursor < upper:
         raw.append((cursor, upper))
     return raw, runs

@@ -23,6 +23,8 @@ METERS = {
     "SUM": {"aggregation_type": "SUM"},
     "SUM_WITH_MULTIPLIER": {"aggregation_type": "SUM_WITH_MULTIPLIER", "multiplier": "0.5"},
     "AVG": {"aggregation_type": "AVG"},
+    "COUNT_UNIQUE": {"aggregation_type": "COUNT_UNIQUE"},
+    "COUNT_UNIQUE of g": {"aggregation_type": "COUNT_UNIQUE", "aggregation_field": "g"},
     "MIN": {"aggregation_type": "MIN"},
     "MAX": {"aggregation_type": "MAX"},
     "LATEST": {"aggregation_type": "LATEST"},
@@ -101,7 +103,9 @@ def assert_same_as_raw(spec, environment):
 
 def rollup_rows() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM metering_rollup")
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM metering_rollup) + (SELECT count(*) FROM metering_rollup_distinct)"
+        )
         return cursor.fetchone()[0]
 
 
@@ -137,7 +141,7 @@ JAN_END = at("2025-02-01T00:00")
 
 @postgres_only
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["SUM", "LATEST", "MAX per HOUR by g", "WEIGHTED_SUM never"])
+@pytest.mark.parametrize("name", ["SUM", "LATEST", "MAX per HOUR by g", "WEIGHTED_SUM never", "COUNT_UNIQUE"])
 def test_writes_after_a_refresh_count_at_once(environment, name):
     spec = AggregationSpec.from_meter(meter(environment, name))
     seed(environment)
