@@ -7,6 +7,7 @@ from flexmeter.demo import demo_prepare
 from flexmeter.errors import FlexmeterError
 from metering.demo_data import DEMO_EVENTS
 from metering.progress import ProgressBar
+from metering.usage.rollup_refresh import rollups_refresh
 
 
 class Command(BaseCommand):
@@ -35,6 +36,7 @@ class Command(BaseCommand):
             setup = demo_prepare(events=options["events"], progress=ProgressBar(self.stderr, enabled=verbose))
         except FlexmeterError as exc:
             raise CommandError(f"preparing the demo failed: {exc}") from exc
+        rollups_refresh()  # PostgreSQL only: month-long usage pages read daily rollups (a no-op on SQLite)
         base_url = f"http://{options['addrport']}"
         if setup.seed is not None and verbose:
             for line in setup.seed.lines():

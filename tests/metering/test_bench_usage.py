@@ -1,0 +1,46 @@
+"""bench_usage refuses databases it could destroy; a small real run builds rollups, times every query, cleans up."""
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from metering.usage.bench import METERS
+
+pytestmark = pytest.mark.django_db
+URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench_pytest"
+
+
+def test_refuses_a_database_whose_name_lacks_bench():
+    with pytest.raises(CommandError, match="must contain 'bench'"):
+        call_command("bench_usage", "--database-url", "postgres://postgres@127.0.0.1:5432/flexmeter", "--events", "1")
+
+
+def test_refuses_nonsense_sizes():
+    with pytest.raises(CommandError, match="must be positive"):
+        call_command("bench_usage", "--events", "0")
+
+
+def _database_exists() -> bool:
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as admin:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = 'flexmeter_usage_bench_pytest'").fetchone()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
+@pytest.mark.parametrize("flags", [[], ["--no-rollups"]])
+def test_small_run_times_every_query_and_drops_its_database(flags):
+    # a child process, as an operator runs it: the benchmark opens its own database alias
+    command = [sys.executable, "manage.py", "bench_usage", "--database-url", URL, "--events", "20000", "--repeat", "1"]
+    completed = subprocess.run(
+        [*command, *flags], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    out = completed.stdout
+    for label in METERS:
+        assert f"{label:<30} all customers" in out
+    assert ("daily rollups brought up to date" in out) != bool(flags)
+    assert not _database_exists()
