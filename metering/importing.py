@@ -17,26 +17,35 @@ from __future__ import annotations
 
 import codecs
 import csv
+import enum
 import gzip
 import hashlib
 import io
 import json
 import os
-import queue
-import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO
 
+from django.db import connection
 from django.utils import timezone
 
 from catalog.models import Meter
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
-from metering.ingestion import EVENT_ID_PREFIX, EventInput, event_clean, events_store
+from metering.import_copy import CopyWriter, copy_text
+from metering.import_workers import (
+    WorkerError,
+    process_workers_available,
+    produced_in_process,
+    produced_in_thread,
+)
+from metering.ingestion import EVENT_ID_PREFIX, EventInput, IngestResult, event_clean, events_store
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
 
@@ -279,6 +288,8 @@ def source_open(path: str, *, format: str | None = None, stdin: IO[bytes] | None
 
 @dataclass(slots=True)
 class _Batch:
+    """Up to `batch_size` records as read: the valid ones validated, the invalid ones rejected."""
+
     events: list[EventInput]
     rejected: list[Rejected]
     records: int
@@ -327,51 +338,57 @@ def _batches(source: EventSource, *, batch_size: int) -> Iterator[_Batch]:
         yield _Batch(events=events, rejected=rejected, records=records, position=source.position())
 
 
-_DONE = object()
+class _Mode(enum.Enum):
+    """What a prepared batch carries for the writer: events for `events_store`, COPY text for `CopyWriter`, or
+    for a dry run only the ids and customers to look up."""
+
+    EVENTS = "events"
+    COPY = "copy"
+    DRY_RUN = "dry-run"
 
 
-class _Failure:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
+@dataclass(slots=True)
+class _Prepared:
+    """A batch ready for the writer. `unique` counts its distinct event ids (a repeated id keeps its last
+    occurrence in the batch); `valid` counts valid records including repeats."""
+
+    records: int
+    position: int
+    rejected: list[Rejected]
+    valid: int
+    unique: int
+    unmetered: int
+    events: list[EventInput] | None = None
+    copy_data: bytes | None = None
+    event_ids: list[str] | None = None
+    customers: dict[str, int] | None = None
 
 
-def _prefetched(items: Iterable, *, depth: int = 2) -> Iterator:
-    """Produce `items` in a helper thread, up to `depth` ahead of the consumer (reading and validating in Python
-    overlaps with the database writing the previous batch; psycopg waits without holding the GIL)."""
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+def _prepared_batches(
+    source: EventSource, *, batch_size: int, mode: _Mode, environment_id: int, metered: frozenset[str]
+) -> Iterator[_Prepared]:
+    for batch in _batches(source, batch_size=batch_size):
+        unique = {event.event_id: event for event in batch.events}
+        prepared = _Prepared(
+            records=batch.records,
+            position=batch.position,
+            rejected=batch.rejected,
+            valid=len(batch.events),
+            unique=len(unique),
+            unmetered=sum(1 for event in batch.events if event.event_name not in metered),
+        )
+        if mode is _Mode.EVENTS:
+            prepared.events = list(unique.values())
+        elif mode is _Mode.COPY:
+            prepared.copy_data = copy_text(environment_id, sorted(unique.values(), key=_event_id))
+        else:
+            prepared.event_ids = list(unique)
+            prepared.customers = dict(Counter(event.external_customer_id for event in unique.values()))
+        yield prepared
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(_Failure(exc))
-
-    worker = threading.Thread(target=produce, name="import-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+def _event_id(event: EventInput) -> str:
+    return event.event_id
 
 
 # The import --------------------------------------------------------------------------------------------------
@@ -451,10 +468,7 @@ def _stored_count(environment: Environment, event_ids: Iterable[str]) -> int:
     return Event.objects.for_environment(environment).filter(event_id__in=list(event_ids)).count()
 
 
-def _unknown_customer_count(environment: Environment, events: Iterable[EventInput]) -> int:
-    by_customer: dict[str, int] = {}
-    for event in events:
-        by_customer[event.external_customer_id] = by_customer.get(event.external_customer_id, 0) + 1
+def _unknown_customer_count(environment: Environment, by_customer: dict[str, int]) -> int:
     known = set(
         Customer.objects.for_environment(environment)
         .active()
@@ -498,6 +512,8 @@ def events_import(
         raise SourceError(f"{source.name}: reading stopped after {_progress_note(report)} ({exc})") from exc
     except KeyboardInterrupt:
         raise SourceError(f"interrupted after {_progress_note(report)}") from None
+    except WorkerError as exc:
+        raise SourceError(f"{exc} after {_progress_note(report)}") from exc
     report.seconds = time.monotonic() - started
     if progress is not None:
         progress.finish()
@@ -513,25 +529,63 @@ def _progress_note(report: ImportReport) -> str:
     )
 
 
+class BatchWriter:
+    """Stores prepared batches: COPY text through `CopyWriter` on PostgreSQL, events through `events_store`
+    elsewhere (the API's own write path)."""
+
+    def __init__(self, environment: Environment, mode: _Mode):
+        self.environment = environment
+        self.copy_writer = CopyWriter(environment.pk) if mode is _Mode.COPY else None
+
+    def store(self, batch: _Prepared) -> IngestResult:
+        if self.copy_writer is not None:
+            return self.copy_writer.store(batch.copy_data or b"", events=batch.unique)
+        return events_store(environment=self.environment, events=batch.events or [])
+
+
+def _mode(dry_run: bool) -> _Mode:
+    if dry_run:
+        return _Mode.DRY_RUN
+    return _Mode.COPY if connection.vendor == "postgresql" else _Mode.EVENTS
+
+
+def _producer(make_items: Callable[[], Iterator[_Prepared]]) -> Iterator[_Prepared]:
+    """On PostgreSQL the batches are prepared in a worker process (the database runs on the other core); SQLite
+    writes under one lock and gains nothing from it, so there a thread reads ahead."""
+    if connection.vendor == "postgresql" and process_workers_available():
+        return produced_in_process(make_items)
+    return produced_in_thread(make_items())
+
+
 def _import_batches(report, environment, source, metered, batch_size, dry_run, rejects, progress) -> None:
-    for batch in _prefetched(_batches(source, batch_size=batch_size)):
-        report.records += batch.records
-        report.invalid += len(batch.rejected)
-        for rejected in batch.rejected:
-            if rejects is not None:
-                rejects.write(rejected.as_json() + "\n")
-            if len(report.samples) < _SAMPLES:
-                report.samples.append(rejected)
-        report.valid += len(batch.events)
-        report.unmetered += sum(1 for event in batch.events if event.event_name not in metered)
-        if dry_run:
-            unique = {event.event_id: event for event in batch.events}
-            report.stored += len(unique)
-            report.duplicates += _stored_count(environment, unique) if unique else 0
-            report.unknown_customers += _unknown_customer_count(environment, unique.values()) if unique else 0
-        elif batch.events:
-            result = events_store(environment=environment, events=batch.events)
-            report.stored += result.accepted
-            report.duplicates += result.duplicates
-        if progress is not None:
-            progress.update(items=report.records, done=batch.position)
+    mode = _mode(dry_run)
+    writer = BatchWriter(environment, mode)
+
+    def prepare() -> Iterator[_Prepared]:
+        return _prepared_batches(
+            source, batch_size=batch_size, mode=mode, environment_id=environment.pk, metered=metered
+        )
+
+    with closing(_producer(prepare)) as batches:
+        for batch in batches:
+            report.records += batch.records
+            report.invalid += len(batch.rejected)
+            for rejected in batch.rejected:
+                if rejects is not None:
+                    rejects.write(rejected.as_json() + "\n")
+                if len(report.samples) < _SAMPLES:
+                    report.samples.append(rejected)
+            report.valid += batch.valid
+            report.unmetered += batch.unmetered
+            if batch.event_ids is not None:
+                report.stored += batch.unique
+                report.duplicates += _stored_count(environment, batch.event_ids) if batch.event_ids else 0
+                report.unknown_customers += (
+                    _unknown_customer_count(environment, batch.customers) if batch.customers else 0
+                )
+            elif batch.unique:
+                result = writer.store(batch)
+                report.stored += result.accepted
+                report.duplicates += result.duplicates
+            if progress is not None:
+                progress.update(items=report.records, done=batch.position)

@@ -84,6 +84,38 @@ def test_jsonl_import_stores_every_event_exactly(tmp_path, environment):
     assert first.properties == {"tokens": 1}
 
 
+def test_text_that_copy_would_misread_is_stored_exactly(tmp_path, environment):
+    tricky = "tab\there, new\nline, return\r, back\\slash \\N \\t, ünïcode ✓"
+    path = write(
+        tmp_path,
+        "events.jsonl",
+        jsonl(
+            event(1, event_id=f"id {tricky}", event_name=f"name {tricky}", source=tricky, properties={tricky: tricky}),
+            event(2, external_customer_id=tricky, properties={"note": "\\"}),
+            event(3, source="\\N"),
+        )
+        + '{"event_id":"imp-4","event_name":"api.calls","external_customer_id":"acme","properties":{"n":1.50}}\n',
+    )
+    run(path)
+    first = Event.objects.get(environment=environment, event_id=f"id {tricky}")
+    assert (first.event_name, first.source, first.properties) == (f"name {tricky}", tricky, {tricky: tricky})
+    second = Event.objects.get(environment=environment, event_id="imp-2")
+    assert second.external_customer_id == tricky
+    assert second.properties == {"note": "\\"}
+    assert str(Event.objects.get(environment=environment, event_id="imp-4").properties["n"]) == "1.50"
+    assert Event.objects.get(environment=environment, event_id="imp-3").source == "\\N"
+
+
+def test_ingested_at_is_the_time_of_the_write(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(120)]))
+    before = dt.datetime.now(dt.UTC)
+    run(path, batch_size=50)
+    after = dt.datetime.now(dt.UTC)
+    stamps = set(Event.objects.filter(environment=environment).values_list("ingested_at", flat=True))
+    assert len(stamps) == 3  # one per batch
+    assert all(before <= stamp <= after for stamp in stamps)
+
+
 def test_jsonl_invalid_lines_are_reported_with_line_numbers_and_do_not_stop_the_import(tmp_path, environment):
     text = jsonl(
         event(1),
@@ -273,6 +305,16 @@ def test_redelivery_in_a_later_batch_replaces_the_event(tmp_path, environment):
     assert Event.objects.get(event_id="imp-1").properties == {"tokens": 99}
 
 
+def test_batches_alternating_between_stored_and_new_ids_count_exactly(tmp_path, environment):
+    run(write(tmp_path, "first.jsonl", jsonl(*[event(index) for index in range(10)])))
+    ids = [*range(5, 10), *range(10, 15), *range(0, 5), *range(15, 20)]  # stored, new, stored, new
+    path = write(tmp_path, "second.jsonl", jsonl(*[event(index, properties={"tokens": -index}) for index in ids]))
+    out, _ = run(path, batch_size=5)
+    assert "stored:             20 events (10 replaced stored events)" in out
+    assert Event.objects.filter(environment=environment).count() == 20
+    assert Event.objects.get(event_id="imp-7").properties == {"tokens": -7}
+
+
 def test_repeated_id_within_a_batch_keeps_the_last_and_says_so(tmp_path, environment):
     path = write(tmp_path, "events.jsonl", jsonl(event(1), event(1, properties={"tokens": 7})))
     out, _ = run(path)
@@ -293,22 +335,22 @@ def test_records_without_event_id_get_stable_ids_so_reimport_does_not_double_cou
 
 def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp_path, environment, monkeypatch):
     path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
-    real_store = importing.events_store
+    real_store = importing.BatchWriter.store
     calls = {"n": 0}
 
-    def failing_store(**kwargs):
+    def failing_store(self, batch):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_store(**kwargs)
+        return real_store(self, batch)
 
-    monkeypatch.setattr(importing, "events_store", failing_store)
+    monkeypatch.setattr(importing.BatchWriter, "store", failing_store)
     _, error = run_failing(path, batch_size=10)
     assert error == (
         "interrupted after 20 records; 10 events were stored in committed batches, and re-running the import is safe"
     )
     assert Event.objects.filter(environment=environment).count() == 10
-    monkeypatch.setattr(importing, "events_store", real_store)
+    monkeypatch.setattr(importing.BatchWriter, "store", real_store)
     out, _ = run(path, batch_size=10)
     assert "stored:             30 events (10 replaced stored events)" in out
     assert Event.objects.filter(environment=environment).count() == 30

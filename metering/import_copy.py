@@ -1,0 +1,98 @@
+"""The import's PostgreSQL write path: validated events as ready-made COPY text, written with one COPY per batch.
+
+The text is built where the events are validated (the import's worker process, see `import_workers`), so the
+process that talks to PostgreSQL only forwards bytes: formatting a row through psycopg's `write_row` costs
+about as much Python time as validating it. Rows carry every column except `ingested_at`, which is the time of
+the write and so is filled in by `copy_store` (in COPY text a raw newline can only end a row, so the row ends are
+exactly where it goes).
+
+`copy_store` has the semantics of `ingestion.events_store` for large batches: a plain COPY straight into the
+indexed table when every id is new, else COPY into the session's staging table and one upsert where a
+redelivered `event_id` replaces the stored event (last delivery wins) and is counted as a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import psycopg
+from django.db import connection, transaction
+from django.utils import timezone
+
+from metering import ingestion
+from metering.ingestion import EventInput, IngestResult
+
+# Column order of the COPY text: ingested_at last, appended to each row at write time.
+COPY_COLUMNS = (
+    'environment_id, event_id, event_name, external_customer_id, source, properties, "timestamp", ingested_at'
+)
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_FIELD_SEPARATOR = "\x00"  # validation rejects NUL in every text field and in the properties JSON
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_text(environment_id: int, events: Iterable[EventInput]) -> bytes:
+    """Events as rows of COPY text in `COPY_COLUMNS` order, without the final `ingested_at` value: each row ends
+    with the tab before it and the newline after it."""
+    head = f"{environment_id}{_FIELD_SEPARATOR}"
+    rows = []
+    for event in events:
+        row = _FIELD_SEPARATOR.join(
+            (event.event_id, event.event_name, event.external_customer_id, event.source, event.properties_json)
+        )
+        if _SPECIAL.search(row) is not None:
+            row = _escape(row)
+        rows.append(f"{head}{row}{_FIELD_SEPARATOR}{event.timestamp.isoformat()}{_FIELD_SEPARATOR}\n")
+    return "".join(rows).replace(_FIELD_SEPARATOR, "\t").encode()
+
+
+class CopyWriter:
+    """Writes COPY-text batches of one environment. After a batch that met stored ids it goes straight to the
+    staging upsert (a re-import meets them batch after batch) until a batch turns out to be all new again."""
+
+    def __init__(self, environment_id: int):
+        self.environment_id = environment_id
+        self.expect_duplicates = False
+
+    def store(self, data: bytes, *, events: int) -> IngestResult:
+        """Store `events` rows of `copy_text` (unique ids, in event_id order so concurrent writers lock rows in the
+        same order), as one transaction."""
+        if not events:
+            return IngestResult(accepted=0, duplicates=0)
+        stamp = f"{timezone.now().isoformat()}\n".encode()
+        data = data.replace(b"\n", stamp)
+        if not self.expect_duplicates:
+            try:
+                with (
+                    transaction.atomic(),
+                    connection.cursor() as cursor,
+                    cursor.copy(f"COPY metering_event ({COPY_COLUMNS}) FROM STDIN") as copy,
+                ):
+                    copy.write(data)
+                return IngestResult(accepted=events, duplicates=0)
+            except psycopg.errors.UniqueViolation:
+                pass
+        duplicates = _upsert(data)
+        self.expect_duplicates = duplicates > 0
+        return IngestResult(accepted=events, duplicates=duplicates)
+
+
+def _upsert(data: bytes) -> int:
+    """COPY into the session's staging table, then one upsert that empties it; returns the duplicates."""
+    # The staging table and the upsert are ingestion's own (shared with the API's large batches).
+    columns, staging = ingestion._COLUMNS, ingestion._STAGING_TABLE
+    move = ingestion._count_duplicates_sql(
+        f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM staged ORDER BY event_id "
+        f"{ingestion._UPSERT_TAIL}",
+        before=f"staged AS (DELETE FROM {staging} RETURNING *),",
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        ingestion._ensure_staging_table(cursor)
+        with cursor.copy(f"COPY {staging} ({COPY_COLUMNS}) FROM STDIN") as copy:
+            copy.write(data)
+        cursor.execute(move)
+        return cursor.fetchone()[0]
