@@ -1,16 +1,19 @@
 """Importing events from files (SPEC §9): JSON Lines or CSV, gzip-compressed or not, from a path or stdin.
 
-Every record goes through the API's own validation (`ingestion.event_clean`) and is stored in batches with
-`ingestion.events_store`, so an import has the API's semantics: a redelivered `event_id` replaces the stored
-event (last delivery wins) and is counted as a duplicate, never twice. Each batch is one transaction, so an
-interrupted import leaves whole batches behind and re-running it simply re-upserts them.
+Every record goes through the API's own validation (`ingestion.event_clean`) and is stored in batches with the
+API's semantics: a redelivered `event_id` replaces the stored event (last delivery wins) and is counted as a
+duplicate, never twice. Each batch is one transaction, so an interrupted import leaves whole batches behind and
+re-running it simply re-upserts them.
 
 Records without an `event_id` get a stable id derived from their content (and from how many identical records
 came before them in the file), so re-importing the same file never double counts either.
 
 Invalid records never stop an import: they are counted, reported with their line numbers and reasons, and
-written to a rejects file when asked. Reading and validating run in a helper thread while the database writes
-the previous batch, which keeps both CPU cores busy on PostgreSQL.
+written to a rejects file when asked.
+
+On PostgreSQL a worker process reads, validates and formats each batch as COPY text (`import_copy`) while this
+process writes the previous one, so Python and PostgreSQL each get a core; elsewhere a thread reads ahead and
+batches go through `ingestion.events_store` (see `import_workers`).
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ class ImportBenchmarkResult:
     copy_seconds: float
     first: ImportRun
     again: ImportRun | None
+    load_before: tuple[float, float, float] | None = None
+    load_after: tuple[float, float, float] | None = None
 
     @property
     def copy_rate(self) -> float:
@@ -64,6 +66,15 @@ class ImportBenchmarkResult:
     @property
     def ratio(self) -> float:
         return self.import_rate / self.copy_rate if self.copy_rate else 0.0
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none): on a shared 2-core machine the
+    figures only mean something next to them."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
 
 
 def _copy_text(value: object) -> str:
@@ -184,6 +195,7 @@ def import_benchmark_run(
     log: Callable[[str], None] = lambda message: None,
 ) -> ImportBenchmarkResult:
     check_database_url(database_url)
+    load_before = load_average()
     with benchmark_database(database_url), tempfile.TemporaryDirectory(prefix="flexmeter-import-bench-") as tmp:
         log("migrating the benchmark database")
         _manage(["migrate", "--verbosity", "0"], database_url=database_url)
@@ -212,4 +224,6 @@ def import_benchmark_run(
             copy_seconds=copy_seconds,
             first=first,
             again=second,
+            load_before=load_before,
+            load_after=load_average(),
         )

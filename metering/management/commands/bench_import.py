@@ -1,3 +1,5 @@
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 
 from metering.benchmarks.import_run import TARGET_EVENTS_PER_SECOND, import_benchmark_run
@@ -61,5 +63,12 @@ class Command(BaseCommand):
                 f"  re-import       {result.again.seconds:7.1f} s  {result.again.rate(events):>9,.0f} events/s  "
                 "(every event a duplicate: staging upsert)"
             )
+        if result.load_before is not None and result.load_after is not None:
+            before, after = (_load_text(load) for load in (result.load_before, result.load_after))
+            self.stdout.write(f"  load average    {before} before, {after} after (1, 5, 15 min; {os.cpu_count()} CPUs)")
         verdict = "meets" if result.import_rate >= TARGET_EVENTS_PER_SECOND else "misses"
         self.stdout.write(f"  target          {TARGET_EVENTS_PER_SECOND:,} events/s: {verdict}")
+
+
+def _load_text(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:.2f}" for value in load)
