@@ -56,7 +56,7 @@ def test_small_end_to_end_run_on_postgresql():
     output = out.getvalue()
     assert "3,000 events" in output and "table holding 500 events" in output
     assert "import_events" in output and "raw COPY" in output and "ratio" in output and "re-import" in output
-    assert "load average" in output
+    assert "load average" in output and "deferred foreign-key checks" in output
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         assert cursor.fetchone() is None
