@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+import psycopg
 from django.db import transaction
 
 from catalog.models import AggregationType
@@ -155,6 +156,13 @@ def repeatable_read(connection, *, read_only: bool):
     if connection.in_atomic_block:
         yield
         return
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ" + (", READ ONLY" if read_only else ""))
-        yield
+    connection.ensure_connection()
+    raw = connection.connection
+    saved = raw.isolation_level, raw.read_only
+    # set on the psycopg connection, the level travels with psycopg's own BEGIN: no extra round trip
+    raw.isolation_level, raw.read_only = psycopg.IsolationLevel.REPEATABLE_READ, read_only
+    try:
+        with transaction.atomic(using=connection.alias):
+            yield
+    finally:
+        raw.isolation_level, raw.read_only = saved

@@ -11,7 +11,7 @@ from metering.models import Event
 from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
 from metering.usage.periods import MonthAnchor
 from metering.usage.rollup_refresh import rollups_refresh
-from metering.usage.rollups import split_by_coverage
+from metering.usage.rollups import repeatable_read, split_by_coverage
 from tests.catalog.factories import MeterFactory
 from tests.metering.usage.helpers import at, send
 
@@ -223,3 +223,16 @@ def test_split_by_coverage_keeps_partial_days_and_gaps_raw():
         [(at("2025-01-03T01:00"), at("2025-01-04T01:00"))],
         [],
     )
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_lookup_and_statement_share_one_repeatable_read_snapshot():
+    def setting(name):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SHOW {name}")
+            return cursor.fetchone()[0]
+
+    with repeatable_read(connection, read_only=True):
+        assert (setting("transaction_isolation"), setting("transaction_read_only")) == ("repeatable read", "on")
+    assert (setting("transaction_isolation"), setting("transaction_read_only")) == ("read committed", "off")
