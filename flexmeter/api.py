@@ -10,7 +10,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
-from flexmeter.auth import ApiKeyAuth
+from flexmeter.auth import ApiKeyAuth, unauthorized_response
 from flexmeter.envelope import error_response, pydantic_loc_to_path
 from flexmeter.errors import FlexmeterError
 
@@ -53,7 +53,7 @@ def handle_schema_error(request, exc: NinjaValidationError):
 
 @api.exception_handler(AuthenticationError)
 def handle_auth_error(request, exc: AuthenticationError):
-    return error_response(code="unauthorized", message="Missing, unknown or revoked API key", status=401)
+    return unauthorized_response()
 
 
 @api.exception_handler(HttpError)

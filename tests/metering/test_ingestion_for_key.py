@@ -1,0 +1,123 @@
+"""events_store_for_key: authenticate an API key and store events for its environment, in one statement on
+PostgreSQL (the single-event fast path of POST /v1/events)."""
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from flexmeter.models import ApiKey
+from flexmeter.services import api_key_revoke
+from metering.ingestion import EventInput, events_store_for_key
+from metering.models import Event
+from tests.factories import ApiKeyFactory, EnvironmentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def an_input(event_id: str = "e1", **overrides) -> EventInput:
+    values = {
+        "event_id": event_id,
+        "event_name": "api.calls",
+        "external_customer_id": "acme",
+        "timestamp": dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC),
+        "source": "",
+        "properties": {"tokens": 3},
+    }
+    values.update(overrides)
+    return EventInput(**values)
+
+
+def test_stores_in_the_keys_environment_and_counts_duplicates(api_key, environment, other_environment):
+    first = events_store_for_key(raw_key=api_key.raw_key, events=[an_input(properties={"v": 1})])
+    assert (first.accepted, first.duplicates) == (1, 0)
+    again = events_store_for_key(raw_key=api_key.raw_key, events=[an_input(properties={"v": 2})])
+    assert (again.accepted, again.duplicates) == (1, 1)
+    stored = Event.objects.get()
+    assert stored.environment_id == environment.pk
+    assert stored.properties == {"v": 2}
+
+
+def test_small_batches_keep_the_last_of_repeated_ids(api_key):
+    result = events_store_for_key(
+        raw_key=api_key.raw_key, events=[an_input("a", source="1"), an_input("b"), an_input("a", source="2")]
+    )
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert Event.objects.get(event_id="a").source == "2"
+
+
+@pytest.mark.parametrize("raw_key", ["", "fm_not-a-real-key"])
+def test_missing_or_unknown_key_stores_nothing(api_key, raw_key):
+    assert events_store_for_key(raw_key=raw_key, events=[an_input()]) is None
+    assert not Event.objects.exists()
+
+
+def test_a_revoked_key_stores_nothing_from_the_moment_it_is_revoked(api_key):
+    assert events_store_for_key(raw_key=api_key.raw_key, events=[an_input("before")]) is not None
+    api_key_revoke(api_key=api_key)
+    assert events_store_for_key(raw_key=api_key.raw_key, events=[an_input("after")]) is None
+    assert list(Event.objects.values_list("event_id", flat=True)) == ["before"]
+
+
+def test_large_batches_take_the_batch_path_for_the_same_answer(api_key, environment):
+    result = events_store_for_key(raw_key=api_key.raw_key, events=[an_input(f"e{i}") for i in range(120)])
+    assert (result.accepted, result.duplicates) == (120, 0)
+    assert Event.objects.filter(environment=environment).count() == 120
+    assert events_store_for_key(raw_key="fm_unknown", events=[an_input(f"x{i}") for i in range(120)]) is None
+
+
+def test_key_use_is_recorded_at_most_once_a_minute(api_key):
+    events_store_for_key(raw_key=api_key.raw_key, events=[an_input("1")])
+    api_key.refresh_from_db()
+    first_use = api_key.last_used_at
+    assert first_use is not None
+    events_store_for_key(raw_key=api_key.raw_key, events=[an_input("2")])
+    api_key.refresh_from_db()
+    assert api_key.last_used_at == first_use
+
+    long_ago = timezone.now() - dt.timedelta(minutes=5)
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=long_ago)
+    events_store_for_key(raw_key=api_key.raw_key, events=[an_input("3")])
+    api_key.refresh_from_db()
+    assert api_key.last_used_at > long_ago
+
+
+def test_one_statement_on_postgresql(api_key, django_assert_num_queries):
+    if connection.vendor != "postgresql":
+        pytest.skip("the single-statement path is PostgreSQL's")
+    with django_assert_num_queries(1):
+        events_store_for_key(raw_key=api_key.raw_key, events=[an_input("first-use")])
+    with django_assert_num_queries(1):
+        events_store_for_key(raw_key=api_key.raw_key, events=[an_input("second-use")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_of_one_event_end_with_one_row_and_no_error():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers; this race only exists on PostgreSQL")
+    api_key = ApiKeyFactory(environment=EnvironmentFactory(slug="race"))
+    threads_count = 6
+    barrier = threading.Barrier(threads_count)
+    errors: list[BaseException] = []
+    results = []
+
+    def deliver(worker: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(events_store_for_key(raw_key=api_key.raw_key, events=[an_input(source=f"w{worker}")]))
+        except BaseException as exc:  # noqa: BLE001 - any failure in a thread must fail the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deliver, args=(worker,)) for worker in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert Event.objects.count() == 1
+    assert sum(result.inserted for result in results) == 1
+    assert sum(result.duplicates for result in results) == threads_count - 1
