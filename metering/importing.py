@@ -26,11 +26,13 @@ import hashlib
 import io
 import json
 import os
+import signal
+import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO
 
@@ -560,6 +562,33 @@ def _producer(make_items: Callable[[], Iterator[_Prepared]]) -> Iterator[_Prepar
     return produced_in_thread(make_items())
 
 
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Let a batch that is being written finish (commit or roll back) before a Ctrl-C stops the import, so the
+    report's count of stored events is exact; a second Ctrl-C stops at once."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield  # signals can only be handled in the main thread; an ignored or custom Ctrl-C is left alone
+        return
+    pressed = False
+
+    def handler(signum, frame) -> None:
+        nonlocal pressed
+        if pressed:
+            raise KeyboardInterrupt
+        pressed = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
 def _import_batches(report, environment, source, metered, batch_size, dry_run, rejects, progress) -> None:
     mode = _mode(dry_run)
     writer = BatchWriter(environment, mode)
@@ -587,8 +616,9 @@ def _import_batches(report, environment, source, metered, batch_size, dry_run, r
                     _unknown_customer_count(environment, batch.customers) if batch.customers else 0
                 )
             elif batch.unique:
-                result = writer.store(batch)
-                report.stored += result.accepted
-                report.duplicates += result.duplicates
+                with _ctrl_c_deferred():
+                    result = writer.store(batch)
+                    report.stored += result.accepted
+                    report.duplicates += result.duplicates
             if progress is not None:
                 progress.update(items=report.records, done=batch.position)

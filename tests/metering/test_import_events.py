@@ -5,6 +5,7 @@ import functools
 import gzip
 import io
 import json
+import signal
 import sys
 from decimal import Decimal
 
@@ -354,6 +355,25 @@ def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp
     out, _ = run(path, batch_size=10)
     assert "stored:             30 events (10 replaced stored events)" in out
     assert Event.objects.filter(environment=environment).count() == 30
+
+
+def test_ctrl_c_while_a_batch_is_written_lets_it_finish_and_counts_it(tmp_path, environment, monkeypatch):
+    path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
+    real_store = importing.BatchWriter.store
+    calls = {"n": 0}
+
+    def store_then_ctrl_c(self, batch):
+        calls["n"] += 1
+        result = real_store(self, batch)
+        if calls["n"] == 2:
+            signal.raise_signal(signal.SIGINT)  # pressed just as the batch committed
+        return result
+
+    monkeypatch.setattr(importing.BatchWriter, "store", store_then_ctrl_c)
+    _, error = run_failing(path, batch_size=10)
+    assert error.startswith("interrupted after 20 records; 20 events were stored in committed batches")
+    assert Event.objects.filter(environment=environment).count() == 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # Options and failures ----------------------------------------------------------------------------------------
