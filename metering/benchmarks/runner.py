@@ -3,8 +3,9 @@
 1. drop and create the benchmark database (its name must contain "bench"; never the configured database),
    migrate it and create an API key — all through `manage.py` subprocesses pointed at that database;
 2. start gunicorn bound to 127.0.0.1 on a free port against it;
-3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests, then
-   for single-event requests, with the table emptied before each phase;
+3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests of
+   backfill events (January 2026), then for single-event requests of live events (the last hour, as a metered
+   application sends them; older days also bump the rollups' dirty marks), with the table emptied before each;
 4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
    single events one row and one commit at a time, as baselines of what the database alone does in this run;
 5. stop gunicorn and drop the database, whatever happened.
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from django.conf import settings
 
-from metering.benchmarks.workload import bench_event
+from metering.benchmarks.workload import LIVE_SPREAD_SECONDS, SPREAD_SECONDS, START, bench_event, live_start
 
 COLUMNS = "environment_id, event_id, event_name, external_customer_id, timestamp, ingested_at, source, properties"
 
@@ -142,8 +143,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn_server(env: dict[str, str], *, workers: int, threads: int = 1) -> Iterator[str]:
-    """gunicorn on a free loopback port, in its own process group so every worker stops with it."""
+def gunicorn_server(
+    env: dict[str, str], *, workers: int, threads: int = 1, worker_class: str | None = None
+) -> Iterator[str]:
+    """gunicorn on a free loopback port, in its own process group so every worker stops with it.
+
+    `worker_class` defaults to sync for one thread and gthread otherwise; gthread keeps connections alive.
+    """
     port = _free_port()
     command = [
         sys.executable,
@@ -157,7 +163,7 @@ def gunicorn_server(env: dict[str, str], *, workers: int, threads: int = 1) -> I
         "--workers",
         str(workers),
         "--worker-class",
-        "sync" if threads == 1 else "gthread",
+        worker_class or ("sync" if threads == 1 else "gthread"),
         "--threads",
         str(threads),
         "--timeout",
@@ -190,7 +196,18 @@ def gunicorn_server(env: dict[str, str], *, workers: int, threads: int = 1) -> I
                 process.wait(timeout=10)
 
 
-def _load(url: str, key: str, *, mode: str, requests: int, batch_size: int, concurrency: int, max_seconds: float):
+def _load(
+    url: str,
+    key: str,
+    *,
+    mode: str,
+    requests: int,
+    batch_size: int,
+    concurrency: int,
+    max_seconds: float,
+    start: dt.datetime = START,
+    spread_seconds: int = SPREAD_SECONDS,
+):
     command = [
         sys.executable,
         "-m",
@@ -202,6 +219,8 @@ def _load(url: str, key: str, *, mode: str, requests: int, batch_size: int, conc
         f"--batch-size={batch_size}",
         f"--concurrency={concurrency}",
         f"--max-seconds={max_seconds}",
+        f"--start={start.isoformat()}",
+        f"--spread-seconds={spread_seconds}",
     ]
     try:
         completed = subprocess.run(
@@ -229,7 +248,14 @@ def _truncate(database_url: str) -> None:
         conn.execute("VACUUM ANALYZE metering_event")
 
 
-def _rows(environment_id: int, indexes: range, *, prefix: str) -> list[tuple]:
+def _rows(
+    environment_id: int,
+    indexes: range,
+    *,
+    prefix: str,
+    start: dt.datetime = START,
+    spread_seconds: int = SPREAD_SECONDS,
+) -> list[tuple]:
     now = dt.datetime.now(dt.UTC)
     return [
         (
@@ -242,7 +268,9 @@ def _rows(environment_id: int, indexes: range, *, prefix: str) -> list[tuple]:
             event["source"],
             json.dumps(event["properties"], separators=(",", ":")),
         )
-        for event in (bench_event(index, prefix=prefix) for index in indexes)
+        for event in (
+            bench_event(index, prefix=prefix, start=start, spread_seconds=spread_seconds) for index in indexes
+        )
     ]
 
 
@@ -272,11 +300,13 @@ def _copy_baseline(database_url: str, *, batches: int, batch_size: int) -> float
     return batches * batch_size / elapsed
 
 
-def _insert_baseline(database_url: str, *, count: int) -> float:
+def _insert_baseline(database_url: str, *, count: int, start: dt.datetime) -> float:
     """Raw single-row INSERTs of the single-phase events, one commit each, one connection: rows/s."""
     _truncate(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = _rows(_environment_id(conn), range(count), prefix="single")
+        rows = _rows(
+            _environment_id(conn), range(count), prefix="single", start=start, spread_seconds=LIVE_SPREAD_SECONDS
+        )
         sql = f"INSERT INTO metering_event ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
         started = time.perf_counter()
         for row in rows:
@@ -322,7 +352,8 @@ def ingest_benchmark_run(
                 max_seconds=max_seconds,
             )
             _truncate(database_url)
-            log(f"single: {single_requests} requests of 1 event, {concurrency} concurrent")
+            log(f"single: {single_requests} requests of 1 live event (the last hour), {concurrency} concurrent")
+            live = live_start()
             single = _load(
                 url,
                 key,
@@ -331,11 +362,13 @@ def ingest_benchmark_run(
                 batch_size=1,
                 concurrency=concurrency,
                 max_seconds=max_seconds,
+                start=live,
+                spread_seconds=LIVE_SPREAD_SECONDS,
             )
         log("raw COPY baseline")
         copy_rate = _copy_baseline(database_url, batches=bulk["requests"], batch_size=batch_size)
         log("raw single-row INSERT baseline")
-        insert_rate = _insert_baseline(database_url, count=single["requests"])
+        insert_rate = _insert_baseline(database_url, count=single["requests"], start=live)
     return BenchmarkResult(
         bulk=PhaseResult(
             requests=bulk["requests"],

@@ -1,5 +1,6 @@
 """The ingestion benchmark: it must refuse databases it does not own, and its workload must be valid events."""
 
+import datetime as dt
 import json
 import os
 
@@ -7,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from metering.benchmarks.client import percentile
+from metering.benchmarks.client import ProtocolError, parse_response, percentile
 from metering.benchmarks.runner import BenchmarkError, check_database_url
-from metering.benchmarks.workload import bulk_body, single_body
+from metering.benchmarks.workload import LIVE_SPREAD_SECONDS, bulk_body, live_start, single_body
 from metering.ingestion import event_clean, events_clean
 
 
@@ -42,6 +43,36 @@ def test_workload_is_valid_and_deterministic():
     assert len(events) == 1000
     assert events[0].event_id == "bench-3000"
     assert event_clean(json.loads(single_body(7))).event_id == "single-7"
+
+
+def test_live_workload_falls_within_the_last_hour_and_is_valid():
+    start = live_start()
+    events = [json.loads(single_body(i, start=start, spread_seconds=LIVE_SPREAD_SECONDS)) for i in range(600)]
+    assert events == [json.loads(single_body(i, start=start, spread_seconds=LIVE_SPREAD_SECONDS)) for i in range(600)]
+    now = dt.datetime.now(dt.UTC)
+    for raw in events:
+        timestamp = event_clean(raw).timestamp
+        assert now - dt.timedelta(hours=1, seconds=1) <= timestamp <= now
+
+
+def test_responses_are_parsed_whole_and_only_when_complete():
+    answer = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    assert parse_response(answer[:-1]) is None
+    assert parse_response(answer + b"HTTP/1.1") == (202, answer, True, len(answer))
+    closing = b"HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    assert parse_response(closing)[:3] == (401, closing, False)
+    chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    assert parse_response(chunked[:-2]) is None
+    assert parse_response(chunked)[:3] == (202, chunked, True)
+    unsized = b"HTTP/1.0 202 Accepted\r\n\r\n{}"
+    assert parse_response(unsized) is None
+    assert parse_response(unsized, closed=True)[:3] == (202, unsized, False)
+
+
+@pytest.mark.parametrize("garbage", [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 202"])
+def test_what_is_not_a_whole_response_is_an_error(garbage):
+    with pytest.raises(ProtocolError):
+        parse_response(garbage, closed=True)
 
 
 def test_percentile():

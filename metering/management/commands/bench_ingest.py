@@ -10,7 +10,8 @@ TARGET_SINGLE_REQUESTS_PER_SECOND = 1_000
 class Command(BaseCommand):
     help = (
         "Benchmark ingestion over real HTTP: gunicorn on 127.0.0.1 against a throw-away PostgreSQL database, "
-        "a separate load process sending bulk requests then single events, and a raw COPY baseline. "
+        "a separate load process (keep-alive HTTP/1.1 connections) sending bulk requests of backfill events, then "
+        "single live events (timestamps in the last hour), and raw COPY / INSERT baselines of the same events. "
         "The database is created and dropped by the command (its name must contain 'bench')."
     )
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=200_000, help="events sent through the bulk endpoint")
         parser.add_argument("--batch-size", type=int, default=1000, help="events per bulk request (max 1000)")
         parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests")
-        parser.add_argument("--concurrency", type=int, default=8, help="concurrent client connections")
+        parser.add_argument("--concurrency", type=int, default=8, help="concurrent client connections (keep-alive)")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument(
             "--threads", type=int, default=4, help="threads per worker (>1 uses gunicorn's gthread workers; 1 = sync)"
