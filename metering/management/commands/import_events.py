@@ -22,7 +22,9 @@ class Command(BaseCommand):
         "other columns are ignored. Invalid records never stop the import: they are counted, listed with their line "
         "numbers and reasons, and written to --rejects; the command then exits with status 1. "
         "'No published meter' counts events whose event_name no published meter of the environment uses "
-        "(event-name level: filters and fields are explained per event by the debugger)."
+        "(event-name level: filters and fields are explained per event by the debugger). "
+        "On PostgreSQL a second process reads and validates the file while this one writes "
+        "(bench_import measures the rate); it stops with the command, also on Ctrl-C."
     )
 
     def add_arguments(self, parser):
