@@ -1,7 +1,12 @@
-"""Middleware: JSON envelopes for everything under /v1, and the dashboard's current environment."""
+"""Middleware: JSON envelopes for everything under /v1, the dashboard's current environment, and dashboard-only
+versions of Django's session, CSRF, authentication and messages middleware."""
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
 
 from flexmeter.envelope import error_response
 
@@ -85,3 +90,35 @@ def _session_environment(request: HttpRequest):
     if environment is None:
         environment = Environment.objects.order_by("created_at", "id").first()
     return environment
+
+
+def dashboard_only(middleware_class: type) -> type:
+    """`middleware_class`, skipped for /v1 requests.
+
+    The JSON API authenticates every request by API key and keeps no session, so sessions, CSRF tokens, the
+    logged-in user and flash messages have nothing to do there; skipping them saves a measurable share of a
+    single-event ingest (~40 µs of ~0.8 ms). Without a session nothing under /v1 can be cookie-authenticated,
+    which is also why CSRF protection is not needed there (every /v1 view is CSRF-exempt anyway).
+    """
+
+    def __call__(self, request: HttpRequest):
+        if request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        return middleware_class.__call__(self, request)
+
+    namespace = {"__call__": __call__, "__module__": __name__, "__doc__": f"{middleware_class.__name__}, not for /v1."}
+    if hasattr(middleware_class, "process_view"):
+
+        def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+            if request.path.startswith(API_PREFIX):
+                return None
+            return middleware_class.process_view(self, request, view_func, view_args, view_kwargs)
+
+        namespace["process_view"] = process_view
+    return type(f"Dashboard{middleware_class.__name__}", (middleware_class,), namespace)
+
+
+DashboardSessionMiddleware = dashboard_only(SessionMiddleware)
+DashboardCsrfViewMiddleware = dashboard_only(CsrfViewMiddleware)
+DashboardAuthenticationMiddleware = dashboard_only(AuthenticationMiddleware)
+DashboardMessageMiddleware = dashboard_only(MessageMiddleware)

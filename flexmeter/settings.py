@@ -51,14 +51,15 @@ INSTALLED_APPS = [
     "metering",
 ]
 
+# Sessions, CSRF, the logged-in user and messages serve the dashboard only: their Dashboard* versions skip /v1.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "flexmeter.middleware.ApiErrorMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "flexmeter.middleware.DashboardSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "flexmeter.middleware.DashboardCsrfViewMiddleware",
+    "flexmeter.middleware.DashboardAuthenticationMiddleware",
+    "flexmeter.middleware.DashboardMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "flexmeter.middleware.CurrentEnvironmentMiddleware",
