@@ -1,10 +1,10 @@
 """Computing daily usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` runs.
 
-For every meter definition in use it (re)computes the UTC days that are sealed — old enough that live ingestion
-no longer marks them, see migration 0004 — and not validly rolled up yet: days never computed, days written to
-since. Each definition is refreshed in one REPEATABLE READ transaction, so the dirty versions it records and the
-events it aggregates come from the same snapshot; a write committed after that snapshot bumps the version, and
-the day falls back to raw events until the next refresh. The rows are the engine's own window partials
+For every meter definition in use it (re)computes the UTC days that are sealed — old enough that every write
+to them leaves a change mark, see migration 0004 — and not validly rolled up yet: days never computed, days
+with a mark their rollup did not see. Each definition is refreshed in one REPEATABLE READ transaction and each
+rolled-up day records that transaction's snapshot: a write committed after it leaves a mark the snapshot does
+not see, and the day falls back to raw events until the next refresh. The rows are the engine's own window partials
 (`part_sql` with DAY windows per customer in UTC), so a rollup can only ever say what a raw scan would.
 """
 
@@ -22,7 +22,7 @@ from metering.usage.periods import UTC
 from metering.usage.rollups import repeatable_read, rollup_fingerprint
 from metering.usage.sql import Params, dialect_for
 
-# Events of a UTC day are marked dirty from the start of the day after next (trigger of migration 0004); a day is
+# Writes to a UTC day leave change marks from the start of the day after next (trigger of migration 0004); a day is
 # sealed one hour later, so every write that started before marking began has committed (longer ones are not
 # expected: requests and import batches commit within seconds).
 SEAL_MARGIN = dt.timedelta(hours=1)
@@ -80,17 +80,28 @@ candidate AS (
         generate_series(first_event.day::timestamp, horizon.sealed_before::timestamp - interval '1 day',
                         interval '1 day') AS g
     UNION
-    SELECT day FROM metering_rollup_dirty, horizon
-    WHERE environment_id = %(environment)s AND event_name = %(event_name)s AND day < horizon.sealed_before
-    UNION
-    SELECT day FROM metering_rollup_day WHERE definition_id = %(definition)s
+    SELECT mark.day FROM metering_rollup_mark mark, horizon
+    WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s
+      AND mark.day < horizon.sealed_before
 )
-SELECT candidate.day, coalesce(dirty.version, 0) FROM candidate
-LEFT JOIN metering_rollup_dirty dirty
-    ON dirty.environment_id = %(environment)s AND dirty.event_name = %(event_name)s AND dirty.day = candidate.day
+SELECT candidate.day FROM candidate
 LEFT JOIN metering_rollup_day done ON done.definition_id = %(definition)s AND done.day = candidate.day
-WHERE done.version IS DISTINCT FROM coalesce(dirty.version, 0)
+WHERE done.day IS NULL OR EXISTS (
+    SELECT 1 FROM metering_rollup_mark mark
+    WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s AND mark.day = candidate.day
+      AND NOT pg_visible_in_snapshot(mark.xid, done.snapshot))
 ORDER BY candidate.day
+"""
+
+# A mark has done its job once every definition of its event name has a rollup of the day that saw it.
+_MARKS_PRUNE = """
+DELETE FROM metering_rollup_mark mark
+WHERE NOT EXISTS (
+    SELECT 1 FROM metering_rollup_definition def
+    WHERE def.environment_id = mark.environment_id AND def.event_name = mark.event_name
+      AND NOT EXISTS (SELECT 1 FROM metering_rollup_day done
+                      WHERE done.definition_id = def.id AND done.day = mark.day
+                        AND pg_visible_in_snapshot(mark.xid, done.snapshot)))
 """
 
 
@@ -152,10 +163,9 @@ def _refresh_definition(connection, definition_id: int, environment_id: int, spe
                 "definition": definition_id,
             },
         )
-        todo = cursor.fetchall()
-        if not todo:
+        days = [day for (day,) in cursor.fetchall()]
+        if not days:
             return 0, 0
-        days = [day for day, _ in todo]
         for table in ("metering_rollup", "metering_rollup_distinct"):
             cursor.execute(f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition_id, days])
         rows = 0
@@ -163,13 +173,14 @@ def _refresh_definition(connection, definition_id: int, environment_id: int, spe
             sql, params = _rollup_insert_sql(definition_id, environment_id, spec, first, after, connection)
             cursor.execute(sql, params)
             rows += cursor.rowcount
+        # in REPEATABLE READ the current snapshot is the transaction's: the one the rows above were computed from
         cursor.execute(
             """
-            INSERT INTO metering_rollup_day (definition_id, day, version)
-            SELECT %s, * FROM unnest(%s::date[], %s::bigint[])
-            ON CONFLICT (definition_id, day) DO UPDATE SET version = EXCLUDED.version
+            INSERT INTO metering_rollup_day (definition_id, day, snapshot)
+            SELECT %s, day, pg_current_snapshot() FROM unnest(%s::date[]) AS day
+            ON CONFLICT (definition_id, day) DO UPDATE SET snapshot = EXCLUDED.snapshot
             """,
-            [definition_id, days, [version for _, version in todo]],
+            [definition_id, days],
         )
     return len(days), rows
 
@@ -198,4 +209,6 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
         report.rows += rows
         if log and days:
             log(f"{spec.event_name} {spec.aggregation_type}: {days} days, {rows} rows")
+    with connection.cursor() as cursor:
+        cursor.execute(_MARKS_PRUNE)
     return report

@@ -4,7 +4,7 @@ A rollup row holds, for one meter definition, one UTC day and one customer, the 
 itself computes for a window (`n1`, `n2`, and for LATEST the ordering key with the value). Summing, taking the
 min/max or the latest of them over whole days gives exactly what scanning the raw events of those days gives,
 so the engine reads rollups for the whole days of a range and raw events for the rest (edges, recent days,
-days changed since they were rolled up). See migration 0004 for the dirty versions that make a changed day fall
+days changed since they were rolled up). See migration 0004 for the change marks that make a changed day fall
 back to raw events, and `metering/usage/rollup_refresh.py` for how rollups are computed. PostgreSQL only.
 """
 
@@ -72,8 +72,8 @@ class Coverage:
 
 
 def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date]]) -> dict[tuple[int, str], Coverage]:
-    """Rolled-up days still valid (no write since) per (environment id, fingerprint), among the days
-    `[first, end)` asked for each (`first` None: from the beginning)."""
+    """Rolled-up days still valid (their snapshot saw every change mark of the day) per (environment id,
+    fingerprint), among the days `[first, stop)` asked for each (`first` None: from the beginning)."""
     if not wanted:
         return {}
     columns = list(zip(*wanted, strict=True))
@@ -86,9 +86,9 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
           ON wanted.environment_id = def.environment_id AND wanted.fingerprint = def.fingerprint
         LEFT JOIN metering_rollup_day rd ON rd.definition_id = def.id
           AND rd.day >= coalesce(wanted.first, '-infinity'::date) AND rd.day < wanted.stop
-        LEFT JOIN metering_rollup_dirty dirty
-          ON dirty.environment_id = def.environment_id AND dirty.event_name = def.event_name AND dirty.day = rd.day
-        WHERE rd.day IS NULL OR rd.version = coalesce(dirty.version, 0)
+          AND NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark
+                          WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name
+                            AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))
         GROUP BY def.environment_id, def.fingerprint, def.id
         """,
         [list(column) for column in columns],

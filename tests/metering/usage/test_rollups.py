@@ -3,15 +3,17 @@
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from metering.models import Event
 from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
 from metering.usage.periods import MonthAnchor
 from metering.usage.rollup_refresh import rollups_refresh
-from metering.usage.rollups import repeatable_read, split_by_coverage
+from metering.usage.rollups import coverage_lookup, repeatable_read, rollup_fingerprint, split_by_coverage
 from tests.catalog.factories import MeterFactory
 from tests.metering.usage.helpers import at, send
 
@@ -110,7 +112,7 @@ def rollup_rows() -> int:
 
 
 @postgres_only
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 @pytest.mark.parametrize("name", list(METERS))
 def test_rollups_give_the_same_numbers_as_raw_events(environment, name):
     spec = AggregationSpec.from_meter(meter(environment, name))
@@ -119,28 +121,32 @@ def test_rollups_give_the_same_numbers_as_raw_events(environment, name):
 
     report = rollups_refresh()
     assert report.days > 0 and rollup_rows() > 0
+    key = (environment.pk, rollup_fingerprint(spec))
+    with connection.cursor() as cursor:  # …and they are valid, so the engine reads them
+        assert coverage_lookup(cursor, [(*key, None, JAN_END.date())])[key].days
     assert_same_as_raw(spec, environment)
 
 
 @postgres_only
-@pytest.mark.django_db
-def test_the_statement_reads_rollups_for_whole_days_only(environment, django_assert_num_queries):
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_the_statement_reads_rollups_for_whole_days_only(environment):
     spec = AggregationSpec.from_meter(meter(environment, "SUM"))
     seed(environment)
     rollups_refresh()
     query = UsageQuery(spec=spec, environment_id=environment.pk, start=at("2025-01-03T09:30"), end=JAN_END)
-    with django_assert_num_queries(2) as captured:  # the rollup lookup, then the usage statement
+    with CaptureQueriesContext(connection) as captured:
         run_usage_queries([query])
-    statement = captured.captured_queries[-1]["sql"]
-    assert "metering_rollup r" in statement
-    assert statement.count("FROM metering_event e") == 1  # the partial first day only
+    statements = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 2  # the rollup lookup, then the usage statement
+    assert "metering_rollup r" in statements[1]
+    assert statements[1].count("FROM metering_event e") == 1  # the partial first day only
 
 
 JAN_END = at("2025-02-01T00:00")
 
 
 @postgres_only
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 @pytest.mark.parametrize("name", ["SUM", "LATEST", "MAX per HOUR by g", "WEIGHTED_SUM never", "COUNT_UNIQUE"])
 def test_writes_after_a_refresh_count_at_once(environment, name):
     spec = AggregationSpec.from_meter(meter(environment, name))
@@ -168,7 +174,7 @@ def test_writes_after_a_refresh_count_at_once(environment, name):
 
 
 @postgres_only
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 def test_recent_days_are_not_rolled_up(environment):
     meter(environment, "SUM")
     now = dt.datetime.now(UTC)
@@ -187,7 +193,7 @@ def test_recent_days_are_not_rolled_up(environment):
 
 
 @postgres_only
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 def test_rollups_of_meters_no_longer_in_use_are_dropped(environment):
     sum_meter = meter(environment, "SUM")
     seed(environment)
@@ -236,3 +242,18 @@ def test_lookup_and_statement_share_one_repeatable_read_snapshot():
     with repeatable_read(connection, read_only=True):
         assert (setting("transaction_isolation"), setting("transaction_read_only")) == ("repeatable read", "on")
     assert (setting("transaction_isolation"), setting("transaction_read_only")) == ("read committed", "off")
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_late_writes_to_one_day_do_not_wait_for_each_other(environment):
+    meter(environment, "SUM")
+    dsn = connection.get_connection_params()
+    columns = 'environment_id, event_id, event_name, external_customer_id, "timestamp", ingested_at, source, properties'
+    insert = f"INSERT INTO metering_event ({columns}) VALUES (%s, %s, 'usage', 'a', %s, now(), '', '{{}}')"
+    with psycopg.connect(**dsn) as first, psycopg.connect(**dsn, autocommit=True) as second:
+        first.execute(insert, [environment.pk, "late-1", at("2025-01-10T10:00")])  # open transaction: its mark
+        second.execute("SET lock_timeout = '2s'")
+        second.execute(insert, [environment.pk, "late-2", at("2025-01-10T11:00")])  # would time out if it waited
+        first.rollback()
+    assert Event.objects.filter(event_id__startswith="late-").count() == 1
