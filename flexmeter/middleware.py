@@ -1,6 +1,8 @@
 """Middleware: JSON envelopes for everything under /v1, the dashboard's current environment, and dashboard-only
 versions of Django's session, CSRF, authentication and messages middleware."""
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
@@ -9,6 +11,8 @@ from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
 from flexmeter.envelope import error_response
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
 JSON_CONTENT_TYPES = {"application/json", ""}
@@ -62,7 +66,9 @@ class ApiErrorMiddleware:
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception):
+        """Crashes of /v1 views outside ninja (POST /v1/events): logged, and answered in the envelope."""
         if request.path.startswith(API_PREFIX):
+            logger.error("Unhandled API error on %s %s", request.method, request.path, exc_info=exception)
             message = f"Internal error: {exception}" if settings.DEBUG else "Internal error"
             return error_response(code="internal_error", message=message, status=500)
         return None

@@ -61,3 +61,14 @@ def test_one_database_statement_per_event_on_postgresql(api, django_assert_num_q
         pytest.skip("the single-statement path is PostgreSQL's")
     with django_assert_num_queries(1):
         assert api.post("/v1/events", EVENT).status_code == 202
+
+
+def test_a_crash_is_a_logged_500_in_the_envelope(api, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("metering.views_ingest.events_store_for_key", broken)
+    response = api.post("/v1/events", EVENT)
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert any("database went away" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
