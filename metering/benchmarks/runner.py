@@ -5,7 +5,7 @@
 2. start gunicorn bound to 127.0.0.1 on a free port against it;
 3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests of
    backfill events (January 2026), then for single-event requests of live events (the last hour, as a metered
-   application sends them; older days also bump the rollups' dirty marks), with the table emptied before each;
+   application sends them; events of older days also leave rollup change marks), with the table emptied before each;
 4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
    single events one row and one commit at a time, as baselines of what the database alone does in this run;
 5. stop gunicorn and drop the database, whatever happened.

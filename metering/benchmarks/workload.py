@@ -4,7 +4,7 @@ Plain standard library on purpose: the load process imports it without Django.
 
 By default events are spread over January 2026, like a backfill. `start` and `spread_seconds` place them
 elsewhere: the single-event phase sends *live* events (the last hour), as a metered application does, and those
-take a different path in the database (the rollup trigger marks only days at least two days old as dirty).
+take a different path in the database (the rollup trigger leaves change marks only for days at least two days old).
 """
 
 import datetime as dt
