@@ -16,11 +16,11 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
 from catalog.models import AggregationType, BucketSize, ResetUsage
+from flexmeter.db import server_bound_cursor
 from flexmeter.errors import ValidationFailed
 from metering.models import Event
 from metering.usage.cel_sql import expression_sql
@@ -544,7 +544,7 @@ def run_usage_queries(
     ]
     rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
     snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
-    with snapshot, _cursor(connection) as cursor:
+    with snapshot, server_bound_cursor(connection) as cursor:
         coverage = coverage_lookup(cursor, wanted)
         selects = [
             sql
@@ -566,16 +566,6 @@ def run_usage_queries(
             local = d.parse_local(w)
             rows.windows[local] = _merged(spec, rows.windows.get(local), value)
     return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
-
-
-def _cursor(connection):
-    """A cursor for usage statements. On PostgreSQL it binds parameters server-side, so the statement text is
-    the same for every customer and window and psycopg prepares it after a few runs: no planning per request."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 def _assemble(query: UsageQuery, rows: _Rows):
