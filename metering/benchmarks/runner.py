@@ -2,13 +2,13 @@
 
 1. drop and create the benchmark database (its name must contain "bench"; never the configured database),
    migrate it and create an API key — all through `manage.py` subprocesses pointed at that database;
-2. start gunicorn bound to 127.0.0.1 on a free port against it;
+2. start the WSGI server (granian by default, or gunicorn) bound to 127.0.0.1 on a free port against it;
 3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests of
    backfill events (January 2026), then for single-event requests of live events (the last hour, as a metered
    application sends them; events of older days also leave rollup change marks), with the table emptied before each;
 4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
    single events one row and one commit at a time, as baselines of what the database alone does in this run;
-5. stop gunicorn and drop the database, whatever happened.
+5. stop the server and drop the database, whatever happened.
 """
 
 import contextlib
@@ -142,48 +142,53 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def gunicorn_server(
-    env: dict[str, str], *, workers: int, threads: int = 1, worker_class: str | None = None
-) -> Iterator[str]:
-    """gunicorn on a free loopback port, in its own process group so every worker stops with it.
+SERVERS = ("granian", "gunicorn")
 
-    `worker_class` defaults to sync for one thread and gthread otherwise; gthread keeps connections alive.
+
+def _server_command(server: str, port: int, *, workers: int, threads: int, worker_class: str | None) -> list[str]:
+    """granian (Rust HTTP, Django on `threads` blocking threads per worker) or gunicorn (sync, or gthread)."""
+    if server == "granian":
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
+            "flexmeter.wsgi:application",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "gunicorn", "flexmeter.wsgi:application", "--chdir", str(settings.BASE_DIR),
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--worker-class", worker_class or ("sync" if threads == 1 else "gthread"), "--threads", str(threads),
+        "--timeout", "120", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def wsgi_server(
+    env: dict[str, str], *, server: str = "granian", workers: int, threads: int = 1, worker_class: str | None = None
+) -> Iterator[str]:
+    """The WSGI server on a free loopback port, in its own process group so every worker stops with it.
+
+    For gunicorn, `worker_class` defaults to sync for one thread and gthread otherwise; gthread keeps connections
+    alive, as granian does.
     """
+    if server not in SERVERS:
+        raise BenchmarkError(f"unknown server {server!r}; use one of {', '.join(SERVERS)}")
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "flexmeter.wsgi:application",
-        "--chdir",
-        str(settings.BASE_DIR),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        worker_class or ("sync" if threads == 1 else "gthread"),
-        "--threads",
-        str(threads),
-        "--timeout",
-        "120",
-        "--log-level",
-        "warning",
-    ]
+    command = _server_command(server, port, workers=workers, threads=threads, worker_class=worker_class)
     # A file, not a pipe: nobody reads the log while the server runs, and a full pipe would block the workers.
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
                 if process.poll() is not None:
                     log.seek(0)
-                    raise BenchmarkError(f"gunicorn exited: {log.read().decode(errors='replace')[-2000:]}")
+                    raise BenchmarkError(f"{server} exited: {log.read().decode(errors='replace')[-2000:]}")
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
                 if time.monotonic() > deadline:
-                    raise BenchmarkError("gunicorn did not start within 30 s")
+                    raise BenchmarkError(f"{server} did not start within 30 s")
                 time.sleep(0.2)
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -325,6 +330,7 @@ def ingest_benchmark_run(
     concurrency: int,
     workers: int,
     threads: int = 1,
+    server: str = "granian",
     max_seconds: float,
     log: Callable[[str], None],
 ) -> BenchmarkResult:
@@ -337,8 +343,8 @@ def ingest_benchmark_run(
         _manage(["migrate", "--verbosity", "0"], env)
         key = _manage(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
         key = key.strip().splitlines()[-1]
-        with gunicorn_server(env, workers=workers, threads=threads) as url:
-            log(f"gunicorn with {workers} workers × {threads} threads at {url}; warming up")
+        with wsgi_server(env, server=server, workers=workers, threads=threads) as url:
+            log(f"{server} with {workers} workers × {threads} threads at {url}; warming up")
             _load(url, key, mode="single", requests=20, batch_size=1, concurrency=2, max_seconds=30)
             _truncate(database_url)
             log(f"bulk: {batches} requests of {batch_size} events, {concurrency} concurrent")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.benchmarks.runner import BenchmarkError, ingest_benchmark_run
+from metering.benchmarks.runner import SERVERS, BenchmarkError, ingest_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_bench"
 TARGET_BULK_EVENTS_PER_SECOND = 20_000
@@ -9,7 +9,8 @@ TARGET_SINGLE_REQUESTS_PER_SECOND = 1_000
 
 class Command(BaseCommand):
     help = (
-        "Benchmark ingestion over real HTTP: gunicorn on 127.0.0.1 against a throw-away PostgreSQL database, "
+        "Benchmark ingestion over real HTTP: a WSGI server (granian, or gunicorn) on 127.0.0.1 against a throw-away "
+        "PostgreSQL database, "
         "a separate load process (keep-alive HTTP/1.1 connections) sending bulk requests of backfill events, then "
         "single live events (timestamps in the last hour), and raw COPY / INSERT baselines of the same events. "
         "The database is created and dropped by the command (its name must contain 'bench')."
@@ -21,9 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=1000, help="events per bulk request (max 1000)")
         parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests")
         parser.add_argument("--concurrency", type=int, default=8, help="concurrent client connections (keep-alive)")
-        parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--server", choices=SERVERS, default="granian", help="WSGI server (default granian)")
+        parser.add_argument("--workers", type=int, default=2, help="server worker processes")
         parser.add_argument(
-            "--threads", type=int, default=4, help="threads per worker (>1 uses gunicorn's gthread workers; 1 = sync)"
+            "--threads",
+            type=int,
+            default=8,
+            help="threads per worker running Django (granian's blocking threads; for gunicorn >1 uses gthread, 1 sync)",
         )
         parser.add_argument("--max-seconds", type=float, default=120, help="time limit per phase")
 
@@ -44,6 +49,7 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 workers=options["workers"],
                 threads=options["threads"],
+                server=options["server"],
                 max_seconds=options["max_seconds"],
                 log=log,
             )
