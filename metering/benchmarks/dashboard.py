@@ -26,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from metering.benchmarks.loading import event_indexes_deferred
 from metering.benchmarks.runner import BenchmarkError, benchmark_database, check_database_url
 from metering.usage.rollup_refresh import rollups_refresh
 
@@ -87,31 +88,17 @@ def dashboard_benchmark_run(
 
 
 def _load(*, events: int, environment_id: int, log: Callable[[str], None]) -> float:
-    from metering.models import Event
 
     started = time.perf_counter()
     first = dt.datetime.now(dt.UTC) - SPAN
-    with connection.schema_editor() as editor:
-        for index in Event._meta.indexes:
-            editor.remove_index(Event, index)
-        for constraint in Event._meta.constraints:
-            editor.remove_constraint(Event, constraint)
     batch = 250_000
-    with connection.cursor() as cursor:
+    with event_indexes_deferred(connection), connection.cursor() as cursor:
         for low in range(0, events, batch):
             high = min(events, low + batch)
             cursor.execute(_INSERT, {"environment": environment_id, "customers": CUSTOMERS, "first": first,
                                      "total": events, "span": SPAN - dt.timedelta(minutes=1), "low": low,
                                      "high": high})  # fmt: skip
             log(f"  {high:,} events")
-        cursor.execute("SET maintenance_work_mem = '512MB'")
-    with connection.schema_editor() as editor:
-        for index in Event._meta.indexes:
-            editor.add_index(Event, index)
-        for constraint in Event._meta.constraints:
-            editor.add_constraint(Event, constraint)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) metering_event")
     return time.perf_counter() - started
 
 

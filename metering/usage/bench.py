@@ -23,6 +23,7 @@ from django.db import connections
 
 from catalog.models import Meter
 from flexmeter.models import Environment
+from metering.benchmarks.loading import event_indexes_deferred
 from metering.benchmarks.runner import check_database_url
 from metering.models import Event
 from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
@@ -121,12 +122,7 @@ def load_events(
     span = _add_months(FIRST_MONTH, months) - FIRST_MONTH
     started = time.perf_counter()
     connection = connections[ALIAS]
-    with connection.schema_editor() as editor:
-        for index in Event._meta.indexes:
-            editor.remove_index(Event, index)
-        for constraint in Event._meta.constraints:
-            editor.remove_constraint(Event, constraint)
-    with psycopg.connect(database_url, autocommit=True) as raw:
+    with event_indexes_deferred(connection), psycopg.connect(database_url, autocommit=True) as raw:
         for low in range(0, events, batch_size):
             high = min(events, low + batch_size)
             raw.execute(
@@ -142,13 +138,6 @@ def load_events(
                 },
             )
             progress(high)
-        raw.execute("SET maintenance_work_mem = '512MB'")
-        with connection.schema_editor() as editor:
-            for index in Event._meta.indexes:
-                editor.add_index(Event, index)
-            for constraint in Event._meta.constraints:
-                editor.add_constraint(Event, constraint)
-        raw.execute(f"VACUUM (ANALYZE) {Event._meta.db_table}")
     return time.perf_counter() - started
 
 

@@ -1,15 +1,15 @@
 """event_clean / events_clean / events_store: every validation rule of SPEC §2.3 and the storage rules of §3."""
 
 import datetime as dt
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from flexmeter.errors import ValidationFailed
 from metering.ingestion import EventInput, event_clean, events_clean, events_store
 from metering.models import Event
+from tests.concurrency import run_concurrently
 from tests.factories import EnvironmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -232,26 +232,12 @@ def test_concurrent_duplicate_deliveries_end_with_one_row_and_no_error(size):
         pytest.skip("SQLite serialises writers; this race only exists on PostgreSQL")
     environment = EnvironmentFactory(slug="race")
     threads_count = 6
-    barrier = threading.Barrier(threads_count)
-    errors: list[BaseException] = []
-    results = []
-
-    def deliver(worker: int) -> None:
-        try:
-            events = [an_input(f"race-{i}", source=f"worker-{worker}") for i in range(size)]
-            barrier.wait(timeout=10)
-            results.append(events_store(environment=environment, events=events))
-        except BaseException as exc:  # noqa: BLE001 - any failure in a thread must fail the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver, args=(worker,)) for worker in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    batches = [
+        [an_input(f"race-{i}", source=f"worker-{worker}") for i in range(size)] for worker in range(threads_count)
+    ]
+    results = run_concurrently(
+        lambda worker: events_store(environment=environment, events=batches[worker]), threads=threads_count
+    )
     assert Event.objects.filter(environment=environment).count() == size
     assert sum(result.inserted for result in results) == size
     assert sum(result.duplicates for result in results) == size * (threads_count - 1)

@@ -2,16 +2,16 @@
 PostgreSQL (the single-event fast path of POST /v1/events)."""
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from flexmeter.models import ApiKey
 from flexmeter.services import api_key_revoke
 from metering.ingestion import EventInput, events_store_for_key
 from metering.models import Event
+from tests.concurrency import run_concurrently
 from tests.factories import ApiKeyFactory, EnvironmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -99,25 +99,10 @@ def test_concurrent_deliveries_of_one_event_end_with_one_row_and_no_error():
         pytest.skip("SQLite serialises writers; this race only exists on PostgreSQL")
     api_key = ApiKeyFactory(environment=EnvironmentFactory(slug="race"))
     threads_count = 6
-    barrier = threading.Barrier(threads_count)
-    errors: list[BaseException] = []
-    results = []
-
-    def deliver(worker: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(events_store_for_key(raw_key=api_key.raw_key, events=[an_input(source=f"w{worker}")]))
-        except BaseException as exc:  # noqa: BLE001 - any failure in a thread must fail the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver, args=(worker,)) for worker in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    results = run_concurrently(
+        lambda worker: events_store_for_key(raw_key=api_key.raw_key, events=[an_input(source=f"w{worker}")]),
+        threads=threads_count,
+    )
     assert Event.objects.count() == 1
     assert sum(result.inserted for result in results) == 1
     assert sum(result.duplicates for result in results) == threads_count - 1
