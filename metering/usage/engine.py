@@ -500,7 +500,8 @@ def _latest_key(text: str | None) -> tuple[Decimal, ...] | None:
 
 
 def _merged(spec: AggregationSpec, a: Partial | None, b: Partial) -> Partial:
-    """Partial aggregates of two disjoint pieces of a group combined into those of their union."""
+    """Partial aggregates of two disjoint pieces of a group combined into those of their union. For LATEST the
+    ordering keys decide; without keys (SQLite rows) `b` must be the later piece."""
     if a is None:
         return b
     kind = spec.aggregation_type
@@ -508,6 +509,8 @@ def _merged(spec: AggregationSpec, a: Partial | None, b: Partial) -> Partial:
     if kind == AggregationType.LATEST:
         if a1 is None or b1 is None:
             return b if a1 is None else a
+        if a2 is None or b2 is None:
+            return b
         return a if a2 >= b2 else b
     if kind == AggregationType.MIN or (kind == AggregationType.MAX and not spec.is_bucketed_max):
         present = [value for value in (a1, b1) if value is not None]
@@ -606,19 +609,10 @@ def _assemble(query: UsageQuery, rows: _Rows):
 
 def _combine_windows(spec: AggregationSpec, rows: _Rows) -> tuple:
     """Partial aggregates of the whole range from those of its windows (see `_total_from_windows`)."""
-    if not rows.windows:
-        return None, None
-    firsts = [w1 for w1, _ in rows.windows.values() if w1 is not None]
-    seconds = [w2 for _, w2 in rows.windows.values() if w2 is not None]
-    kind = spec.aggregation_type
-    if kind == AggregationType.MIN:
-        return min(firsts), None
-    if kind == AggregationType.MAX and not spec.is_bucketed_max:
-        return max(firsts), None
-    if kind == AggregationType.LATEST:
-        return rows.windows[max(rows.windows)][0], None
-    with localcontext(EXACT):
-        return sum(firsts, Decimal(0)), (sum(seconds, Decimal(0)) if seconds else None)
+    combined = None
+    for start in sorted(rows.windows):
+        combined = _merged(spec, combined, rows.windows[start])
+    return combined or (None, None)
 
 
 def _micros(moment: dt.datetime) -> int:
