@@ -15,7 +15,8 @@ from ninja import Query, Router, Status
 from flexmeter.errors import ValidationFailed
 from metering import views_ingest
 from metering.http import json_response, request_json
-from metering.ingestion import MAX_BULK_EVENTS, events_clean, events_store
+from metering.ingest.validation import MAX_BULK_EVENTS, events_clean
+from metering.ingest.writer import events_store
 from metering.schemas import (
     BulkAcceptedOut,
     BulkEventsIn,

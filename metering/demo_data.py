@@ -29,7 +29,8 @@ from django.utils import timezone
 from catalog.models import Feature
 from catalog.services import feature_create
 from flexmeter.models import Environment
-from metering.ingestion import events_clean, events_store
+from metering.ingest.validation import events_clean
+from metering.ingest.writer import events_store
 from metering.models import Customer
 from metering.progress import ProgressBar
 from metering.services import customer_create

@@ -21,7 +21,7 @@ from catalog.models import Feature, FeatureStatus, FeatureType
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
-from metering.ingestion import parse_timestamp
+from metering.ingest.validation import parse_timestamp
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
 from metering.usage.numbers import format_decimal

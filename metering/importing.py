@@ -43,14 +43,15 @@ from catalog.models import Meter
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
-from metering.import_copy import CopyWriter, copy_text
 from metering.import_workers import (
     WorkerError,
     process_workers_available,
     produced_in_process,
     produced_in_thread,
 )
-from metering.ingestion import EVENT_ID_PREFIX, EventInput, IngestResult, event_clean, events_store
+from metering.ingest.copy import CopyWriter, copy_text
+from metering.ingest.validation import EVENT_ID_PREFIX, EventInput, event_clean
+from metering.ingest.writer import IngestResult, events_store
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
 

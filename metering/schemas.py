@@ -12,7 +12,7 @@ from pydantic import WithJsonSchema
 
 from flexmeter.errors import ValidationFailed
 from metering import exactjson
-from metering.ingestion import MAX_BULK_EVENTS, parse_timestamp, text_problem
+from metering.ingest.validation import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
 from metering.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 

@@ -12,7 +12,7 @@ from django.db.models.functions import Cast
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
-from metering.ingestion import text_problem
+from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
 
 MAX_PAGE_SIZE = 100

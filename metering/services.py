@@ -1,4 +1,4 @@
-"""Writes for customers (SPEC §6.5). Events are written by `metering.ingestion`.
+"""Writes for customers (SPEC §6.5). Events are written by `metering.ingest.writer`.
 
 Deleting a customer is a soft delete (`status=deleted`): events name customers by `external_id` and are never
 touched, usage history stays explainable, and the external id becomes free for a new customer (the uniqueness
@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from flexmeter.errors import AlreadyExists, ValidationFailed
 from flexmeter.models import Environment
-from metering.ingestion import parse_timestamp, text_problem
+from metering.ingest.validation import parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, CustomerStatus
 
 MAX_TEXT_LENGTH = 255

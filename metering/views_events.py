@@ -19,7 +19,8 @@ from flexmeter.dashboard import dashboard_view, render_page
 from flexmeter.errors import ValidationFailed
 from metering import exactjson
 from metering.filtersets_events import STATUS_LABELS, EventStreamFilterForm, UnmatchedFilterForm
-from metering.ingestion import event_clean, events_store
+from metering.ingest.validation import event_clean
+from metering.ingest.writer import events_store
 from metering.models import Event
 from metering.schemas import event_to_dict, timestamp_out
 from metering.usage.debugger import DebugReport, NearMiss, event_debug_report

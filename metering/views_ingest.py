@@ -15,7 +15,8 @@ from flexmeter.envelope import error_response
 from flexmeter.errors import FlexmeterError
 from flexmeter.services import api_key_authenticate
 from metering.http import json_response, request_json
-from metering.ingestion import event_clean, events_store_for_key
+from metering.ingest.validation import event_clean
+from metering.ingest.writer import events_store_for_key
 
 
 @csrf_exempt

@@ -17,7 +17,7 @@ from catalog.schemas import feature_to_wire
 from catalog.selectors import meter_get
 from flexmeter.errors import NotFound, ValidationFailed
 from metering import exactjson
-from metering.ingestion import event_clean
+from metering.ingest.validation import event_clean
 from metering.models import Event
 from metering.schemas import event_to_dict, timestamp_out
 from metering.selectors import customer_get

@@ -18,7 +18,7 @@ from django.db import connection
 
 from catalog.expressions import ExpressionError, compile_expression
 from catalog.models import AggregationType, Feature, Meter
-from metering.ingestion import EventInput
+from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
 from metering.usage.engine import AggregationSpec, Filter, condition_sql, value_sql
 from metering.usage.numbers import EXACT, canonical_text, normalize, numeric_value, value_kind

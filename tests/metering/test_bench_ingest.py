@@ -11,7 +11,7 @@ from django.db import connection
 from metering.benchmarks.client import ProtocolError, parse_response, percentile
 from metering.benchmarks.runner import BenchmarkError, check_database_url
 from metering.benchmarks.workload import LIVE_SPREAD_SECONDS, bulk_body, live_start, single_body
-from metering.ingestion import event_clean, events_clean
+from metering.ingest.validation import event_clean, events_clean
 
 
 @pytest.mark.parametrize(

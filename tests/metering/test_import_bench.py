@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from metering.benchmarks.import_run import workload_write
-from metering.ingestion import event_clean
+from metering.ingest.validation import event_clean
 
 
 def test_refuses_a_database_that_is_not_a_benchmark_database():

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 
 from flexmeter.errors import ValidationFailed
-from metering.ingestion import EventInput, event_clean, events_clean, events_store
+from metering.ingest.validation import EventInput, event_clean, events_clean
+from metering.ingest.writer import events_store
 from metering.models import Event
 from tests.concurrency import run_concurrently
 from tests.factories import EnvironmentFactory

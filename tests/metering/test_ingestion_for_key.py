@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from flexmeter.models import ApiKey
 from flexmeter.services import api_key_revoke
-from metering.ingestion import EventInput, events_store_for_key
+from metering.ingest.validation import EventInput
+from metering.ingest.writer import events_store_for_key
 from metering.models import Event
 from tests.concurrency import run_concurrently
 from tests.factories import ApiKeyFactory, EnvironmentFactory

@@ -5,7 +5,8 @@ import datetime as dt
 from django.db import connection
 
 from metering import exactjson
-from metering.ingestion import event_clean, events_store
+from metering.ingest.validation import event_clean
+from metering.ingest.writer import events_store
 
 UTC = dt.UTC
 

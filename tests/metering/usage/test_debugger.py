@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from metering.ingestion import event_clean
+from metering.ingest.validation import event_clean
 from metering.models import Event
 from metering.usage.debugger import event_debug_report
 from metering.usage.selectors import meter_usage

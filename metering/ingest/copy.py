@@ -1,12 +1,12 @@
 """The import's PostgreSQL write path: validated events as ready-made COPY text, written with one COPY per batch.
 
-The text is built where the events are validated (the import's worker process, see `import_workers`), so the
+The text is built where the events are validated (the import's worker process, see `metering.importing.workers`), so the
 process that talks to PostgreSQL only forwards bytes: formatting a row through psycopg's `write_row` costs
 about as much Python time as validating it. Rows carry every column except `ingested_at`, which is the time of
 the write and so is filled in by `copy_store` (in COPY text a raw newline can only end a row, so the row ends are
 exactly where it goes).
 
-`copy_store` has the semantics of `ingestion.events_store` for large batches: a plain COPY straight into the
+`copy_store` has the semantics of `writer.events_store` for large batches: a plain COPY straight into the
 indexed table when every id is new, else COPY into the session's staging table and one upsert where a
 redelivered `event_id` replaces the stored event (last delivery wins) and is counted as a duplicate.
 """
@@ -20,8 +20,9 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
-from metering import ingestion
-from metering.ingestion import EventInput, IngestResult
+from metering.ingest import writer
+from metering.ingest.validation import EventInput
+from metering.ingest.writer import IngestResult
 
 # Column order of the COPY text: ingested_at last, appended to each row at write time.
 COPY_COLUMNS = (
@@ -83,15 +84,14 @@ class CopyWriter:
 
 def _upsert(data: bytes) -> int:
     """COPY into the session's staging table, then one upsert that empties it; returns the duplicates."""
-    # The staging table and the upsert are ingestion's own (shared with the API's large batches).
-    columns, staging = ingestion._COLUMNS, ingestion._STAGING_TABLE
-    move = ingestion._count_duplicates_sql(
-        f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM staged ORDER BY event_id "
-        f"{ingestion._UPSERT_TAIL}",
+    # The staging table and the upsert are the writer's own (shared with the API's large batches).
+    columns, staging = writer._COLUMNS, writer._STAGING_TABLE
+    move = writer._count_duplicates_sql(
+        f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM staged ORDER BY event_id {writer._UPSERT_TAIL}",
         before=f"staged AS (DELETE FROM {staging} RETURNING *),",
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        ingestion._ensure_staging_table(cursor)
+        writer._ensure_staging_table(cursor)
         with cursor.copy(f"COPY {staging} ({COPY_COLUMNS}) FROM STDIN") as copy:
             copy.write(data)
         cursor.execute(move)
