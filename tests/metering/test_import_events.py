@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import MeterStatus
 from flexmeter.models import Environment
-from metering import importing
-from metering.importing import Rejected, source_open
+from metering.importing import batches
+from metering.importing.sources import Rejected, source_open
 from metering.management.commands import import_events as import_events_command
 from metering.models import Event
 from metering.progress import ProgressBar
@@ -336,7 +336,7 @@ def test_records_without_event_id_get_stable_ids_so_reimport_does_not_double_cou
 
 def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp_path, environment, monkeypatch):
     path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
-    real_store = importing.BatchWriter.store
+    real_store = batches.BatchWriter.store
     calls = {"n": 0}
 
     def failing_store(self, batch):
@@ -345,13 +345,13 @@ def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp
             raise KeyboardInterrupt
         return real_store(self, batch)
 
-    monkeypatch.setattr(importing.BatchWriter, "store", failing_store)
+    monkeypatch.setattr(batches.BatchWriter, "store", failing_store)
     _, error = run_failing(path, batch_size=10)
     assert error == (
         "interrupted after 20 records; 10 events were stored in committed batches, and re-running the import is safe"
     )
     assert Event.objects.filter(environment=environment).count() == 10
-    monkeypatch.setattr(importing.BatchWriter, "store", real_store)
+    monkeypatch.setattr(batches.BatchWriter, "store", real_store)
     out, _ = run(path, batch_size=10)
     assert "stored:             30 events (10 replaced stored events)" in out
     assert Event.objects.filter(environment=environment).count() == 30
@@ -359,7 +359,7 @@ def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp
 
 def test_ctrl_c_while_a_batch_is_written_lets_it_finish_and_counts_it(tmp_path, environment, monkeypatch):
     path = write(tmp_path, "events.jsonl", jsonl(*[event(index) for index in range(30)]))
-    real_store = importing.BatchWriter.store
+    real_store = batches.BatchWriter.store
     calls = {"n": 0}
 
     def store_then_ctrl_c(self, batch):
@@ -369,7 +369,7 @@ def test_ctrl_c_while_a_batch_is_written_lets_it_finish_and_counts_it(tmp_path, 
             signal.raise_signal(signal.SIGINT)  # pressed just as the batch committed
         return result
 
-    monkeypatch.setattr(importing.BatchWriter, "store", store_then_ctrl_c)
+    monkeypatch.setattr(batches.BatchWriter, "store", store_then_ctrl_c)
     _, error = run_failing(path, batch_size=10)
     assert error.startswith("interrupted after 20 records; 20 events were stored in committed batches")
     assert Event.objects.filter(environment=environment).count() == 20

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from metering.import_workers import WorkerError, produced_in_process, produced_in_thread
+from metering.importing.workers import WorkerError, produced_in_process, produced_in_thread
 
 
 class Unpicklable(Exception):

@@ -5,7 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from flexmeter.services import environment_get_or_create
-from metering.importing import DEFAULT_BATCH_SIZE, FORMATS, MAX_BATCH_SIZE, SourceError, events_import, source_open
+from metering.importing.batches import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from metering.importing.run import events_import
+from metering.importing.sources import FORMATS, SourceError, source_open
 from metering.progress import ProgressBar
 
 
