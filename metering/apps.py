@@ -8,6 +8,6 @@ class MeteringConfig(AppConfig):
     def ready(self):
         from django.db.backends.signals import connection_created
 
-        from metering.usage.sqlite import on_connection_created
+        from metering.usage.dialects.sqlite import on_connection_created
 
-        connection_created.connect(on_connection_created, dispatch_uid="metering.usage.sqlite")
+        connection_created.connect(on_connection_created, dispatch_uid="metering.usage.dialects.sqlite")

@@ -12,7 +12,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from catalog.rules import format_quantity
-from metering.usage.engine import UsageWindow
+from metering.usage.spec import UsageWindow
 
 WIDTH, HEIGHT = 880, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 30

@@ -28,7 +28,7 @@ from django.db import connection
 
 from metering.benchmarks.loading import event_indexes_deferred
 from metering.benchmarks.runner import BenchmarkError, benchmark_database, check_database_url
-from metering.usage.rollup_refresh import rollups_refresh
+from metering.usage.rollups.refresh import rollups_refresh
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_dash_bench"
 CUSTOMERS = 700

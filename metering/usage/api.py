@@ -22,8 +22,9 @@ from metering.models import Event
 from metering.schemas import event_to_dict, timestamp_out
 from metering.selectors import customer_get
 from metering.usage.debugger import DebugReport, event_debug_report
-from metering.usage.engine import AggregationSpec, UsageResult, aggregation_spec_build, run_usage_queries
+from metering.usage.engine import run_usage_queries
 from metering.usage.selectors import customer_current_usage, usage_query_build
+from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
 
 usage_events_router = Router(tags=["usage"])
 usage_customers_router = Router(tags=["usage"])

@@ -26,8 +26,9 @@ from flexmeter.models import Environment
 from metering.benchmarks.loading import event_indexes_deferred
 from metering.benchmarks.runner import check_database_url
 from metering.models import Event
-from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
-from metering.usage.rollup_refresh import rollups_refresh
+from metering.usage.engine import run_usage_queries
+from metering.usage.rollups.refresh import rollups_refresh
+from metering.usage.spec import AggregationSpec, UsageQuery
 
 ALIAS = "usage_bench"
 EVENTS_PER_MONTH = 1_000_000

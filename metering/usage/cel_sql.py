@@ -9,7 +9,7 @@ error handling (`false && error` is false). A ternary with an erroneous conditio
 from __future__ import annotations
 
 from catalog.expressions import Binary, Boolean, Call, CompiledExpression, Conditional, Node, Number, Property, Unary
-from metering.usage.sql import Dialect, Params
+from metering.usage.dialects.base import Dialect, Params
 
 
 def expression_sql(expression: CompiledExpression, dialect: Dialect, params: Params) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from metering.models import Customer, CustomerStatus
-from metering.usage.engine import AggregationSpec, UsageWindow, run_usage_queries
+from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at
 from metering.usage.selectors import meter_usage, usage_query_build
+from metering.usage.spec import AggregationSpec, UsageWindow
 
 UTC = dt.UTC
 # name → label; the window each one covers is computed by `calendar_window`

@@ -20,9 +20,11 @@ from catalog.expressions import ExpressionError, compile_expression
 from catalog.models import AggregationType, Feature, Meter
 from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
-from metering.usage.engine import AggregationSpec, Filter, condition_sql, value_sql
+from metering.usage.dialects import dialect_for
+from metering.usage.dialects.base import Params
+from metering.usage.engine import condition_sql, value_sql
 from metering.usage.numbers import EXACT, canonical_text, normalize, numeric_value, value_kind
-from metering.usage.sql import Params, dialect_for
+from metering.usage.spec import AggregationSpec, Filter
 
 STATUS_PROCESSED = "processed"
 STATUS_UNMATCHED = "unmatched"

@@ -1,8 +1,8 @@
 """Numbers and canonical text of property values (SPEC §3), the one definition both databases follow.
 
-PostgreSQL evaluates these rules in SQL (metering/usage/sql.py); SQLite calls these very functions, registered on
-each connection (metering/usage/sqlite.py). The debugger uses them to *describe* values, never to compute
-quantities.
+PostgreSQL evaluates these rules in SQL (metering/usage/dialects/postgres.py); SQLite calls these very functions,
+registered on each connection (metering/usage/dialects/sqlite.py). The debugger uses them to *describe* values, never
+to compute quantities.
 """
 
 from __future__ import annotations

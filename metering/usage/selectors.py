@@ -10,8 +10,9 @@ from django.utils import timezone as django_timezone
 
 from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, ResetUsage
 from flexmeter.errors import ValidationFailed
-from metering.usage.engine import AggregationSpec, UsageQuery, UsageResult, run_usage_queries
+from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone
+from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
 
 
 def usage_query_build(

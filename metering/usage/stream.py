@@ -30,8 +30,10 @@ from metering.usage.debugger import (
     STATUS_UNMATCHED,
     similar_event_names,
 )
-from metering.usage.engine import AggregationSpec, condition_sql, value_sql
-from metering.usage.sql import Dialect, Params, dialect_for
+from metering.usage.dialects import dialect_for
+from metering.usage.dialects.base import Dialect, Params
+from metering.usage.engine import condition_sql, value_sql
+from metering.usage.spec import AggregationSpec
 
 STATUSES = (STATUS_PROCESSED, STATUS_UNMATCHED, STATUS_CUSTOMER_NOT_FOUND)
 STREAM_PAGE_SIZE = 50

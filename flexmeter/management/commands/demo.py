@@ -7,7 +7,7 @@ from flexmeter.demo import demo_prepare
 from flexmeter.errors import FlexmeterError
 from metering.demo_data import DEMO_EVENTS
 from metering.progress import ProgressBar
-from metering.usage.rollup_refresh import rollups_refresh
+from metering.usage.rollups.refresh import rollups_refresh
 
 
 class Command(BaseCommand):

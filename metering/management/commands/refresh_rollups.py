@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.usage.rollup_refresh import rollups_refresh
+from metering.usage.rollups.refresh import rollups_refresh
 
 
 class Command(BaseCommand):

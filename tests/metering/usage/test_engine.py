@@ -5,8 +5,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from flexmeter.errors import ValidationFailed
-from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
+from metering.usage.engine import run_usage_queries
 from metering.usage.selectors import meter_usage, meter_usage_by_customer
+from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
 from tests.factories import EnvironmentFactory
 from tests.metering.usage.helpers import at, send, usage_statements

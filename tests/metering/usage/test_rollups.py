@@ -10,10 +10,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from metering.models import Event
-from metering.usage.engine import AggregationSpec, UsageQuery, run_usage_queries
+from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor
-from metering.usage.rollup_refresh import rollups_refresh
-from metering.usage.rollups import coverage_lookup, repeatable_read, rollup_fingerprint, split_by_coverage
+from metering.usage.rollups.read import coverage_lookup, repeatable_read, rollup_fingerprint, split_by_coverage
+from metering.usage.rollups.refresh import rollups_refresh
+from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
 from tests.metering.usage.helpers import at, send
 

@@ -5,7 +5,7 @@ itself computes for a window (`n1`, `n2`, and for LATEST the ordering key with t
 min/max or the latest of them over whole days gives exactly what scanning the raw events of those days gives,
 so the engine reads rollups for the whole days of a range and raw events for the rest (edges, recent days,
 days changed since they were rolled up). See migration 0004 for the change marks that make a changed day fall
-back to raw events, and `metering/usage/rollup_refresh.py` for how rollups are computed. PostgreSQL only.
+back to raw events, and `metering/usage/rollups/refresh.py` for how rollups are computed. PostgreSQL only.
 """
 
 from __future__ import annotations

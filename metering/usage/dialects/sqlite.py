@@ -1,4 +1,4 @@
-"""Exact decimal functions and aggregates for SQLite, registered on every new connection.
+"""The SQLite dialect, and the exact decimal functions and aggregates it calls, registered on every new connection.
 
 SQLite would read JSON numbers as binary floats (0.1 + 0.2 != 0.3). These functions read the stored JSON text
 with exact decimals and pass numbers around as decimal text, so SQLite computes the very digits PostgreSQL
@@ -12,6 +12,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from metering.usage.dialects.base import PROPS, Dialect
 from metering.usage.numbers import (
     EXACT,
     NON_FINITE,
@@ -197,3 +198,68 @@ def on_connection_created(sender, connection, **kwargs) -> None:
     """`connection_created` receiver (wired in MeteringConfig.ready)."""
     if connection.vendor == "sqlite":
         register(connection.connection)
+
+
+class SqliteDialect(Dialect):
+    vendor = "sqlite"
+
+    def timestamp(self, p, value):
+        return p(self.connection.ops.adapt_datetimefield_value(value))
+
+    def parse_local(self, value):
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def properties_literal(self, p, json_text):
+        return p(json_text)
+
+    def present(self, p, key):
+        return f"fm_present({PROPS}, {p(key)})"
+
+    def canonical(self, p, key):
+        return f"fm_canonical({PROPS}, {p(key)})"
+
+    def number(self, p, key):
+        return f"fm_number({PROPS}, {p(key)})"
+
+    def cel_variable(self, p, key):
+        return f"fm_cel_variable({PROPS}, {p(key)})"
+
+    def equals_any(self, p, text_sql, values):
+        return f"({text_sql} IN ({', '.join(p(value) for value in values)}))"
+
+    def contains_any(self, p, text_sql, values):
+        return "(" + " OR ".join(f"instr({text_sql}, {p(value)}) > 0" for value in values) + ")"
+
+    def literal(self, value):
+        return f"'{number_text(value)}'"
+
+    def arithmetic(self, op, a, b):
+        name = {"+": "fm_add", "-": "fm_sub", "*": "fm_mul", "/": "fm_div"}[op]
+        return f"{name}({a}, {b})"
+
+    def negate(self, a):
+        return f"fm_neg({a})"
+
+    def compare(self, op, a, b):
+        sql_op = {"==": "=", "!=": "<>"}.get(op, op)
+        return f"(fm_cmp({a}, {b}) {sql_op} 0)"
+
+    def call(self, function, args):
+        return f"fm_{function}({', '.join(args)})"
+
+    def agg_sum(self, v):
+        return f"fm_sum({v})"
+
+    def agg_min(self, v):
+        return f"fm_min_agg({v})"
+
+    def agg_max(self, v):
+        return f"fm_max_agg({v})"
+
+    def epoch_micros(self, ts):
+        return f"fm_epoch_micros({ts})"
+
+    def bucket(self, p, ts, size, zone, anchor):
+        day = p(anchor.day if anchor else None)
+        time = p(anchor.time.isoformat() if anchor else None)
+        return f"fm_bucket({ts}, {p(zone)}, {p(size)}, {day}, {time})"

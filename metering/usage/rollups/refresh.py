@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from catalog.models import AggregationType, Meter, MeterStatus
-from metering.usage.engine import WINDOW, AggregationSpec, UsageQuery, distinct_values_sql, part_sql
+from metering.usage.dialects import dialect_for
+from metering.usage.dialects.base import Params
+from metering.usage.engine import WINDOW, distinct_values_sql, part_sql
 from metering.usage.periods import UTC
-from metering.usage.rollups import repeatable_read, rollup_fingerprint
-from metering.usage.sql import Params, dialect_for
+from metering.usage.rollups.read import repeatable_read, rollup_fingerprint
+from metering.usage.spec import AggregationSpec, UsageQuery
 
 # Writes to a UTC day leave change marks from the start of the day after next (trigger of migration 0004); a day is
 # sealed one hour later, so every write that started before marking began has committed (longer ones are not
