@@ -7,7 +7,7 @@ import datetime as dt
 from django import forms
 from django.utils import timezone
 
-from metering.usage.stream import STATUSES
+from metering.debugger.stream import STATUSES
 
 STATUS_LABELS = {"processed": "Processed", "unmatched": "Unmatched", "customer_not_found": "Customer not found"}
 

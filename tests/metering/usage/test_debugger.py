@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
+from metering.debugger.explain import event_debug_report
 from metering.ingest.validation import event_clean
 from metering.models import Event
-from metering.usage.debugger import event_debug_report
 from metering.usage.selectors import meter_usage
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory

@@ -4,9 +4,9 @@ import pytest
 
 from catalog.models import MeterStatus
 from flexmeter.errors import ValidationFailed
+from metering.debugger.explain import event_debug_report
+from metering.debugger.stream import event_stream_page, properties_preview, unmatched_event_names
 from metering.models import Event
-from metering.usage.debugger import event_debug_report
-from metering.usage.stream import event_stream_page, properties_preview, unmatched_event_names
 from tests.catalog.factories import MeterFactory
 from tests.metering.factories import CustomerFactory
 from tests.metering.usage.helpers import at, send

@@ -22,14 +22,9 @@ from catalog.expressions import ExpressionError
 from catalog.models import AggregationType, Meter
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
+from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED, similar_event_names
 from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import event_cursor_decode, event_cursor_encode
-from metering.usage.debugger import (
-    STATUS_CUSTOMER_NOT_FOUND,
-    STATUS_PROCESSED,
-    STATUS_UNMATCHED,
-    similar_event_names,
-)
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import condition_sql, value_sql
