@@ -82,8 +82,9 @@ def current_environment(request):
 
 def _mount_routers() -> None:
     from catalog.api import features_router, meters_router
-    from metering.api import customers_router, events_router
-    from metering.usage.api import usage_customers_router, usage_events_router
+    from metering.api.customers import customers_router
+    from metering.api.events import events_router
+    from metering.api.usage import usage_customers_router, usage_events_router
 
     api.add_router("/meters", meters_router)
     api.add_router("/features", features_router)

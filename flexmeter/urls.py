@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from flexmeter.api import api
-from metering.views_ingest import ingest_event
+from metering.api.ingest_view import ingest_event
 
 api_urls = path("v1/", api.urls)
 
@@ -11,7 +11,7 @@ api_urls = path("v1/", api.urls)
 def post_or_api(post_view):
     """Serve POST with `post_view` and every other method with the ninja API, as if this route did not exist.
 
-    For hot endpoints whose POST skips ninja (see metering/views_ingest.py) while the API keeps the path's other
+    For hot endpoints whose POST skips ninja (see metering/api/ingest_view.py) while the API keeps the path's other
     operations (GET /v1/events lists events) and documents the POST in its OpenAPI schema.
     """
 

@@ -18,13 +18,13 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from flexmeter.dashboard import dashboard_view, render_page
 from flexmeter.errors import ValidationFailed
 from metering import exactjson
+from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, NearMiss, event_debug_report
 from metering.debugger.stream import event_stream_page, unmatched_event_names
 from metering.filtersets_events import STATUS_LABELS, EventStreamFilterForm, UnmatchedFilterForm
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store
 from metering.models import Event
-from metering.schemas import event_to_dict, timestamp_out
 
 STREAM_TEMPLATE = "metering/events/stream.html"
 SAMPLE_EVENT = {

@@ -1,4 +1,4 @@
-"""POST /v1/events served by its own view (metering/views_ingest.py): the same contract as every /v1 endpoint."""
+"""POST /v1/events served by its own view (metering/api/ingest_view.py): the same contract as every /v1 endpoint."""
 
 import pytest
 from django.db import connection
@@ -67,7 +67,7 @@ def test_a_crash_is_a_logged_500_in_the_envelope(api, monkeypatch, caplog):
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("metering.views_ingest.events_store_for_key", broken)
+    monkeypatch.setattr("metering.api.ingest_view.events_store_for_key", broken)
     response = api.post("/v1/events", EVENT)
     assert response.status_code == 500
     assert response.json()["code"] == "internal_error"

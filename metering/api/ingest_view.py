@@ -14,7 +14,7 @@ from flexmeter.auth import raw_key_from_request, unauthorized_response
 from flexmeter.envelope import error_response
 from flexmeter.errors import FlexmeterError
 from flexmeter.services import api_key_authenticate
-from metering.http import json_response, request_json
+from metering.api.http import json_response, request_json
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store_for_key
 

@@ -17,10 +17,10 @@ from catalog.schemas import feature_to_wire
 from catalog.selectors import meter_get
 from flexmeter.errors import NotFound, ValidationFailed
 from metering import exactjson
+from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean
 from metering.models import Event
-from metering.schemas import event_to_dict, timestamp_out
 from metering.selectors import customer_get
 from metering.usage.engine import run_usage_queries
 from metering.usage.selectors import customer_current_usage, usage_query_build
