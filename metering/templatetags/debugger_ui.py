@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
-from metering.filtersets_events import STATUS_LABELS
+from metering.views.event_filters import STATUS_LABELS
 
 register = template.Library()
 

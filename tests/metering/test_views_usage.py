@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import FeatureType, ResetUsage
-from metering.charts import bar_chart, nice_ceiling
 from metering.usage.dashboard import billing_periods, bucket_starts, calendar_window, chart_size_for
 from metering.usage.spec import UsageWindow
+from metering.views.charts import bar_chart, nice_ceiling
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
 from tests.metering.usage.helpers import send, usage_statements

@@ -9,9 +9,9 @@ from catalog.forms import add_details_errors
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, NotFound, ValidationFailed
 from metering import selectors
-from metering.filtersets import CustomerFilterSet
-from metering.forms import CustomerCreateForm
 from metering.services import customer_create
+from metering.views.filtersets import CustomerFilterSet
+from metering.views.forms import CustomerCreateForm
 
 RECENT_EVENTS = 10
 

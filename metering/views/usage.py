@@ -22,7 +22,6 @@ from catalog.selectors import feature_get
 from flexmeter.dashboard import PAGE_SIZE, dashboard_view, render_page
 from flexmeter.errors import NotFound
 from metering import selectors
-from metering.charts import bar_chart
 from metering.usage.dashboard import (
     CHART_SIZES,
     WINDOWS,
@@ -36,6 +35,7 @@ from metering.usage.dashboard import (
     windows_filled,
 )
 from metering.usage.selectors import customer_current_usage
+from metering.views.charts import bar_chart
 
 SORTS = {"usage": "Usage, high to low", "usage_asc": "Usage, low to high", "customer": "Customer id"}
 

@@ -21,10 +21,10 @@ from metering import exactjson
 from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, NearMiss, event_debug_report
 from metering.debugger.stream import event_stream_page, unmatched_event_names
-from metering.filtersets_events import STATUS_LABELS, EventStreamFilterForm, UnmatchedFilterForm
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store
 from metering.models import Event
+from metering.views.event_filters import STATUS_LABELS, EventStreamFilterForm, UnmatchedFilterForm
 
 STREAM_TEMPLATE = "metering/events/stream.html"
 SAMPLE_EVENT = {
