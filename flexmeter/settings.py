@@ -4,6 +4,7 @@ Development defaults are safe to run locally (SQLite file in ./var, DEBUG on). W
 process refuses to start without SECRET_KEY.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -50,6 +51,10 @@ INSTALLED_APPS = [
     "catalog",
     "metering",
 ]
+# The bench_* commands are development tools in the top-level `benchmarks` package, which is not installed with
+# the product: they join only when asked for and when run from a checkout, so `manage.py help` never lists them.
+if env_bool("FLEXMETER_BENCHMARKS", False) and importlib.util.find_spec("benchmarks") is not None:
+    INSTALLED_APPS.append("benchmarks")
 
 # Sessions, CSRF, the logged-in user and messages serve the dashboard only: their Dashboard* versions skip /v1.
 MIDDLEWARE = [

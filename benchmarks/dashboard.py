@@ -26,8 +26,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from metering.benchmarks.loading import event_indexes_deferred
-from metering.benchmarks.runner import BenchmarkError, benchmark_database, check_database_url
+from benchmarks.loading import event_indexes_deferred
+from benchmarks.runner import BenchmarkError, benchmark_database, check_database_url
 from metering.usage.rollups.refresh import rollups_refresh
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_dash_bench"
@@ -75,7 +75,8 @@ def dashboard_benchmark_run(
         raise BenchmarkError(str(exc)) from None
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url, DEBUG="false", SECRET_KEY=secrets.token_urlsafe(40),
-               ALLOWED_HOSTS="testserver", SECURE_SSL_REDIRECT="false", LOG_LEVEL="WARNING")  # fmt: skip
+               ALLOWED_HOSTS="testserver", SECURE_SSL_REDIRECT="false", LOG_LEVEL="WARNING",
+               FLEXMETER_BENCHMARKS="1")  # fmt: skip
     manage_py = manage_py or Path(settings.BASE_DIR) / "manage.py"
     with benchmark_database(database_url):
         log(f"created {database_url.rsplit('/', 1)[-1]}; loading {events:,} events (a minute or two)…")

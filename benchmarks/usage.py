@@ -21,10 +21,10 @@ import psycopg
 from django.core.management import call_command
 from django.db import connections
 
+from benchmarks.loading import event_indexes_deferred
+from benchmarks.runner import check_database_url
 from catalog.models import Meter
 from flexmeter.models import Environment
-from metering.benchmarks.loading import event_indexes_deferred
-from metering.benchmarks.runner import check_database_url
 from metering.models import Event
 from metering.usage.engine import run_usage_queries
 from metering.usage.rollups.refresh import rollups_refresh

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.benchmarks.runner import SERVERS, BenchmarkError, ingest_benchmark_run
+from benchmarks.runner import SERVERS, BenchmarkError, ingest_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_bench"
 TARGET_BULK_EVENTS_PER_SECOND = 20_000

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.benchmarks.dashboard import DEFAULT_DATABASE_URL, dashboard_benchmark_measure, dashboard_benchmark_run
-from metering.benchmarks.runner import BenchmarkError
+from benchmarks.dashboard import DEFAULT_DATABASE_URL, dashboard_benchmark_measure, dashboard_benchmark_run
+from benchmarks.runner import BenchmarkError
 
 
 class Command(BaseCommand):

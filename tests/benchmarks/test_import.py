@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from metering.benchmarks.import_run import workload_write
+from benchmarks.import_run import workload_write
 from metering.ingest.validation import event_clean
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import psycopg
 from django.conf import settings
 
-from metering.benchmarks.runner import COLUMNS, BenchmarkError, benchmark_database, check_database_url
-from metering.benchmarks.workload import bench_event
+from benchmarks.runner import COLUMNS, BenchmarkError, benchmark_database, check_database_url
+from benchmarks.workload import bench_event
 
 ENVIRONMENT_SLUG = "bench"
 TARGET_EVENTS_PER_SECOND = 25_000

@@ -2,8 +2,8 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.benchmarks.import_run import TARGET_EVENTS_PER_SECOND, import_benchmark_run
-from metering.benchmarks.runner import BenchmarkError
+from benchmarks.import_run import TARGET_EVENTS_PER_SECOND, import_benchmark_run
+from benchmarks.runner import BenchmarkError
 from metering.importing.batches import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_import_bench"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.benchmarks.runner import BenchmarkError
-from metering.usage.bench import usage_benchmark_run
+from benchmarks.runner import BenchmarkError
+from benchmarks.usage import usage_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench"
 TARGETS_MS = {"typical customer": ("p50", 5.0), "heavy customer": ("p95", 250.0), "all customers": ("p50", 1000.0)}

@@ -3,7 +3,7 @@
 1. drop and create the benchmark database (its name must contain "bench"; never the configured database),
    migrate it and create an API key — all through `manage.py` subprocesses pointed at that database;
 2. start the WSGI server (granian by default, or gunicorn) bound to 127.0.0.1 on a free port against it;
-3. run the load process (`metering.benchmarks.client`, a separate Python process) for bulk requests of
+3. run the load process (`benchmarks.client`, a separate Python process) for bulk requests of
    backfill events (January 2026), then for single-event requests of live events (the last hour, as a metered
    application sends them; events of older days also leave rollup change marks), with the table emptied before each;
 4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from django.conf import settings
 
-from metering.benchmarks.workload import LIVE_SPREAD_SECONDS, SPREAD_SECONDS, START, bench_event, live_start
+from benchmarks.workload import LIVE_SPREAD_SECONDS, SPREAD_SECONDS, START, bench_event, live_start
 
 COLUMNS = "environment_id, event_id, event_name, external_customer_id, timestamp, ingested_at, source, properties"
 
@@ -216,7 +216,7 @@ def _load(
     command = [
         sys.executable,
         "-m",
-        "metering.benchmarks.client",
+        "benchmarks.client",
         f"--url={url}",
         f"--key={key}",
         f"--mode={mode}",

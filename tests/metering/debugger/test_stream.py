@@ -8,9 +8,9 @@ from metering.debugger.explain import event_debug_report
 from metering.debugger.stream import event_stream_page, properties_preview, unmatched_event_names
 from metering.models import Event
 from tests.catalog.factories import MeterFactory
+from tests.metering.debugger.test_explain import EVENTS, METERS, NON_ADDITIVE
 from tests.metering.factories import CustomerFactory
 from tests.metering.usage.helpers import at, send
-from tests.metering.usage.test_debugger import EVENTS, METERS, NON_ADDITIVE
 
 pytestmark = pytest.mark.django_db
 

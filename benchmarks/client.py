@@ -1,6 +1,6 @@
 """The load process of the ingestion benchmark: POSTs pre-built bodies over loopback and reports latencies.
 
-Run as `python -m metering.benchmarks.client --url … --key … --mode bulk|single …`; prints one JSON object.
+Run as `python -m benchmarks.client --url … --key … --mode bulk|single …`; prints one JSON object.
 Standard library only, one asyncio loop: `--concurrency` HTTP/1.1 connections each send one request, read its
 whole answer (status, headers, body) and only then send the next (no pipelining), so every request is a real,
 separate request answered by the server before the next one on that connection. Connections are kept alive when
@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.parse
 
-from metering.benchmarks.workload import SPREAD_SECONDS, START, bulk_body, single_body
+from benchmarks.workload import SPREAD_SECONDS, START, bulk_body, single_body
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from metering.benchmarks.client import ProtocolError, parse_response, percentile
-from metering.benchmarks.runner import BenchmarkError, check_database_url
-from metering.benchmarks.workload import LIVE_SPREAD_SECONDS, bulk_body, live_start, single_body
+from benchmarks.client import ProtocolError, parse_response, percentile
+from benchmarks.runner import BenchmarkError, check_database_url
+from benchmarks.workload import LIVE_SPREAD_SECONDS, bulk_body, live_start, single_body
 from metering.ingest.validation import event_clean, events_clean
 
 
