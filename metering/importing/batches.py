@@ -5,6 +5,8 @@ Records without an `event_id` get a stable id derived from their content (and fr
 came before them in the file), so re-importing the same file never double counts either.
 """
 
+from __future__ import annotations
+
 import enum
 import hashlib
 import json

@@ -1,5 +1,7 @@
 """What an import did: the counts and samples of rejected records `import_events` prints."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 from metering.importing.sources import Rejected

@@ -5,12 +5,14 @@ On PostgreSQL a worker process (`workers`) reads, validates and formats each bat
 through `metering.ingest.writer.events_store`.
 """
 
+from __future__ import annotations
+
 import csv
 import signal
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from typing import TextIO
 
@@ -108,7 +110,7 @@ def _progress_note(report: ImportReport) -> str:
     )
 
 
-def _producer(make_items: Callable[[], Iterator[PreparedBatch]]) -> Iterator[PreparedBatch]:
+def _producer(make_items: Callable[[], Iterator[PreparedBatch]]) -> Generator[PreparedBatch]:
     """On PostgreSQL the batches are prepared in a worker process (the database runs on the other core); SQLite
     writes under one lock and gains nothing from it, so there a thread reads ahead."""
     if connection.vendor == "postgresql" and process_workers_available():

@@ -5,6 +5,8 @@ only a source that cannot be read at all (missing file, unknown format, CSV with
 `SourceError`.
 """
 
+from __future__ import annotations
+
 import codecs
 import csv
 import gzip
@@ -13,9 +15,12 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from metering import exactjson
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
 
 FORMATS = ("jsonl", "csv")
 CSV_FIELDS = ("event_id", "event_name", "external_customer_id", "timestamp", "source")
@@ -65,15 +70,15 @@ class EventSource:
         self.total_bytes = total_bytes
         self.ignored_columns: tuple[str, ...] = ()
         self._raw = stream
-        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
         self.compressed = buffered.peek(2)[:2] == _GZIP_MAGIC
-        self._binary: IO[bytes] = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered
+        self._binary = cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered)
         self._counted = buffered
         self.format = format or _format_from_name(name) or self._sniff_format()
         if self.format not in FORMATS:
             raise SourceError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
         self._check_not_json_array()
-        self._csv_reader = None
+        self._csv_reader: CsvReader | None = None
         self._csv_header: list[str] = []
         if self.format == "csv":
             self._csv_open()
@@ -235,7 +240,7 @@ def source_open(path: str, *, format: str | None = None, stdin: IO[bytes] | None
     if format is not None and format not in FORMATS:
         raise SourceError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if path == "-":
-        return EventSource(name="<stdin>", stream=stdin, format=format, total_bytes=None)
+        return EventSource(name="<stdin>", stream=cast(IO[bytes], stdin), format=format, total_bytes=None)
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed by EventSource.close()
     except OSError as exc:

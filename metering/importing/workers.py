@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,7 +42,7 @@ def process_workers_available() -> bool:
     return hasattr(os, "fork")
 
 
-def produced_in_thread(items: Iterable, *, depth: int = 2) -> Iterator:
+def produced_in_thread(items: Iterable, *, depth: int = 2) -> Generator:
     """Produce `items` in a helper thread, up to `depth` ahead of the consumer."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -80,7 +80,7 @@ def produced_in_thread(items: Iterable, *, depth: int = 2) -> Iterator:
         worker.join(timeout=_STOP_TIMEOUT)
 
 
-def produced_in_process(make_items: Callable[[], Iterable]) -> Iterator:
+def produced_in_process(make_items: Callable[[], Iterable]) -> Generator:
     """Iterate `make_items()` in a forked child process; items travel pickled over a pipe, whose buffer lets the
     child prepare the next item while the consumer handles this one.
 

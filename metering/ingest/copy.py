@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import cast
 
 import psycopg
 from django.db import connection, transaction
@@ -43,7 +44,13 @@ def copy_text(environment_id: int, events: Iterable[EventInput]) -> bytes:
     rows = []
     for event in events:
         row = _FIELD_SEPARATOR.join(
-            (event.event_id, event.event_name, event.external_customer_id, event.source, event.properties_json)
+            (
+                event.event_id,
+                event.event_name,
+                event.external_customer_id,
+                event.source,
+                cast(str, event.properties_json),
+            )
         )
         if _SPECIAL.search(row) is not None:
             row = _escape(row)

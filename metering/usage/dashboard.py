@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from metering.models import Customer, CustomerStatus
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at
 from metering.usage.selectors import meter_usage, usage_query_build
-from metering.usage.spec import AggregationSpec, UsageWindow
+from metering.usage.spec import AggregationSpec, UsageResult, UsageWindow
 
 UTC = dt.UTC
 # name → label; the window each one covers is computed by `calendar_window`
@@ -104,9 +105,11 @@ def feature_usage_overview(
     meter = feature.meter
     spec = AggregationSpec.from_meter(meter)
     common = {"spec": spec, "environment_id": feature.environment_id, "start": start, "end": end}
-    total, per_customer = run_usage_queries(
+    total_result, per_customer_result = run_usage_queries(
         [usage_query_build(**common, window_size=window_size), usage_query_build(**common, by_customer=True)]
     )
+    total = cast(UsageResult, total_result)
+    per_customer = cast(dict[str, Decimal | None], per_customer_result)
     known = {
         customer.external_id: customer
         for customer in Customer.objects.filter(

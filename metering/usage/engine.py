@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import cast
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -112,7 +114,7 @@ def part_sql(
     c = "e.external_customer_id" if query.by_customer else None
     head = f"{tag} AS tag, {part} AS part"
     where = _where(query, d, p, lower, upper)
-    v = value_sql(spec, d, p)
+    v = cast(str, value_sql(spec, d, p))  # None only for COUNT, whose SQL never reads it
 
     def select(n1: str, n2: str = "NULL", extra_where: str = "", having: str = "") -> str:
         group = _group_by(w, c)
@@ -138,7 +140,8 @@ def part_sql(
         weighted = d.agg_sum(d.multiply(v, d.epoch_micros("e.timestamp")))
         having = f" HAVING {d.agg_sum(v)} IS NOT NULL" if part == WINDOW else ""
         return select(d.as_text(d.agg_sum(v)), d.as_text(weighted), having=having)
-    aggregate = {AggregationType.MIN: d.agg_min, AggregationType.MAX: d.agg_max}.get(kind, d.agg_sum)(v)
+    aggregates: dict[str, Callable[[str], str]] = {AggregationType.MIN: d.agg_min, AggregationType.MAX: d.agg_max}
+    aggregate = aggregates.get(kind, d.agg_sum)(v)
     # the HAVING repeats the selected aggregate, which PostgreSQL computes once
     return select(d.as_text(aggregate), having=f" HAVING {aggregate} IS NOT NULL" if part == WINDOW else "")
 
@@ -267,7 +270,7 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
 def _days_wanted(query: UsageQuery) -> tuple[dt.date | None, dt.date]:
     """The whole days any part of `query` could read from rollups."""
     lowers = [_part_bounds(query, part)[0] for part in _part_kinds(query)]
-    return whole_days(None if None in lowers else min(lowers), query.end)
+    return whole_days(None if None in lowers else min(cast(list[dt.datetime], lowers)), query.end)
 
 
 def _rollup_scope(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, runs):
@@ -378,7 +381,9 @@ def run_usage_queries(
         selects = [
             sql
             for tag, (query, fingerprint) in enumerate(zip(queries, fingerprints, strict=True))
-            for sql in _parts(query, tag, d, p, coverage.get((query.environment_id, fingerprint)))
+            for sql in _parts(
+                query, tag, d, p, None if fingerprint is None else coverage.get((query.environment_id, fingerprint))
+            )
         ]
         statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
         cursor.execute(statement, p.values)

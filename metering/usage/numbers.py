@@ -12,6 +12,7 @@ import re
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from functools import lru_cache
+from typing import cast
 
 # A finite decimal literal, optionally surrounded by ASCII whitespace. The exponent is limited to three digits so
 # every accepted value fits PostgreSQL's numeric type (and stays reasonable); "NaN"/"Infinity" never match.
@@ -134,6 +135,7 @@ def transcendental(function: str, x: Decimal, y: Decimal | None = None) -> Decim
                 return round_places(x.sqrt()) if x >= 0 else None
             if function == "ln":
                 return round_places(x.ln()) if x > 0 else None
+            y = cast(Decimal, y)  # pow: the only function with a second argument
             if x == 0:
                 return None if y < 0 else round_places(Decimal(1) if y == 0 else Decimal(0))
             if x < 0 and y != y.to_integral_value():
@@ -141,7 +143,7 @@ def transcendental(function: str, x: Decimal, y: Decimal | None = None) -> Decim
             growth = y * abs(x).ln()
             if growth > POW_LN_LIMIT:
                 return None
-            ctx.prec = int(max(growth, 0) / Decimal(10).ln()) + DIVISION_PLACES + 40
+            ctx.prec = int(max(growth, Decimal(0)) / Decimal(10).ln()) + DIVISION_PLACES + 40
             return round_places(x**y)
         except (InvalidOperation, OverflowError, ArithmeticError):
             return None
@@ -163,4 +165,4 @@ def format_decimal(value: Decimal | None) -> str | None:
 
 def normalize(value: Decimal | None) -> Decimal | None:
     """Same number, canonical spelling (Decimal('3.00') -> Decimal('3'))."""
-    return None if value is None else Decimal(format_decimal(value))
+    return None if value is None else Decimal(cast(str, format_decimal(value)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from django.utils import timezone as django_timezone
 
@@ -78,7 +79,7 @@ def meter_usage(
         timezone=timezone,
         billing_anchor=billing_anchor,
     )
-    return run_usage_queries([query])[0]
+    return cast(UsageResult, run_usage_queries([query])[0])
 
 
 def meter_usage_by_customer(*, meter, start: dt.datetime, end: dt.datetime) -> dict[str, Decimal | None]:
@@ -90,7 +91,7 @@ def meter_usage_by_customer(*, meter, start: dt.datetime, end: dt.datetime) -> d
         end=end,
         by_customer=True,
     )
-    return run_usage_queries([query])[0]
+    return cast(dict[str, Decimal | None], run_usage_queries([query])[0])
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
         )
         for feature in features
     ]
-    results = run_usage_queries(queries)
+    results = cast(list[UsageResult], run_usage_queries(queries))
     return CustomerUsage(
         customer=customer,
         period_start=start,

@@ -148,6 +148,9 @@ class _DecimalFold:
     def finalize(self):
         return _out(self.value)
 
+    def combine(self, a: Decimal, b: Decimal) -> Decimal:
+        raise NotImplementedError
+
 
 class DecimalSum(_DecimalFold):
     def combine(self, a, b):
