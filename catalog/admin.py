@@ -104,6 +104,7 @@ class MeterAdminForm(forms.ModelForm):
                     data=data
                     if current.status == MeterStatus.DRAFT
                     else {"name": data["name"], "filters": data["filters"]},
+                    filters_complete=True,
                 )
         except ValidationFailed as exc:
             add_rule_errors(self, exc, METER_FIELD_OF_PATH)

@@ -11,6 +11,9 @@ from catalog.rules.common import Errors, choice_value, decimal_value, text_value
 from flexmeter.errors import ValidationFailed
 
 FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
+#: Bounds of one filter: every event read and every usage query carries its values.
+FILTER_MAX_VALUES = 1_000
+FILTER_VALUE_MAX_LENGTH = 1_024
 #: Types that may compute their quantity with a CEL expression instead of a field.
 EXPRESSION_TYPES = frozenset({"SUM", "AVG", "MIN", "MAX", "LATEST"})
 #: Types that may report per-bucket results.
@@ -113,7 +116,9 @@ def filters_clean(value: Any) -> list[dict]:
     """A list of `{key, values, operator?}`; returns `[{"key", "operator", "values"}]` in the given order.
 
     The operator defaults to `in`; values are de-duplicated (first occurrence kept); a key may appear once.
-    `contains`/`not_contains` reject the empty string, which would match (or exclude) every value.
+    `contains`/`not_contains` reject the empty string, which would match (or exclude) every value. A filter holds
+    at most FILTER_MAX_VALUES values of at most FILTER_VALUE_MAX_LENGTH characters each: every event read and
+    every usage query carries them.
     """
     if value is None:
         return []
@@ -129,18 +134,7 @@ def filters_clean(value: Any) -> list[dict]:
             continue
         key = text_value(item.get("key"), f"{path}.key", errors, required=True)
         operator = choice_value(item.get("operator"), f"{path}.operator", errors, FILTER_OPERATORS, upper=False) or "in"
-        raw_values = item.get("values")
-        values: list[str] = []
-        if not isinstance(raw_values, list) or not raw_values:
-            errors.add(f"{path}.values", "must be a non-empty list of strings")
-        else:
-            for value_index, text in enumerate(raw_values):
-                if not isinstance(text, str):
-                    errors.add(f"{path}.values[{value_index}]", "must be a string")
-                elif text == "" and operator in {"contains", "not_contains"}:
-                    errors.add(f"{path}.values[{value_index}]", f"must not be empty for {operator}")
-                elif text not in values:
-                    values.append(text)
+        values = _filter_values(item.get("values"), path, operator, errors)
         if key:
             if key in first_index_of_key:
                 errors.add(f"{path}.key", f"duplicate key {key!r} (already used by filters[{first_index_of_key[key]}])")
@@ -151,16 +145,41 @@ def filters_clean(value: Any) -> list[dict]:
     return cleaned
 
 
-def filters_merge(*, existing: list, added: Any) -> list[dict]:
-    """Merge filters into a published meter's filters, additively (SPEC §2.1).
+def _filter_values(raw_values: Any, path: str, operator: str, errors: Errors) -> list[str]:
+    if not isinstance(raw_values, list) or not raw_values:
+        errors.add(f"{path}.values", "must be a non-empty list of strings")
+        return []
+    if len(raw_values) > FILTER_MAX_VALUES:
+        errors.add(f"{path}.values", f"must have at most {FILTER_MAX_VALUES:,} values (got {len(raw_values):,})")
+        return []
+    values: dict[str, None] = {}
+    for value_index, text in enumerate(raw_values):
+        value_path = f"{path}.values[{value_index}]"
+        if not isinstance(text, str):
+            errors.add(value_path, "must be a string")
+        elif len(text) > FILTER_VALUE_MAX_LENGTH:
+            errors.add(value_path, f"must be at most {FILTER_VALUE_MAX_LENGTH:,} characters (got {len(text):,})")
+        elif text == "" and operator in {"contains", "not_contains"}:
+            errors.add(value_path, f"must not be empty for {operator}")
+        else:
+            values[text] = None
+    return list(values)
+
+
+ONLY_ADDED_TO = "filters can only be added to (archive the meter and create a new one to narrow it)"
+
+
+def filters_merge(*, existing: list, added: Any, complete: bool = False) -> list[dict]:
+    """Merge filters into a published meter's filters, additively, as Flexprice does (SPEC §2.1, §6.3).
 
     `existing` is the stored (normalized) list; `added` is what the caller sent and is validated here.
-    - A key the caller omits is **kept**: Flexprice-style clients resend the full list, others send only what
-      they add, and both are served. There is no way to remove a key: archive the meter and create a new one.
-    - A new key is appended.
-    - A key that is sent must keep its operator and list every value it already had (new values are appended).
-      Sending a key with fewer values is an attempt to remove them and is rejected, naming the missing values,
-      so a client never believes it removed something that is still counted.
+    - A new key is appended; the values sent for an existing key are added to its values (duplicates ignored).
+    - Nothing is ever removed: a key or value the caller leaves out is kept.
+    - Changing the operator of an existing key is refused (it would change what the kept values mean).
+    - `complete=True` says `added` is the whole intended list (the admin's filters box shows every filter), so a
+      key or value left out of it is an attempt to remove it, and is refused naming it instead of being kept
+      silently while the form reports success.
+    The merged filter must stay within FILTER_MAX_VALUES values.
     """
     cleaned = filters_clean(added)
     errors = Errors()
@@ -178,15 +197,25 @@ def filters_merge(*, existing: list, added: Any) -> list[dict]:
                 "filters can only be added to",
             )
             continue
-        missing = [text for text in current["values"] if text not in item["values"]]
+        kept = set(current["values"])
+        missing = [text for text in current["values"] if text not in set(item["values"])] if complete else []
         if missing:
+            removed = ", ".join(repr(text) for text in missing)
             errors.add(
-                f"filters[{index}].values",
-                f"cannot remove {', '.join(repr(text) for text in missing)} from filter {item['key']!r}; "
-                "filters can only be added to (archive the meter and create a new one to narrow it)",
+                f"filters[{index}].values", f"cannot remove {removed} from filter {item['key']!r}; {ONLY_ADDED_TO}"
             )
             continue
-        current["values"].extend(text for text in item["values"] if text not in current["values"])
+        current["values"].extend(text for text in item["values"] if text not in kept)
+        if len(current["values"]) > FILTER_MAX_VALUES:
+            errors.add(
+                f"filters[{index}].values",
+                f"filter {item['key']!r} would hold {len(current['values']):,} values; at most {FILTER_MAX_VALUES:,}",
+            )
+    if complete:
+        sent = {item["key"] for item in cleaned}
+        dropped = [item["key"] for item in existing if item["key"] not in sent]
+        if dropped:
+            errors.add("filters", f"cannot remove filter {', '.join(repr(key) for key in dropped)}; {ONLY_ADDED_TO}")
     errors.raise_if_any()
     return merged
 
@@ -273,13 +302,13 @@ def meter_definition_of(meter: Any) -> dict:
 IMMUTABLE_AFTER_PUBLISH = "cannot be changed after publishing; archive this meter and create a new one"
 
 
-def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
+def meter_changes_clean(*, current: dict, status: str, data: dict, filters_complete: bool = False) -> dict:
     """The definition a meter would have after the partial update `data`; returns it cleaned.
 
     `current` is the meter's definition (`meter_definition_of`). A draft may change anything. Once published,
-    `name` may change and `filters` merge additively (`filters_merge`); `event_name`, `aggregation` and
-    `reset_usage` may be resent unchanged (clients that PUT the whole object) but not changed. An archived meter
-    may only be renamed.
+    `name` may change and `filters` merge additively (`filters_merge`; `filters_complete` when the caller sent
+    its whole list, as the admin form does); `event_name`, `aggregation` and `reset_usage` may be resent
+    unchanged (clients that PUT the whole object) but not changed. An archived meter may only be renamed.
     """
     if not isinstance(data, dict):
         raise ValidationFailed(details={"body": "must be an object"})
@@ -304,7 +333,9 @@ def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
         if reset_usage is not None and reset_usage != current["reset_usage"]:
             errors.add("reset_usage", IMMUTABLE_AFTER_PUBLISH)
     if "filters" in given:
-        filters = errors.collect(filters_merge, existing=current["filters"], added=given["filters"])
+        filters = errors.collect(
+            filters_merge, existing=current["filters"], added=given["filters"], complete=filters_complete
+        )
         if filters is not None and status == MeterStatus.ARCHIVED and filters != current["filters"]:
             errors.add("filters", "cannot be changed on an archived meter")
         elif filters is not None:

@@ -231,12 +231,39 @@ def test_filters_merge_adds_keys_and_values_and_keeps_omitted_keys():
     assert existing[0]["values"] == ["eu"]
 
 
-def test_filters_merge_rejects_removing_values_or_changing_the_operator():
+def test_filters_merge_adds_the_values_sent_for_an_existing_key_and_keeps_the_others():
     existing = [{"key": "region", "operator": "in", "values": ["eu", "us"]}]
-    details = errors_of(rules.filters_merge, existing=existing, added=[{"key": "region", "values": ["eu"]}])
-    assert "'us'" in details["filters[0].values"]
+    merged = rules.filters_merge(existing=existing, added=[{"key": "region", "values": ["apac", "eu", "apac"]}])
+    assert merged == [{"key": "region", "operator": "in", "values": ["eu", "us", "apac"]}]
+
+
+def test_filters_merge_rejects_changing_the_operator_or_an_empty_values_list():
+    existing = [{"key": "region", "operator": "in", "values": ["eu", "us"]}]
     changed = [{"key": "region", "values": ["eu", "us"], "operator": "not_in"}]
     assert "filters[0].operator" in errors_of(rules.filters_merge, existing=existing, added=changed)
+    empty = [{"key": "region", "values": []}]
+    assert errors_of(rules.filters_merge, existing=existing, added=empty) == {
+        "filters[0].values": "must be a non-empty list of strings"
+    }
+
+
+def test_a_complete_filters_list_names_what_it_would_remove():
+    """The admin box shows every filter: leaving something out of it is a removal, refused with the reason."""
+    existing = [
+        {"key": "region", "operator": "in", "values": ["eu", "us"]},
+        {"key": "tier", "operator": "in", "values": ["a"]},
+    ]
+    added = [{"key": "region", "values": ["eu", "apac"]}]
+    details = errors_of(rules.filters_merge, existing=existing, added=added, complete=True)
+    assert details == {
+        "filters[0].values": "cannot remove 'us' from filter 'region'; " + rules.ONLY_ADDED_TO,
+        "filters": "cannot remove filter 'tier'; " + rules.ONLY_ADDED_TO,
+    }
+    whole = [{"key": "region", "values": ["eu", "us", "apac"]}, {"key": "tier", "values": ["a"]}]
+    assert rules.filters_merge(existing=existing, added=whole, complete=True) == [
+        {"key": "region", "operator": "in", "values": ["eu", "us", "apac"]},
+        {"key": "tier", "operator": "in", "values": ["a"]},
+    ]
 
 
 # --- reset, units, alerts, metadata, value ---------------------------------------------------------------------
