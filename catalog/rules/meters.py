@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from catalog.models import AggregationType, BucketSize, MeterStatus, ResetUsage
@@ -45,9 +46,33 @@ def _compile_expression(text: str, path: str, errors: Errors) -> None:
         errors.add(path, "must reference at least one event property")
 
 
-def aggregation_clean(data: Any) -> dict:
-    """The `aggregation` object of a meter. Returns every key, `""` where unused:
-    `{"type", "field", "expression", "multiplier", "bucket_size", "group_by"}`.
+#: Where `aggregation_clean` reports each part of an aggregation: in a meter definition (the default)…
+METER_AGGREGATION_PATHS: Mapping[str, str] = {
+    "type": "aggregation.type",
+    "field": "aggregation.field",
+    "expression": "aggregation.expression",
+    "multiplier": "aggregation.multiplier",
+    "bucket_size": "aggregation.bucket_size",
+    "group_by": "aggregation.group_by",
+}
+#: …and in an ad-hoc usage request (`POST /v1/events/usage`), whose fields are flat and named as in Flexprice.
+USAGE_REQUEST_PATHS: Mapping[str, str] = {
+    "type": "aggregation_type",
+    "field": "property_name",
+    "expression": "expression",
+    "multiplier": "multiplier",
+    "bucket_size": "bucket_size",
+    "group_by": "group_by",
+}
+
+
+def aggregation_clean(data: Any, *, paths: Mapping[str, str] = METER_AGGREGATION_PATHS) -> dict:
+    """Validate an aggregation (SPEC §2.1) — of a meter, a wizard draft or an ad-hoc usage request.
+
+    `data` holds `type`, `field`, `expression`, `multiplier`, `bucket_size`, `group_by` (absent or None when not
+    given). Returns every key, `""` where unused: `{"type", "field", "expression", "multiplier", "bucket_size",
+    "group_by"}`, the multiplier as exact decimal text. Errors name `paths[part]` (`METER_AGGREGATION_PATHS`, or
+    `USAGE_REQUEST_PATHS` for `POST /v1/events/usage`).
 
     The type is case-insensitive in, upper case out. COUNT accepts and ignores `field` (Flexprice clients send
     one). A bare string is read as the type (`"COUNT"` ≡ `{"type": "COUNT"}`), as in Flexprice's inline meters.
@@ -62,44 +87,40 @@ def aggregation_clean(data: Any) -> dict:
     if isinstance(raw_type, str):
         raw_type = AGGREGATION_ALIASES.get(raw_type.strip().upper(), raw_type)
     if raw_type is None or raw_type == "":
-        errors.add("aggregation.type", f"is required (one of {', '.join(AggregationType.values)})")
+        errors.add(paths["type"], f"is required (one of {', '.join(AggregationType.values)})")
         agg_type = ""
     else:
-        agg_type = choice_value(raw_type, "aggregation.type", errors, AggregationType.values, upper=True)
+        agg_type = choice_value(raw_type, paths["type"], errors, AggregationType.values, upper=True)
 
-    field = text_value(data.get("field"), "aggregation.field", errors)
-    expression = text_value(
-        data.get("expression"), "aggregation.expression", errors, max_length=4000, single_line=False
-    )
-    multiplier = decimal_value(data.get("multiplier"), "aggregation.multiplier", errors, positive=True)
-    bucket_size = choice_value(
-        data.get("bucket_size"), "aggregation.bucket_size", errors, BucketSize.values, upper=True
-    )
-    group_by = text_value(data.get("group_by"), "aggregation.group_by", errors)
+    field = text_value(data.get("field"), paths["field"], errors)
+    expression = text_value(data.get("expression"), paths["expression"], errors, max_length=4000, single_line=False)
+    multiplier = decimal_value(data.get("multiplier"), paths["multiplier"], errors, positive=True)
+    bucket_size = choice_value(data.get("bucket_size"), paths["bucket_size"], errors, BucketSize.values, upper=True)
+    group_by = text_value(data.get("group_by"), paths["group_by"], errors)
 
     if agg_type == AggregationType.COUNT:
         field = ""
     if expression:
         if agg_type and agg_type not in EXPRESSION_TYPES:
-            errors.add("aggregation.expression", f"is only allowed for {', '.join(sorted(EXPRESSION_TYPES))}")
+            errors.add(paths["expression"], f"is only allowed for {', '.join(sorted(EXPRESSION_TYPES))}")
         elif field:
-            errors.add("aggregation.expression", "give either a field or an expression, not both")
+            errors.add(paths["expression"], "give either a field or an expression, not both")
         else:
-            _compile_expression(expression, "aggregation.expression", errors)
-    elif agg_type and agg_type != AggregationType.COUNT and not field and "aggregation.field" not in errors:
+            _compile_expression(expression, paths["expression"], errors)
+    elif agg_type and agg_type != AggregationType.COUNT and not field and paths["field"] not in errors:
         alternative = " or an expression" if agg_type in EXPRESSION_TYPES else ""
-        errors.add("aggregation.field", f"is required for {agg_type} (the event property to aggregate){alternative}")
+        errors.add(paths["field"], f"is required for {agg_type} (the event property to aggregate){alternative}")
 
     if agg_type == AggregationType.SUM_WITH_MULTIPLIER:
-        if not multiplier and "aggregation.multiplier" not in errors:
-            errors.add("aggregation.multiplier", "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)")
+        if not multiplier and paths["multiplier"] not in errors:
+            errors.add(paths["multiplier"], "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)")
     elif multiplier and agg_type:
-        errors.add("aggregation.multiplier", "is only allowed for SUM_WITH_MULTIPLIER")
+        errors.add(paths["multiplier"], "is only allowed for SUM_WITH_MULTIPLIER")
 
     if bucket_size and agg_type and agg_type not in BUCKET_TYPES:
-        errors.add("aggregation.bucket_size", "is only allowed for SUM and MAX")
+        errors.add(paths["bucket_size"], "is only allowed for SUM and MAX")
     if group_by and agg_type and (agg_type != AggregationType.MAX or not bucket_size):
-        errors.add("aggregation.group_by", "is only allowed for MAX with a bucket_size")
+        errors.add(paths["group_by"], "is only allowed for MAX with a bucket_size")
 
     errors.raise_if_any()
     return {

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from catalog import rules
+from catalog.models import AggregationType
 from flexmeter.errors import ValidationFailed
 
 
@@ -264,6 +265,42 @@ def test_a_complete_filters_list_names_what_it_would_remove():
         {"key": "region", "operator": "in", "values": ["eu", "us", "apac"]},
         {"key": "tier", "operator": "in", "values": ["a"]},
     ]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "path", "message"),
+    [
+        (
+            {"type": "MEDIAN"},
+            "aggregation_type",
+            "must be one of " + ", ".join(AggregationType.values) + " (got 'MEDIAN')",
+        ),
+        ({"type": ""}, "aggregation_type", "is required (one of " + ", ".join(AggregationType.values) + ")"),
+        ({"type": "SUM"}, "property_name", "is required for SUM (the event property to aggregate) or an expression"),
+        ({"type": "SUM", "field": "v", "multiplier": "2"}, "multiplier", "is only allowed for SUM_WITH_MULTIPLIER"),
+        ({"type": "SUM_WITH_MULTIPLIER", "field": "v", "multiplier": "-1"}, "multiplier", "must be greater than 0"),
+        ({"type": "COUNT", "bucket_size": "HOUR"}, "bucket_size", "is only allowed for SUM and MAX"),
+        ({"type": "MAX", "field": "v", "group_by": "g"}, "group_by", "is only allowed for MAX with a bucket_size"),
+        ({"type": "COUNT", "expression": "a * 2"}, "expression", "is only allowed for AVG, LATEST, MAX, MIN, SUM"),
+    ],
+)
+def test_aggregation_of_an_ad_hoc_usage_request_names_its_flat_fields(request_fields, path, message):
+    """The same rule and messages as a meter's aggregation, under the request's own field names."""
+    details = errors_of(rules.aggregation_clean, request_fields, paths=rules.USAGE_REQUEST_PATHS)
+    assert details == {path: message}
+
+
+def test_aggregation_of_an_ad_hoc_usage_request_keeps_every_digit_of_the_multiplier():
+    given = {"type": "sum_with_multiplier", "field": "v", "multiplier": Decimal("0.12345678901234567890123456789")}
+    cleaned = rules.aggregation_clean(given, paths=rules.USAGE_REQUEST_PATHS)
+    assert cleaned == {
+        "type": "SUM_WITH_MULTIPLIER",
+        "field": "v",
+        "expression": "",
+        "multiplier": "0.12345678901234567890123456789",
+        "bucket_size": "",
+        "group_by": "",
+    }
 
 
 # --- reset, units, alerts, metadata, value ---------------------------------------------------------------------
