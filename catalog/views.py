@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
-from catalog import selectors, wizard
+from catalog import rules, selectors, wizard
 from catalog.filtersets import FeatureFilterSet, MeterFilterSet
 from catalog.forms import (
     AGGREGATION_HELP,
@@ -276,9 +276,7 @@ def _wizard_context(request: HttpRequest, feature: Feature | None, step: wizard.
         context["expression_allowed"] = meter.aggregation_type in EXPRESSION_TYPES
         context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
         typed = (form["field"].value() or "").strip()
-        context["case_near_miss"] = [
-            key for key in context["seen_keys"] if typed and key != typed and key.lower() == typed.lower()
-        ]
+        context["case_near_miss"] = rules.similar_names(typed, context["seen_keys"]) if typed else []
     elif step == wizard.FILTERS:
         context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
     elif step == wizard.REVIEW and feature is not None:

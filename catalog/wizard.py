@@ -282,7 +282,8 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
     """What the event step tells the user about an event name while they type.
 
     `same`: live features whose meter counts this exact event name (sharing is allowed, SPEC §2.1);
-    `similar`: `[{"event_name", "features"}]` for names that differ only by case (a likely typo);
+    `similar`: `[{"event_name", "features"}]` for names that differ only by case, separators or whitespace (a
+    likely typo; `rules.similar_names`, the debugger's near-miss rule);
     `warnings`: upper case or whitespace in the name, which rarely matches what applications send.
     """
     name = event_name.strip()
@@ -293,23 +294,22 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
         warnings.append(f"has upper case letters; matching is case-sensitive, so “{name.lower()}” would not count")
     if not name:
         return {"same": [], "similar": [], "warnings": warnings, "event_name": name}
-    live = (
-        Feature.objects.for_environment(environment)
-        .filter(status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED], meter__event_name__iexact=name)
-        .select_related("meter")
-        .order_by("name")
+    live = Feature.objects.for_environment(environment).filter(
+        status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED], meter__isnull=False
     )
     if exclude is not None:
         live = live.exclude(pk=exclude.pk)
-    features = list(live[:20])
-    same = [feature for feature in features if feature.meter.event_name == name]
-    similar: dict[str, list[Feature]] = {}
-    for feature in features:
-        if feature.meter.event_name != name:
-            similar.setdefault(feature.meter.event_name, []).append(feature)
+    event_names = set(live.values_list("meter__event_name", flat=True).distinct())
+    similar_names = rules.similar_names(name, event_names)
+    features = list(
+        live.filter(meter__event_name__in=[name, *similar_names]).select_related("meter").order_by("name")[:20]
+    )
+    similar = {
+        similar_name: [f for f in features if f.meter.event_name == similar_name] for similar_name in similar_names
+    }
     return {
-        "same": same,
-        "similar": [{"event_name": key, "features": value} for key, value in similar.items()],
+        "same": [feature for feature in features if feature.meter.event_name == name],
+        "similar": [{"event_name": key, "features": value} for key, value in similar.items() if value],
         "warnings": warnings,
         "event_name": name,
     }

@@ -504,3 +504,20 @@ def test_format_quantity(value, expected):
 
 def test_format_quantity_without_units_is_the_number():
     assert rules.format_quantity(Decimal("1E+3"), unit_singular="", unit_plural="") == "1,000"
+
+
+# --- names that differ only by case, separators or whitespace ------------------------------------------------
+
+
+def test_similar_names_ignore_case_separators_and_whitespace():
+    candidates = ["api.calls", "API_CALLS", "api calls", "api-calls", "api/calls", "api:calls", "api.call", "apicalls2"]
+    assert rules.similar_names("Api.Calls", candidates) == [
+        "API_CALLS",
+        "api calls",
+        "api-calls",
+        "api.calls",
+        "api/calls",
+        "api:calls",
+    ]
+    assert rules.similar_names("api.calls", ["api.calls"]) == []
+    assert rules.name_likeness_key(" LLM.Request_v2 ") == "llmrequestv2"
