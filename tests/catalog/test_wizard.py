@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog import wizard
+from catalog import services
 from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
 from catalog.services import feature_create
 from tests.catalog.factories import FeatureFactory
@@ -313,8 +313,8 @@ def test_discard_deletes_the_draft_and_its_meter(dashboard: Client, environment)
 
 
 def test_cleanup_drafts_removes_only_stale_drafts(environment, capsys):
-    stale = wizard.draft_start(environment=environment, data={"name": "Old", "type": "metered"})
-    fresh = wizard.draft_start(environment=environment, data={"name": "New", "type": "metered"})
+    stale = services.draft_start(environment=environment, data={"name": "Old", "type": "metered"})
+    fresh = services.draft_start(environment=environment, data={"name": "New", "type": "metered"})
     published = FeatureFactory(environment=environment)
     Feature.objects.filter(pk__in=[stale.pk, published.pk]).update(updated_at=timezone.now() - dt.timedelta(days=10))
 
