@@ -167,3 +167,27 @@ def test_format_quantity_keeps_every_digit_of_a_quotient():
     quotient = Decimal("19.50604838709677419354838709677419")
     assert rules.format_quantity(quotient, unit_singular="GB", unit_plural="GB") == f"{quotient} GB"
     assert rules.format_quantity(Decimal("-" + MULTIPLIER)) == "-" + MULTIPLIER
+
+
+def test_usage_page_shows_an_average_with_all_its_digits(dashboard, environment):
+    """AVG keeps 20 decimal places (SPEC: exact quotients); with 11 integer digits that is 31 significant digits."""
+    from tests.metering.factories import CustomerFactory, EventFactory
+
+    feature = services.feature_create(
+        environment=environment,
+        data={
+            "name": "Latency",
+            "type": "metered",
+            "meter": {"event_name": "req", "aggregation": {"type": "AVG", "field": "v"}},
+        },
+    )
+    customer = CustomerFactory(environment=environment)
+    for value in (12345678901, 12345678902, 12345678902):
+        EventFactory(
+            environment=environment,
+            event_name="req",
+            external_customer_id=customer.external_id,
+            properties={"v": value},
+        )
+    page = dashboard.get(reverse("metering:usage_feature", args=[feature.public_id])).content.decode()
+    assert "12,345,678,901.66666666666666666667" in page
