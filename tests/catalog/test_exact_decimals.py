@@ -191,3 +191,36 @@ def test_usage_page_shows_an_average_with_all_its_digits(dashboard, environment)
         )
     page = dashboard.get(reverse("metering:usage_feature", args=[feature.public_id])).content.decode()
     assert "12,345,678,901.66666666666666666667" in page
+
+
+def test_admin_keeps_every_digit_of_thresholds_typed_as_json_numbers(dashboard, environment):
+    from tests.catalog.factories import MeterFactory
+
+    alerts = f'{{"alert_enabled": true, "warning": {{"threshold": {THRESHOLD_LOW}, "condition": "above"}}, '
+    alerts += f'"critical": {{"threshold": {THRESHOLD_HIGH}, "condition": "above"}}}}'
+    data = {
+        "environment": environment.pk,
+        "name": "Storage",
+        "type": "metered",
+        "lookup_key": "",
+        "description": "",
+        "meter": MeterFactory(environment=environment).pk,
+        "value": "",
+        "unit_singular": "",
+        "unit_plural": "",
+        "alert_settings": alerts,
+        "metadata": "{}",
+    }
+    response = dashboard.post(reverse("admin:catalog_feature_add"), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Feature.objects.get(name="Storage").alert_settings == {
+        "alert_enabled": True,
+        "warning": {"threshold": THRESHOLD_LOW, "condition": "above"},
+        "critical": {"threshold": THRESHOLD_HIGH, "condition": "above"},
+    }
+    wrong_order = alerts.replace(THRESHOLD_LOW, "1" + THRESHOLD_LOW)
+    refused = dashboard.post(
+        reverse("admin:catalog_feature_add"), {**data, "name": "Other", "alert_settings": wrong_order}
+    )
+    assert refused.status_code == 200
+    assert "must not exceed the critical threshold" in str(refused.context["adminform"].form.errors["alert_settings"])
