@@ -224,3 +224,28 @@ def test_admin_keeps_every_digit_of_thresholds_typed_as_json_numbers(dashboard, 
     )
     assert refused.status_code == 200
     assert "must not exceed the critical threshold" in str(refused.context["adminform"].form.errors["alert_settings"])
+
+
+def test_feature_edit_page_keeps_every_digit_of_thresholds(dashboard, environment):
+    feature = services.feature_create(
+        environment=environment,
+        data={"name": "Storage", "type": "metered", "meter": {"event_name": "s", "aggregation": {"type": "COUNT"}}},
+    )
+    form = {
+        "name": "Storage",
+        "description": "",
+        "unit_singular": "",
+        "unit_plural": "",
+        "alert_enabled": "on",
+        "alert_condition": "above",
+        "info_threshold": "",
+        "warning_threshold": THRESHOLD_LOW + "000",
+        "critical_threshold": THRESHOLD_HIGH,
+    }
+    response = dashboard.post(reverse("catalog:feature_edit", args=[feature.public_id]), form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    feature.refresh_from_db()
+    assert feature.alert_settings["warning"]["threshold"] == THRESHOLD_LOW
+    assert feature.alert_settings["critical"]["threshold"] == THRESHOLD_HIGH
+    page = dashboard.get(reverse("catalog:feature_edit", args=[feature.public_id])).content.decode()
+    assert f'value="{THRESHOLD_HIGH}"' in page
