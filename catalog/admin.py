@@ -6,10 +6,13 @@ definition and a feature's type, lookup key and meter are read-only. Nothing is 
 archived and features soft-deleted with the list actions, so usage history never loses its meaning.
 """
 
+import json
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponseRedirect
 
 from catalog import rules, services
@@ -104,6 +107,7 @@ class MeterAdminForm(forms.ModelForm):
                     data=data
                     if current.status == MeterStatus.DRAFT
                     else {"name": data["name"], "filters": data["filters"]},
+                    filters_complete=True,
                 )
         except ValidationFailed as exc:
             add_rule_errors(self, exc, METER_FIELD_OF_PATH)
@@ -121,6 +125,18 @@ class MeterAdminForm(forms.ModelForm):
             if duplicate is not None:
                 self.add_error(None, f"Published meter {duplicate.public_id} ({duplicate.name}) already counts this")
         return cleaned
+
+
+class DecimalJSONDecoder(json.JSONDecoder):
+    """Reads JSON numbers with a fraction or exponent as `Decimal`, never as a float that keeps ~17 digits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "parse_float": Decimal})
+
+
+def exact_numbers_as_text(value: Any) -> Any:
+    """The JSON value with every Decimal turned into its text: decimal settings are stored as strings (SPEC §6.1)."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
 class ServiceErrorsMixin:
@@ -189,9 +205,16 @@ class FeatureAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "alert_settings" in self.fields:
+            self.fields["alert_settings"].decoder = DecimalJSONDecoder
+            self.fields["alert_settings"].encoder = DjangoJSONEncoder
         if "meter" in self.fields:
             self.fields["meter"].queryset = Meter.objects.published().select_related("environment")
             self.fields["meter"].help_text = "Metered features only: a published meter of the same environment."
+
+    def clean_alert_settings(self) -> Any:
+        """Thresholds typed as JSON numbers keep every digit (read as Decimal, checked and stored as text)."""
+        return exact_numbers_as_text(self.cleaned_data.get("alert_settings"))
 
     def feature_data(self) -> dict[str, Any]:
         data = {**self.cleaned_data}

@@ -93,8 +93,9 @@ def get_meter(request: HttpRequest, meter_id: str):
     "/{meter_id}",
     response={200: MeterOut, **_errors(400, 404, 409)},
     summary="Rename a meter or add filters",
-    description="Filters merge additively: omitted keys are kept; a key that is sent must list all its current values "
-    "(new ones are added). event_name, aggregation and reset_usage are immutable once published.",
+    description="Filters merge additively, as in Flexprice: a new key is added, the values sent for an existing key "
+    "are added to its values, nothing is removed; an empty values list or a changed operator is a 400. "
+    "event_name, aggregation and reset_usage are immutable once published.",
 )
 def update_meter(request: HttpRequest, meter_id: str, body: Body[MeterUpdateIn] = None):
     meter = selectors.meter_get(environment=request.environment, meter_id=meter_id)

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from catalog.models import AggregationType, BucketSize, Feature, FeatureStatus, FeatureType, Meter, MeterStatus
-from catalog.rules import ALERT_CONDITIONS, ALERT_LEVELS, FILTER_OPERATORS
+from catalog.rules import (
+    ALERT_CONDITIONS,
+    ALERT_LEVELS,
+    FILTER_MAX_VALUES,
+    FILTER_OPERATORS,
+    FILTER_VALUE_MAX_LENGTH,
+)
 from flexmeter.models import Environment
 
 DECIMAL_TEXT = {"anyOf": [{"type": "string"}, {"type": "number"}], "description": 'decimal, e.g. "1.5"'}
@@ -64,7 +70,14 @@ class AggregationIn(RequestSchema):
 
 class FilterIn(RequestSchema):
     key: _string("event property") = None
-    values: _doc({"type": "array", "items": {"type": "string"}, "minItems": 1}) = None
+    values: _doc(
+        {
+            "type": "array",
+            "items": {"type": "string", "maxLength": FILTER_VALUE_MAX_LENGTH},
+            "minItems": 1,
+            "maxItems": FILTER_MAX_VALUES,
+        }
+    ) = None
     operator: _string("default in", FILTER_OPERATORS) = None
 
 
@@ -83,7 +96,7 @@ class MeterIn(RequestSchema):
 
 
 class MeterUpdateIn(RequestSchema):
-    """Rename and/or add filters. Omitted filter keys are kept; a sent key must list all its current values."""
+    """Rename and/or add filters: new keys are added, values sent for an existing key are added to it."""
 
     name: _string() = None
     filters: _doc(_FILTERS_DOC) = None

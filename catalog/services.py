@@ -6,9 +6,11 @@ Uniqueness is left to the database: a second published meter with the same defin
 rule failed and becomes a 409 `AlreadyExists` (never a check-then-write race).
 """
 
+import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from catalog import rules
 from catalog.models import Feature, FeatureStatus, FeatureType, Meter, MeterStatus
@@ -262,3 +264,201 @@ def feature_publish(*, feature: Feature) -> Feature:
     if stale_meter is not None and stale_meter.status == MeterStatus.DRAFT and not stale_meter.features.exists():
         stale_meter.delete()
     return feature
+
+
+# --- drafts of the Add Feature wizard (catalog/wizard.py walks the steps) ---------------------------------------
+#
+# Each write validates one step's part with the same rules the API uses and saves it on the draft row. Which
+# step comes next, and how far the draft got, is the wizard's business (`draft_progress_save`).
+
+#: Rule error paths that belong to the field step, not the aggregation step.
+QUANTITY_PATHS = frozenset({"aggregation.field", "aggregation.expression"})
+#: Stands in for the property while the aggregation step validates everything but the property.
+_PLACEHOLDER_FIELD = "__field_chosen_on_the_next_step__"
+
+
+def _draft_basics_clean(*, environment: Environment, data: dict, exclude: Feature | None = None) -> dict:
+    errors: dict[str, str] = {}
+    basics: dict = {}
+    try:
+        basics = rules.feature_basics_clean(
+            name=data.get("name"), type=data.get("type"), lookup_key=data.get("lookup_key"),
+            description=data.get("description"),
+        )  # fmt: skip
+    except ValidationFailed as exc:
+        errors.update(exc.details)
+    try:
+        value = rules.feature_value_clean(data.get("value"), type=basics.get("type") or data.get("type") or "")
+    except ValidationFailed as exc:
+        errors.update(exc.details)
+        value = ""
+    if basics.get("type") in {FeatureType.METERED, FeatureType.BOOLEAN}:
+        value = ""
+    if basics.get("lookup_key") and "lookup_key" not in errors:
+        taken = (
+            Feature.objects.for_environment(environment)
+            .filter(lookup_key=basics["lookup_key"], status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED])
+            .exclude(pk=exclude.pk if exclude else None)
+            .first()
+        )
+        if taken is not None:
+            errors["lookup_key"] = (
+                f"“{basics['lookup_key']}” is already used by feature {taken.name} ({taken.public_id})"
+            )
+    if errors:
+        raise ValidationFailed(details=errors)
+    return {**basics, "value": value}
+
+
+def _draft_meter_sync(feature: Feature) -> None:
+    """A metered draft owns a draft meter named after it; other types have none."""
+    if feature.type == FeatureType.METERED:
+        if feature.meter is None:
+            feature.meter = Meter.objects.create(
+                environment=feature.environment,
+                name=feature.name,
+                event_name="",
+                aggregation_type="",
+                status=MeterStatus.DRAFT,
+            )
+        elif feature.meter.status == MeterStatus.DRAFT and feature.meter.name != feature.name:
+            feature.meter.name = feature.name
+            feature.meter.save(update_fields=["name", "updated_at"])
+    elif feature.meter is not None:
+        meter, feature.meter = feature.meter, None
+        feature.save(update_fields=["meter", "updated_at"])
+        if meter.status == MeterStatus.DRAFT:
+            meter.delete()
+
+
+@transaction.atomic
+def draft_start(*, environment: Environment, data: dict) -> Feature:
+    """Validate the basics and create the draft (and its draft meter for metered features)."""
+    basics = _draft_basics_clean(environment=environment, data=data)
+    feature = Feature(environment=environment, status=FeatureStatus.DRAFT, **basics)
+    _draft_meter_sync(feature)
+    feature.save()
+    return feature
+
+
+@transaction.atomic
+def draft_save_basics(*, feature: Feature, data: dict) -> Feature:
+    """Name, type, lookup key, description, value. Switching to or from metered adds or drops the draft meter."""
+    basics = _draft_basics_clean(environment=feature.environment, data=data, exclude=feature)
+    for key, value in basics.items():
+        setattr(feature, key, value)
+    feature.save()
+    _draft_meter_sync(feature)
+    feature.save()
+    return feature
+
+
+def _draft_meter_save(feature: Feature, **changes: Any) -> Feature:
+    meter = feature.meter
+    for key, value in changes.items():
+        setattr(meter, key, value)
+    meter.save()
+    return feature
+
+
+def draft_save_event(*, feature: Feature, event_name: str) -> Feature:
+    return _draft_meter_save(feature, event_name=rules.event_name_clean(event_name))
+
+
+def draft_save_aggregation(*, feature: Feature, data: dict) -> Feature:
+    """Type, multiplier, bucket size and group-by. The property is asked on the next step, so its errors wait."""
+    meter = feature.meter
+    given = {
+        "type": data.get("type"),
+        "multiplier": data.get("multiplier"),
+        "bucket_size": data.get("bucket_size"),
+        "group_by": data.get("group_by"),
+        "field": meter.aggregation_field,
+        "expression": meter.aggregation_expression,
+    }
+    try:
+        aggregation = rules.aggregation_clean(given)
+    except ValidationFailed as exc:
+        others = {path: message for path, message in exc.details.items() if path not in QUANTITY_PATHS}
+        if others:
+            raise ValidationFailed(details=others) from None
+        aggregation = rules.aggregation_clean({**given, "field": _PLACEHOLDER_FIELD, "expression": ""})
+        aggregation = {**aggregation, "field": "", "expression": ""}
+    return _draft_meter_save(
+        feature,
+        aggregation_type=aggregation["type"],
+        aggregation_field=aggregation["field"],
+        aggregation_expression=aggregation["expression"],
+        multiplier=aggregation["multiplier"],
+        bucket_size=aggregation["bucket_size"],
+        group_by=aggregation["group_by"],
+    )
+
+
+def draft_save_field(*, feature: Feature, field: str, expression: str) -> Feature:
+    meter = feature.meter
+    aggregation = rules.aggregation_clean(
+        {
+            "type": meter.aggregation_type,
+            "field": field,
+            "expression": expression,
+            "multiplier": meter.multiplier,
+            "bucket_size": meter.bucket_size,
+            "group_by": meter.group_by,
+        }
+    )
+    return _draft_meter_save(
+        feature, aggregation_field=aggregation["field"], aggregation_expression=aggregation["expression"]
+    )
+
+
+def draft_save_reset(*, feature: Feature, reset_usage: str) -> Feature:
+    return _draft_meter_save(feature, reset_usage=rules.reset_usage_clean(reset_usage))
+
+
+def draft_save_units(*, feature: Feature, singular: str, plural: str) -> Feature:
+    feature.unit_singular, feature.unit_plural = rules.units_clean(singular=singular, plural=plural)
+    feature.save()
+    return feature
+
+
+def draft_save_filters(*, feature: Feature, filters: list[dict]) -> Feature:
+    """A draft's filters are replaced as given: nothing counts with them before publishing."""
+    return _draft_meter_save(feature, filters=rules.filters_clean(filters))
+
+
+def draft_progress_save(*, feature: Feature, wizard_step: str) -> Feature:
+    """Remember the furthest wizard step a draft reached (where "resume" goes); also marks the draft as touched,
+    so `drafts_cleanup` leaves drafts that are being worked on alone."""
+    feature.wizard_step = wizard_step
+    feature.save(update_fields=["wizard_step", "updated_at"])
+    return feature
+
+
+@transaction.atomic
+def draft_discard(*, feature: Feature) -> None:
+    """Delete a draft and its draft meter. Published features are never touched."""
+    if feature.status != FeatureStatus.DRAFT:
+        return
+    meter = feature.meter
+    feature.delete()
+    if meter is not None and meter.status == MeterStatus.DRAFT and not meter.features.exists():
+        meter.delete()
+
+
+def drafts_cleanup(*, older_than: dt.timedelta, dry_run: bool = False, batch_size: int = 500) -> int:
+    """Delete drafts (and their draft meters) untouched for longer than `older_than`; returns how many."""
+    cutoff = timezone.now() - older_than
+    stale = Feature.objects.filter(status=FeatureStatus.DRAFT, updated_at__lt=cutoff).order_by("pk")
+    if dry_run:
+        return stale.count()
+    removed = 0
+    while True:
+        batch = list(stale.values_list("pk", "meter_id")[:batch_size])
+        if not batch:
+            return removed
+        with transaction.atomic():
+            Feature.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+            meter_ids = [meter_id for _, meter_id in batch if meter_id is not None]
+            Meter.objects.filter(pk__in=meter_ids, status=MeterStatus.DRAFT, features__isnull=True).delete()
+        removed += len(batch)

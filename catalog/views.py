@@ -13,23 +13,15 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 from catalog import selectors, wizard
 from catalog.filtersets import FeatureFilterSet, MeterFilterSet
 from catalog.forms import (
-    AGGREGATION_HELP,
-    FEATURE_TYPE_HELP,
-    RESET_HELP,
-    FeatureAggregationForm,
     FeatureBasicsForm,
     FeatureEditForm,
-    FeatureEventForm,
-    FeatureFieldForm,
     FeatureFilterFormSet,
-    FeatureResetForm,
-    FeatureUnitsForm,
     add_details_errors,
 )
 from catalog.models import HIDDEN_FEATURE_STATUSES, Feature, FeatureStatus, FeatureType, MeterStatus
-from catalog.rules import EXPRESSION_TYPES, lookup_key_from_name
+from catalog.rules import lookup_key_from_name
+from catalog.services import draft_discard, feature_publish, feature_update
 from catalog.services import feature_archive as feature_archive_service
-from catalog.services import feature_update
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, FlexmeterError, NotFound, ValidationFailed
 
@@ -133,47 +125,6 @@ def _steps_nav(feature: Feature | None, current: wizard.Step) -> list[dict]:
     return nav
 
 
-def _choice_cards(options: dict, selected: str) -> list[dict]:
-    cards = []
-    for value, texts in options.items():
-        title, description, *example = texts
-        cards.append({"value": value, "title": title, "description": description,
-                      "example": example[0] if example else "", "checked": value == selected})  # fmt: skip
-    return cards
-
-
-def _initial(feature: Feature | None, step: wizard.Step) -> dict:
-    if feature is None:
-        return {"type": FeatureType.METERED}
-    meter = feature.meter
-    if step == wizard.BASICS:
-        return {"name": feature.name, "type": feature.type, "lookup_key": feature.lookup_key,
-                "description": feature.description, "value": feature.value}  # fmt: skip
-    if step == wizard.EVENT:
-        return {"event_name": meter.event_name}
-    if step == wizard.AGGREGATION:
-        return {"type": meter.aggregation_type, "multiplier": meter.multiplier, "bucket_size": meter.bucket_size,
-                "group_by": meter.group_by}  # fmt: skip
-    if step == wizard.FIELD:
-        source = "expression" if meter.aggregation_expression else "field"
-        return {"source": source, "field": meter.aggregation_field, "expression": meter.aggregation_expression}
-    if step == wizard.RESET:
-        return {"reset_usage": meter.reset_usage}
-    if step == wizard.UNITS:
-        return {"unit_singular": feature.unit_singular, "unit_plural": feature.unit_plural}
-    return {}
-
-
-FORMS = {
-    wizard.BASICS: FeatureBasicsForm,
-    wizard.EVENT: FeatureEventForm,
-    wizard.AGGREGATION: FeatureAggregationForm,
-    wizard.FIELD: FeatureFieldForm,
-    wizard.RESET: FeatureResetForm,
-    wizard.UNITS: FeatureUnitsForm,
-}
-
-
 def _filters_formset_saved(feature: Feature):
     """The draft's saved filter rows (one empty row to start with)."""
     rows = [
@@ -198,12 +149,14 @@ def _filters_formset_posted(request: HttpRequest):
     return FeatureFilterFormSet(initial=rows, prefix="filters"), False
 
 
-def _save_filters(feature: Feature, formset) -> bool:
+def _save_filters(request: HttpRequest, feature: Feature, formset) -> Feature | None:
+    """Save the filled rows; rule errors go onto the row and field they name (`filters[1].values`)."""
     if not formset.is_valid():
-        return False
+        return None
     filled = [(index, form) for index, form in enumerate(formset.forms) if not form.is_blank()]
+    data = {"filters": [form.as_filter() for _, form in filled]}
     try:
-        wizard.draft_save_filters(feature=feature, filters=[form.as_filter() for _, form in filled])
+        return wizard.step_submit(wizard.FILTERS, environment=request.environment, feature=feature, data=data)
     except ValidationFailed as exc:
         for path, message in exc.details.items():
             match = FILTER_PATH.match(path)
@@ -212,78 +165,34 @@ def _save_filters(feature: Feature, formset) -> bool:
                 filled[int(match.group(1))][1].add_error(match.group(2), text)
             else:
                 formset.forms[0].add_error(None, f"{path}: {message}")
-        return False
-    return True
+        return None
 
 
 def _save_step(request: HttpRequest, feature: Feature | None, step: wizard.Step, form) -> Feature | None:
     """Validate one step with the catalog rules and save it on the draft; None (with form errors) when invalid."""
-    data = form.cleaned_data
     try:
-        if step == wizard.BASICS:
-            if feature is None:
-                return wizard.draft_start(environment=request.environment, data=data)
-            return wizard.draft_save_basics(feature=feature, data=data)
-        if step == wizard.EVENT:
-            return wizard.draft_save_event(feature=feature, event_name=data["event_name"])
-        if step == wizard.AGGREGATION:
-            return wizard.draft_save_aggregation(feature=feature, data=data)
-        if step == wizard.FIELD:
-            use_expression = data.get("source") == "expression"
-            return wizard.draft_save_field(
-                feature=feature,
-                field="" if use_expression else data["field"],
-                expression=data["expression"] if use_expression else "",
-            )
-        if step == wizard.RESET:
-            return wizard.draft_save_reset(feature=feature, reset_usage=data["reset_usage"])
-        if step == wizard.UNITS:
-            return wizard.draft_save_units(feature=feature, singular=data["unit_singular"], plural=data["unit_plural"])
+        return wizard.step_submit(step, environment=request.environment, feature=feature, data=form.cleaned_data)
     except ValidationFailed as exc:
         add_details_errors(form, exc.details, form.error_paths)
         return None
-    raise Http404(f"Unknown step {step.name}")
 
 
 def _wizard_context(request: HttpRequest, feature: Feature | None, step: wizard.Step, **extra) -> dict:
     previous = wizard.step_before(feature, step)
-    context = {
+    steps = _steps_nav(feature, step)
+    return {
         "draft": feature,
         "meter": feature.meter if feature is not None else None,
         "step": step,
-        "steps": _steps_nav(feature, step),
-        "step_number": next(item["number"] for item in _steps_nav(feature, step) if item["step"] == step),
+        "steps": steps,
+        "step_number": next(item["number"] for item in steps if item["step"] == step),
         "step_count": len(wizard.steps_for(feature)),
         "previous_url": _step_url(feature, previous) if feature is not None and previous else None,
         "action_url": _step_url(feature, step) if feature is not None else reverse("catalog:feature_wizard_start"),
+        "publish_errors": [],
+        **step.context(request.environment, feature, extra.get("form")),
         **extra,
     }
-    form = context.get("form")
-    meter = context["meter"]
-    if step == wizard.BASICS:
-        selected = form["type"].value() if form is not None else ""
-        context["type_cards"] = _choice_cards(FEATURE_TYPE_HELP, selected or "")
-        context["derived_key"] = lookup_key_from_name((form["name"].value() or "").strip())
-    elif step == wizard.AGGREGATION:
-        context["aggregation_cards"] = _choice_cards(AGGREGATION_HELP, form["type"].value() or "")
-    elif step == wizard.RESET:
-        context["reset_cards"] = _choice_cards(RESET_HELP, form["reset_usage"].value() or "BILLING_PERIOD")
-    elif step == wizard.EVENT:
-        context["notice"] = wizard.event_name_notice(
-            environment=request.environment, event_name=form["event_name"].value() or "", exclude=feature
-        )
-    elif step == wizard.FIELD:
-        context["expression_allowed"] = meter.aggregation_type in EXPRESSION_TYPES
-        context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
-        typed = (form["field"].value() or "").strip()
-        context["case_near_miss"] = [
-            key for key in context["seen_keys"] if typed and key != typed and key.lower() == typed.lower()
-        ]
-    elif step == wizard.FILTERS:
-        context["seen_keys"] = wizard.recent_property_keys(environment=request.environment, event_name=meter.event_name)
-    elif step == wizard.REVIEW and feature is not None:
-        context["publish_errors"] = extra.get("publish_errors", [])
-    return context
 
 
 def _render_step(request: HttpRequest, context: dict, *, status: int = 200, push: str | None = None) -> HttpResponse:
@@ -299,7 +208,7 @@ def _go_to(request: HttpRequest, feature: Feature, step: wizard.Step) -> HttpRes
     if not request.htmx:
         return redirect(url)
     feature = Feature.objects.select_related("meter").get(pk=feature.pk)
-    form = FORMS[step](initial=_initial(feature, step)) if step in FORMS else None
+    form = step.form(initial=step.initial(feature)) if step.form is not None else None
     extra = {"form": form}
     if step == wizard.FILTERS:
         extra["formset"] = _filters_formset_saved(feature)
@@ -309,7 +218,7 @@ def _go_to(request: HttpRequest, feature: Feature, step: wizard.Step) -> HttpRes
 @dashboard_view
 def feature_wizard_start(request: HttpRequest) -> HttpResponse:
     """Step 1 before any draft exists: a valid POST creates the draft and moves on to its next step."""
-    form = FeatureBasicsForm(request.POST or None, initial=_initial(None, wizard.BASICS))
+    form = FeatureBasicsForm(request.POST or None, initial=wizard.BASICS.initial(None))
     if request.method == "POST" and form.is_valid():
         feature = _save_step(request, None, wizard.BASICS, form)
         if feature is not None:
@@ -331,13 +240,13 @@ def feature_wizard_step(request: HttpRequest, public_id: str, step: str) -> Http
     if current == wizard.FILTERS:
         formset, submitted = _filters_formset_posted(request) if request.method == "POST" else (None, False)
         formset = formset or _filters_formset_saved(feature)
-        if submitted and _save_filters(feature, formset):
-            return _go_to(request, feature, wizard.step_after(feature, current))
+        saved = _save_filters(request, feature, formset) if submitted else None
+        if saved is not None:
+            return _go_to(request, saved, wizard.step_after(saved, current))
         status = 422 if submitted else 200
         context = _wizard_context(request, feature, current, formset=formset)
         return _render_step(request, context, status=status, push=_step_url(feature, current))
-    form_class = FORMS[current]
-    form = form_class(request.POST or None, initial=_initial(feature, current))
+    form = current.form(request.POST or None, initial=current.initial(feature))
     if request.method == "POST" and form.is_valid():
         saved = _save_step(request, feature, current, form)
         if saved is not None:
@@ -350,7 +259,7 @@ def _review(request: HttpRequest, feature: Feature) -> HttpResponse:
     publish_errors = []
     if request.method == "POST":
         try:
-            wizard.draft_publish(feature=feature)
+            feature_publish(feature=feature)
         except (ValidationFailed, AlreadyExists) as exc:
             details = exc.details or {"": exc.message}
             for path, message in details.items():
@@ -393,7 +302,7 @@ def feature_wizard_lookup_key(request: HttpRequest) -> HttpResponse:
 def feature_wizard_discard(request: HttpRequest, public_id: str) -> HttpResponse:
     feature = _draft_or_404(request, public_id)
     if feature.status == FeatureStatus.DRAFT:
-        wizard.draft_discard(feature=feature)
+        draft_discard(feature=feature)
         messages.info(request, f"Draft “{feature.name}” discarded.")
     return redirect("catalog:feature_list")
 

@@ -1,47 +1,205 @@
 """The Add Feature wizard (SPEC §8): a draft Feature (+ draft Meter) saved one step at a time.
 
-Every step validates with the catalog rules (`catalog.rules`), the same functions the REST API uses, and saves
-what it validated on the draft row, so a reload, the back button or a bookmark resumes where the user was.
-Publishing runs every rule again on the whole draft (`catalog.services.feature_publish`). Abandoned drafts are
-removed by `manage.py cleanup_drafts`.
+The wizard is a table of steps (`ALL_STEPS`): for each step its form, the form's initial data from the draft, the
+service that validates and saves it (`catalog.services.draft_*`, with the same `catalog.rules` the REST API uses)
+and what its template needs. Views only parse the request and render. Every step is saved on the draft row, so a
+reload, the back button or a bookmark resumes where the user was. Publishing runs every rule again on the whole
+draft (`catalog.services.feature_publish`). Abandoned drafts are removed by `manage.py cleanup_drafts`.
 """
 
-import datetime as dt
-from dataclasses import dataclass
+from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
-from catalog import rules
-from catalog.models import AggregationType, Feature, FeatureStatus, FeatureType, Meter, MeterStatus
-from catalog.services import feature_publish
-from flexmeter.errors import ValidationFailed
+from catalog import rules, services
+from catalog.forms import (
+    AGGREGATION_HELP,
+    FEATURE_TYPE_HELP,
+    RESET_HELP,
+    FeatureAggregationForm,
+    FeatureBasicsForm,
+    FeatureEventForm,
+    FeatureFieldForm,
+    FeatureResetForm,
+    FeatureUnitsForm,
+)
+from catalog.models import AggregationType, Feature, FeatureStatus, FeatureType
 from flexmeter.models import Environment
 
+#: Saves one step's cleaned form data on the draft (creating it on the first step) and returns the draft.
+StepSave = Callable[[Environment, "Feature | None", dict], Feature]
+#: What a step's template needs besides the shared wizard context, from the draft and the bound form.
+StepContext = Callable[[Environment, "Feature | None", "forms.Form | None"], dict]
 
-@dataclass(frozen=True)
+
+def _nothing_initial(feature: Feature | None) -> dict:
+    return {}
+
+
+def _nothing_more(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    return {}
+
+
+@dataclass(frozen=True, eq=False)
 class Step:
+    """One step of the wizard. `form` is None for the filters (a formset of rows) and review steps."""
+
     name: str
     label: str
+    form: type[forms.Form] | None = None
+    initial: Callable[[Feature | None], dict] = _nothing_initial
+    save: StepSave | None = None
+    context: StepContext = _nothing_more
 
 
-BASICS = Step("basics", "Basics")
-EVENT = Step("event", "Event name")
-AGGREGATION = Step("aggregation", "Aggregation")
-FIELD = Step("field", "Field")
-RESET = Step("reset", "Usage reset")
-UNITS = Step("units", "Units")
-FILTERS = Step("filters", "Filters")
+def choice_cards(options: dict, selected: str) -> list[dict]:
+    """Radio choices shown as cards: `{value: (title, description, example?)}` → one dict per card."""
+    cards = []
+    for value, texts in options.items():
+        title, description, *example = texts
+        cards.append({"value": value, "title": title, "description": description,
+                      "example": example[0] if example else "", "checked": value == selected})  # fmt: skip
+    return cards
+
+
+def _bound(form: forms.Form | None, name: str) -> str:
+    return (form[name].value() or "") if form is not None else ""
+
+
+# --- basics -----------------------------------------------------------------------------------------------------
+
+
+def _basics_initial(feature: Feature | None) -> dict:
+    if feature is None:
+        return {"type": FeatureType.METERED}
+    return {"name": feature.name, "type": feature.type, "lookup_key": feature.lookup_key,
+            "description": feature.description, "value": feature.value}  # fmt: skip
+
+
+def _basics_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    if feature is None:
+        return services.draft_start(environment=environment, data=data)
+    return services.draft_save_basics(feature=feature, data=data)
+
+
+def _basics_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    return {
+        "type_cards": choice_cards(FEATURE_TYPE_HELP, _bound(form, "type")),
+        "derived_key": rules.lookup_key_from_name(_bound(form, "name").strip()),
+    }
+
+
+# --- event name -------------------------------------------------------------------------------------------------
+
+
+def _event_initial(feature: Feature | None) -> dict:
+    return {"event_name": feature.meter.event_name}
+
+
+def _event_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    return services.draft_save_event(feature=feature, event_name=data["event_name"])
+
+
+def _event_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    notice = event_name_notice(environment=environment, event_name=_bound(form, "event_name"), exclude=feature)
+    return {"notice": notice}
+
+
+# --- aggregation ------------------------------------------------------------------------------------------------
+
+
+def _aggregation_initial(feature: Feature | None) -> dict:
+    meter = feature.meter
+    return {"type": meter.aggregation_type, "multiplier": meter.multiplier, "bucket_size": meter.bucket_size,
+            "group_by": meter.group_by}  # fmt: skip
+
+
+def _aggregation_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    return services.draft_save_aggregation(feature=feature, data=data)
+
+
+def _aggregation_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    return {"aggregation_cards": choice_cards(AGGREGATION_HELP, _bound(form, "type"))}
+
+
+# --- field ------------------------------------------------------------------------------------------------------
+
+
+def _field_initial(feature: Feature | None) -> dict:
+    meter = feature.meter
+    source = "expression" if meter.aggregation_expression else "field"
+    return {"source": source, "field": meter.aggregation_field, "expression": meter.aggregation_expression}
+
+
+def _field_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    use_expression = data.get("source") == "expression"
+    return services.draft_save_field(
+        feature=feature,
+        field="" if use_expression else data["field"],
+        expression=data["expression"] if use_expression else "",
+    )
+
+
+def _field_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    seen_keys = recent_property_keys(environment=environment, event_name=feature.meter.event_name)
+    typed = _bound(form, "field").strip()
+    return {
+        "expression_allowed": feature.meter.aggregation_type in rules.EXPRESSION_TYPES,
+        "seen_keys": seen_keys,
+        "case_near_miss": rules.similar_names(typed, seen_keys) if typed else [],
+    }
+
+
+# --- reset, units, filters, review ------------------------------------------------------------------------------
+
+
+def _reset_initial(feature: Feature | None) -> dict:
+    return {"reset_usage": feature.meter.reset_usage}
+
+
+def _reset_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    return services.draft_save_reset(feature=feature, reset_usage=data["reset_usage"])
+
+
+def _reset_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    return {"reset_cards": choice_cards(RESET_HELP, _bound(form, "reset_usage") or "BILLING_PERIOD")}
+
+
+def _units_initial(feature: Feature | None) -> dict:
+    return {"unit_singular": feature.unit_singular, "unit_plural": feature.unit_plural}
+
+
+def _units_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    return services.draft_save_units(feature=feature, singular=data["unit_singular"], plural=data["unit_plural"])
+
+
+def _filters_save(environment: Environment, feature: Feature | None, data: dict) -> Feature:
+    return services.draft_save_filters(feature=feature, filters=data["filters"])
+
+
+def _filters_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
+    return {"seen_keys": recent_property_keys(environment=environment, event_name=feature.meter.event_name)}
+
+
+BASICS = Step("basics", "Basics", FeatureBasicsForm, _basics_initial, _basics_save, _basics_context)
+EVENT = Step("event", "Event name", FeatureEventForm, _event_initial, _event_save, _event_context)
+AGGREGATION = Step(
+    "aggregation", "Aggregation", FeatureAggregationForm, _aggregation_initial, _aggregation_save, _aggregation_context
+)
+FIELD = Step("field", "Field", FeatureFieldForm, _field_initial, _field_save, _field_context)
+RESET = Step("reset", "Usage reset", FeatureResetForm, _reset_initial, _reset_save, _reset_context)
+UNITS = Step("units", "Units", FeatureUnitsForm, _units_initial, _units_save)
+FILTERS = Step("filters", "Filters", save=_filters_save, context=_filters_context)
 REVIEW = Step("review", "Review")
 
 ALL_STEPS = (BASICS, EVENT, AGGREGATION, FIELD, RESET, UNITS, FILTERS, REVIEW)
 STEPS_BY_NAME = {step.name: step for step in ALL_STEPS}
-
-#: Rule error paths that belong to the field step, not the aggregation step.
-QUANTITY_PATHS = frozenset({"aggregation.field", "aggregation.expression"})
-#: Stands in for the property while the aggregation step validates everything but the property.
-_PLACEHOLDER_FIELD = "__field_chosen_on_the_next_step__"
 
 
 def steps_for(feature: Feature | None) -> list[Step]:
@@ -57,18 +215,16 @@ def steps_for(feature: Feature | None) -> list[Step]:
 
 def step_after(feature: Feature, step: Step) -> Step:
     steps = steps_for(feature)
-    names = [item.name for item in steps]
-    if step.name not in names:
+    if step not in steps:
         return steps[0]
-    return steps[min(names.index(step.name) + 1, len(steps) - 1)]
+    return steps[min(steps.index(step) + 1, len(steps) - 1)]
 
 
 def step_before(feature: Feature | None, step: Step) -> Step | None:
     steps = steps_for(feature)
-    names = [item.name for item in steps]
-    if step.name not in names or names.index(step.name) == 0:
+    if step not in steps or steps.index(step) == 0:
         return None
-    return steps[names.index(step.name) - 1]
+    return steps[steps.index(step) - 1]
 
 
 def furthest_step(feature: Feature) -> Step:
@@ -79,185 +235,20 @@ def furthest_step(feature: Feature) -> Step:
     return BASICS if not feature.wizard_step else REVIEW
 
 
-def _reach(feature: Feature, step: Step) -> None:
-    names = [item.name for item in steps_for(feature)]
-    current = names.index(feature.wizard_step) if feature.wizard_step in names else -1
-    if step.name in names and names.index(step.name) > current:
-        feature.wizard_step = step.name
+@transaction.atomic
+def step_submit(step: Step, *, environment: Environment, feature: Feature | None, data: dict[str, Any]) -> Feature:
+    """Validate and save one step on the draft (raises ValidationFailed), and record how far the draft got."""
+    feature = step.save(environment, feature, data)
+    steps = steps_for(feature)
+    names = [item.name for item in steps]
+    reached = names.index(feature.wizard_step) if feature.wizard_step in names else -1
+    following = step_after(feature, step)
+    furthest = following.name if following in steps and steps.index(following) > reached else feature.wizard_step
+    return services.draft_progress_save(feature=feature, wizard_step=furthest)
 
 
 def draft_queryset(environment: Environment) -> QuerySet[Feature]:
     return Feature.objects.for_environment(environment).filter(status=FeatureStatus.DRAFT).select_related("meter")
-
-
-def _basics_clean(*, environment: Environment, data: dict, exclude: Feature | None = None) -> dict:
-    errors: dict[str, str] = {}
-    basics: dict = {}
-    try:
-        basics = rules.feature_basics_clean(
-            name=data.get("name"), type=data.get("type"), lookup_key=data.get("lookup_key"),
-            description=data.get("description"),
-        )  # fmt: skip
-    except ValidationFailed as exc:
-        errors.update(exc.details)
-    try:
-        value = rules.feature_value_clean(data.get("value"), type=basics.get("type") or data.get("type") or "")
-    except ValidationFailed as exc:
-        errors.update(exc.details)
-        value = ""
-    if basics.get("type") in {FeatureType.METERED, FeatureType.BOOLEAN}:
-        value = ""
-    if basics.get("lookup_key") and "lookup_key" not in errors:
-        taken = (
-            Feature.objects.for_environment(environment)
-            .filter(lookup_key=basics["lookup_key"], status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED])
-            .exclude(pk=exclude.pk if exclude else None)
-            .first()
-        )
-        if taken is not None:
-            errors["lookup_key"] = (
-                f"“{basics['lookup_key']}” is already used by feature {taken.name} ({taken.public_id})"
-            )
-    if errors:
-        raise ValidationFailed(details=errors)
-    return {**basics, "value": value}
-
-
-def _sync_meter(feature: Feature) -> None:
-    """A metered draft owns a draft meter named after it; other types have none."""
-    if feature.type == FeatureType.METERED:
-        if feature.meter is None:
-            feature.meter = Meter.objects.create(
-                environment=feature.environment,
-                name=feature.name,
-                event_name="",
-                aggregation_type="",
-                status=MeterStatus.DRAFT,
-            )
-        elif feature.meter.status == MeterStatus.DRAFT and feature.meter.name != feature.name:
-            feature.meter.name = feature.name
-            feature.meter.save(update_fields=["name", "updated_at"])
-    elif feature.meter is not None:
-        meter, feature.meter = feature.meter, None
-        feature.save(update_fields=["meter", "updated_at"])
-        if meter.status == MeterStatus.DRAFT:
-            meter.delete()
-
-
-@transaction.atomic
-def draft_start(*, environment: Environment, data: dict) -> Feature:
-    """Validate the basics and create the draft (and its draft meter for metered features)."""
-    basics = _basics_clean(environment=environment, data=data)
-    feature = Feature(environment=environment, status=FeatureStatus.DRAFT, **basics)
-    _sync_meter(feature)
-    _reach(feature, step_after(feature, BASICS))
-    feature.save()
-    return feature
-
-
-@transaction.atomic
-def draft_save_basics(*, feature: Feature, data: dict) -> Feature:
-    basics = _basics_clean(environment=feature.environment, data=data, exclude=feature)
-    for key, value in basics.items():
-        setattr(feature, key, value)
-    feature.save()
-    _sync_meter(feature)
-    _reach(feature, step_after(feature, BASICS))
-    feature.save()
-    return feature
-
-
-def _save_meter(feature: Feature, step: Step, **changes) -> Feature:
-    meter = feature.meter
-    for key, value in changes.items():
-        setattr(meter, key, value)
-    meter.save()
-    _reach(feature, step_after(feature, step))
-    feature.save(update_fields=["wizard_step", "updated_at"])
-    return feature
-
-
-def draft_save_event(*, feature: Feature, event_name: str) -> Feature:
-    return _save_meter(feature, EVENT, event_name=rules.event_name_clean(event_name))
-
-
-def draft_save_aggregation(*, feature: Feature, data: dict) -> Feature:
-    """Type, multiplier, bucket size and group-by. The property is asked on the next step, so its errors wait."""
-    meter = feature.meter
-    given = {
-        "type": data.get("type"),
-        "multiplier": data.get("multiplier"),
-        "bucket_size": data.get("bucket_size"),
-        "group_by": data.get("group_by"),
-        "field": meter.aggregation_field,
-        "expression": meter.aggregation_expression,
-    }
-    try:
-        aggregation = rules.aggregation_clean(given)
-    except ValidationFailed as exc:
-        others = {path: message for path, message in exc.details.items() if path not in QUANTITY_PATHS}
-        if others:
-            raise ValidationFailed(details=others) from None
-        aggregation = rules.aggregation_clean({**given, "field": _PLACEHOLDER_FIELD, "expression": ""})
-        aggregation = {**aggregation, "field": "", "expression": ""}
-    return _save_meter(
-        feature,
-        AGGREGATION,
-        aggregation_type=aggregation["type"],
-        aggregation_field=aggregation["field"],
-        aggregation_expression=aggregation["expression"],
-        multiplier=aggregation["multiplier"],
-        bucket_size=aggregation["bucket_size"],
-        group_by=aggregation["group_by"],
-    )
-
-
-def draft_save_field(*, feature: Feature, field: str, expression: str) -> Feature:
-    meter = feature.meter
-    aggregation = rules.aggregation_clean(
-        {
-            "type": meter.aggregation_type,
-            "field": field,
-            "expression": expression,
-            "multiplier": meter.multiplier,
-            "bucket_size": meter.bucket_size,
-            "group_by": meter.group_by,
-        }
-    )
-    return _save_meter(
-        feature, FIELD, aggregation_field=aggregation["field"], aggregation_expression=aggregation["expression"]
-    )
-
-
-def draft_save_reset(*, feature: Feature, reset_usage: str) -> Feature:
-    return _save_meter(feature, RESET, reset_usage=rules.reset_usage_clean(reset_usage))
-
-
-def draft_save_units(*, feature: Feature, singular: str, plural: str) -> Feature:
-    feature.unit_singular, feature.unit_plural = rules.units_clean(singular=singular, plural=plural)
-    _reach(feature, step_after(feature, UNITS))
-    feature.save()
-    return feature
-
-
-def draft_save_filters(*, feature: Feature, filters: list[dict]) -> Feature:
-    return _save_meter(feature, FILTERS, filters=rules.filters_clean(filters))
-
-
-def draft_publish(*, feature: Feature) -> Feature:
-    """Run every rule on the whole draft and publish it with its meter (raises ValidationFailed/AlreadyExists)."""
-    return feature_publish(feature=feature)
-
-
-@transaction.atomic
-def draft_discard(*, feature: Feature) -> None:
-    """Delete a draft and its draft meter. Published features are never touched."""
-    if feature.status != FeatureStatus.DRAFT:
-        return
-    meter = feature.meter
-    feature.delete()
-    if meter is not None and meter.status == MeterStatus.DRAFT and not meter.features.exists():
-        meter.delete()
 
 
 def step_for_error_path(path: str) -> Step:
@@ -282,7 +273,8 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
     """What the event step tells the user about an event name while they type.
 
     `same`: live features whose meter counts this exact event name (sharing is allowed, SPEC §2.1);
-    `similar`: `[{"event_name", "features"}]` for names that differ only by case (a likely typo);
+    `similar`: `[{"event_name", "features"}]` for names that differ only by case, separators or whitespace (a
+    likely typo; `rules.similar_names`, the debugger's near-miss rule);
     `warnings`: upper case or whitespace in the name, which rarely matches what applications send.
     """
     name = event_name.strip()
@@ -293,23 +285,22 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
         warnings.append(f"has upper case letters; matching is case-sensitive, so “{name.lower()}” would not count")
     if not name:
         return {"same": [], "similar": [], "warnings": warnings, "event_name": name}
-    live = (
-        Feature.objects.for_environment(environment)
-        .filter(status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED], meter__event_name__iexact=name)
-        .select_related("meter")
-        .order_by("name")
+    live = Feature.objects.for_environment(environment).filter(
+        status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED], meter__isnull=False
     )
     if exclude is not None:
         live = live.exclude(pk=exclude.pk)
-    features = list(live[:20])
-    same = [feature for feature in features if feature.meter.event_name == name]
-    similar: dict[str, list[Feature]] = {}
-    for feature in features:
-        if feature.meter.event_name != name:
-            similar.setdefault(feature.meter.event_name, []).append(feature)
+    event_names = set(live.values_list("meter__event_name", flat=True).distinct())
+    similar_names = rules.similar_names(name, event_names)
+    features = list(
+        live.filter(meter__event_name__in=[name, *similar_names]).select_related("meter").order_by("name")[:20]
+    )
+    similar = {
+        similar_name: [f for f in features if f.meter.event_name == similar_name] for similar_name in similar_names
+    }
     return {
-        "same": same,
-        "similar": [{"event_name": key, "features": value} for key, value in similar.items()],
+        "same": [feature for feature in features if feature.meter.event_name == name],
+        "similar": [{"event_name": key, "features": value} for key, value in similar.items() if value],
         "warnings": warnings,
         "event_name": name,
     }
@@ -338,21 +329,3 @@ def recent_property_keys(*, environment: Environment, event_name: str) -> list[s
         if isinstance(properties, dict):
             keys.update(dict.fromkeys(properties))
     return sorted(keys)
-
-
-def drafts_cleanup(*, older_than: dt.timedelta, dry_run: bool = False, batch_size: int = 500) -> int:
-    """Delete drafts (and their draft meters) untouched for longer than `older_than`; returns how many."""
-    cutoff = timezone.now() - older_than
-    stale = Feature.objects.filter(status=FeatureStatus.DRAFT, updated_at__lt=cutoff).order_by("pk")
-    if dry_run:
-        return stale.count()
-    removed = 0
-    while True:
-        batch = list(stale.values_list("pk", "meter_id")[:batch_size])
-        if not batch:
-            return removed
-        with transaction.atomic():
-            Feature.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
-            meter_ids = [meter_id for _, meter_id in batch if meter_id is not None]
-            Meter.objects.filter(pk__in=meter_ids, status=MeterStatus.DRAFT, features__isnull=True).delete()
-        removed += len(batch)

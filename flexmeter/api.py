@@ -1,6 +1,5 @@
 """The /v1 REST API root: authentication, the error envelope, and the routers of every app."""
 
-import json
 import logging
 
 from django.conf import settings
@@ -18,10 +17,16 @@ logger = logging.getLogger(__name__)
 
 
 class StrictJsonParser(Parser):
-    """Request bodies must be JSON objects (or arrays) sent as application/json."""
+    """Request bodies must be JSON objects (or arrays) sent as application/json.
+
+    Numbers keep every digit (`metering.exactjson`): a multiplier sent as the JSON number
+    `1.0000000000000000000000000000001` must not arrive as the float `1.0`.
+    """
 
     def parse_body(self, request: HttpRequest):
-        return json.loads(request.body)
+        from metering import exactjson
+
+        return exactjson.loads(request.body)
 
 
 api = NinjaAPI(

@@ -14,7 +14,8 @@ Conventions:
   environment, lookup keys and published meter definitions are unique) live in `catalog/services.py`, and the
   uniqueness rules are enforced by database constraints.
 
-Layout: `meters.py` (§2.1), `features.py` (§2.2), `common.py` (the error collector and typed value readers).
+Layout: `meters.py` (§2.1), `features.py` (§2.2), `common.py` (the error collector and typed value readers),
+`names.py` (names that differ only by case, separators or whitespace: the near-miss rule of §7).
 """
 
 from catalog.rules.common import (
@@ -41,8 +42,13 @@ from catalog.rules.meters import (
     AGGREGATION_ALIASES,
     BUCKET_TYPES,
     EXPRESSION_TYPES,
+    FILTER_MAX_VALUES,
     FILTER_OPERATORS,
+    FILTER_VALUE_MAX_LENGTH,
     IMMUTABLE_AFTER_PUBLISH,
+    METER_AGGREGATION_PATHS,
+    ONLY_ADDED_TO,
+    USAGE_REQUEST_PATHS,
     aggregation_clean,
     event_name_clean,
     filters_clean,
@@ -53,6 +59,7 @@ from catalog.rules.meters import (
     meter_fingerprint,
     reset_usage_clean,
 )
+from catalog.rules.names import name_likeness_key, similar_names
 
 __all__ = [
     "AGGREGATION_ALIASES",
@@ -61,11 +68,16 @@ __all__ = [
     "BUCKET_TYPES",
     "DECIMAL_MAX_LENGTH",
     "EXPRESSION_TYPES",
+    "FILTER_MAX_VALUES",
     "FILTER_OPERATORS",
+    "FILTER_VALUE_MAX_LENGTH",
     "IMMUTABLE_AFTER_PUBLISH",
     "METADATA_MAX_KEYS",
+    "METER_AGGREGATION_PATHS",
     "NAME_MAX_LENGTH",
+    "ONLY_ADDED_TO",
     "UNIT_MAX_LENGTH",
+    "USAGE_REQUEST_PATHS",
     "aggregation_clean",
     "alert_settings_clean",
     "event_name_clean",
@@ -83,6 +95,8 @@ __all__ = [
     "meter_definition_clean",
     "meter_definition_of",
     "meter_fingerprint",
+    "name_likeness_key",
     "reset_usage_clean",
+    "similar_names",
     "units_clean",
 ]

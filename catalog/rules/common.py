@@ -7,6 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from flexmeter.decimals import decimal_text
 from flexmeter.errors import ValidationFailed, prefix_details
 
 NAME_MAX_LENGTH = 255
@@ -95,15 +96,8 @@ def decimal_value(value: Any, path: str, errors: Errors, *, positive: bool = Fal
     if positive and number <= 0:
         errors.add(path, "must be greater than 0")
         return ""
-    text = decimal_to_text(number)
-    if len(text) > DECIMAL_MAX_LENGTH:
+    # The exponent is checked first: `1e999999999` would otherwise be written out in full before its length is.
+    if abs(number.adjusted()) > DECIMAL_MAX_LENGTH or len(text := decimal_text(number)) > DECIMAL_MAX_LENGTH:
         errors.add(path, f"must have at most {DECIMAL_MAX_LENGTH} digits")
         return ""
     return text
-
-
-def decimal_to_text(number: Decimal) -> str:
-    """Shortest exact plain-notation text of a decimal: 1.50 → "1.5", 1E+3 → "1000", -0 → "0"."""
-    if number == 0:
-        return "0"
-    return format(number.normalize(), "f")

@@ -8,8 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from catalog.models import FeatureType
-from catalog.rules.common import NAME_MAX_LENGTH, Errors, choice_value, decimal_to_text, decimal_value, text_value
+from catalog.rules.common import NAME_MAX_LENGTH, Errors, choice_value, decimal_value, text_value
 from catalog.rules.meters import meter_definition_clean
+from flexmeter.decimals import decimal_text
 from flexmeter.errors import ValidationFailed
 
 UNIT_MAX_LENGTH = 64
@@ -132,12 +133,12 @@ def alert_settings_clean(value: Any) -> dict:
             if shared == "above" and lower > higher:
                 errors.add(
                     f"alert_settings.{lower_level}.threshold",
-                    f"must not exceed the {higher_level} threshold ({decimal_to_text(higher)}) for condition above",
+                    f"must not exceed the {higher_level} threshold ({decimal_text(higher)}) for condition above",
                 )
             elif shared == "below" and lower < higher:
                 errors.add(
                     f"alert_settings.{lower_level}.threshold",
-                    f"must not be below the {higher_level} threshold ({decimal_to_text(higher)}) for condition below",
+                    f"must not be below the {higher_level} threshold ({decimal_text(higher)}) for condition below",
                 )
     errors.raise_if_any()
     return {"alert_enabled": enabled, **levels}
@@ -308,7 +309,7 @@ def format_quantity(value: Any, *, unit_singular: str = "", unit_plural: str = "
     if isinstance(value, float):
         value = repr(value)
     number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    text = "0" if number == 0 else format(number.normalize(), ",f")
+    text = decimal_text(number, grouped=True)
     unit = unit_singular if number == 1 else unit_plural
     unit = unit or unit_plural or unit_singular
     return f"{text} {unit}" if unit else text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from catalog.models import AggregationType, BucketSize, MeterStatus, ResetUsage
@@ -11,6 +12,9 @@ from catalog.rules.common import Errors, choice_value, decimal_value, text_value
 from flexmeter.errors import ValidationFailed
 
 FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
+#: Bounds of one filter: every event read and every usage query carries its values.
+FILTER_MAX_VALUES = 1_000
+FILTER_VALUE_MAX_LENGTH = 1_024
 #: Types that may compute their quantity with a CEL expression instead of a field.
 EXPRESSION_TYPES = frozenset({"SUM", "AVG", "MIN", "MAX", "LATEST"})
 #: Types that may report per-bucket results.
@@ -42,9 +46,33 @@ def _compile_expression(text: str, path: str, errors: Errors) -> None:
         errors.add(path, "must reference at least one event property")
 
 
-def aggregation_clean(data: Any) -> dict:
-    """The `aggregation` object of a meter. Returns every key, `""` where unused:
-    `{"type", "field", "expression", "multiplier", "bucket_size", "group_by"}`.
+#: Where `aggregation_clean` reports each part of an aggregation: in a meter definition (the default)…
+METER_AGGREGATION_PATHS: Mapping[str, str] = {
+    "type": "aggregation.type",
+    "field": "aggregation.field",
+    "expression": "aggregation.expression",
+    "multiplier": "aggregation.multiplier",
+    "bucket_size": "aggregation.bucket_size",
+    "group_by": "aggregation.group_by",
+}
+#: …and in an ad-hoc usage request (`POST /v1/events/usage`), whose fields are flat and named as in Flexprice.
+USAGE_REQUEST_PATHS: Mapping[str, str] = {
+    "type": "aggregation_type",
+    "field": "property_name",
+    "expression": "expression",
+    "multiplier": "multiplier",
+    "bucket_size": "bucket_size",
+    "group_by": "group_by",
+}
+
+
+def aggregation_clean(data: Any, *, paths: Mapping[str, str] = METER_AGGREGATION_PATHS) -> dict:
+    """Validate an aggregation (SPEC §2.1) — of a meter, a wizard draft or an ad-hoc usage request.
+
+    `data` holds `type`, `field`, `expression`, `multiplier`, `bucket_size`, `group_by` (absent or None when not
+    given). Returns every key, `""` where unused: `{"type", "field", "expression", "multiplier", "bucket_size",
+    "group_by"}`, the multiplier as exact decimal text. Errors name `paths[part]` (`METER_AGGREGATION_PATHS`, or
+    `USAGE_REQUEST_PATHS` for `POST /v1/events/usage`).
 
     The type is case-insensitive in, upper case out. COUNT accepts and ignores `field` (Flexprice clients send
     one). A bare string is read as the type (`"COUNT"` ≡ `{"type": "COUNT"}`), as in Flexprice's inline meters.
@@ -59,44 +87,40 @@ def aggregation_clean(data: Any) -> dict:
     if isinstance(raw_type, str):
         raw_type = AGGREGATION_ALIASES.get(raw_type.strip().upper(), raw_type)
     if raw_type is None or raw_type == "":
-        errors.add("aggregation.type", f"is required (one of {', '.join(AggregationType.values)})")
+        errors.add(paths["type"], f"is required (one of {', '.join(AggregationType.values)})")
         agg_type = ""
     else:
-        agg_type = choice_value(raw_type, "aggregation.type", errors, AggregationType.values, upper=True)
+        agg_type = choice_value(raw_type, paths["type"], errors, AggregationType.values, upper=True)
 
-    field = text_value(data.get("field"), "aggregation.field", errors)
-    expression = text_value(
-        data.get("expression"), "aggregation.expression", errors, max_length=4000, single_line=False
-    )
-    multiplier = decimal_value(data.get("multiplier"), "aggregation.multiplier", errors, positive=True)
-    bucket_size = choice_value(
-        data.get("bucket_size"), "aggregation.bucket_size", errors, BucketSize.values, upper=True
-    )
-    group_by = text_value(data.get("group_by"), "aggregation.group_by", errors)
+    field = text_value(data.get("field"), paths["field"], errors)
+    expression = text_value(data.get("expression"), paths["expression"], errors, max_length=4000, single_line=False)
+    multiplier = decimal_value(data.get("multiplier"), paths["multiplier"], errors, positive=True)
+    bucket_size = choice_value(data.get("bucket_size"), paths["bucket_size"], errors, BucketSize.values, upper=True)
+    group_by = text_value(data.get("group_by"), paths["group_by"], errors)
 
     if agg_type == AggregationType.COUNT:
         field = ""
     if expression:
         if agg_type and agg_type not in EXPRESSION_TYPES:
-            errors.add("aggregation.expression", f"is only allowed for {', '.join(sorted(EXPRESSION_TYPES))}")
+            errors.add(paths["expression"], f"is only allowed for {', '.join(sorted(EXPRESSION_TYPES))}")
         elif field:
-            errors.add("aggregation.expression", "give either a field or an expression, not both")
+            errors.add(paths["expression"], "give either a field or an expression, not both")
         else:
-            _compile_expression(expression, "aggregation.expression", errors)
-    elif agg_type and agg_type != AggregationType.COUNT and not field and "aggregation.field" not in errors:
+            _compile_expression(expression, paths["expression"], errors)
+    elif agg_type and agg_type != AggregationType.COUNT and not field and paths["field"] not in errors:
         alternative = " or an expression" if agg_type in EXPRESSION_TYPES else ""
-        errors.add("aggregation.field", f"is required for {agg_type} (the event property to aggregate){alternative}")
+        errors.add(paths["field"], f"is required for {agg_type} (the event property to aggregate){alternative}")
 
     if agg_type == AggregationType.SUM_WITH_MULTIPLIER:
-        if not multiplier and "aggregation.multiplier" not in errors:
-            errors.add("aggregation.multiplier", "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)")
+        if not multiplier and paths["multiplier"] not in errors:
+            errors.add(paths["multiplier"], "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)")
     elif multiplier and agg_type:
-        errors.add("aggregation.multiplier", "is only allowed for SUM_WITH_MULTIPLIER")
+        errors.add(paths["multiplier"], "is only allowed for SUM_WITH_MULTIPLIER")
 
     if bucket_size and agg_type and agg_type not in BUCKET_TYPES:
-        errors.add("aggregation.bucket_size", "is only allowed for SUM and MAX")
+        errors.add(paths["bucket_size"], "is only allowed for SUM and MAX")
     if group_by and agg_type and (agg_type != AggregationType.MAX or not bucket_size):
-        errors.add("aggregation.group_by", "is only allowed for MAX with a bucket_size")
+        errors.add(paths["group_by"], "is only allowed for MAX with a bucket_size")
 
     errors.raise_if_any()
     return {
@@ -113,7 +137,9 @@ def filters_clean(value: Any) -> list[dict]:
     """A list of `{key, values, operator?}`; returns `[{"key", "operator", "values"}]` in the given order.
 
     The operator defaults to `in`; values are de-duplicated (first occurrence kept); a key may appear once.
-    `contains`/`not_contains` reject the empty string, which would match (or exclude) every value.
+    `contains`/`not_contains` reject the empty string, which would match (or exclude) every value. A filter holds
+    at most FILTER_MAX_VALUES values of at most FILTER_VALUE_MAX_LENGTH characters each: every event read and
+    every usage query carries them.
     """
     if value is None:
         return []
@@ -129,18 +155,7 @@ def filters_clean(value: Any) -> list[dict]:
             continue
         key = text_value(item.get("key"), f"{path}.key", errors, required=True)
         operator = choice_value(item.get("operator"), f"{path}.operator", errors, FILTER_OPERATORS, upper=False) or "in"
-        raw_values = item.get("values")
-        values: list[str] = []
-        if not isinstance(raw_values, list) or not raw_values:
-            errors.add(f"{path}.values", "must be a non-empty list of strings")
-        else:
-            for value_index, text in enumerate(raw_values):
-                if not isinstance(text, str):
-                    errors.add(f"{path}.values[{value_index}]", "must be a string")
-                elif text == "" and operator in {"contains", "not_contains"}:
-                    errors.add(f"{path}.values[{value_index}]", f"must not be empty for {operator}")
-                elif text not in values:
-                    values.append(text)
+        values = _filter_values(item.get("values"), path, operator, errors)
         if key:
             if key in first_index_of_key:
                 errors.add(f"{path}.key", f"duplicate key {key!r} (already used by filters[{first_index_of_key[key]}])")
@@ -151,16 +166,41 @@ def filters_clean(value: Any) -> list[dict]:
     return cleaned
 
 
-def filters_merge(*, existing: list, added: Any) -> list[dict]:
-    """Merge filters into a published meter's filters, additively (SPEC §2.1).
+def _filter_values(raw_values: Any, path: str, operator: str, errors: Errors) -> list[str]:
+    if not isinstance(raw_values, list) or not raw_values:
+        errors.add(f"{path}.values", "must be a non-empty list of strings")
+        return []
+    if len(raw_values) > FILTER_MAX_VALUES:
+        errors.add(f"{path}.values", f"must have at most {FILTER_MAX_VALUES:,} values (got {len(raw_values):,})")
+        return []
+    values: dict[str, None] = {}
+    for value_index, text in enumerate(raw_values):
+        value_path = f"{path}.values[{value_index}]"
+        if not isinstance(text, str):
+            errors.add(value_path, "must be a string")
+        elif len(text) > FILTER_VALUE_MAX_LENGTH:
+            errors.add(value_path, f"must be at most {FILTER_VALUE_MAX_LENGTH:,} characters (got {len(text):,})")
+        elif text == "" and operator in {"contains", "not_contains"}:
+            errors.add(value_path, f"must not be empty for {operator}")
+        else:
+            values[text] = None
+    return list(values)
+
+
+ONLY_ADDED_TO = "filters can only be added to (archive the meter and create a new one to narrow it)"
+
+
+def filters_merge(*, existing: list, added: Any, complete: bool = False) -> list[dict]:
+    """Merge filters into a published meter's filters, additively, as Flexprice does (SPEC §2.1, §6.3).
 
     `existing` is the stored (normalized) list; `added` is what the caller sent and is validated here.
-    - A key the caller omits is **kept**: Flexprice-style clients resend the full list, others send only what
-      they add, and both are served. There is no way to remove a key: archive the meter and create a new one.
-    - A new key is appended.
-    - A key that is sent must keep its operator and list every value it already had (new values are appended).
-      Sending a key with fewer values is an attempt to remove them and is rejected, naming the missing values,
-      so a client never believes it removed something that is still counted.
+    - A new key is appended; the values sent for an existing key are added to its values (duplicates ignored).
+    - Nothing is ever removed: a key or value the caller leaves out is kept.
+    - Changing the operator of an existing key is refused (it would change what the kept values mean).
+    - `complete=True` says `added` is the whole intended list (the admin's filters box shows every filter), so a
+      key or value left out of it is an attempt to remove it, and is refused naming it instead of being kept
+      silently while the form reports success.
+    The merged filter must stay within FILTER_MAX_VALUES values.
     """
     cleaned = filters_clean(added)
     errors = Errors()
@@ -178,15 +218,25 @@ def filters_merge(*, existing: list, added: Any) -> list[dict]:
                 "filters can only be added to",
             )
             continue
-        missing = [text for text in current["values"] if text not in item["values"]]
+        kept = set(current["values"])
+        missing = [text for text in current["values"] if text not in set(item["values"])] if complete else []
         if missing:
+            removed = ", ".join(repr(text) for text in missing)
             errors.add(
-                f"filters[{index}].values",
-                f"cannot remove {', '.join(repr(text) for text in missing)} from filter {item['key']!r}; "
-                "filters can only be added to (archive the meter and create a new one to narrow it)",
+                f"filters[{index}].values", f"cannot remove {removed} from filter {item['key']!r}; {ONLY_ADDED_TO}"
             )
             continue
-        current["values"].extend(text for text in item["values"] if text not in current["values"])
+        current["values"].extend(text for text in item["values"] if text not in kept)
+        if len(current["values"]) > FILTER_MAX_VALUES:
+            errors.add(
+                f"filters[{index}].values",
+                f"filter {item['key']!r} would hold {len(current['values']):,} values; at most {FILTER_MAX_VALUES:,}",
+            )
+    if complete:
+        sent = {item["key"] for item in cleaned}
+        dropped = [item["key"] for item in existing if item["key"] not in sent]
+        if dropped:
+            errors.add("filters", f"cannot remove filter {', '.join(repr(key) for key in dropped)}; {ONLY_ADDED_TO}")
     errors.raise_if_any()
     return merged
 
@@ -273,13 +323,13 @@ def meter_definition_of(meter: Any) -> dict:
 IMMUTABLE_AFTER_PUBLISH = "cannot be changed after publishing; archive this meter and create a new one"
 
 
-def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
+def meter_changes_clean(*, current: dict, status: str, data: dict, filters_complete: bool = False) -> dict:
     """The definition a meter would have after the partial update `data`; returns it cleaned.
 
     `current` is the meter's definition (`meter_definition_of`). A draft may change anything. Once published,
-    `name` may change and `filters` merge additively (`filters_merge`); `event_name`, `aggregation` and
-    `reset_usage` may be resent unchanged (clients that PUT the whole object) but not changed. An archived meter
-    may only be renamed.
+    `name` may change and `filters` merge additively (`filters_merge`; `filters_complete` when the caller sent
+    its whole list, as the admin form does); `event_name`, `aggregation` and `reset_usage` may be resent
+    unchanged (clients that PUT the whole object) but not changed. An archived meter may only be renamed.
     """
     if not isinstance(data, dict):
         raise ValidationFailed(details={"body": "must be an object"})
@@ -304,7 +354,9 @@ def meter_changes_clean(*, current: dict, status: str, data: dict) -> dict:
         if reset_usage is not None and reset_usage != current["reset_usage"]:
             errors.add("reset_usage", IMMUTABLE_AFTER_PUBLISH)
     if "filters" in given:
-        filters = errors.collect(filters_merge, existing=current["filters"], added=given["filters"])
+        filters = errors.collect(
+            filters_merge, existing=current["filters"], added=given["filters"], complete=filters_complete
+        )
         if filters is not None and status == MeterStatus.ARCHIVED and filters != current["filters"]:
             errors.add("filters", "cannot be changed on an archived meter")
         elif filters is not None:

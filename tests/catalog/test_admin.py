@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from catalog import services
+from catalog import rules, services
 from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
 from tests.catalog.factories import FeatureFactory, MeterFactory
 
@@ -86,6 +86,29 @@ def test_published_meter_definition_is_read_only_and_filters_additive(dashboard,
     assert response.status_code == 302
     meter.refresh_from_db()
     assert (meter.name, meter.filters[0]["values"]) == ("renamed", ["eu", "us"])
+
+
+def test_admin_filters_box_says_why_it_refuses_to_drop_a_filter(dashboard, environment):
+    """Leaving a filter out of the box used to answer "changed successfully" while every filter stayed."""
+    meter = services.meter_create(
+        environment=environment,
+        data={
+            "name": "x",
+            "event_name": "e",
+            "aggregation": {"type": "COUNT"},
+            "filters": [{"key": "r", "values": ["eu"]}, {"key": "tier", "values": ["pro"]}],
+        },
+    )
+    url = reverse("admin:catalog_meter_change", args=[meter.pk])
+    response = dashboard.post(url, {"name": "x", "filters": '[{"key": "r", "values": ["eu", "us"]}]'})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["filters"]
+    assert errors == [f"cannot remove filter 'tier'; {rules.ONLY_ADDED_TO}"]
+    meter.refresh_from_db()
+    assert meter.filters == [
+        {"key": "r", "operator": "in", "values": ["eu"]},
+        {"key": "tier", "operator": "in", "values": ["pro"]},
+    ]
 
 
 def test_archive_action(dashboard, environment):

@@ -219,3 +219,15 @@ def test_rows_written_around_the_rules_still_serialize_with_string_types(api, en
     body = api.get(f"/v1/features/{feature.public_id}").json()
     assert body["alert_settings"]["critical"]["threshold"] == "100"
     assert body["metadata"] == {"seats": "5"}
+
+
+def test_put_feature_adds_values_to_an_existing_meter_filter(api):
+    body = {**INLINE, "meter": {**INLINE["meter"], "filters": [{"key": "region", "values": ["eu", "us"]}]}}
+    feature = api.post("/v1/features", body).json()
+    response = api.put(f"/v1/features/{feature['id']}", {"filters": [{"key": "region", "values": ["apac"]}]})
+    assert response.status_code == 200, response.content
+    meter = api.get(f"/v1/meters/{feature['meter_id']}").json()
+    assert meter["filters"] == [{"key": "region", "operator": "in", "values": ["eu", "us", "apac"]}]
+    refused = api.put(f"/v1/features/{feature['id']}", {"filters": [{"key": "region", "values": ["x" * 1025]}]})
+    assert refused.status_code == 400
+    assert list(refused.json()["details"]) == ["filters[0].values[0]"]

@@ -163,11 +163,64 @@ def test_put_renames_and_merges_filters_additively(api):
     assert response.json()["filters"][0]["values"] == ["gpt-4", "gpt-5"]
 
 
-def test_put_cannot_remove_filter_values(api):
+def test_put_adds_the_values_sent_for_an_existing_key_and_removes_nothing(api):
+    """Flexprice merges: values left out are kept, values sent are added, duplicates are ignored (SPEC §6.3)."""
+    meter = api.post("/v1/meters", {**TOKENS, "filters": [{"key": "model", "values": ["gpt-4", "gpt-4o"]}]}).json()
+    response = api.put(f"/v1/meters/{meter['id']}", {"filters": [{"key": "model", "values": ["gpt-5", "gpt-4o"]}]})
+    assert response.status_code == 200, response.content
+    assert response.json()["filters"] == [{"key": "model", "operator": "in", "values": ["gpt-4", "gpt-4o", "gpt-5"]}]
+    response = api.put(f"/v1/meters/{meter['id']}", {"filters": [{"key": "region", "values": ["eu"]}]})
+    assert response.json()["filters"] == [
+        {"key": "model", "operator": "in", "values": ["gpt-4", "gpt-4o", "gpt-5"]},
+        {"key": "region", "operator": "in", "values": ["eu"]},
+    ]
+    stored = api.get(f"/v1/meters/{meter['id']}").json()["filters"]
+    assert stored == response.json()["filters"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "path"),
+    [
+        ({"key": "model", "values": []}, "filters[0].values"),
+        ({"key": "model", "values": ["gpt-5"], "operator": "not_in"}, "filters[0].operator"),
+    ],
+)
+def test_put_refuses_an_empty_values_list_or_a_changed_operator(api, sent, path):
     meter = api.post("/v1/meters", TOKENS).json()
-    response = api.put(f"/v1/meters/{meter['id']}", {"filters": [{"key": "model", "values": ["gpt-5"]}]})
+    response = api.put(f"/v1/meters/{meter['id']}", {"filters": [sent]})
     assert response.status_code == 400
-    assert "filters[0].values" in response.json()["details"]
+    assert list(response.json()["details"]) == [path]
+    assert api.get(f"/v1/meters/{meter['id']}").json()["filters"] == [
+        {"key": "model", "operator": "in", "values": ["gpt-4"]}
+    ]
+
+
+def test_filters_are_bounded_in_values_and_value_length(api):
+    many = {**TOKENS, "filters": [{"key": "model", "values": [f"m{n}" for n in range(1001)]}]}
+    response = api.post("/v1/meters", many)
+    assert response.status_code == 400
+    assert response.json()["details"] == {"filters[0].values": "must have at most 1,000 values (got 1,001)"}
+    long = {**TOKENS, "filters": [{"key": "model", "values": ["ok", "x" * 1025]}]}
+    response = api.post("/v1/meters", long)
+    assert response.status_code == 400
+    assert response.json()["details"] == {"filters[0].values[1]": "must be at most 1,024 characters (got 1,025)"}
+    at_the_bounds = {**TOKENS, "filters": [{"key": "model", "values": [f"{n:04}" + "x" * 1020 for n in range(1000)]}]}
+    assert api.post("/v1/meters", at_the_bounds).status_code == 201
+
+
+def test_a_merge_may_not_grow_a_filter_past_the_bound(api):
+    meter = api.post("/v1/meters", {**TOKENS, "filters": [{"key": "model", "values": [str(n) for n in range(990)]}]})
+    meter_id = meter.json()["id"]
+    response = api.put(
+        f"/v1/meters/{meter_id}", {"filters": [{"key": "model", "values": [f"new{n}" for n in range(11)]}]}
+    )
+    assert response.status_code == 400
+    assert response.json()["details"] == {"filters[0].values": "filter 'model' would hold 1,001 values; at most 1,000"}
+    response = api.put(
+        f"/v1/meters/{meter_id}", {"filters": [{"key": "model", "values": [f"new{n}" for n in range(10)]}]}
+    )
+    assert response.status_code == 200
+    assert len(response.json()["filters"][0]["values"]) == 1000
 
 
 def test_put_cannot_change_immutable_fields_but_may_resend_them(api):

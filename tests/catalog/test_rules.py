@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from catalog import rules
+from catalog.models import AggregationType
 from flexmeter.errors import ValidationFailed
 
 
@@ -231,12 +232,75 @@ def test_filters_merge_adds_keys_and_values_and_keeps_omitted_keys():
     assert existing[0]["values"] == ["eu"]
 
 
-def test_filters_merge_rejects_removing_values_or_changing_the_operator():
+def test_filters_merge_adds_the_values_sent_for_an_existing_key_and_keeps_the_others():
     existing = [{"key": "region", "operator": "in", "values": ["eu", "us"]}]
-    details = errors_of(rules.filters_merge, existing=existing, added=[{"key": "region", "values": ["eu"]}])
-    assert "'us'" in details["filters[0].values"]
+    merged = rules.filters_merge(existing=existing, added=[{"key": "region", "values": ["apac", "eu", "apac"]}])
+    assert merged == [{"key": "region", "operator": "in", "values": ["eu", "us", "apac"]}]
+
+
+def test_filters_merge_rejects_changing_the_operator_or_an_empty_values_list():
+    existing = [{"key": "region", "operator": "in", "values": ["eu", "us"]}]
     changed = [{"key": "region", "values": ["eu", "us"], "operator": "not_in"}]
     assert "filters[0].operator" in errors_of(rules.filters_merge, existing=existing, added=changed)
+    empty = [{"key": "region", "values": []}]
+    assert errors_of(rules.filters_merge, existing=existing, added=empty) == {
+        "filters[0].values": "must be a non-empty list of strings"
+    }
+
+
+def test_a_complete_filters_list_names_what_it_would_remove():
+    """The admin box shows every filter: leaving something out of it is a removal, refused with the reason."""
+    existing = [
+        {"key": "region", "operator": "in", "values": ["eu", "us"]},
+        {"key": "tier", "operator": "in", "values": ["a"]},
+    ]
+    added = [{"key": "region", "values": ["eu", "apac"]}]
+    details = errors_of(rules.filters_merge, existing=existing, added=added, complete=True)
+    assert details == {
+        "filters[0].values": "cannot remove 'us' from filter 'region'; " + rules.ONLY_ADDED_TO,
+        "filters": "cannot remove filter 'tier'; " + rules.ONLY_ADDED_TO,
+    }
+    whole = [{"key": "region", "values": ["eu", "us", "apac"]}, {"key": "tier", "values": ["a"]}]
+    assert rules.filters_merge(existing=existing, added=whole, complete=True) == [
+        {"key": "region", "operator": "in", "values": ["eu", "us", "apac"]},
+        {"key": "tier", "operator": "in", "values": ["a"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "path", "message"),
+    [
+        (
+            {"type": "MEDIAN"},
+            "aggregation_type",
+            "must be one of " + ", ".join(AggregationType.values) + " (got 'MEDIAN')",
+        ),
+        ({"type": ""}, "aggregation_type", "is required (one of " + ", ".join(AggregationType.values) + ")"),
+        ({"type": "SUM"}, "property_name", "is required for SUM (the event property to aggregate) or an expression"),
+        ({"type": "SUM", "field": "v", "multiplier": "2"}, "multiplier", "is only allowed for SUM_WITH_MULTIPLIER"),
+        ({"type": "SUM_WITH_MULTIPLIER", "field": "v", "multiplier": "-1"}, "multiplier", "must be greater than 0"),
+        ({"type": "COUNT", "bucket_size": "HOUR"}, "bucket_size", "is only allowed for SUM and MAX"),
+        ({"type": "MAX", "field": "v", "group_by": "g"}, "group_by", "is only allowed for MAX with a bucket_size"),
+        ({"type": "COUNT", "expression": "a * 2"}, "expression", "is only allowed for AVG, LATEST, MAX, MIN, SUM"),
+    ],
+)
+def test_aggregation_of_an_ad_hoc_usage_request_names_its_flat_fields(request_fields, path, message):
+    """The same rule and messages as a meter's aggregation, under the request's own field names."""
+    details = errors_of(rules.aggregation_clean, request_fields, paths=rules.USAGE_REQUEST_PATHS)
+    assert details == {path: message}
+
+
+def test_aggregation_of_an_ad_hoc_usage_request_keeps_every_digit_of_the_multiplier():
+    given = {"type": "sum_with_multiplier", "field": "v", "multiplier": Decimal("0.12345678901234567890123456789")}
+    cleaned = rules.aggregation_clean(given, paths=rules.USAGE_REQUEST_PATHS)
+    assert cleaned == {
+        "type": "SUM_WITH_MULTIPLIER",
+        "field": "v",
+        "expression": "",
+        "multiplier": "0.12345678901234567890123456789",
+        "bucket_size": "",
+        "group_by": "",
+    }
 
 
 # --- reset, units, alerts, metadata, value ---------------------------------------------------------------------
@@ -440,3 +504,20 @@ def test_format_quantity(value, expected):
 
 def test_format_quantity_without_units_is_the_number():
     assert rules.format_quantity(Decimal("1E+3"), unit_singular="", unit_plural="") == "1,000"
+
+
+# --- names that differ only by case, separators or whitespace ------------------------------------------------
+
+
+def test_similar_names_ignore_case_separators_and_whitespace():
+    candidates = ["api.calls", "API_CALLS", "api calls", "api-calls", "api/calls", "api:calls", "api.call", "apicalls2"]
+    assert rules.similar_names("Api.Calls", candidates) == [
+        "API_CALLS",
+        "api calls",
+        "api-calls",
+        "api.calls",
+        "api/calls",
+        "api:calls",
+    ]
+    assert rules.similar_names("api.calls", ["api.calls"]) == []
+    assert rules.name_likeness_key(" LLM.Request_v2 ") == "llmrequestv2"

@@ -237,10 +237,10 @@ def test_feature_update_reports_all_errors_including_meter_filters(environment):
                 "type": "boolean",
                 "lookup_key": "other",
                 "unit_singular": "x",
-                "filters": [{"key": "r", "values": ["us"]}],
+                "filters": [{"key": "r", "values": ["us"], "operator": "not_in"}],
             },
         )
-    assert set(exc_info.value.details) == {"type", "lookup_key", "unit_plural", "filters[0].values"}
+    assert set(exc_info.value.details) == {"type", "lookup_key", "unit_plural", "filters[0].operator"}
 
 
 def test_deleted_feature_cannot_be_updated(environment):

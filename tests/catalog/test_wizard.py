@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog import wizard
+from catalog import services
 from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
 from catalog.services import feature_create
 from tests.catalog.factories import FeatureFactory
@@ -313,8 +313,8 @@ def test_discard_deletes_the_draft_and_its_meter(dashboard: Client, environment)
 
 
 def test_cleanup_drafts_removes_only_stale_drafts(environment, capsys):
-    stale = wizard.draft_start(environment=environment, data={"name": "Old", "type": "metered"})
-    fresh = wizard.draft_start(environment=environment, data={"name": "New", "type": "metered"})
+    stale = services.draft_start(environment=environment, data={"name": "Old", "type": "metered"})
+    fresh = services.draft_start(environment=environment, data={"name": "New", "type": "metered"})
     published = FeatureFactory(environment=environment)
     Feature.objects.filter(pk__in=[stale.pk, published.pk]).update(updated_at=timezone.now() - dt.timedelta(days=10))
 
@@ -336,6 +336,35 @@ def test_cleanup_drafts_rejects_bad_options(environment):
         call_command("cleanup_drafts", "--older-than", "-1")
     with pytest.raises(CommandError):
         call_command("cleanup_drafts", "--batch-size", "0")
+
+
+def test_event_notice_suggests_names_that_differ_by_separators_or_whitespace(dashboard: Client, environment):
+    """The debugger's near-miss rule (SPEC §7): `api_calls` and `api calls` are likely typos of `api.calls`."""
+    for name, event_name in (("API calls", "api.calls"), ("Tokens", "llm.tokens")):
+        feature_create(
+            environment=environment,
+            data={"name": name, "type": "metered", "meter": {"event_name": event_name, "aggregation": "COUNT"}},
+        )
+    draft = start_metered(dashboard)
+    url = reverse("catalog:feature_wizard_event_check", args=[draft.public_id])
+    for typed in ("api_calls", "api calls", "Api-Calls", " api:calls "):
+        notice = dashboard.get(url, {"event_name": typed}).content.decode()
+        assert notice.count('data-testid="event-similar"') == 1, typed
+        assert "Did you mean <code>api.calls</code>?</strong> API calls counts that name" in notice, typed
+    unrelated = dashboard.get(url, {"event_name": "api.call"}).content.decode()
+    assert 'data-testid="event-similar"' not in unrelated
+
+
+def test_field_step_flags_property_keys_that_differ_by_separators(dashboard: Client, environment):
+    from tests.metering.factories import EventFactory
+
+    EventFactory(environment=environment, event_name="model.usage", properties={"input_tokens": 5})
+    feature = start_metered(dashboard)
+    dashboard.post(step_url(feature, "event"), {"event_name": "model.usage"})
+    dashboard.post(step_url(feature, "aggregation"), {"type": "SUM"})
+    dashboard.post(step_url(feature, "field"), {"source": "field", "field": "inputTokens"})
+    page = dashboard.get(step_url(feature, "field")).content.decode()
+    assert "send <code>input_tokens</code>, which differs only by case or separators" in page
 
 
 def test_field_step_offers_recent_property_keys_and_flags_case_near_misses(dashboard: Client, environment):

@@ -2,7 +2,7 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.wizard import drafts_cleanup
+from catalog.services import drafts_cleanup
 
 
 class Command(BaseCommand):

@@ -1,4 +1,5 @@
-"""Plain-words descriptions of meters and features, sample events and `curl` snippets for the catalog pages."""
+"""Catalog template tags (`{% load catalog_ui %}`): plain-words descriptions of meters and features, sample events,
+`curl` snippets, and quantities with a feature's units (also used by the usage and debugger pages)."""
 
 import json
 
