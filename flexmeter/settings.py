@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "flexmeter",
     "catalog",
     "metering",
+    "entitlements",
 ]
 
 # Sessions, CSRF, the logged-in user and messages serve the dashboard only: their Dashboard* versions skip /v1.
