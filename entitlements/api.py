@@ -254,7 +254,7 @@ def get_customer_entitlements(request: HttpRequest, customer_id: str):
     "/{customer_id}/entitlements/{feature}", summary="Access of a customer to one feature (id or lookup key)"
 )
 def get_customer_feature_access(request: HttpRequest, customer_id: str, feature: str):
-    customer = customer_get(environment=request.environment, customer_id=customer_id)
+    customer = selectors.customer_for_check(environment=request.environment, customer_id=customer_id)
     answer = selectors.customer_feature_access(customer=customer, feature_ref=feature)
     body = access_to_wire(answer)
     body["customer_id"] = customer.public_id

@@ -36,7 +36,8 @@ def _wire(value: Any) -> Any:
 
 
 def _number(text: str | Decimal | None) -> Decimal | int | None:
-    """Decimal text as a JSON number (empty: None): integers as ints (Flexprice's `usage_limit` is an integer)."""
+    """Decimal text as a JSON number (empty: None): integers as ints (Flexprice's `usage_limit` is an integer, and
+    a body without Decimals takes the encoder's fast path), other values with every digit."""
     if text is None or text == "":
         return None
     number = Decimal(text) if not isinstance(text, Decimal) else text
@@ -155,10 +156,10 @@ def access_to_wire(answer: FeatureAccess) -> dict:
         "has_access": access.has_access,
         "reason": access.reason,
         "is_enabled": bool(combined and combined.is_enabled),
-        "usage": access.usage,
+        "usage": _number(access.usage),
         "usage_limit": _number(combined.usage_limit) if combined else None,
-        "balance": access.balance,
-        "overage": access.overage,
+        "balance": _number(access.balance),
+        "overage": _number(access.overage),
         "is_soft_limit": bool(combined and combined.is_soft_limit),
         "usage_reset_period": combined.usage_reset_period if combined else None,
         "period_start": window.start if window else None,
