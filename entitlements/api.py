@@ -254,9 +254,10 @@ def get_customer_entitlements(request: HttpRequest, customer_id: str):
     "/{customer_id}/entitlements/{feature}", summary="Access of a customer to one feature (id or lookup key)"
 )
 def get_customer_feature_access(request: HttpRequest, customer_id: str, feature: str):
-    customer = selectors.customer_for_check(environment=request.environment, customer_id=customer_id)
-    answer = selectors.customer_feature_access(customer=customer, feature_ref=feature)
+    answer = selectors.customer_feature_access_by_id(
+        environment_id=request.environment.pk, customer_id=customer_id, feature_ref=feature
+    )
     body = access_to_wire(answer)
-    body["customer_id"] = customer.public_id
-    body["external_customer_id"] = customer.external_id
+    body["customer_id"] = answer.customer.public_id
+    body["external_customer_id"] = answer.customer.external_id
     return wire_response(body)

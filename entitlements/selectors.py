@@ -182,59 +182,88 @@ def _feature_with_meter(connection, row, offset: int = 0) -> Feature:
     return feature
 
 
-def _feature_lookup(environment_id: int, refs: Iterable[str]) -> dict[str, Feature]:
-    """Visible features (with their meters) by public id and by lookup key, in one statement."""
-    wanted = sorted({ref for ref in refs if ref})
-    if not wanted:
-        return {}
-    params: list = [environment_id]
-    statuses = _in(connection, "f.status", VISIBLE_FEATURE_STATUSES, params)
-    by_id = _in(connection, "f.public_id", wanted, params)
-    by_key = _in(connection, "f.lookup_key", wanted, params)
-    sql = (
-        f"SELECT {_FEATURE.sql}, {_METER.sql} FROM {Feature._meta.db_table} f "
-        f"LEFT JOIN {Meter._meta.db_table} m ON m.id = f.meter_id "
-        f"WHERE f.environment_id = %s AND {statuses} AND ({by_id} OR {by_key})"
-    )
-    with server_bound_cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    found: dict[str, Feature] = {}
-    for row in rows:
-        feature = _feature_with_meter(connection, row)
-        found.setdefault(feature.public_id, feature)
-        found.setdefault(feature.lookup_key, feature)
-    return found
+Grants = dict[int, dict[int, list[Source]]]
 
 
-def customers_for_check(
-    *, environment: Environment, public_ids: Iterable[str] = (), external_ids: Iterable[str] = ()
-) -> list[Customer]:
-    """Customers by public id (deleted ones too, as `GET /v1/customers/{id}` finds them) or active ones by external
-    id, in one statement."""
+@dataclass
+class _Resolved:
+    customers: dict[str, Customer]  # by public id and by external id
+    features: dict[str, Feature]  # by public id and by lookup key
+    grants: Grants
+
+
+def _resolve(
+    environment_id: int,
+    *,
+    at: dt.datetime,
+    feature_refs: Iterable[str],
+    public_ids: Iterable[str] = (),
+    external_ids: Iterable[str] = (),
+) -> _Resolved:
+    """Customers (by public id, deleted ones too as `GET /v1/customers/{id}` finds them; or active ones by external
+    id), the visible features named by id or lookup key, and every active grant of those features to those
+    customers — in one statement whatever the number of pairs, plans or sources."""
+    refs = sorted({ref for ref in feature_refs if ref})
     public_ids, external_ids = sorted(set(public_ids)), sorted(set(external_ids))
-    params: list = [environment.pk]
+    moment = connection.ops.adapt_datetimefield_value(at)
+    params: list = []  # in the order the placeholders appear
+    statuses = _in(connection, "f.status", VISIBLE_FEATURE_STATUSES, params)
+    by_feature_id = _in(connection, "f.public_id", refs, params)
+    by_lookup_key = _in(connection, "f.lookup_key", refs, params)
+    params += [moment, moment, environment_id]
     by_id = _in(connection, "c.public_id", public_ids, params)
     by_external = _in(connection, "c.external_id", external_ids, params)
     params.append(CustomerStatus.ACTIVE)
     sql = (
-        f"SELECT {_CUSTOMER.sql} FROM {Customer._meta.db_table} c "
-        f"WHERE c.environment_id = %s AND ({by_id} OR ({by_external} AND c.status = %s))"
+        f"SELECT {_CUSTOMER.sql}, {_FEATURE.sql}, {_METER.sql}, {_SUBSCRIPTION.sql}, {_PLAN.sql}, {_ENTITLEMENT.sql} "
+        f"FROM {Customer._meta.db_table} c "
+        f"LEFT JOIN ({Feature._meta.db_table} f LEFT JOIN {Meter._meta.db_table} m ON m.id = f.meter_id) "
+        f"ON f.environment_id = c.environment_id AND {statuses} AND ({by_feature_id} OR {by_lookup_key}) "
+        f"LEFT JOIN ({Subscription._meta.db_table} s "
+        f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
+        f"JOIN {Entitlement._meta.db_table} e ON e.plan_id = s.plan_id) "
+        f"ON s.customer_id = c.id AND e.feature_id = f.id AND s.start_date <= %s "
+        f"AND (s.end_date IS NULL OR s.end_date > %s) "
+        f"WHERE c.environment_id = %s AND ({by_id} OR ({by_external} AND c.status = %s)) "
+        f"ORDER BY c.id, f.id, s.start_date, s.id, e.id"
     )
     with server_bound_cursor(connection) as cursor:
         cursor.execute(sql, params)
-        return [_CUSTOMER.build(connection, row) for row in cursor.fetchall()]
-
-
-def customer_for_check(*, environment: Environment, customer_id: str) -> Customer:
-    """The customer with public id `customer_id` (deleted ones too), or NotFound: the check's hand-written lookup."""
-    found = customers_for_check(environment=environment, public_ids=[customer_id])
-    if not found:
-        raise NotFound(f"Customer {customer_id} not found", details={"id": "no such customer in this environment"})
-    return found[0]
-
-
-Grants = dict[int, dict[int, list[Source]]]
+        rows = cursor.fetchall()
+    resolved = _Resolved(customers={}, features={}, grants=defaultdict(lambda: defaultdict(list)))
+    customers: dict[int, Customer] = {}
+    features: dict[int, Feature] = {}
+    subscriptions: dict[int, Subscription] = {}
+    feature_at = len(_CUSTOMER)
+    subscription_at = feature_at + len(_FEATURE) + len(_METER)
+    plan_at = subscription_at + len(_SUBSCRIPTION)
+    entitlement_at = plan_at + len(_PLAN)
+    for row in rows:
+        customer = customers.get(row[0])
+        if customer is None:
+            customer = customers[row[0]] = _CUSTOMER.build(connection, row[:feature_at])
+            resolved.customers[customer.public_id] = customer
+            if customer.status == CustomerStatus.ACTIVE:
+                resolved.customers[customer.external_id] = customer
+        if row[feature_at] is None:
+            continue
+        feature = features.get(row[feature_at])
+        if feature is None:
+            feature = features[row[feature_at]] = _feature_with_meter(connection, row, feature_at)
+            resolved.features.setdefault(feature.public_id, feature)
+            resolved.features.setdefault(feature.lookup_key, feature)
+        if row[subscription_at] is None:
+            continue
+        subscription = subscriptions.get(row[subscription_at])
+        if subscription is None:
+            subscription = _SUBSCRIPTION.build(connection, row[subscription_at:plan_at])
+            subscription.plan = _PLAN.build(connection, row[plan_at:entitlement_at])
+            subscription.customer = customer
+            subscriptions[subscription.pk] = subscription
+        entitlement = _ENTITLEMENT.build(connection, row[entitlement_at:])
+        entitlement.feature, entitlement.plan = feature, subscription.plan
+        resolved.grants[customer.pk][feature.pk].append(Source(entitlement, subscription))
+    return resolved
 
 
 def _sources(
@@ -356,12 +385,24 @@ def _answers(
 
 
 def customer_feature_access(*, customer: Customer, feature_ref: str, at: dt.datetime | None = None) -> FeatureAccess:
-    """Access of one customer to one feature (public id or lookup key), exact as of now: a feature lookup, the
-    customer's active grants of it, and the usage (one engine call)."""
+    """Access of one customer to one feature (public id or lookup key), exact as of now."""
+    return customer_feature_access_by_id(
+        environment_id=customer.environment_id, customer_id=customer.public_id, feature_ref=feature_ref, at=at
+    )
+
+
+def customer_feature_access_by_id(
+    *, environment_id: int, customer_id: str, feature_ref: str, at: dt.datetime | None = None
+) -> FeatureAccess:
+    """Access of the customer with public id `customer_id` to one feature, or NotFound for an unknown customer:
+    one statement for the customer, the feature and its grants, then the usage (one engine call)."""
     at = at or timezone.now()
-    feature = _feature_lookup(customer.environment_id, [feature_ref]).get(feature_ref)
-    grants = _sources([customer], at, {feature.pk})[1] if feature is not None else {}
-    sources = grants.get(customer.pk, {}).get(feature.pk) if feature is not None else None
+    resolved = _resolve(environment_id, at=at, feature_refs=[feature_ref], public_ids=[customer_id])
+    customer = resolved.customers.get(customer_id)
+    if customer is None:
+        raise NotFound(f"Customer {customer_id} not found", details={"id": "no such customer in this environment"})
+    feature = resolved.features.get(feature_ref)
+    sources = resolved.grants.get(customer.pk, {}).get(feature.pk) if feature is not None else None
     return _answers([(customer, feature_ref, feature, sources)], at)[0]
 
 
@@ -373,20 +414,21 @@ def access_check_many(
     An unknown customer holds nothing (`feature_unavailable`); an unknown feature is `feature_not_found`.
     """
     at = at or timezone.now()
-    external_ids = {external_id for external_id, _ in pairs}
-    customers = {
-        customer.external_id: customer
-        for customer in customers_for_check(environment=environment, external_ids=external_ids)
-    }
-    features = _feature_lookup(environment.pk, (ref for _, ref in pairs))
-    grants = _sources(list(customers.values()), at, {feature.pk for feature in features.values()})[1]
-    resolved = []
+    resolved = _resolve(
+        environment.pk,
+        at=at,
+        feature_refs=[ref for _, ref in pairs],
+        external_ids=[external_id for external_id, _ in pairs],
+    )
+    answers_in = []
     for external_id, ref in pairs:
-        customer = customers.get(external_id)
-        feature = features.get(ref)
-        sources = grants.get(customer.pk, {}).get(feature.pk) if customer and feature else None
-        resolved.append((customer, ref, feature, sources))
-    return _answers(resolved, at)
+        customer = resolved.customers.get(external_id)
+        if customer is not None and customer.external_id != external_id:
+            customer = None  # a public id that happens to equal the external id asked for
+        feature = resolved.features.get(ref)
+        sources = resolved.grants.get(customer.pk, {}).get(feature.pk) if customer and feature else None
+        answers_in.append((customer, ref, feature, sources))
+    return _answers(answers_in, at)
 
 
 @dataclass(frozen=True)
