@@ -22,6 +22,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
@@ -103,6 +104,63 @@ class Client:
         return elapsed, json.loads(data)
 
 
+def _measure(request, *, typical: list[str], heavy: list[str], typical_external: list[str], repeat: int, rng):
+    """Time the three requests with `request(method, path, body) -> (ms, body)`; returns {label: samples}."""
+    for public_id in typical[:20] + heavy:  # warm up connections, plans and buffers
+        request("GET", f"/v1/customers/{public_id}/entitlements/api_calls", None)
+    samples: dict[str, list[float]] = {"typical": [], "heavy": [], "batch": []}
+    heavy_usage = []
+    for _ in range(repeat):
+        samples["typical"].append(
+            request("GET", f"/v1/customers/{rng.choice(typical)}/entitlements/api_calls", None)[0]
+        )
+    for _ in range(repeat):
+        elapsed, body = request("GET", f"/v1/customers/{rng.choice(heavy)}/entitlements/api_calls", None)
+        samples["heavy"].append(elapsed)
+        heavy_usage.append(body["usage"])
+    for _ in range(max(20, repeat // 5)):
+        pairs = [
+            {"external_customer_id": external_id, "feature": "api_calls"}
+            for external_id in rng.sample(typical_external, 100)
+        ]
+        elapsed, body = request("POST", "/v1/entitlements/check", {"checks": pairs})
+        assert len(body["results"]) == 100
+        samples["batch"].append(elapsed)
+    return samples, heavy_usage
+
+
+def _server_time(repeat: int) -> None:
+    """Child process pointed at the benchmark database: the same requests through Django's test client, i.e.
+    the server's own time without HTTP, printed as JSON for the parent."""
+    from django.test import Client
+
+    from metering.models import Customer
+
+    key = os.environ["FLEXMETER_BENCH_KEY"]
+    client = Client()
+    headers = {"HTTP_X_API_KEY": key}
+
+    def request(method: str, path: str, body: dict | None):
+        started = time.perf_counter()
+        if method == "GET":
+            response = client.get(path, **headers)
+        else:
+            response = client.post(path, json.dumps(body), content_type="application/json", **headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"{method} {path} answered {response.status_code}")
+        return elapsed, json.loads(response.content)
+
+    customers = dict(Customer.objects.values_list("external_id", "public_id"))
+    typical = [public_id for external_id, public_id in customers.items() if external_id.startswith("cust-")]
+    heavy = [public_id for external_id, public_id in customers.items() if external_id.startswith("heavy-")]
+    typical_external = [external_id for external_id in customers if external_id.startswith("cust-")]
+    samples, _ = _measure(
+        request, typical=typical, heavy=heavy, typical_external=typical_external, repeat=repeat, rng=random.Random(7)
+    )
+    print(json.dumps(samples))
+
+
 def run(*, database_url: str, events: int, repeat: int, workers: int, threads: int) -> int:
     import psycopg
     from django.core.management import call_command
@@ -154,41 +212,46 @@ def run(*, database_url: str, events: int, repeat: int, workers: int, threads: i
 
         with wsgi_server(_server_environment(database_url), workers=workers, threads=threads) as base_url:
             client = Client(base_url, raw_key)
-            for public_id in typical[:20] + heavy:  # warm up connections, plans and buffers
-                client.request("GET", f"/v1/customers/{public_id}/entitlements/api_calls")
-            single_typical, single_heavy, batch, heavy_usage = [], [], [], []
-            for _ in range(repeat):
-                elapsed, _body = client.request("GET", f"/v1/customers/{rng.choice(typical)}/entitlements/api_calls")
-                single_typical.append(elapsed)
-            for _ in range(repeat):
-                elapsed, body = client.request("GET", f"/v1/customers/{rng.choice(heavy)}/entitlements/api_calls")
-                single_heavy.append(elapsed)
-                heavy_usage.append(body["usage"])
-            for _ in range(max(20, repeat // 5)):
-                pairs = [
-                    {"external_customer_id": external_id, "feature": "api_calls"}
-                    for external_id in rng.sample(typical_external, 100)
-                ]
-                elapsed, body = client.request("POST", "/v1/entitlements/check", {"checks": pairs})
-                assert len(body["results"]) == 100
-                batch.append(elapsed)
+            samples, heavy_usage = _measure(
+                lambda method, path, body: client.request(method, path, body),
+                typical=typical,
+                heavy=heavy,
+                typical_external=typical_external,
+                repeat=repeat,
+                rng=rng,
+            )
             client.connection.close()
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.entitlements", "--server-time", "--repeat", str(repeat)],
+            env={**_server_environment(database_url), "FLEXMETER_BENCH_KEY": raw_key, "ALLOWED_HOSTS": "testserver"},
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        server = json.loads(child.stdout.strip().splitlines()[-1])
 
     rows = [
-        ("single check, typical customer", single_typical, "p50", 5.0),
-        ("single check, typical customer", single_typical, "p95", SINGLE_TYPICAL_P95_MS),
-        ("single check, heavy customer", single_heavy, "p95", 15.0),
-        ("batch of 100 checks", batch, "p95", BATCH_MS),
+        ("single check, typical customer", "typical", "p50", 5.0),
+        ("single check, typical customer", "typical", "p95", SINGLE_TYPICAL_P95_MS),
+        ("single check, heavy customer", "heavy", "p95", 15.0),
+        ("batch of 100 checks", "batch", "p95", BATCH_MS),
     ]
     print(f"heavy customers' usage this period: {min(heavy_usage):,}–{max(heavy_usage):,} events (limit 2,500)")
-    print(f"{'measurement':<32} {'p50 ms':>8} {'p95 ms':>8} {'runs':>5}  target")
+    print(f"{'measurement':<32} {'HTTP p50':>9} {'p95':>7} {'server p50':>11} {'p95':>7} {'runs':>5}  target (HTTP)")
     failed = 0
-    for label, samples, statistic, target in rows:
-        p50, p95 = _percentiles(samples)
+    for label, key, statistic, target in rows:
+        p50, p95 = _percentiles(samples[key])
+        server_p50, server_p95 = _percentiles(server[key])
         measured = p50 if statistic == "p50" else p95
         verdict = "met" if measured <= target else "NOT met"
         failed += verdict != "met"
-        print(f"{label:<32} {p50:>8.2f} {p95:>8.2f} {len(samples):>5}  {statistic} ≤ {target:g} ms {verdict}")
+        print(
+            f"{label:<32} {p50:>9.2f} {p95:>7.2f} {server_p50:>11.2f} {server_p95:>7.2f} {len(samples[key]):>5}"
+            f"  {statistic} ≤ {target:g} ms {verdict}"
+        )
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores)")
     return 1 if failed else 0
 
 
@@ -199,10 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=300, help="timed single checks per customer kind")
     parser.add_argument("--workers", type=int, default=1, help="granian workers (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="blocking threads per worker (default 2)")
+    parser.add_argument("--server-time", action="store_true", help=argparse.SUPPRESS)  # the child measurement
     options = parser.parse_args(argv)
     if options.events < 1 or options.repeat < 1:
         parser.error("--events and --repeat must be positive")
     _setup_django()
+    if options.server_time:
+        _server_time(options.repeat)
+        return 0
     return run(
         database_url=options.database_url,
         events=options.events,
