@@ -266,28 +266,25 @@ def _resolve(
     return resolved
 
 
-def _sources(
-    customers: list[Customer], at: dt.datetime, feature_ids: set[int] | None
-) -> tuple[list[Subscription], Grants]:
-    """The customers' subscriptions active at `at`, with every entitlement of their plans (and its feature and
-    meter), in one statement: ({customer pk: {feature pk: sources}}, subscriptions in start order)."""
+def _sources(customers: list[Customer], at: dt.datetime) -> tuple[list[Subscription], Grants]:
+    """The customers' subscriptions active at `at`, with every entitlement of their plans whose feature is visible
+    (and the feature's meter), in one statement: (subscriptions in start order, {customer pk: {feature pk:
+    sources}})."""
     if not customers:
         return [], {}
     by_pk = {customer.pk: customer for customer in customers}
     moment = connection.ops.adapt_datetimefield_value(at)
     params: list = []  # in the order the placeholders appear
-    feature_in = ""
-    if feature_ids is not None:
-        feature_in = " AND " + _in(connection, "e.feature_id", sorted(feature_ids), params)
+    statuses = _in(connection, "f.status", VISIBLE_FEATURE_STATUSES, params)
     customer_in = _in(connection, "s.customer_id", sorted(by_pk), params)
     params += [moment, moment]
     sql = (
         f"SELECT {_SUBSCRIPTION.sql}, {_PLAN.sql}, {_ENTITLEMENT.sql}, {_FEATURE.sql}, {_METER.sql} "
         f"FROM {Subscription._meta.db_table} s "
         f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
-        f"LEFT JOIN {Entitlement._meta.db_table} e ON e.plan_id = s.plan_id{feature_in} "
-        f"LEFT JOIN {Feature._meta.db_table} f ON f.id = e.feature_id "
-        f"LEFT JOIN {Meter._meta.db_table} m ON m.id = f.meter_id "
+        f"LEFT JOIN ({Entitlement._meta.db_table} e "
+        f"JOIN {Feature._meta.db_table} f ON f.id = e.feature_id AND {statuses} "
+        f"LEFT JOIN {Meter._meta.db_table} m ON m.id = f.meter_id) ON e.plan_id = s.plan_id "
         f"WHERE {customer_in} AND s.start_date <= %s AND (s.end_date IS NULL OR s.end_date > %s) "
         f"ORDER BY s.start_date, s.id, e.id"
     )
@@ -442,7 +439,7 @@ class CustomerEntitlements:
 def customer_entitlements(*, customer: Customer, at: dt.datetime | None = None) -> CustomerEntitlements:
     """Every feature the customer's active subscriptions grant, combined, with access and usage (SPEC §10)."""
     at = at or timezone.now()
-    subscriptions, all_grants = _sources([customer], at, None)
+    subscriptions, all_grants = _sources([customer], at)
     grants = all_grants.get(customer.pk, {})
     features = {}
     for sources in grants.values():

@@ -307,3 +307,15 @@ def test_customer_entitlements_lists_every_granted_feature_with_sources(environm
     assert (by_key["api_calls"].access.usage, by_key["api_calls"].access.balance) == (12, 3)
     assert len(by_key["sso"].combined.sources) == 1 and by_key["sso"].access.has_access
     assert len(result.subscriptions) == 3
+
+
+def test_customer_entitlements_leave_out_deleted_features_but_keep_subscriptions(environment):
+    gone = plain_feature(environment, type=FeatureType.BOOLEAN, lookup_key="gone")
+    holder = customer(environment)
+    grant(environment, holder, gone)
+    gone.status = "deleted"
+    gone.save()
+
+    result = customer_entitlements(customer=holder, at=at(NOW))
+
+    assert result.features == [] and len(result.subscriptions) == 1
