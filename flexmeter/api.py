@@ -87,6 +87,12 @@ def current_environment(request):
 
 def _mount_routers() -> None:
     from catalog.api import features_router, meters_router
+    from entitlements.api import (
+        customer_entitlements_router,
+        entitlements_router,
+        plans_router,
+        subscriptions_router,
+    )
     from metering.api.customers import customers_router
     from metering.api.events import events_router
     from metering.api.usage import usage_customers_router, usage_events_router
@@ -97,6 +103,10 @@ def _mount_routers() -> None:
     api.add_router("/customers", usage_customers_router)
     api.add_router("/events", events_router)
     api.add_router("/events", usage_events_router)
+    api.add_router("/plans", plans_router)
+    api.add_router("/entitlements", entitlements_router)
+    api.add_router("/subscriptions", subscriptions_router)
+    api.add_router("/customers", customer_entitlements_router)
 
 
 _mount_routers()

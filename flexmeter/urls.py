@@ -32,4 +32,5 @@ urlpatterns = [
     path("", include("flexmeter.web_urls")),
     path("catalog/", include("catalog.urls")),
     path("", include("metering.urls")),
+    path("", include("entitlements.urls")),
 ]
