@@ -16,10 +16,9 @@ A chunked body (`Transfer-Encoding: chunked`, no Content-Length) is read to its 
 
 import io
 import math
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -64,8 +63,10 @@ class BodyLimits:
         return min(self.timeout, by_rate)
 
 
-class _BodyReader:
-    """Reads one body in chunks on a reader thread, publishing its progress for the waiting request thread."""
+class _BodyRead:
+    """One body read in chunks on a reader thread; `received` and `awaiting` let the request thread see progress."""
+
+    __slots__ = ("stream", "length", "max_bytes", "received", "awaiting", "abandoned", "done", "body", "error")
 
     def __init__(self, stream, length: int | None, max_bytes: int):
         self.stream = stream
@@ -74,65 +75,108 @@ class _BodyReader:
         self.received = 0
         self.awaiting = 0
         self.abandoned = False
+        # Held until the read is over: a plain lock is the cheapest thing for the request thread to wait on.
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.body = b""
+        self.error: BaseException | None = None
 
-    def run(self) -> bytes:
+    def run(self) -> None:
         chunks = []
-        while not self.abandoned:
-            if self.length is None:
-                # Past the limit by one byte is enough to know the body is too large.
-                self.awaiting = min(READ_CHUNK_BYTES, self.max_bytes + 1 - self.received)
-            else:
-                self.awaiting = min(READ_CHUNK_BYTES, self.length - self.received)
-            if self.awaiting <= 0:
-                break
-            chunk = self.stream.read(self.awaiting)
-            self.awaiting = 0
-            if not chunk:
-                break
-            chunks.append(chunk)
-            self.received += len(chunk)
-        return b"".join(chunks)
+        try:
+            while not self.abandoned:
+                if self.length is None:
+                    # Past the limit by one byte is enough to know the body is too large.
+                    self.awaiting = min(READ_CHUNK_BYTES, self.max_bytes + 1 - self.received)
+                else:
+                    self.awaiting = min(READ_CHUNK_BYTES, self.length - self.received)
+                if self.awaiting <= 0:
+                    break
+                chunk = self.stream.read(self.awaiting)
+                self.awaiting = 0
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                self.received += len(chunk)
+            self.body = b"".join(chunks)
+        except BaseException as exc:  # handed to the waiting request thread
+            self.error = exc
+        finally:
+            self.done.release()
 
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+class _ReaderPool:
+    """Daemon threads that run body reads: a new one starts whenever none is idle, up to `size`; beyond that,
+    reads wait in the queue (under their deadline).
+
+    Not a ThreadPoolExecutor: its threads are joined when the interpreter exits, so a reader blocked on a client
+    that never finishes its body would keep a granian worker from stopping; its futures also cost more per request.
+    """
+
+    def __init__(self, size: int):
+        self._size = size
+        self._reads: queue.SimpleQueue[_BodyRead] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, read: _BodyRead) -> None:
+        with self._lock:
+            start_thread = self._idle == 0 and self._threads < self._size
+            if start_thread:
+                self._threads += 1
+            elif self._idle:
+                self._idle -= 1
+        self._reads.put(read)
+        if start_thread:
+            threading.Thread(target=self._work, name="body-reader", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._reads.get().run()
+            with self._lock:
+                self._idle += 1
 
 
-def _reader_pool() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(settings.REQUEST_BODY_READERS, thread_name_prefix="body-reader")
-    return _executor
+_pool: _ReaderPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _reader_pool() -> _ReaderPool:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = _ReaderPool(settings.REQUEST_BODY_READERS)
+    return _pool
 
 
 def read_body(stream, *, length: int | None, limits: BodyLimits) -> bytes:
     """The whole body from `stream` (`length` bytes, or up to its end when None), within `limits`.
 
     RequestBodyTimeout (408) when it arrives too slowly, PayloadTooLarge (413) beyond `limits.max_bytes`,
-    ValidationFailed (400) when the client stops before its Content-Length.
+    ValidationFailed (400) when the client stops before its Content-Length or the read fails.
     """
-    reader = _BodyReader(stream, length, limits.max_bytes)
+    read = _BodyRead(stream, length, limits.max_bytes)
     started = time.monotonic()
-    future = _reader_pool().submit(reader.run)
+    _reader_pool().submit(read)
     while True:
-        remaining = started + limits.seconds_allowed(reader.received + reader.awaiting) - time.monotonic()
+        remaining = started + limits.seconds_allowed(read.received + read.awaiting) - time.monotonic()
         if remaining <= 0:
-            reader.abandoned = True
-            future.cancel()
+            read.abandoned = True
             raise RequestBodyTimeout(
-                f"The request body did not arrive in time ({reader.received} bytes after "
+                f"The request body did not arrive in time ({read.received} bytes after "
                 f"{time.monotonic() - started:.1f} s)",
                 details={"body": "arrived too slowly"},
             )
-        try:
-            body = future.result(timeout=remaining)
-        except FutureTimeout:
-            continue  # the reader may have made progress, which extends the deadline
-        except OSError as exc:
-            raise ValidationFailed(f"The request body could not be read: {exc}", details={"body": str(exc)}) from None
-        break
+        # Waking up does not mean done: the reader may only have made progress, which extends the deadline.
+        if read.done.acquire(timeout=min(remaining, 1.0)):
+            break
+    if read.error is not None:
+        raise ValidationFailed(
+            f"The request body could not be read: {read.error}", details={"body": "could not be read"}
+        ) from None
+    body = read.body
     if length is None and len(body) > limits.max_bytes:
         raise PayloadTooLarge(
             f"Request body is over {limits.max_bytes} bytes", details={"body": f"at most {limits.max_bytes} bytes"}
