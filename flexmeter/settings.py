@@ -154,12 +154,10 @@ LOGOUT_REDIRECT_URL = "flexmeter:login"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 # A /v1 request body of N bytes must arrive within min(REQUEST_BODY_TIMEOUT, REQUEST_BODY_GRACE + N / MIN_RATE)
-# seconds, or the request is answered 408 (flexmeter/body.py). Reads happen on at most REQUEST_BODY_READERS
-# threads per process, so a client that trickles its body never holds one of the server's request threads.
+# seconds, or the request is answered 408 (checked after every 64 KiB piece, see flexmeter/body.py).
 REQUEST_BODY_TIMEOUT = env_number("REQUEST_BODY_TIMEOUT", 60)
 REQUEST_BODY_GRACE = env_number("REQUEST_BODY_GRACE", 5)
 REQUEST_BODY_MIN_RATE = env_number("REQUEST_BODY_MIN_RATE", 10_000)
-REQUEST_BODY_READERS = 256
 
 NINJA_PAGINATION_MAX_LIMIT = 100
 
