@@ -10,7 +10,8 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from flexmeter.auth import ApiKeyAuth, unauthorized_response
-from flexmeter.envelope import error_response, pydantic_loc_to_path
+from flexmeter.db import is_database_unavailable
+from flexmeter.envelope import error_response, pydantic_loc_to_path, service_unavailable_response
 from flexmeter.errors import FlexmeterError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ def handle_not_found(request, exc: Http404):
 
 @api.exception_handler(Exception)
 def handle_unexpected(request, exc: Exception):
+    if is_database_unavailable(exc):
+        logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exc)
+        return service_unavailable_response()
     logger.exception("Unhandled API error")
     message = f"Internal error: {exc}" if settings.DEBUG else "Internal error"
     return error_response(code="internal_error", message=message, status=500)

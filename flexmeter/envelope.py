@@ -1,5 +1,6 @@
 """The JSON error envelope of SPEC §6.1, built in one place for the API, the middleware and the 404/500 handlers."""
 
+from django.conf import settings
 from django.http import JsonResponse
 
 
@@ -8,6 +9,17 @@ def error_response(*, code: str, message: str, status: int, details: dict | None
         {"code": code, "message": message, "http_status_code": status, "details": details or {}},
         status=status,
     )
+
+
+def service_unavailable_response() -> JsonResponse:
+    """503 for a request that failed because the database could not be reached: the client should retry."""
+    response = error_response(
+        code="service_unavailable",
+        message="The database is unavailable; retry the request later",
+        status=503,
+    )
+    response["Retry-After"] = str(settings.DATABASE_UNAVAILABLE_RETRY_AFTER)
+    return response
 
 
 def pydantic_loc_to_path(loc: tuple | list) -> str:

@@ -1,5 +1,6 @@
-"""Middleware: JSON envelopes for everything under /v1, the dashboard's current environment, and dashboard-only
-versions of Django's session, CSRF, authentication and messages middleware."""
+"""Middleware: JSON envelopes for everything under /v1 (and its key and body checks), HEAD on dashboard pages, the
+dashboard's current environment, and dashboard-only versions of Django's session, CSRF, authentication and
+messages middleware."""
 
 import logging
 
@@ -10,17 +11,45 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
-from flexmeter.envelope import error_response
+from flexmeter.auth import api_key_precheck, unauthorized_response
+from flexmeter.body import request_body_preload
+from flexmeter.db import is_database_unavailable
+from flexmeter.envelope import error_response, service_unavailable_response
+from flexmeter.errors import FlexmeterError
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
 JSON_CONTENT_TYPES = {"application/json", ""}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 SESSION_ENVIRONMENT_KEY = "environment_id"
 
 
+class HeadAsGetMiddleware:
+    """HEAD on a dashboard page answers exactly as GET would, without the body (views that allow only GET would
+    answer 405). /v1 keeps its own method rules."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        if request.method != "HEAD" or request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        request.method = "GET"
+        response = self.get_response(request)
+        if not response.streaming:
+            response["Content-Length"] = str(len(response.content))
+            response.content = b""
+        return response
+
+
 class ApiErrorMiddleware:
-    """Keeps /v1 answers JSON: oversized bodies (413), wrong content types (400), unknown paths (404), crashes (500)."""
+    """Keeps /v1 answers JSON and guards request bodies.
+
+    A write (POST, PUT, PATCH, DELETE) without a valid API key is answered 401 before its body is read; bodies are
+    then checked (413 oversized, 400 wrong content type) and read under a deadline (408, flexmeter.body), chunked
+    ones included. Unknown paths answer 404 and crashes 500 in the envelope; a database that cannot be reached 503.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -28,9 +57,17 @@ class ApiErrorMiddleware:
     def __call__(self, request: HttpRequest):
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        rejection = self._reject_body(request)
-        if rejection is not None:
-            return rejection
+        if request.method in WRITE_METHODS:
+            if not api_key_precheck(request):
+                return unauthorized_response()
+            rejection = self._reject_body(request)
+            if rejection is not None:
+                return rejection
+            # Reads (GET…) never have their body read, so they need no deadline.
+            try:
+                request_body_preload(request)
+            except FlexmeterError as exc:
+                return error_response(code=exc.code, message=exc.message, status=exc.http_status, details=exc.details)
         response = self.get_response(request)
         if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/json"):
             return error_response(code="not_found", message=f"No API endpoint at {request.path}", status=404)
@@ -41,8 +78,6 @@ class ApiErrorMiddleware:
         return response
 
     def _reject_body(self, request: HttpRequest):
-        if request.method not in {"POST", "PUT", "PATCH"}:
-            return None
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -56,7 +91,8 @@ class ApiErrorMiddleware:
                 details={"body": f"at most {limit} bytes"},
             )
         content_type = request.content_type or ""
-        if length and content_type not in JSON_CONTENT_TYPES:
+        has_body = length or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if has_body and content_type not in JSON_CONTENT_TYPES:
             return error_response(
                 code="validation_error",
                 message=f"Content-Type must be application/json, not {content_type}",
@@ -68,6 +104,9 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception):
         """Crashes of /v1 views outside ninja (POST /v1/events): logged, and answered in the envelope."""
         if request.path.startswith(API_PREFIX):
+            if is_database_unavailable(exception):
+                logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exception)
+                return service_unavailable_response()
             logger.error("Unhandled API error on %s %s", request.method, request.path, exc_info=exception)
             message = f"Internal error: {exception}" if settings.DEBUG else "Internal error"
             return error_response(code="internal_error", message=message, status=500)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,6 +24,19 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
+    if number < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative.")
+    return number
 
 
 DEBUG = env_bool("DEBUG", True)
@@ -60,6 +74,9 @@ if env_bool("FLEXMETER_BENCHMARKS", False) and importlib.util.find_spec("benchma
 # Sessions, CSRF, the logged-in user and messages serve the dashboard only: their Dashboard* versions skip /v1.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "flexmeter.middleware.HeadAsGetMiddleware",
     "flexmeter.middleware.ApiErrorMiddleware",
     "flexmeter.middleware.DashboardSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -107,7 +124,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")),
+        # How long a request waits for a pooled connection before it is answered 503 (psycopg's default is 30 s).
+        "timeout": env_number("DATABASE_POOL_TIMEOUT", 10),
     }
+
+# A request that fails because the database cannot be reached is answered 503 with this Retry-After (seconds).
+DATABASE_UNAVAILABLE_RETRY_AFTER = 5
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -121,7 +143,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "staticfiles"))
+# WhiteNoise serves /static/ in every mode straight from the app and project static directories (the finders),
+# so there is no collectstatic step to forget before starting the server. Names are not hashed, so browsers
+# revalidate after WhiteNoise's short max-age. STATIC_ROOT is only for `collectstatic`, for a proxy that serves the
+# files itself.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(os.environ["STATIC_ROOT"]) if os.environ.get("STATIC_ROOT") else None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -132,14 +159,58 @@ LOGOUT_REDIRECT_URL = "flexmeter:login"
 # A bulk request may carry 1,000 events of up to 32 KiB each (SPEC §6.2).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
+# A /v1 request body of N bytes must arrive within min(REQUEST_BODY_TIMEOUT, REQUEST_BODY_GRACE + N / MIN_RATE)
+# seconds, or the request is answered 408 (checked after every 64 KiB piece, see flexmeter/body.py).
+REQUEST_BODY_TIMEOUT = env_number("REQUEST_BODY_TIMEOUT", 60)
+REQUEST_BODY_GRACE = env_number("REQUEST_BODY_GRACE", 5)
+REQUEST_BODY_MIN_RATE = env_number("REQUEST_BODY_MIN_RATE", 10_000)
+
 NINJA_PAGINATION_MAX_LIMIT = 100
+
+# Everything the dashboard and /v1/docs load comes from our own origin (no CDN); htmx and Swagger UI set inline
+# styles, and the favicon and Swagger UI's icons are data: URIs. No inline script is allowed.
+DEFAULT_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+
+def csp_from_env(value: str | None, *, default: dict) -> dict:
+    """`CSP` unset: `default`; `off`: no policy; anything else: a policy written as in the header."""
+    if value is None or not value.strip():
+        return default
+    if value.strip().lower() in {"off", "none", "false", "0"}:
+        return {}
+    policy = {}
+    for directive in value.split(";"):
+        if directive.strip():
+            name, *sources = directive.split()
+            policy[name.lower()] = sources
+    return policy
+
+
+_csp = csp_from_env(os.environ.get("CSP"), default={} if DEBUG else DEFAULT_CSP)
+if env_bool("CSP_REPORT_ONLY", False):
+    SECURE_CSP_REPORT_ONLY = _csp
+else:
+    SECURE_CSP = _csp
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Browsers honour HSTS only on HTTPS answers, so this is harmless on plain HTTP and protects once TLS is on.
+    SECURE_HSTS_SECONDS = int(env_number("SECURE_HSTS_SECONDS", 31_536_000))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,9 @@ from metering.api.ingest_view import ingest_event
 
 api_urls = path("v1/", api.urls)
 
+handler400 = "flexmeter.error_views.bad_request"
+handler500 = "flexmeter.error_views.server_error"
+
 
 def post_or_api(post_view):
     """Serve POST with `post_view` and every other method with the ninja API, as if this route did not exist.

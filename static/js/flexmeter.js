@@ -35,6 +35,21 @@
     if (target) copyText(target.value !== undefined ? target.value : target.textContent, button);
   });
 
+  /* A field whose whole text is meant to be copied (a new API key) selects it on click. */
+  document.addEventListener("click", function (event) {
+    var field = event.target.closest("[data-select-on-click]");
+    if (field && field.select) field.select();
+  });
+
+  /* Ctrl/Cmd+Enter in a marked field submits its form (the event tester). */
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    var field = event.target.closest("[data-submit-on-ctrl-enter]");
+    if (!field || !field.form) return;
+    event.preventDefault();
+    field.form.requestSubmit();
+  });
+
   /* Property chips fill the input they name (field step). */
   document.addEventListener("click", function (event) {
     var chip = event.target.closest("[data-fill-target]");
