@@ -95,7 +95,7 @@ def test_key_check_before_the_body_answers_503(api, monkeypatch):
 
 def test_single_event_ingest_answers_503(api, monkeypatch):
     assert api.post("/v1/events", {"event_name": "warm", "external_customer_id": "c"}).status_code == 202
-    monkeypatch.setattr("metering.views_ingest.events_store_for_key", refuse)
+    monkeypatch.setattr("metering.api.ingest_view.events_store_for_key", refuse)
     assert_unavailable_envelope(api.post("/v1/events", {"event_name": "a", "external_customer_id": "c"}))
 
 
