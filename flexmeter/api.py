@@ -12,7 +12,7 @@ from ninja.parser import Parser
 from flexmeter.auth import ApiKeyAuth, unauthorized_response
 from flexmeter.db import is_database_unavailable
 from flexmeter.envelope import error_response, pydantic_loc_to_path, service_unavailable_response
-from flexmeter.errors import FlexmeterError
+from flexmeter.errors import FlexmeterError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,10 @@ class StrictJsonParser(Parser):
     def parse_body(self, request: HttpRequest):
         from metering import exactjson
 
-        return exactjson.loads(request.body)
+        try:
+            return exactjson.loads(request.body)
+        except RecursionError:
+            raise ValidationFailed(details={"body": "is nested too deeply"}) from None
 
 
 api = NinjaAPI(

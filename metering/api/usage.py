@@ -15,8 +15,9 @@ from ninja import Field, Query, Router, Schema
 
 from catalog.schemas import feature_to_wire
 from catalog.selectors import meter_get
-from flexmeter.errors import NotFound, ValidationFailed
+from flexmeter.errors import NotFound
 from metering import exactjson
+from metering.api.http import request_json
 from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean
@@ -185,11 +186,7 @@ def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
 
 @usage_events_router.post("/validate", response={200: DebugOut}, summary="Dry run: explain an event without storing it")
 def events_validate(request: HttpRequest):
-    try:
-        raw = exactjson.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("Request body is not valid JSON", details={"body": "is not valid JSON"}) from None
-    candidate = event_clean(raw)
+    candidate = event_clean(request_json(request))
     report = event_debug_report(environment=request.environment, event=candidate)
     event_dict = {
         "id": candidate.event_id,

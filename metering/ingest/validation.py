@@ -17,6 +17,7 @@ from django.utils import timezone
 from ulid import ULID
 
 from flexmeter.errors import ValidationFailed
+from flexmeter.limits import json_value_problems
 from metering import exactjson
 
 MAX_TEXT_LENGTH = 255
@@ -185,13 +186,14 @@ def event_clean(raw: Any, *, now: dt.datetime | None = None) -> EventInput:
         errors["properties"] = f"must be a JSON object, not {_json_type(properties)}"
     elif len(properties) > MAX_PROPERTY_KEYS:
         errors["properties"] = f"must have at most {MAX_PROPERTY_KEYS} top-level keys (got {len(properties)})"
+    elif properties and (problems := json_value_problems(properties, path="properties")):
+        # keys relative to the event, like every other field (`properties.v`, `events[3].properties.v` in bulk)
+        errors.update(problems)
     elif properties:
         try:
             properties_json = exactjson.dumps(properties)
         except (TypeError, ValueError) as exc:
             errors["properties"] = f"must be plain JSON ({exc})"
-        except RecursionError:
-            errors["properties"] = "is nested too deeply"
         else:
             if "\\u0000" in properties_json and _JSON_NUL.search(properties_json):
                 errors["properties"] = "must not contain NUL (\\u0000) characters"

@@ -449,3 +449,51 @@ def test_a_json_array_file_is_refused_with_a_hint(tmp_path, environment):
     _, error = run_failing(write(tmp_path, "events.json", json.dumps([event(1), event(2)], indent=2)))
     assert "looks like one JSON array" in error and "jq -c" in error
     assert not Event.objects.exists()
+
+
+# The rule for what can be stored -----------------------------------------------------------------------------
+
+
+def _with_number(index: int, literal: str) -> str:
+    return json.dumps(event(index, properties={"v": 0})).replace('"v": 0', f'"v": {literal}')
+
+
+@pytest.mark.parametrize("literal", ["1e999999", "-1e999999", "1e-999999", "1e131072", "1e-16384", "1e131071"])
+def test_out_of_range_numbers_go_to_the_rejects_file_and_the_import_goes_on(tmp_path, environment, literal):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), _with_number(2, literal), event(3)))
+    rejects = tmp_path / "rejects.jsonl"
+    out, error = run_failing(path, rejects=str(rejects))
+    assert error == "1 of 3 records were invalid and not imported"
+    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["imp-1", "imp-3"]
+    [entry] = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert entry["line"] == 2
+    assert list(entry["errors"]) == ["properties.v"]
+    assert entry["errors"]["properties.v"].startswith("is out of range: it has ")
+    assert "line 2: properties.v: is out of range" in out
+
+
+def test_rerunning_an_import_with_an_out_of_range_line_imports_the_rest_every_time(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(_with_number(1, "1e131071"), *[event(i) for i in range(2, 6)]))
+    for _ in range(2):
+        run_failing(path)
+        assert Event.objects.filter(environment=environment).count() == 4
+
+
+def test_dry_run_applies_the_same_rule(tmp_path, environment):
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), _with_number(2, "1e999999"), _with_number(3, "1e-16384")))
+    out, error = run_failing(path, dry_run=True)
+    assert "would store:        1 events (0 would replace stored events)" in out
+    assert "invalid:            2" in out
+    assert "line 2: properties.v: is out of range" in out
+    assert not Event.objects.exists()
+
+
+def test_csv_properties_column_follows_the_same_rule(tmp_path, environment):
+    text = (
+        "event_id,event_name,external_customer_id,timestamp,properties\n"
+        'a,api.calls,acme,2026-01-01T00:00:00Z,"{""v"": 1e131071}"\n'
+        'b,api.calls,acme,2026-01-01T00:00:00Z,"{""v"": 12}"\n'
+    )
+    out, error = run_failing(write(tmp_path, "events.csv", text))
+    assert error == "1 of 2 records were invalid and not imported"
+    assert list(Event.objects.values_list("event_id", flat=True)) == ["b"]

@@ -209,12 +209,13 @@ def test_events_store_small_and_large_batches_agree(environment, size):
 def test_long_decimals_survive_the_database_with_every_digit(environment):
     from metering import exactjson
 
-    parsed = exactjson.loads('{"v": 0.12345678901234567890123, "big": 1e400, "neg": -7.000}')
+    # the largest magnitude the rule for what can be stored admits (flexmeter/limits.py)
+    parsed = exactjson.loads('{"v": 0.12345678901234567890123, "big": 1e37, "neg": -7.000}')
     events_store(environment=environment, events=[an_input("d", properties=parsed)])
     properties = Event.objects.get(event_id="d").properties
     assert properties["v"] == Decimal("0.12345678901234567890123")
     assert str(properties["v"]) == "0.12345678901234567890123"
-    assert properties["big"] == Decimal("1e400")
+    assert properties["big"] == Decimal("1e37")
     assert properties["neg"] == Decimal("-7.000")
 
 
@@ -307,4 +308,6 @@ def test_extremely_nested_properties_are_rejected():
     nested: dict = {}
     for _ in range(5000):
         nested = {"n": nested}
-    assert clean_error(raw(properties=nested)) == {"properties": "is nested too deeply"}
+    assert clean_error(raw(properties=nested)) == {
+        "properties" + ".n" * 32: "is nested too deeply (at most 32 levels of objects and arrays)"
+    }
