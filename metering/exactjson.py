@@ -25,13 +25,65 @@ def _reject_constant(name: str):
 
 
 _decoder = json.JSONDecoder(parse_float=_parse_float, parse_constant=_reject_constant)
+_decoder_big_ints = json.JSONDecoder(parse_float=_parse_float, parse_int=Decimal, parse_constant=_reject_constant)
 
 
 def loads(text: str | bytes) -> Any:
     """Parse JSON text keeping every number exact. Raises ValueError (json.JSONDecodeError) on invalid input."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
-    return _decoder.decode(text)
+    try:
+        return _decoder.decode(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer beyond Python's 4,300-digit limit: read it as a Decimal, so the rule for what can be stored
+        # (flexmeter/limits.py) names the field instead of "not valid JSON".
+        return _decoder_big_ints.decode(text)
+
+
+# Deeper than this a stored value is not handed to readers: they walk values recursively (the encoders, templates,
+# the debugger). Ingest admits 32 levels (flexmeter/limits.py); this only guards rows stored before that rule.
+READABLE_NESTING = 100
+
+
+class UnreadableJSON(dict):
+    """Stands for a stored JSON value no reader can show (nested too deeply, or not JSON at all): an empty object
+    that says why and keeps the stored text, so lists, pages and exports show the row as such instead of failing."""
+
+    def __init__(self, text: str, reason: str):
+        super().__init__()
+        self.text = text
+        self.reason = reason
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def loads_stored(text: str) -> Any:
+    """Decode JSON read back from the database; never raises.
+
+    Integers beyond Python's 4,300-digit limit (PostgreSQL prints `1e131071` as 131,072 digits) become Decimals
+    (see `loads`); a value nested deeper than READABLE_NESTING, or text that is not JSON, becomes `UnreadableJSON`.
+    """
+    try:
+        value = loads(text)
+    except RecursionError:
+        return UnreadableJSON(text, f"it is nested more than {READABLE_NESTING} levels deep")
+    except ValueError as exc:
+        return UnreadableJSON(text, f"the stored text is not valid JSON ({exc})")
+    # Fewer brackets than the limit cannot nest deeper than it: most rows skip the walk.
+    if text.count("{") + text.count("[") > READABLE_NESTING and _nesting_exceeds(value, READABLE_NESTING):
+        return UnreadableJSON(text, f"it is nested more than {READABLE_NESTING} levels deep")
+    return value
 
 
 class _NeedsExactEncoding(Exception):

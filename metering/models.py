@@ -2,11 +2,22 @@
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from flexmeter.ids import new_public_id
 from flexmeter.models import Environment
-from metering.exactjson import ExactJSONDecoder, ExactJSONEncoder
+from metering.exactjson import ExactJSONDecoder, ExactJSONEncoder, loads_stored
+
+
+class StoredJSONField(models.JSONField):
+    """JSON whose numbers keep every digit, and whose reads never fail: a stored value no reader can show comes
+    back as `exactjson.UnreadableJSON` (an empty object saying why), so one bad row never breaks a list."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or (isinstance(expression, KeyTransform) and not isinstance(value, str)):
+            return value
+        return loads_stored(value)
 
 
 class BillingPeriod(models.TextChoices):
@@ -94,7 +105,7 @@ class Event(models.Model):
     ingested_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=255, blank=True, default="")
     # Numbers keep every digit (jsonb numeric on PostgreSQL; exact text on SQLite): usage math is exact decimal.
-    properties = models.JSONField(default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder)
+    properties = StoredJSONField(default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder)
 
     objects = EventQuerySet.as_manager()
 

@@ -12,6 +12,7 @@ from pydantic import WithJsonSchema
 
 from flexmeter.errors import ValidationFailed
 from metering import exactjson
+from metering.exactjson import UnreadableJSON
 from metering.ingest.validation import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
 from metering.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -94,8 +95,11 @@ class EventsQueryParams(EventsQueryIn):
 
 
 def event_to_dict(event: Event, customer_id: str | None, *, environment_id: str | None = None) -> dict[str, Any]:
-    """The JSON form of a stored event (SPEC §6.2). Pass `environment_id` to avoid loading the environment."""
-    return {
+    """The JSON form of a stored event (SPEC §6.2). Pass `environment_id` to avoid loading the environment.
+
+    Properties no reader can show (stored before the rule of flexmeter/limits.py) go out as `{}` with
+    `properties_error` saying why, so the rest of the list still answers."""
+    wire = {
         "id": event.event_id,
         "event_name": event.event_name,
         "external_customer_id": event.external_customer_id,
@@ -106,6 +110,9 @@ def event_to_dict(event: Event, customer_id: str | None, *, environment_id: str 
         "properties": event.properties,
         "environment_id": environment_id or event.environment.public_id,
     }
+    if isinstance(event.properties, UnreadableJSON):
+        wire["properties_error"] = f"The stored properties cannot be shown: {event.properties.reason}"
+    return wire
 
 
 def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:

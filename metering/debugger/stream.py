@@ -23,6 +23,7 @@ from catalog.models import AggregationType, Meter
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED, similar_event_names
+from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import event_cursor_decode, event_cursor_encode
 from metering.usage.dialects import dialect_for
@@ -120,6 +121,8 @@ class StreamPage:
 
 def properties_preview(properties, *, limit: int = 80) -> str:
     """`tokens=120 · model=gpt-4o · region=eu`: top-level keys in order, nested values abbreviated."""
+    if isinstance(properties, UnreadableJSON):
+        return f"(properties cannot be shown: {properties.reason})"
     if not isinstance(properties, dict) or not properties:
         return ""
     parts = []

@@ -42,7 +42,7 @@ def parse_properties(text: str | None) -> dict:
         return {}
     try:
         value = json.loads(text, parse_float=Decimal, parse_constant=lambda _token: NON_FINITE)
-    except ValueError:
+    except (ValueError, RecursionError):  # rows stored before flexmeter/limits.py: read as having no properties
         return {}
     return value if isinstance(value, dict) else {}
 

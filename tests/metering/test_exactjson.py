@@ -42,3 +42,25 @@ def test_non_finite_decimals_cannot_be_written():
         exactjson.dumps({"v": Decimal("NaN")})
     with pytest.raises(ValueError):
         exactjson.dumps({"v": float("inf")})
+
+
+def test_stored_text_is_always_decoded_to_something_a_reader_can_show():
+    huge = "1" + "0" * 5000
+    assert exactjson.loads_stored(f'{{"v": {huge}, "w": 2}}') == {"v": Decimal(huge), "w": 2}
+    deep = exactjson.loads_stored('{"n": ' * 150 + "1" + "}" * 150)
+    assert isinstance(deep, exactjson.UnreadableJSON)
+    assert (deep, deep.reason) == ({}, "it is nested more than 100 levels deep")
+    assert deep.text.startswith('{"n": {"n": ')
+    very_deep = exactjson.loads_stored("[" * 100_000 + "]" * 100_000)
+    assert very_deep.reason == "it is nested more than 100 levels deep"
+    broken = exactjson.loads_stored("{not json")
+    assert broken.reason.startswith("the stored text is not valid JSON")
+    assert exactjson.dumps({"p": broken}) == '{"p":{}}'
+    nested_ok = '{"n": ' * 99 + "1" + "}" * 99
+    assert not isinstance(exactjson.loads_stored(nested_ok), exactjson.UnreadableJSON)
+
+
+def test_integers_beyond_pythons_digit_limit_parse_as_decimals():
+    assert exactjson.loads('{"v": 1' + "0" * 4400 + "}") == {"v": Decimal("1e4400")}
+    with pytest.raises(ValueError):
+        exactjson.loads('{"v": 1' + "0" * 4400)

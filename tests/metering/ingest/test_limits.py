@@ -17,7 +17,18 @@ from tests.catalog.factories import MeterFactory
 
 pytestmark = pytest.mark.django_db
 
-OUT_OF_RANGE = ["1e999999", "-1e999999", "1e-999999", "1e131072", "1e-16384", "1e131071", "1e400", "1e38", "-1e38"]
+OUT_OF_RANGE = [
+    "1e999999",
+    "-1e999999",
+    "1e-999999",
+    "1e131072",
+    "1e-16384",
+    "1e131071",
+    "1e400",
+    "1e38",
+    "-1e38",
+    "1" + "0" * 5000,
+]
 AT_THE_EDGE = [
     "9" * 38,
     "-" + "9" * 38,
