@@ -3,21 +3,27 @@
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db.models import Q, TextField
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
 from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
+from metering.usage.dialects import dialect_for
+from metering.usage.dialects.base import Dialect, Params
+from metering.usage.engine import filter_sql
+from metering.usage.spec import Filter
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NAMED_PARAM = re.compile(r"%\((\w+)\)s")
 
 
 # Customers ---------------------------------------------------------------------------------------------------
@@ -95,6 +101,27 @@ class EventsPage:
         return self.customer_ids.get(event.external_customer_id)
 
 
+def event_row_condition(build: Callable[[Dialect, Params], str]) -> RawSQL:
+    """A boolean ORM expression for an `Event` queryset from SQL the engine writes about event row `e` (its filters,
+    its per-meter predicate), so lists and the stream decide exactly as usage totals do.
+
+    The engine's fragments address the event as `e`, so the row is looked up again by primary key under that
+    alias; for a page of rows that is one index probe each.
+    """
+    dialect = dialect_for(connection)
+    params = Params()
+    predicate = build(dialect, params)
+    table = Event._meta.db_table
+    values: list = []
+
+    def positional(match: re.Match) -> str:  # named `%(p0)s` → the positional `%s` RawSQL expects
+        values.append(params.values[match.group(1)])
+        return "%s"
+
+    sql = f"EXISTS (SELECT 1 FROM {table} e WHERE e.id = {table}.id AND {predicate})"
+    return RawSQL(_NAMED_PARAM.sub(positional, sql), values, output_field=BooleanField())
+
+
 def event_cursor_encode(event: Event) -> str:
     delta = event.timestamp - _EPOCH
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -142,11 +169,11 @@ def events_page(
         events = events.filter(event_id=event_id)
     if source:
         events = events.filter(source=source)
-    for index, (key, values) in enumerate((property_filters or {}).items()):
-        # Canonical text (SPEC §3): strings as they are, numbers in their JSON spelling, true/false.
-        alias = f"property_filter_{index}"
-        text = Cast(KeyTextTransform(key, "properties"), output_field=TextField())
-        events = events.alias(**{alias: text}).filter(**{f"{alias}__in": list(values)})
+    if property_filters:
+        filters = [Filter(key=key, operator="in", values=tuple(values)) for key, values in property_filters.items()]
+        events = events.filter(
+            event_row_condition(lambda d, p: " AND ".join(filter_sql(filter_, d, p) for filter_ in filters))
+        )
     if cursor:
         timestamp, pk = event_cursor_decode(cursor)
         # The redundant `timestamp <= t` bounds the index range scan; the OR only breaks ties within t.

@@ -10,12 +10,11 @@ used as a WHERE clause.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import BooleanField, OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.expressions import ExpressionError
@@ -25,7 +24,7 @@ from flexmeter.models import Environment
 from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED, similar_event_names
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import event_cursor_decode, event_cursor_encode
+from metering.selectors import event_cursor_decode, event_cursor_encode, event_row_condition
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import condition_sql, value_sql
@@ -33,7 +32,6 @@ from metering.usage.spec import AggregationSpec
 
 STATUSES = (STATUS_PROCESSED, STATUS_UNMATCHED, STATUS_CUSTOMER_NOT_FOUND)
 STREAM_PAGE_SIZE = 50
-_NAMED_PARAM = re.compile(r"%\((\w+)\)s")
 
 
 # --- the match predicate ------------------------------------------------------------------------------------
@@ -70,29 +68,9 @@ def any_meter_match_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> 
     return "(" + " OR ".join(meter_match_sql(spec, d, p) for spec in specs) + ")"
 
 
-def _positional(sql: str, params: Params) -> tuple[str, list]:
-    """Named `%(p0)s` placeholders → positional `%s` with a list, as the ORM's RawSQL expects."""
-    values: list = []
-
-    def replace(match: re.Match) -> str:
-        values.append(params.values[match.group(1)])
-        return "%s"
-
-    return _NAMED_PARAM.sub(replace, sql), values
-
-
 def matched_expression(specs: list[AggregationSpec]) -> RawSQL:
-    """A boolean ORM expression for an `Event` queryset: does this row count for any published meter?
-
-    The engine's fragments address the event as `e`, so the row is looked up again by primary key under that
-    alias; for a page of rows that is one index probe each.
-    """
-    d = dialect_for(connection)
-    p = Params()
-    predicate = any_meter_match_sql(specs, d, p)
-    table = Event._meta.db_table
-    sql, values = _positional(f"EXISTS (SELECT 1 FROM {table} e WHERE e.id = {table}.id AND {predicate})", p)
-    return RawSQL(sql, values, output_field=BooleanField())
+    """A boolean ORM expression for an `Event` queryset: does this row count for any published meter?"""
+    return event_row_condition(lambda d, p: any_meter_match_sql(specs, d, p))
 
 
 # --- the stream ---------------------------------------------------------------------------------------------

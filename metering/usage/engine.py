@@ -53,7 +53,13 @@ TOTAL, CARRY, WINDOW = 0, 1, 2
 
 
 def condition_sql(spec: AggregationSpec, filter_: Filter, d: Dialect, p: Params) -> str:
-    """One filter of SPEC §4 as a boolean; never NULL (missing values are decided explicitly)."""
+    """One filter of a meter's spec as a boolean; never NULL (missing values are decided explicitly)."""
+    return filter_sql(filter_, d, p)
+
+
+def filter_sql(filter_: Filter, d: Dialect, p: Params) -> str:
+    """One property filter of SPEC §4 on the canonical text of SPEC §3, as a boolean that is never NULL. Meters and
+    the event list's `property_filters` both filter with it."""
     text = d.canonical(p, filter_.key)
     if filter_.operator in ("in", "not_in"):
         match = d.equals_any(p, text, list(filter_.values))

@@ -1,6 +1,7 @@
 """GET /v1/events and POST /v1/events/query: filters, keyset pagination, event shape (SPEC §6.2)."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
@@ -215,3 +216,65 @@ def test_cursor_with_an_absurd_timestamp_is_400(api):
     response = api.get("/v1/events", {"iter_last_key": cursor})
     assert response.status_code == 400
     assert "iter_last_key" in response.json()["details"]
+
+
+def send_with_value(api, event_id: str, value_text: str) -> None:
+    """Send an event whose property `v` is spelled exactly as given (Python's json would respell `1.50`)."""
+    properties = f'{{"v": {value_text}}}'
+    body = f'{{"event_id": "{event_id}", "event_name": "n", "external_customer_id": "c", "properties": {properties}}}'
+    assert api.post("/v1/events", body).status_code == 202
+
+
+def test_property_filters_compare_the_engines_canonical_text(api, environment):
+    """SPEC §3 (issue #11): the list filters as meters do, on both databases: numbers in their JSON spelling with
+    every digit and their scale, booleans as true/false, no text at all for null, objects and arrays."""
+    values = {
+        "scaled": "1.50",
+        "text-1.5": '"1.5"',
+        "exponent": "1e3",
+        "long": "12345678901234567890123",
+        "null": "null",
+        "text-null": '"null"',
+        "object": '{"k": 1}',
+        "array": "[1]",
+        "true": "true",
+        "text-true": '"true"',
+    }
+    for event_id, value in values.items():
+        send_with_value(api, event_id, value)
+
+    def ids(*wanted: str) -> set[str]:
+        for response in (
+            api.post("/v1/events/query", {"property_filters": {"v": list(wanted)}}),
+            api.get("/v1/events", {"property_filters": json.dumps({"v": list(wanted)})}),
+        ):
+            assert response.status_code == 200, response.json()
+        return {event["id"] for event in response.json()["events"]}
+
+    assert ids("1.5") == {"text-1.5"}
+    assert ids("1.50") == {"scaled"}
+    assert ids("1000") == {"exponent"}
+    assert ids("1000.0") == set()
+    assert ids("12345678901234567890123") == {"long"}
+    assert ids("12345678901234600000000") == set()
+    assert ids("null") == {"text-null"}
+    assert ids("true") == {"true", "text-true"}
+    assert ids('{"k": 1}', '{"k":1}', "[1]") == set()
+
+
+def test_property_filters_agree_with_a_meters_filter(api, environment):
+    for index, value in enumerate(["1.50", '"1.5"', "1e3", "true", '{"k": 1}']):
+        send_with_value(api, f"e{index}", value)
+    for wanted in (["1.5"], ["1.50"], ["1000"], ["true"], ['{"k": 1}']):
+        listed = api.post("/v1/events/query", {"property_filters": {"v": wanted}}).json()["events"]
+        usage = api.post(
+            "/v1/events/usage",
+            {
+                "event_name": "n",
+                "aggregation_type": "COUNT",
+                "filters": {"v": wanted},
+                "start_time": "2000-01-01T00:00:00Z",
+            },
+        )
+        assert usage.status_code == 200, usage.json()
+        assert usage.json()["value"] == len(listed), wanted
