@@ -17,6 +17,8 @@ from enum import Enum
 from celpy.celparser import CELParseError, CELParser
 from lark import Token, Tree
 
+from flexmeter.limits import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, NUMBER_RULE, number_problem
+
 MAX_EXPRESSION_LENGTH = 2000
 MAX_DEPTH = 100  # nested operators/calls; wrapper rules of the grammar do not count
 
@@ -161,6 +163,7 @@ def compile_expression(text: str) -> CompiledExpression:
     properties = frozenset(_properties(root))
     if not properties:
         raise ExpressionError("Expression must reference at least one event property")
+    _digits(root)
     return CompiledExpression(text=text, root=root, properties=properties)
 
 
@@ -265,16 +268,91 @@ class _Builder:
             digits = value.rstrip("uU")
             negative = digits.startswith("-")
             digits = digits.lstrip("-")
+            if len(digits) > MAX_INTEGER_DIGITS + 2:  # int() refuses more than 4,300 digits; the rule far fewer
+                raise ExpressionError(f"Number {value[:20]}… {_OUT_OF_RANGE}")
             number = int(digits, 16) if digits.lower().startswith("0x") else int(digits)
-            return Number(Decimal(-number if negative else number))
+            return _constant(Decimal(-number if negative else number))
         if kind == "FLOAT_LIT":
             try:
-                return Number(Decimal(value))
+                number = Decimal(value)
             except InvalidOperation:  # pragma: no cover - the grammar only lets decimal literals through
                 raise ExpressionError(f"Invalid number {value!r}") from None
+            return _constant(number)
         if kind == "NULL_LIT":
             raise ExpressionError("Unsupported construct: null is not a number")
         raise ExpressionError("Unsupported construct: strings and bytes are not numbers")
+
+
+_OUT_OF_RANGE = f"is out of range: constants follow the rule for stored numbers ({NUMBER_RULE})"
+
+
+def _constant(number: Decimal) -> Number:
+    if number_problem(number) is not None:
+        shown = value if len(value := str(number)) <= 20 else value[:20] + "…"
+        raise ExpressionError(f"Number {shown} {_OUT_OF_RANGE}")
+    return Number(number)
+
+
+# Every property a CEL expression reads is within the rule for stored numbers (metering.usage.numbers.cel_input
+# excludes the event otherwise), and so is every constant. From that, each operator bounds how many digits its result
+# can have before and after the point; an expression is refused when the worst case exceeds MAX_RESULT_DIGITS on
+# either side. PostgreSQL's numeric holds 131,072 and 16,383 digits and pow() already stops near 1e1000, so a meter
+# that compiles can never overflow a database on any event.
+MAX_RESULT_DIGITS = 2000
+_ROUNDED_PLACES = 20  # quotients, sqrt, log and pow are rounded to this many places (metering/usage/numbers.py)
+_POW_DIGITS = 1000  # pow() results beyond e^2302 are an error for the event
+
+
+def _digits(node: Node) -> tuple[int, int]:
+    """(digits before, digits after the point) a number-valued node can reach at most; raises when too many."""
+    if isinstance(node, Number):
+        exponent = node.value.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        return (max(node.value.adjusted() + 1, 0) if node.value else 0), places
+    if isinstance(node, Property):
+        return MAX_INTEGER_DIGITS, MAX_FRACTION_DIGITS
+    if isinstance(node, Boolean):
+        return 0, 0
+    if isinstance(node, Unary):
+        return _digits(node.operand)
+    if isinstance(node, Conditional):
+        _digits(node.condition)
+        when_true, when_false = _digits(node.when_true), _digits(node.when_false)
+        return max(when_true[0], when_false[0]), max(when_true[1], when_false[1])
+    if isinstance(node, Binary):
+        (left_int, left_places), (right_int, right_places) = _digits(node.left), _digits(node.right)
+        if node.op in ("+", "-"):
+            result = (max(left_int, right_int) + 1, max(left_places, right_places))
+        elif node.op == "*":
+            result = (left_int + right_int, left_places + right_places)
+        elif node.op == "/":
+            # the dividend is scaled by 10^21 before an integer division; the divisor can be as small as 10^-places
+            result = (left_int + right_places + _ROUNDED_PLACES + 2, _ROUNDED_PLACES)
+        else:
+            return 0, 0  # comparisons and logic yield booleans
+        return _within_bounds(result)
+    if isinstance(node, Call):
+        args = [_digits(arg) for arg in node.args]
+        integer, places = max(a[0] for a in args), max(a[1] for a in args)
+        if node.function in ("ceil", "floor", "round"):
+            return integer + 1, 0
+        if node.function == "sqrt":
+            return integer // 2 + 1, _ROUNDED_PLACES
+        if node.function == "log":
+            return 5, _ROUNDED_PLACES
+        if node.function == "pow":
+            return _POW_DIGITS, _ROUNDED_PLACES
+        return integer, places  # min, max, abs
+    raise TypeError(f"unexpected node {node!r}")  # pragma: no cover - the AST is closed
+
+
+def _within_bounds(digits: tuple[int, int]) -> tuple[int, int]:
+    if max(digits) > MAX_RESULT_DIGITS:
+        raise ExpressionError(
+            f"Expression can produce numbers of more than {MAX_RESULT_DIGITS:,} digits (every property may hold up "
+            f"to {MAX_INTEGER_DIGITS} digits before and after the point): use fewer multiplications"
+        )
+    return digits
 
 
 def _binary(op: str, left: Node, right: Node) -> Node:

@@ -18,12 +18,13 @@ from django.db import connection
 
 from catalog.expressions import ExpressionError, compile_expression
 from catalog.models import AggregationType, Feature, Meter
+from flexmeter.limits import NUMBER_RULE
 from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
 from metering.usage.engine import condition_sql, value_sql
-from metering.usage.numbers import EXACT, canonical_text, normalize, numeric_value, value_kind
+from metering.usage.numbers import EXACT, canonical_text, cel_input, normalize, numeric_value, value_kind
 from metering.usage.spec import AggregationSpec, Filter
 
 STATUS_PROCESSED = "processed"
@@ -247,6 +248,8 @@ def _value_reason(spec: AggregationSpec, properties: dict) -> tuple[str, str]:
             value = properties.get(name, _MISSING)
             if value is not _MISSING and numeric_value(value) is None:
                 return "expression_error", (f"Expression error: property '{name}' is {value_kind(value)}, not a number")
+            if value is not _MISSING and cel_input(value) is None:
+                return "expression_error", f"Expression error: property '{name}' is out of range ({NUMBER_RULE})"
         return "expression_error", (
             "Expression error: the result is not a finite number (division by zero, sqrt or log of a value "
             "outside its domain, or an overflow)"

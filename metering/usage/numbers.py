@@ -14,10 +14,15 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import cast
 
+from flexmeter.limits import number_problem
+
 # A finite decimal literal, optionally surrounded by ASCII whitespace. The exponent is limited to three digits so
 # every accepted value fits PostgreSQL's numeric type (and stays reasonable); "NaN"/"Infinity" never match.
 NUMERIC_PATTERN = r"^[ \t\n\r]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?[ \t\n\r]*$"
 _NUMERIC_RE = re.compile(NUMERIC_PATTERN)
+# Longer text is not read as a number: PostgreSQL's numeric holds at most 16,383 digits after the point, and 15,000
+# characters with an exponent of -999 stay within that, so no stored string can make a cast fail.
+MAX_NUMERIC_TEXT = 15_000
 
 # Computed quotients (AVG, WEIGHTED_SUM, CEL `/`) and transcendental results are rounded half away from zero to
 # this many decimal places, identically on both databases.
@@ -48,7 +53,7 @@ def parse_properties(text: str | None) -> dict:
 
 
 def is_numeric_text(text: str) -> bool:
-    return bool(_NUMERIC_RE.match(text))
+    return len(text) <= MAX_NUMERIC_TEXT and bool(_NUMERIC_RE.match(text))
 
 
 def number_text(value: int | Decimal) -> str:
@@ -86,6 +91,15 @@ def numeric_value(value) -> Decimal | None:
     if isinstance(value, str) and is_numeric_text(value):
         return Decimal(value.strip(" \t\n\r"))
     return None
+
+
+def cel_input(value) -> Decimal | None:
+    """The number a CEL variable stands for: a numeric value within the rule for what can be stored
+    (flexmeter/limits.py), else None (an error for that event). Numeric strings and rows stored before the rule can
+    be larger; keeping every input within it is what lets a meter's expression be bounded when it is created
+    (catalog/expressions.py), so no event's arithmetic can overflow a database."""
+    number = numeric_value(value)
+    return None if number is None or number_problem(number) is not None else number
 
 
 def value_kind(value) -> str:

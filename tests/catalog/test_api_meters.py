@@ -267,3 +267,14 @@ def test_openapi_documents_meter_schemas(anonymous_api):
     assert "409" in post["responses"]
     schemas = document["components"]["schemas"]
     assert schemas["AggregationOut"]["properties"]["multiplier"]["anyOf"][0]["type"] == "string"
+
+
+def test_expression_with_an_out_of_range_constant_is_400_at_creation(api):
+    response = api.post(
+        "/v1/meters",
+        {"name": "T", "event_name": "llm", "aggregation": {"type": "SUM", "expression": "1e999999 * tokens"}},
+    )
+    assert response.status_code == 400
+    assert response.json()["details"]["aggregation.expression"].startswith(
+        "Number 1E+999999 is out of range: constants follow the rule for stored numbers"
+    )

@@ -138,3 +138,43 @@ def test_moderate_nesting_and_long_sums_compile():
         nested = f"max(({nested}), b)"
     assert compile_expression(nested).properties == {"a", "b"}
     assert compile_expression(" + ".join(f"p{i}" for i in range(90))).properties == {f"p{i}" for i in range(90)}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("1e999999 * tokens", "1E+999999"),
+        ("tokens * -1e999999", "-1E+999999"),
+        ("tokens + 1e38", "1E+38"),
+        ("tokens + 1e-39", "1E-39"),
+        ("tokens * 123456789012345678901234567890123456789", "12345678901234567890…"),
+        ("tokens * " + "9" * 1980, "99999999999999999999…"),
+    ],
+)
+def test_constants_beyond_the_rule_for_stored_numbers_are_rejected(text, shown):
+    with pytest.raises(ExpressionError) as excinfo:
+        compile_expression(text)
+    assert excinfo.value.message == (
+        f"Number {shown} is out of range: constants follow the rule for stored numbers (numbers must be less than "
+        "1e38 in magnitude with at most 38 digits after the decimal point)"
+    )
+
+
+def test_constants_at_the_edge_of_the_rule_compile():
+    assert compile_expression("tokens * 9.9e37 + 1e-38").properties == {"tokens"}
+
+
+def test_results_are_bounded_when_the_expression_is_compiled():
+    # every property may hold 38 digits before the point: 52 factors reach 1,976 digits, 53 reach 2,014
+    assert compile_expression(" * ".join(["t"] * 52)).properties == {"t"}
+    with pytest.raises(ExpressionError) as excinfo:
+        compile_expression(" * ".join(["t"] * 53))
+    assert excinfo.value.message == (
+        "Expression can produce numbers of more than 2,000 digits (every property may hold up to 38 digits before "
+        "and after the point): use fewer multiplications"
+    )
+    # pow() stops near 1e1000 by itself; two of them multiplied stay within the bound, rounding resets the places
+    assert compile_expression("pow(a, b) * pow(a, b)").properties == {"a", "b"}
+    with pytest.raises(ExpressionError):
+        compile_expression("pow(a, b) * pow(a, b) * 10")
+    assert compile_expression("round(" + " * ".join(["t"] * 26) + ") * " + " * ".join(["t"] * 26))

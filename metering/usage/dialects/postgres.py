@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from flexmeter.limits import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS
 from metering.usage.dialects.base import PROPS, Dialect, Params
-from metering.usage.numbers import DIVISION_PLACES, NUMERIC_PATTERN, number_text
+from metering.usage.numbers import DIVISION_PLACES, MAX_NUMERIC_TEXT, NUMERIC_PATTERN, number_text
 from metering.usage.periods import FIXED_STEPS
 
 
@@ -23,13 +24,19 @@ class PostgresDialect(Dialect):
         k = p(key)
         return f"(CASE WHEN jsonb_typeof({PROPS} -> {k}) IN ('string', 'number', 'boolean') THEN {PROPS} ->> {k} END)"
 
-    def _numeric_case(self, p, key, missing: str = "NULL") -> str:
+    def _numeric_case(self, p, key, *, within_rule: bool = False) -> str:
         k = p(key)
-        pattern = p(NUMERIC_PATTERN)
+        text = f"({PROPS} ->> {k})"
+        number = f"{text}::numeric"
+        if within_rule:  # numbers.cel_input: the rule for what can be stored (flexmeter/limits.py)
+            number = (
+                f"(CASE WHEN abs({number}) < 1e{MAX_INTEGER_DIGITS} AND scale({number}) <= {MAX_FRACTION_DIGITS} "
+                f"THEN {number} END)"
+            )
         return (
-            f"(CASE jsonb_typeof({PROPS} -> {k}) WHEN 'number' THEN ({PROPS} ->> {k})::numeric "
-            f"WHEN 'string' THEN CASE WHEN ({PROPS} ->> {k}) ~ {pattern} THEN ({PROPS} ->> {k})::numeric END "
-            f"ELSE {missing} END)"
+            f"(CASE jsonb_typeof({PROPS} -> {k}) WHEN 'number' THEN {number} "
+            f"WHEN 'string' THEN CASE WHEN length({text}) <= {MAX_NUMERIC_TEXT} AND {text} ~ {p(NUMERIC_PATTERN)} "
+            f"THEN {number} END END)"
         )
 
     def number(self, p, key):
@@ -38,7 +45,8 @@ class PostgresDialect(Dialect):
     def cel_variable(self, p, key):
         # jsonb_typeof of a missing key is NULL: CASE's ELSE turns "missing" into 0 and keeps other types NULL
         k = p(key)
-        return f"(CASE WHEN {PROPS} -> {k} IS NULL THEN 0::numeric ELSE {self._numeric_case(p, key)} END)"
+        number = self._numeric_case(p, key, within_rule=True)
+        return f"(CASE WHEN {PROPS} -> {k} IS NULL THEN 0::numeric ELSE {number} END)"
 
     def equals_any(self, p, text_sql, values):
         return f"({text_sql} = ANY({p(list(values))}::text[]))"

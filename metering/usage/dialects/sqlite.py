@@ -17,6 +17,7 @@ from metering.usage.numbers import (
     EXACT,
     NON_FINITE,
     canonical_text,
+    cel_input,
     divide,
     number_text,
     numeric_value,
@@ -61,7 +62,7 @@ def fm_number(properties, key):
 
 def fm_cel_variable(properties, key):
     value = _get(properties, key)
-    return "0" if value is _MISSING else _out(numeric_value(value))
+    return "0" if value is _MISSING else _out(cel_input(value))
 
 
 def _binary(operation):

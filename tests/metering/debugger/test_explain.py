@@ -183,6 +183,13 @@ def test_a_matched_event_without_customer_is_customer_not_found(environment):
             "expression_error",
             "Expression error: property 'b' is a non-numeric string, not a number",
         ),
+        (
+            {"aggregation_type": "SUM", "aggregation_expression": "a * b"},
+            {"a": 1, "b": "1e999"},
+            "expression_error",
+            "Expression error: property 'b' is out of range (numbers must be less than 1e38 in magnitude with at "
+            "most 38 digits after the decimal point)",
+        ),
     ],
 )
 def test_not_matched_meters_give_the_first_reason(environment, meter_kwargs, properties, reason_code, reason):

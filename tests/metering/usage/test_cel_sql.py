@@ -118,3 +118,51 @@ def test_expressions_work_with_every_allowed_aggregation(environment, aggregatio
     send(environment, event_name="cel", timestamp="2025-01-04T00:00", properties={"a": "zero"})
 
     assert meter_usage(meter=meter, start=START, end=END).value == Decimal(expected)
+
+
+# Inputs beyond the rule for stored numbers (flexmeter/limits.py): numeric strings, rows stored before the rule.
+# Each is an error for its event, so no event's arithmetic can overflow a database and fail the whole query.
+PRODUCT_OF_17 = " * ".join(["a"] * 17)
+
+
+@pytest.mark.parametrize(
+    ("expression", "bad_properties", "good_value"),
+    [
+        ("a * 2", {"a": "1e999"}, "8"),
+        ("a * 2", {"a": "1e38"}, "8"),
+        ("a * 2", {"a": "1e-39"}, "8"),
+        ("a * 2", {"a": "0." + "0" * 38 + "1"}, "8"),
+        # 17 factors of 999 decimal places each: 16,983 places, beyond PostgreSQL numeric's 16,383
+        (PRODUCT_OF_17, {"a": "1e-999"}, str(4**17)),
+        (PRODUCT_OF_17, {"a": "9e999"}, str(4**17)),
+    ],
+)
+def test_inputs_beyond_the_rule_exclude_the_event_instead_of_failing_the_query(
+    environment, expression, bad_properties, good_value
+):
+    meter = MeterFactory(
+        environment=environment, event_name="cel", aggregation_type="SUM", aggregation_expression=expression
+    )
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties=bad_properties)
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties={"a": 4, "b": 2})
+
+    assert meter_usage(meter=meter, start=START, end=END).value == Decimal(good_value)
+
+
+def test_a_row_stored_before_the_rule_is_excluded_from_expressions(environment):
+    from django.db import connection
+
+    from metering.models import Event
+
+    meter = MeterFactory(
+        environment=environment, event_name="cel", aggregation_type="SUM", aggregation_expression="a * a"
+    )
+    send(environment, event_name="cel", timestamp="2025-01-02T00:00", properties={"a": 3})
+    cast = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Event._meta.db_table} (environment_id, event_id, event_name, external_customer_id, "
+            f"timestamp, ingested_at, source, properties) VALUES (%s, 'old', 'cel', 'cust-1', %s, %s, '', {cast})",
+            [environment.pk, at("2025-01-03T00:00"), at("2025-01-03T00:00"), '{"a": 1e131071}'],
+        )
+    assert meter_usage(meter=meter, start=START, end=END).value == Decimal(9)
