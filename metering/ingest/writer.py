@@ -258,3 +258,10 @@ def _store_generic(environment: Environment, events: list[EventInput], ingested_
                 ],
             )
     return duplicates
+
+
+def events_delete(*, environment_slug: str, event_ids: list[str]) -> int:
+    """Delete these events of one environment (`check_events --delete`); returns how many rows went. Rollups see the
+    deletion through the events table's change marks, as they see every write."""
+    deleted, _ = Event.objects.filter(environment__slug=environment_slug, event_id__in=event_ids).delete()
+    return deleted

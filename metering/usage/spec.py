@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
 from catalog.models import AggregationType, BucketSize, ResetUsage
+from flexmeter import errors
 from flexmeter.errors import ValidationFailed
 from metering.usage.periods import MonthAnchor
 
@@ -26,6 +27,11 @@ class Filter:
     key: str
     operator: str
     values: tuple[str, ...]
+
+
+class MeterNotComputable(errors.InvalidOperation, ValueError):
+    """A meter stored before a rule it now breaks (an expression constant beyond flexmeter/limits.py): a 400 that says
+    what to do instead of a 500. A ValueError too, so code that skips uncompilable meters keeps skipping it."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,14 @@ class AggregationSpec:
 
     @classmethod
     def from_meter(cls, meter) -> AggregationSpec:
-        expression = compile_expression(meter.aggregation_expression) if meter.aggregation_expression else None
+        try:
+            expression = compile_expression(meter.aggregation_expression) if meter.aggregation_expression else None
+        except ExpressionError as exc:
+            raise MeterNotComputable(
+                f"Meter {meter.public_id} cannot be computed: its expression no longer compiles ({exc.message}). "
+                "Archive it and create a new one.",
+                details={"meter_id": "its expression no longer compiles"},
+            ) from exc
         multiplier = Decimal(meter.multiplier) if meter.multiplier else None
         filters = tuple(
             Filter(key=f["key"], operator=f.get("operator") or "in", values=tuple(str(v) for v in f["values"]))

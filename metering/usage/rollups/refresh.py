@@ -22,7 +22,7 @@ from metering.usage.dialects.base import Params
 from metering.usage.engine import WINDOW, distinct_values_sql, part_sql
 from metering.usage.periods import UTC
 from metering.usage.rollups.read import repeatable_read, rollup_fingerprint
-from metering.usage.spec import AggregationSpec, UsageQuery
+from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 
 # Writes to a UTC day leave change marks from the start of the day after next (trigger of migration 0004); a day is
 # sealed one hour later, so every write that started before marking began has committed (longer ones are not
@@ -44,7 +44,10 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
     """A definition row for each distinct spec of the meters in use; unused definitions (and their rollups) go."""
     specs: dict[tuple[int, str], AggregationSpec] = {}
     for meter in Meter.objects.using(using).exclude(status=MeterStatus.DRAFT).order_by("pk"):
-        spec = AggregationSpec.from_meter(meter)
+        try:
+            spec = AggregationSpec.from_meter(meter)
+        except MeterNotComputable:  # reported by check_events; it counts nothing, so it has nothing to roll up
+            continue
         fingerprint = rollup_fingerprint(spec)
         if fingerprint is not None:
             specs.setdefault((meter.environment_id, fingerprint), spec)
