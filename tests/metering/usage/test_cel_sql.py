@@ -166,3 +166,12 @@ def test_a_row_stored_before_the_rule_is_excluded_from_expressions(environment):
             [environment.pk, at("2025-01-03T00:00"), at("2025-01-03T00:00"), '{"a": 1e131071}'],
         )
     assert meter_usage(meter=meter, start=START, end=END).value == Decimal(9)
+
+
+def test_a_numeric_string_too_long_for_postgresql_numeric_is_not_a_number(environment):
+    # 16,999 places: beyond the 16,383 PostgreSQL's numeric holds; the cast would fail the whole query
+    meter = MeterFactory(environment=environment, event_name="sum", aggregation_type="SUM", aggregation_field="v")
+    send(environment, event_name="sum", timestamp="2025-01-02T00:00", properties={"v": "0." + "1" * 16_999})
+    send(environment, event_name="sum", timestamp="2025-01-02T00:00", properties={"v": "0." + "1" * 14_000})
+    send(environment, event_name="sum", timestamp="2025-01-02T00:00", properties={"v": 2})
+    assert meter_usage(meter=meter, start=START, end=END).value == Decimal("2." + "1" * 14_000)
