@@ -30,6 +30,8 @@ MAX_NESTING = 32
 MAX_KEY_LENGTH = 255
 MAX_PROBLEMS = 10
 _NUMBERS = (int, float, Decimal)
+_INT_LOW, _INT_HIGH = -(10**MAX_INTEGER_DIGITS), 10**MAX_INTEGER_DIGITS
+_FLOAT_PLAIN_LOW, _FLOAT_PLAIN_HIGH = 1e-4, 1e16
 
 NUMBER_RULE = (
     f"numbers must be less than 1e{MAX_INTEGER_DIGITS} in magnitude with at most {MAX_FRACTION_DIGITS} digits after "
@@ -60,31 +62,33 @@ def number_problem(value: int | float | Decimal) -> str | None:
 
 
 def json_value_problems(value: Any, *, path: str) -> dict[str, str]:
-    """Every way a parsed JSON value breaks the rule, as `{json path: message}` (at most MAX_PROBLEMS).
+    """Every way a parsed JSON object or array breaks the rule, as `{json path: message}` (at most MAX_PROBLEMS).
 
     Walks the value with an explicit stack, so a value nested 10,000 levels deep is reported, not a RecursionError.
+    It runs for every ingested event: strings and ordinary numbers are passed over without building paths.
     """
     problems: dict[str, str] = {}
     stack: list[tuple[Any, str, int]] = [(value, path, 1)]
     while stack and len(problems) < MAX_PROBLEMS:
-        item, where, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > MAX_NESTING:
-                problems[where] = f"is nested too deeply (at most {MAX_NESTING} levels of objects and arrays)"
+        container, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            problems[where] = f"is nested too deeply (at most {MAX_NESTING} levels of objects and arrays)"
+            continue
+        is_object = type(container) is dict
+        children = []
+        for key, child in container.items() if is_object else enumerate(container):
+            if is_object and len(key) > MAX_KEY_LENGTH:
+                problems[f"{where}.{key[:40]}…"] = f"key must be at most {MAX_KEY_LENGTH} characters (got {len(key):,})"
                 continue
-            if isinstance(item, dict):
-                children = []
-                for key, child in item.items():
-                    child_path = f"{where}.{key}"
-                    if len(key) > MAX_KEY_LENGTH:
-                        problems[f"{where}.{key[:40]}…"] = (
-                            f"key must be at most {MAX_KEY_LENGTH} characters (got {len(key):,})"
-                        )
-                        continue
-                    children.append((child, child_path, depth + 1))
-            else:
-                children = [(child, f"{where}[{index}]", depth + 1) for index, child in enumerate(item)]
-            stack.extend(reversed(children))
-        elif isinstance(item, _NUMBERS) and not isinstance(item, bool) and (problem := number_problem(item)):
-            problems[where] = problem
+            kind = type(child)
+            if kind is str or kind is bool or child is None or (kind is int and _INT_LOW < child < _INT_HIGH):
+                continue
+            if kind is float and (child == 0 or _FLOAT_PLAIN_LOW <= abs(child) < _FLOAT_PLAIN_HIGH):
+                continue  # repr without an exponent: fewer than 17 digits on either side
+            child_path = f"{where}.{key}" if is_object else f"{where}[{key}]"
+            if kind is dict or kind is list:
+                children.append((child, child_path, depth + 1))
+            elif isinstance(child, _NUMBERS) and (problem := number_problem(child)):
+                problems[child_path] = problem
+        stack.extend(reversed(children))
     return problems
