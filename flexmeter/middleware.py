@@ -113,6 +113,24 @@ class ApiErrorMiddleware:
         return None
 
 
+class DashboardErrorMiddleware:
+    """A domain error that escapes a dashboard view (a meter stored before a rule that it now breaks, say) is shown
+    as a page with its message and status, not as a 500: the user can act on the message."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if request.path.startswith(API_PREFIX) or not isinstance(exception, FlexmeterError):
+            return None
+        from django.shortcuts import render
+
+        return render(request, "flexmeter/error.html", {"error": exception}, status=exception.http_status)
+
+
 class CurrentEnvironmentMiddleware:
     """Sets `request.environment` for dashboard pages from the session (the environment switcher)."""
 

@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "flexmeter.middleware.CurrentEnvironmentMiddleware",
+    "flexmeter.middleware.DashboardErrorMiddleware",
 ]
 
 ROOT_URLCONF = "flexmeter.urls"

@@ -204,3 +204,17 @@ def test_chart_scales_and_labels():
     assert svg.count('<rect class="bar"') == 1
     assert "1.5 credits</title>" in svg
     assert bar_chart([], size="DAY") == ""
+
+
+def test_a_meter_stored_before_the_storage_rule_shows_its_message_instead_of_a_500(dashboard, environment, now):
+    # Stored directly: `1e99 * v` breaks the CEL bounds that meter creation now enforces.
+    meter = MeterFactory(
+        environment=environment, event_name="x", aggregation_type="SUM", aggregation_expression="1e99 * v"
+    )
+    feature = FeatureFactory(environment=environment, name="Old", lookup_key="old", meter=meter)
+    send(environment, event_name="x", timestamp=iso(now), customer="acme", properties={"v": 1})
+    response = dashboard.get(reverse("metering:usage_feature", args=[feature.public_id]))
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert f"Meter {meter.public_id} cannot be computed: its expression no longer compiles" in html
+    assert "Archive it and create a new one." in html
