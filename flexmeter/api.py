@@ -13,6 +13,7 @@ from flexmeter.auth import ApiKeyAuth, unauthorized_response
 from flexmeter.db import is_database_unavailable
 from flexmeter.envelope import error_response, pydantic_loc_to_path, service_unavailable_response
 from flexmeter.errors import FlexmeterError
+from flexmeter.text import json_body_check
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class StrictJsonParser(Parser):
     def parse_body(self, request: HttpRequest):
         from metering import exactjson
 
+        json_body_check(request.body)
         return exactjson.loads(request.body)
 
 
@@ -64,6 +66,10 @@ def handle_auth_error(request, exc: AuthenticationError):
 
 @api.exception_handler(HttpError)
 def handle_http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, FlexmeterError):
+        # ninja wraps whatever the body parser raises in "Cannot parse request body"; the parser's own answer names
+        # the fields at fault.
+        return handle_domain_error(request, exc.__cause__)
     code = {400: "validation_error", 403: "permission_denied", 404: "not_found", 429: "too_many_requests"}
     return error_response(code=code.get(exc.status_code, "invalid_operation"), message=str(exc), status=exc.status_code)
 

@@ -12,11 +12,10 @@ from django.db.models.functions import Cast
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
+from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 50
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
