@@ -187,13 +187,6 @@ class FeatureFilters(PageQuery):
 # --- responses --------------------------------------------------------------------------------------------------
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-    http_status_code: int
-    details: dict[str, str]
-
-
 class AggregationOut(Schema):
     type: str
     field: str | None

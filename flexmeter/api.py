@@ -11,7 +11,7 @@ from ninja.parser import Parser
 
 from flexmeter.auth import ApiKeyAuth, unauthorized_response
 from flexmeter.db import is_database_unavailable
-from flexmeter.envelope import error_response, pydantic_loc_to_path, service_unavailable_response
+from flexmeter.envelope import ErrorOut, error_response, pydantic_loc_to_path, service_unavailable_response
 from flexmeter.errors import FlexmeterError
 from flexmeter.text import json_body_check
 
@@ -32,7 +32,62 @@ class StrictJsonParser(Parser):
         return exactjson.loads(request.body)
 
 
-api = NinjaAPI(
+ERROR_ANSWERS = {
+    400: "Invalid input: `details` names each offending field by its JSON path",
+    401: "Missing, unknown or revoked API key",
+    404: "No such resource in this API key's environment",
+    408: "The request body arrived too slowly",
+    409: "Conflicts with an existing resource",
+    413: "The request body is too large",
+    500: "Internal error",
+    503: "The database is unavailable; retry later (see Retry-After)",
+}
+# Operations that answer 404 without an id in their path, and those that answer 409.
+_NOT_FOUND_WITHOUT_PATH_ID = {
+    ("get", "/v1/events/lookup"),
+    ("post", "/v1/events/usage/meter"),
+    ("post", "/v1/features"),
+}
+_CONFLICTS = {
+    ("post", "/v1/meters"),
+    ("put", "/v1/meters/{meter_id}"),
+    ("post", "/v1/features"),
+    ("put", "/v1/features/{feature_id}"),
+    ("post", "/v1/customers"),
+    ("put", "/v1/customers/{customer_id}"),
+}
+
+
+def operation_error_statuses(path: str, method: str) -> list[int]:
+    """Every error status an operation can answer: what any request may meet (bad input, key, server, database),
+    bodies (too large, too slow), ids that do not exist and resources that clash."""
+    statuses = {400, 401, 500, 503}
+    if method in {"post", "put", "patch", "delete"}:
+        statuses |= {408, 413}
+    if "{" in path or (method, path) in _NOT_FOUND_WITHOUT_PATH_ID:
+        statuses.add(404)
+    if (method, path) in _CONFLICTS:
+        statuses.add(409)
+    return sorted(statuses)
+
+
+class FlexmeterAPI(NinjaAPI):
+    """The /v1 API, whose OpenAPI document lists every error answer of every operation with the envelope schema."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorOut", ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}"))
+        envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                for status in operation_error_statuses(path, method):
+                    responses[status] = {"description": ERROR_ANSWERS[status], "content": envelope}
+        return schema
+
+
+api = FlexmeterAPI(
     title="flexmeter API",
     version="1.0.0",
     description="Usage metering: meters, features, customers, events and usage. Speaks the Flexprice REST dialect.",
