@@ -1,6 +1,7 @@
 """The /v1 REST API root: authentication, the error envelope, and the routers of every app."""
 
 import logging
+import re
 
 from django.conf import settings
 from django.http import Http404, HttpRequest
@@ -42,20 +43,18 @@ ERROR_ANSWERS = {
     500: "Internal error",
     503: "The database is unavailable; retry later (see Retry-After)",
 }
-# Operations that answer 404 without an id in their path, and those that answer 409.
+# Operations that answer 404 without an id in their path: lookups, and requests that name other resources.
 _NOT_FOUND_WITHOUT_PATH_ID = {
     ("get", "/v1/events/lookup"),
     ("post", "/v1/events/usage/meter"),
     ("post", "/v1/features"),
+    ("post", "/v1/entitlements"),
+    ("post", "/v1/entitlements/check"),
+    ("post", "/v1/subscriptions"),
+    ("get", "/v1/subscriptions"),
 }
-_CONFLICTS = {
-    ("post", "/v1/meters"),
-    ("put", "/v1/meters/{meter_id}"),
-    ("post", "/v1/features"),
-    ("put", "/v1/features/{feature_id}"),
-    ("post", "/v1/customers"),
-    ("put", "/v1/customers/{customer_id}"),
-}
+# Creating or changing a resource with a unique key (external id, lookup key, definition) can clash: 409.
+_CONFLICTING_WRITE = re.compile(r"/v1/(meters|features|customers|plans|entitlements|subscriptions)(/\{\w+\})?")
 
 
 def operation_error_statuses(path: str, method: str) -> list[int]:
@@ -66,7 +65,7 @@ def operation_error_statuses(path: str, method: str) -> list[int]:
         statuses |= {408, 413}
     if "{" in path or (method, path) in _NOT_FOUND_WITHOUT_PATH_ID:
         statuses.add(404)
-    if (method, path) in _CONFLICTS:
+    if method in {"post", "put"} and _CONFLICTING_WRITE.fullmatch(path):
         statuses.add(409)
     return sorted(statuses)
 
