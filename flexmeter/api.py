@@ -37,6 +37,7 @@ ERROR_ANSWERS = {
     400: "Invalid input: `details` names each offending field by its JSON path",
     401: "Missing, unknown or revoked API key",
     404: "No such resource in this API key's environment",
+    405: "The id is the name of another endpoint (`/v1/features/search`), which does not allow this method",
     408: "The request body arrived too slowly",
     409: "Conflicts with an existing resource",
     413: "The request body is too large",
@@ -65,6 +66,8 @@ def operation_error_statuses(path: str, method: str) -> list[int]:
         statuses |= {408, 413}
     if "{" in path or (method, path) in _NOT_FOUND_WITHOUT_PATH_ID:
         statuses.add(404)
+    if "{" in path:
+        statuses.add(405)
     if method in {"post", "put"} and _CONFLICTING_WRITE.fullmatch(path):
         statuses.add(409)
     return sorted(statuses)

@@ -39,7 +39,7 @@ def test_every_operation_documents_its_error_answers_with_the_envelope(anonymous
     [
         ("/v1/meters", "get", [400, 401, 500, 503]),
         ("/v1/meters", "post", [400, 401, 408, 409, 413, 500, 503]),
-        ("/v1/meters/{meter_id}", "get", [400, 401, 404, 500, 503]),
+        ("/v1/meters/{meter_id}", "get", [400, 401, 404, 405, 500, 503]),
         ("/v1/events/lookup", "get", [400, 401, 404, 500, 503]),
         ("/v1/events", "post", [400, 401, 408, 413, 500, 503]),
     ],
