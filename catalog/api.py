@@ -10,7 +10,6 @@ from ninja import Body, Query, Router, Status
 from catalog import schemas, selectors, services
 from catalog.models import FeatureStatus, FeatureType, MeterStatus
 from catalog.schemas import (
-    ErrorOut,
     FeatureFilters,
     FeatureIn,
     FeatureListOut,
@@ -22,6 +21,7 @@ from catalog.schemas import (
     MeterOut,
     MeterUpdateIn,
 )
+from flexmeter.envelope import ErrorOut
 from flexmeter.errors import ValidationFailed
 
 meters_router = Router(tags=["meters"])

@@ -24,10 +24,9 @@ from catalog.rules import (
     FILTER_VALUE_MAX_LENGTH,
 )
 from flexmeter.models import Environment
+from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
 
 DECIMAL_TEXT = {"anyOf": [{"type": "string"}, {"type": "number"}], "description": 'decimal, e.g. "1.5"'}
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 50
 
 
 def _doc(schema: dict) -> Any:
@@ -166,7 +165,7 @@ class FeatureUpdateIn(RequestSchema):
 
 class PageQuery(RequestSchema):
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class MeterListQuery(PageQuery):
@@ -186,13 +185,6 @@ class FeatureFilters(PageQuery):
 
 
 # --- responses --------------------------------------------------------------------------------------------------
-
-
-class ErrorOut(Schema):
-    code: str
-    message: str
-    http_status_code: int
-    details: dict[str, str]
 
 
 class AggregationOut(Schema):

@@ -2,6 +2,19 @@
 
 from django.conf import settings
 from django.http import JsonResponse
+from ninja import Field, Schema
+
+
+class ErrorOut(Schema):
+    """The error envelope, as the OpenAPI document describes every error answer."""
+
+    code: str = Field(
+        description="validation_error, unauthorized, not_found, already_exists, invalid_operation, permission_denied, "
+        "too_many_requests, internal_error, service_unavailable…"
+    )
+    message: str
+    http_status_code: int
+    details: dict[str, str] = Field(description="offending field (JSON path) → message")
 
 
 def error_response(*, code: str, message: str, status: int, details: dict | None = None) -> JsonResponse:

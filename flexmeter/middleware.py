@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseNotFound
 from django.middleware.csrf import CsrfViewMiddleware
 
 from flexmeter.auth import api_key_precheck, unauthorized_response
@@ -16,6 +16,7 @@ from flexmeter.body import request_body_preload
 from flexmeter.db import is_database_unavailable
 from flexmeter.envelope import error_response, service_unavailable_response
 from flexmeter.errors import FlexmeterError
+from flexmeter.text import text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,45 @@ class ApiErrorMiddleware:
             message = f"Internal error: {exception}" if settings.DEBUG else "Internal error"
             return error_response(code="internal_error", message=message, status=500)
         return None
+
+
+class UnstorableTextMiddleware:
+    """A NUL character in the URL is answered before any view runs: no database stores it, so a lookup or filter
+    with it could only fail (PostgreSQL raises). In the path it names nothing that can exist (404, as any unknown
+    id); in a query parameter it is a 400 naming the parameter. Under /v1 both answer the error envelope.
+
+    Query strings cannot carry lone surrogates (Django decodes them with replacement characters); JSON bodies can,
+    and are checked where they are parsed (`flexmeter.text.json_body_check`), after the API key.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        api = request.path.startswith(API_PREFIX)
+        if text_problem(request.path):
+            message = f"Nothing exists at a path with a NUL character ({request.method} {request.path!a})"
+            if api:
+                return error_response(code="not_found", message=message, status=404)
+            return HttpResponseNotFound(message, content_type="text/plain; charset=utf-8")
+        problems = _query_text_problems(request)
+        if not problems:
+            return self.get_response(request)
+        message = "; ".join(f"{where}: {problem}" for where, problem in problems.items())
+        if api:
+            return error_response(code="validation_error", message=message, status=400, details=problems)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+
+def _query_text_problems(request: HttpRequest) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for key, values in request.GET.lists():
+        if problem := text_problem(key):
+            problems["query"] = f"a parameter name {problem}"
+        for value in values:
+            if problem := text_problem(value):
+                problems[key] = problem
+    return problems
 
 
 class DashboardErrorMiddleware:

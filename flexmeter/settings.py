@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flexmeter.middleware.HeadAsGetMiddleware",
     "flexmeter.middleware.ApiErrorMiddleware",
+    "flexmeter.middleware.UnstorableTextMiddleware",
     "flexmeter.middleware.DashboardSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "flexmeter.middleware.DashboardCsrfViewMiddleware",

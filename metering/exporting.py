@@ -7,7 +7,6 @@ engine's selectors (`metering.usage.selectors`), never from arithmetic here.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gzip
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from catalog.models import Feature, FeatureStatus, FeatureType
+from flexmeter.csv_cells import csv_writer
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
@@ -96,7 +96,7 @@ def _properties_text(properties) -> str:
 
 def events_export(*, events, out: TextIO, progress: ProgressBar | None = None) -> int:
     """Write `events` (from `events_export_queryset`) as CSV in the import format; returns the number of rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out, lineterminator="\n")
     writer.writerow(EVENT_COLUMNS)
     rows = events.values_list(
         "event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at"
@@ -231,7 +231,7 @@ def usage_rows(
 
 
 def usage_export(*, rows: list[UsageRow], out: TextIO) -> int:
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out, lineterminator="\n")
     writer.writerow(USAGE_COLUMNS)
     writer.writerows(row.cells() for row in rows)
     return len(rows)

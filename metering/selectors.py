@@ -13,6 +13,7 @@ from django.db.models.expressions import RawSQL
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
+from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
 from metering.usage.dialects import dialect_for
@@ -20,8 +21,6 @@ from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import filter_sql
 from metering.usage.spec import Filter
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 50
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NAMED_PARAM = re.compile(r"%\((\w+)\)s")
 

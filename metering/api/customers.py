@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from flexmeter.errors import ValidationFailed
+from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE
 from metering.api.schemas import CustomerIn, CustomerListOut, CustomerOut, CustomerUpdateIn, customer_to_dict
 from metering.selectors import (
     customer_get,
@@ -14,9 +15,6 @@ from metering.selectors import (
 from metering.services import customer_create, customer_delete, customer_update
 
 customers_router = Router(tags=["customers"])
-
-MAX_LIST_LIMIT = 100
-DEFAULT_LIST_LIMIT = 50
 
 
 @customers_router.post("", response={201: CustomerOut}, summary="Create a customer (409 if the external id exists)")
@@ -30,8 +28,8 @@ def list_customers(
     request: HttpRequest,
     external_id: str | None = None,
     status: str = "active",
-    limit: int = Query(DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT),
-    offset: int = Query(0, ge=0),
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ):
     if status not in {"active", "deleted", "all"}:
         raise ValidationFailed(details={"status": "must be one of active, deleted, all"})

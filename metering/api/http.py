@@ -5,6 +5,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from flexmeter.errors import PayloadTooLarge, ValidationFailed
+from flexmeter.text import json_body_check
 from metering import exactjson
 
 
@@ -19,6 +20,7 @@ def request_json(request: HttpRequest):
         body = request.body
     except RequestDataTooBig as exc:
         raise PayloadTooLarge(details={"body": str(exc)}) from None
+    json_body_check(body)
     try:
         return exactjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -11,11 +11,11 @@ from ninja import Field, Schema
 from pydantic import WithJsonSchema
 
 from flexmeter.errors import ValidationFailed
+from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from metering import exactjson
 from metering.exactjson import UnreadableJSON
 from metering.ingest.validation import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
-from metering.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 

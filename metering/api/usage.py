@@ -7,12 +7,15 @@ strings, so responses are written by hand while the schemas below document them 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
+from catalog.models import BucketSize
 from catalog.schemas import feature_to_wire
 from catalog.selectors import meter_get
 from flexmeter.errors import NotFound
@@ -24,6 +27,7 @@ from metering.ingest.validation import event_clean
 from metering.models import Event
 from metering.selectors import customer_get
 from metering.usage.engine import run_usage_queries
+from metering.usage.periods import MAX_TIMEZONE_LENGTH, usage_time_problem
 from metering.usage.selectors import customer_current_usage, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
 
@@ -33,15 +37,25 @@ usage_customers_router = Router(tags=["usage"])
 DEFAULT_USAGE_SPAN = dt.timedelta(days=7)
 
 
+def _usage_time(value: dt.datetime) -> dt.datetime:
+    if problem := usage_time_problem(value):
+        raise PydanticCustomError("usage_time", problem)
+    return value
+
+
+# Checked while parsing, so the default window (end_time − 7 days) is computed only from an instant that has room.
+UsageTime = Annotated[dt.datetime, AfterValidator(_usage_time)]
+
+
 class UsageWindowIn(Schema):
-    external_customer_id: str | None = None
-    start_time: dt.datetime | None = Field(None, description="RFC 3339; default end_time − 7 days")
-    end_time: dt.datetime | None = Field(None, description="RFC 3339; default now")
-    window_size: str | None = Field(
-        None, description="MINUTE, 15MIN, 30MIN, HOUR, 3HOUR, 6HOUR, 12HOUR, DAY, WEEK, MONTH"
+    external_customer_id: str | None = Field(None, max_length=255)
+    start_time: UsageTime | None = Field(None, description="RFC 3339, years 0002–9998; default end_time − 7 days")
+    end_time: UsageTime | None = Field(None, description="RFC 3339, years 0002–9998; default now")
+    window_size: str | None = Field(None, json_schema_extra={"enum": list(BucketSize.values)})
+    timezone: str | None = Field(
+        None, max_length=MAX_TIMEZONE_LENGTH, description="IANA name for bucket alignment; default UTC"
     )
-    timezone: str | None = Field(None, description="IANA name for bucket alignment; default UTC")
-    billing_anchor: dt.datetime | None = Field(None, description="month buckets start on this day")
+    billing_anchor: UsageTime | None = Field(None, description="month buckets start on this day")
 
 
 class UsageIn(UsageWindowIn):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from flexmeter.csv_cells import csv_cell_in
 from metering import exactjson
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ class EventSource:
             except UnicodeEncodeError:
                 yield Rejected(line=line, errors={"": "is not valid UTF-8"}, record=_csv_text(row))
                 continue
-            yield _csv_record(line, header, row)
+            yield _csv_record(line, header, [csv_cell_in(value) for value in row])
 
 
 def _csv_text(row: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from ulid import ULID
 
 from flexmeter.errors import ValidationFailed
 from flexmeter.limits import json_value_problems
+from flexmeter.text import text_problem
 from metering import exactjson
 
 MAX_TEXT_LENGTH = 255
@@ -80,18 +81,6 @@ def parse_timestamp(value: Any) -> dt.datetime:
         return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)
     except OverflowError:
         raise ValueError("is outside the supported years 0001–9999 once converted to UTC") from None
-
-
-def text_problem(value: str) -> str | None:
-    """PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode lone surrogates (`"\\ud800"`)."""
-    if "\x00" in value:
-        return "must not contain NUL (\\u0000) characters"
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "must be valid Unicode (it contains a lone surrogate)"
-    return None
 
 
 def _required_text(raw: dict, key: str, errors: dict[str, str]) -> str:

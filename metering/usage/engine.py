@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import cast
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DataError, connections
 
 from catalog.models import AggregationType
 from flexmeter.db import server_bound_cursor
+from flexmeter.errors import InvalidOperation
 from metering.models import Event
 from metering.usage.cel_sql import expression_sql
 from metering.usage.dialects import dialect_for
@@ -47,6 +48,8 @@ from metering.usage.spec import (
 )
 
 TOTAL, CARRY, WINDOW = 0, 1, 2
+# PostgreSQL's SQLSTATE for a result beyond `numeric`'s 131,072 digits (a value × microseconds of WEIGHTED_SUM).
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
 
 # --- SQL -----------------------------------------------------------------------------------------------------
@@ -392,8 +395,17 @@ def run_usage_queries(
             )
         ]
         statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
-        cursor.execute(statement, p.values)
-        fetched = cursor.fetchall()
+        try:
+            cursor.execute(statement, p.values)
+            fetched = cursor.fetchall()
+        except DataError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
+                raise
+            raise InvalidOperation(
+                "This usage cannot be computed: an intermediate value exceeds the database's number range "
+                "(events stored before the limits on property numbers can hold such values)",
+                details={"usage": "a value of this window is too large to aggregate"},
+            ) from None
     for tag, part, w, c, n1, n2 in fetched:
         spec = queries[tag].spec
         value = (_dec(n1), _latest_key(n2) if spec.aggregation_type == AggregationType.LATEST else _dec(n2))

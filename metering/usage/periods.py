@@ -21,16 +21,38 @@ FIXED_STEPS = {"MINUTE": 1, "15MIN": 15, "30MIN": 30, "HOUR": 60, "3HOUR": 180, 
 CALENDAR_UNITS = ("DAY", "WEEK", "MONTH")
 BUCKET_SIZES = (*FIXED_STEPS, *CALENDAR_UNITS)
 BIN_ORIGIN = dt.datetime(2001, 1, 1)
+# Usage is computed for instants in these years (UTC). Python's datetimes end at years 1 and 9999, and a window is
+# widened to whole buckets, months and local time zones (up to a month and a day on either side), so a year of
+# margin at each end keeps every step of a usage query inside them.
+USAGE_TIME_MIN = dt.datetime(2, 1, 1, tzinfo=UTC)
+USAGE_TIME_MAX = dt.datetime(9999, 1, 1, tzinfo=UTC)
+# IANA names are at most ~30 characters; anything far longer is not a zone (and would not be a valid file name).
+MAX_TIMEZONE_LENGTH = 64
 
 
 def resolve_timezone(name: str | None, *, path: str = "timezone") -> ZoneInfo:
     """An IANA zone; an unknown name is a validation error, never a silent fallback to UTC."""
     if not name:
         return ZoneInfo("UTC")
+    if len(name) > MAX_TIMEZONE_LENGTH:
+        raise ValidationFailed(details={path: f"Unknown time zone (at most {MAX_TIMEZONE_LENGTH} characters)"})
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValidationFailed(details={path: f"Unknown time zone '{name}'"}) from None
+
+
+def usage_time_problem(value: dt.datetime) -> str | None:
+    """Why usage cannot be computed at `value` (None when it can): it must be aware and lie in years 0002–9998 UTC."""
+    if value.tzinfo is None:
+        return "must carry a time zone offset"
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not USAGE_TIME_MIN <= instant <= USAGE_TIME_MAX:
+        return "must lie between 0002-01-01T00:00:00Z and 9999-01-01T00:00:00Z"
+    return None
 
 
 def add_months(moment: dt.datetime, months: int, *, day: int | None = None) -> dt.datetime:

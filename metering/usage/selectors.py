@@ -12,7 +12,7 @@ from django.utils import timezone as django_timezone
 from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, ResetUsage
 from flexmeter.errors import ValidationFailed
 from metering.usage.engine import run_usage_queries
-from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone
+from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone, usage_time_problem
 from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
 
 
@@ -30,9 +30,11 @@ def usage_query_build(
 ) -> UsageQuery:
     """Check the window, window size and time zone of a usage request (400 on nonsense, never a silent default)."""
     errors: dict[str, str] = {}
-    if start.tzinfo is None or end.tzinfo is None:
-        errors["start_time"] = "timestamps must carry a time zone offset"
-    elif end < start:
+    moments = {"start_time": start, "end_time": end, "billing_anchor": billing_anchor}
+    for name, moment in moments.items():
+        if moment is not None and (problem := usage_time_problem(moment)):
+            errors[name] = problem
+    if not errors and end < start:
         errors["end_time"] = "end_time must not be before start_time"
     size = (window_size or "").strip().upper()
     if size and size not in BucketSize.values:

@@ -6,7 +6,6 @@ only parse the query string and render.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 
 from django import forms
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_GET
 from catalog.models import Feature, FeatureStatus, FeatureType, ResetUsage
 from catalog.rules import format_quantity
 from catalog.selectors import feature_get
+from flexmeter.csv_cells import csv_writer
 from flexmeter.dashboard import PAGE_SIZE, dashboard_view, render_page
 from flexmeter.errors import NotFound
 from metering import selectors
@@ -130,7 +130,7 @@ def usage_feature(request: HttpRequest, public_id: str) -> HttpResponse:
 def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     writer.writerow(header)
     writer.writerows(rows)
     return response

@@ -207,3 +207,77 @@ def test_export_usage_current_period_of_each_customer(environment, catalog):
 )
 def test_export_usage_rejects_bad_options(environment, catalog, options, message):
     assert message in export_error("export_usage", **options)
+
+
+@pytest.fixture
+def hostile_events(environment):
+    for index, (name, customer, source) in enumerate(
+        [('=HYPERLINK("http://evil","x")', "@SUM(A1)", "+1+1"), ("-2+3", "'=x", "\t=1"), ("api.calls", "-5", "sdk")]
+    ):
+        EventFactory(
+            environment=environment,
+            event_id=f"h{index}",
+            event_name=name,
+            external_customer_id=customer,
+            timestamp=T0 + dt.timedelta(hours=index),
+            source=source,
+            properties={"formula": "=1+1"},
+        )
+
+
+def test_export_events_escapes_formulas(hostile_events):
+    rows = export("export_events")
+
+    assert [(row["event_name"], row["external_customer_id"], row["source"]) for row in rows] == [
+        ('\'=HYPERLINK("http://evil","x")', "'@SUM(A1)", "'+1+1"),
+        ("'-2+3", "''=x", "'\t=1"),
+        ("api.calls", "-5", "sdk"),
+    ]
+    assert rows[0]["properties"] == '{"formula":"=1+1"}'
+
+
+def test_escaped_export_imports_back_unchanged(hostile_events, tmp_path):
+    path = tmp_path / "events.csv"
+    call_command("export_events", output=str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "import_events",
+        str(path),
+        environment="copy",
+        create_environment=True,
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+
+    fields = ("event_id", "event_name", "external_customer_id", "source", "properties")
+    original = Event.objects.filter(environment__slug="production").order_by("event_id").values_list(*fields)
+    copied = Event.objects.filter(environment__slug="copy").order_by("event_id").values_list(*fields)
+    assert list(copied) == list(original)
+    assert copied[1][2] == "'=x"
+
+
+def test_export_usage_escapes_formulas_and_keeps_negative_numbers(environment):
+    feature_create(
+        environment=environment,
+        data={
+            "name": "=Credits",
+            "type": "metered",
+            "meter": {"event_name": "model.usage", "aggregation": {"type": "SUM", "field": "credits"}},
+        },
+    )
+    CustomerFactory(environment=environment, external_id="@acme", name="+Acme")
+    EventFactory(
+        environment=environment,
+        event_name="model.usage",
+        external_customer_id="@acme",
+        timestamp=T0,
+        properties={"credits": -5},
+    )
+
+    [row] = export("export_usage", start="2026-01-01", end="2026-02-01")
+
+    assert (row["feature_name"], row["external_customer_id"], row["customer_name"], row["usage"]) == (
+        "'=Credits",
+        "'@acme",
+        "'+Acme",
+        "-5",
+    )

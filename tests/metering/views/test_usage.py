@@ -218,3 +218,23 @@ def test_a_meter_stored_before_the_storage_rule_shows_its_message_instead_of_a_5
     html = response.content.decode()
     assert f"Meter {meter.public_id} cannot be computed: its expression no longer compiles" in html
     assert "Archive it and create a new one." in html
+
+
+def test_dashboard_csv_escapes_formulas_and_keeps_negative_numbers(dashboard, environment, now):
+    meter = MeterFactory(
+        environment=environment, event_name="model.usage", aggregation_type="SUM", aggregation_field="credits"
+    )
+    feature = FeatureFactory(environment=environment, name="=Credits", lookup_key="credits", meter=meter)
+    customer = CustomerFactory(environment=environment, external_id="@acme", name='=HYPERLINK("http://evil")')
+    send(environment, event_name="model.usage", timestamp=iso(now - dt.timedelta(minutes=5)), customer="@acme",
+         properties={"credits": -5})  # fmt: skip
+
+    response = dashboard.get(reverse("metering:usage_feature_csv", args=[feature.public_id]))
+    [row] = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert (row["external_customer_id"], row["customer_name"], row["value"]) == (
+        "'@acme", "'=HYPERLINK(\"http://evil\")", "-5",
+    )  # fmt: skip
+
+    response = dashboard.get(reverse("metering:usage_customer_csv", args=[customer.public_id]))
+    [row] = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert (row["feature"], row["value"]) == ("'=Credits", "-5")
