@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Q
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from flexmeter.errors import NotFound, ValidationFailed
@@ -123,6 +123,7 @@ def event_row_condition(build: Callable[[Dialect, Params], str]) -> RawSQL:
 
 
 def event_cursor_encode(event: Event) -> str:
+    """The opaque key of an event in the stream: its (timestamp, id)."""
     delta = event.timestamp - _EPOCH
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return base64.urlsafe_b64encode(f"{micros}:{event.pk}".encode()).decode().rstrip("=")
@@ -137,6 +138,49 @@ def event_cursor_decode(cursor: str, *, field_name: str = "iter_last_key") -> tu
         raise ValidationFailed(
             details={field_name: "is not a cursor returned by this API (pass iter_last_key from a previous page)"}
         ) from None
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """Up to `page_size` events newest first, whether older ones remain, and the keys of the first and last."""
+
+    events: list[Event]
+    has_more: bool
+    first_key: str | None
+    last_key: str | None
+
+
+def keyset_page(
+    events: QuerySet[Event],
+    *,
+    page_size: int,
+    older_than: str | None = None,
+    older_than_field: str = "cursor",
+    newer_than: str | None = None,
+    newer_than_field: str = "newer_than",
+) -> KeysetPage:
+    """One keyset page of an event queryset, ordered newest first by (timestamp, id).
+
+    `older_than` (the `last_key` of the previous page) continues to older events; `newer_than` (a `first_key`)
+    keeps only events after it. A key is the (timestamp, id) of an event, so pages never repeat or skip events
+    while new ones arrive. A key that is not ours is a 400 naming `*_field`, the parameter the caller read it from.
+    """
+    if newer_than:
+        timestamp, pk = event_cursor_decode(newer_than, field_name=newer_than_field)
+        events = events.filter(Q(timestamp__gte=timestamp) & (Q(timestamp__gt=timestamp) | Q(pk__gt=pk)))
+    elif older_than:
+        timestamp, pk = event_cursor_decode(older_than, field_name=older_than_field)
+        # The redundant `timestamp <= t` bounds the index range scan; the OR only breaks ties within t.
+        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
+    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
+    has_more = len(rows) > page_size
+    rows = rows[:page_size]
+    return KeysetPage(
+        events=rows,
+        has_more=has_more,
+        first_key=event_cursor_encode(rows[0]) if rows else None,
+        last_key=event_cursor_encode(rows[-1]) if rows else None,
+    )
 
 
 def events_page(
@@ -174,19 +218,13 @@ def events_page(
         events = events.filter(
             event_row_condition(lambda d, p: " AND ".join(filter_sql(filter_, d, p) for filter_ in filters))
         )
-    if cursor:
-        timestamp, pk = event_cursor_decode(cursor)
-        # The redundant `timestamp <= t` bounds the index range scan; the OR only breaks ties within t.
-        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
-    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
-    has_more = len(rows) > page_size
-    rows = rows[:page_size]
+    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="iter_last_key")
     return EventsPage(
-        events=rows,
+        events=page.events,
         customer_ids=customer_ids_by_external_id(
-            environment=environment, external_ids={event.external_customer_id for event in rows}
+            environment=environment, external_ids={event.external_customer_id for event in page.events}
         ),
-        has_more=has_more,
-        first_key=event_cursor_encode(rows[0]) if rows else None,
-        last_key=event_cursor_encode(rows[-1]) if rows else None,
+        has_more=page.has_more,
+        first_key=page.first_key,
+        last_key=page.last_key,
     )

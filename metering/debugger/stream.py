@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.expressions import ExpressionError
 from catalog.models import AggregationType, Meter
+from catalog.rules import similar_names
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
-from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED, similar_event_names
+from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import event_cursor_decode, event_cursor_encode, event_row_condition
+from metering.selectors import event_row_condition, keyset_page
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import condition_sql, value_sql
@@ -171,29 +172,16 @@ def event_stream_page(
         events = events.filter(matched=True, customer_public_id__isnull=False)
     elif status == STATUS_CUSTOMER_NOT_FOUND:
         events = events.filter(matched=True, customer_public_id__isnull=True)
-    if newer_than:
-        timestamp, pk = event_cursor_decode(newer_than, field_name="newer_than")
-        events = events.filter(Q(timestamp__gte=timestamp) & (Q(timestamp__gt=timestamp) | Q(pk__gt=pk)))
-    elif cursor:
-        timestamp, pk = event_cursor_decode(cursor, field_name="cursor")
-        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
-    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
-    has_more = len(rows) > page_size
-    rows = rows[:page_size]
+    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="cursor", newer_than=newer_than)
     stream_rows = [
         StreamRow(
             event=row,
             status=_status_of(bool(row.matched), row.customer_public_id),
             customer_id=row.customer_public_id,
         )
-        for row in rows
+        for row in page.events
     ]
-    return StreamPage(
-        rows=stream_rows,
-        has_more=has_more,
-        first_key=event_cursor_encode(rows[0]) if rows else None,
-        last_key=event_cursor_encode(rows[-1]) if rows else None,
-    )
+    return StreamPage(rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 
 def _aware(value) -> dt.datetime:
@@ -248,7 +236,7 @@ def unmatched_event_names(
             last_seen=_aware(last),
             customers=customers,
             meters_with_name=per_name.get(name, 0),
-            did_you_mean=similar_event_names(name, per_name),
+            did_you_mean=similar_names(name, per_name),
         )
         for name, count, last, customers in rows
     ]
