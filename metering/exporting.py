@@ -15,17 +15,19 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TextIO
 
-from catalog.models import Feature, FeatureStatus, FeatureType
+from catalog.models import Feature
+from catalog.selectors import metered_features
+from flexmeter.decimals import decimal_text, rfc3339, unit_label
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
 from metering.ingest.validation import parse_timestamp
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
-from metering.usage.numbers import format_decimal
-from metering.usage.selectors import customer_current_usage, meter_usage, meter_usage_by_customer, unit_label
+from metering.usage.selectors import customer_current_usage, meter_usage, meter_usage_by_customer
 
 EVENT_COLUMNS = ("event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at")
 USAGE_COLUMNS = (
@@ -61,10 +63,6 @@ def moment_parse(value: str, *, name: str) -> dt.datetime:
 def window_check(start: dt.datetime | None, end: dt.datetime | None) -> None:
     if start is not None and end is not None and end <= start:
         raise ValidationFailed(details={"end": "must be after start"})
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def events_export_queryset(
@@ -130,11 +128,10 @@ class UsageRow:
     customer: Customer | None
     period_start: dt.datetime
     period_end: dt.datetime
-    value: object
+    value: Decimal | None
 
     def cells(self) -> tuple:
         meter = self.feature.meter
-        text = format_decimal(self.value)
         return (
             self.feature.public_id,
             self.feature.lookup_key,
@@ -147,7 +144,7 @@ class UsageRow:
             self.customer.name if self.customer else "",
             rfc3339(self.period_start),
             rfc3339(self.period_end),
-            "" if text is None else text,
+            "" if self.value is None else decimal_text(self.value),
             unit_label(value=self.value, singular=self.feature.unit_singular, plural=self.feature.unit_plural),
         )
 
@@ -155,13 +152,7 @@ class UsageRow:
 def usage_export_features(*, environment: Environment, features: Iterable[str] = ()) -> list[Feature]:
     """Published metered features of the environment, optionally only those named by public id or lookup key."""
     wanted = list(features)
-    queryset = (
-        Feature.objects.for_environment(environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
-    )
-    found = list(queryset)
+    found = list(metered_features(environment=environment))
     if not wanted:
         return found
     chosen = [feature for feature in found if feature.public_id in wanted or feature.lookup_key in wanted]

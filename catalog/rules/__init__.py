@@ -33,7 +33,6 @@ from catalog.rules.features import (
     feature_definition_clean,
     feature_state_of,
     feature_value_clean,
-    format_quantity,
     lookup_key_from_name,
     metadata_clean,
     units_clean,
