@@ -87,6 +87,27 @@ def customer_ids_by_external_id(*, environment: Environment, external_ids: Itera
 # Events ------------------------------------------------------------------------------------------------------
 
 
+RECENT_EVENTS_SAMPLED = 50
+
+
+def recent_property_keys(*, environment: Environment, event_name: str) -> list[str]:
+    """Top-level property keys of the latest events with this name, sorted (the feature wizard's field step).
+
+    Reads at most RECENT_EVENTS_SAMPLED rows through the (environment, event_name, …) index.
+    """
+    recent = (
+        Event.objects.for_environment(environment)
+        .filter(event_name=event_name)
+        .order_by("-timestamp", "-id")
+        .values_list("properties", flat=True)[:RECENT_EVENTS_SAMPLED]
+    )
+    keys: dict[str, None] = {}
+    for properties in recent:
+        if isinstance(properties, dict):
+            keys.update(dict.fromkeys(properties))
+    return sorted(keys)
+
+
 @dataclass(frozen=True)
 class EventsPage:
     """One page of the event stream, newest first. `last_key` is the cursor for the next (older) page."""
