@@ -211,20 +211,20 @@ def unmatched_event_names(
 ) -> list[UnmatchedName]:
     """Unmatched events grouped by event name, most frequent first, in one query (the stream's predicate)."""
     specs = published_specs(environment)
-    d = dialect_for(connection)
-    p = Params()
-    where = [f"e.environment_id = {p(environment.pk)}", f"NOT {any_meter_match_sql(specs, d, p)}"]
+    dialect = dialect_for(connection)
+    params = Params()
+    where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_meter_match_sql(specs, dialect, params)}"]
     if start is not None:
-        where.append(f"e.timestamp >= {d.timestamp(p, start)}")
+        where.append(f"e.timestamp >= {dialect.timestamp(params, start)}")
     if end is not None:
-        where.append(f"e.timestamp < {d.timestamp(p, end)}")
+        where.append(f"e.timestamp < {dialect.timestamp(params, end)}")
     sql = (
         f"SELECT e.event_name, count(*), max(e.timestamp), count(DISTINCT e.external_customer_id) "
         f"FROM {Event._meta.db_table} e WHERE {' AND '.join(where)} "
         f"GROUP BY e.event_name ORDER BY count(*) DESC, e.event_name"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, p.values)
+        cursor.execute(sql, params.values)
         rows = cursor.fetchall()
     per_name: dict[str, int] = {}
     for spec in specs:
