@@ -27,6 +27,7 @@ from metering import exactjson
 from metering.ingest.validation import parse_timestamp
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
+from metering.selectors import events_matching
 from metering.usage.selectors import customer_current_usage, meter_usage, meter_usage_by_customer
 
 EVENT_COLUMNS = ("event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at")
@@ -75,12 +76,12 @@ def events_export_queryset(
 ):
     """The events an export writes: one environment, optional names, customer and half-open window, oldest first."""
     window_check(start, end)
-    events = Event.objects.for_environment(environment).between(start, end)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start, end), external_customer_id=external_customer_id
+    )
     names = list(event_names)
     if names:
         events = events.filter(event_name__in=names)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
     return events.order_by("timestamp", "id")
 
 

@@ -161,6 +161,24 @@ def event_cursor_decode(cursor: str, *, field_name: str = "iter_last_key") -> tu
         ) from None
 
 
+def events_matching(
+    events: QuerySet[Event],
+    *,
+    event_name: str | None = None,
+    external_customer_id: str | None = None,
+    event_id: str | None = None,
+    source: str | None = None,
+) -> QuerySet[Event]:
+    """Events whose columns equal the given values; a value left empty does not filter."""
+    given = {
+        "event_name": event_name,
+        "external_customer_id": external_customer_id,
+        "event_id": event_id,
+        "source": source,
+    }
+    return events.filter(**{column: value for column, value in given.items() if value})
+
+
 @dataclass(frozen=True)
 class KeysetPage:
     """Up to `page_size` events newest first, whether older ones remain, and the keys of the first and last."""
@@ -225,15 +243,13 @@ def events_page(
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(details={"page_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
-    events = Event.objects.for_environment(environment).between(start_time, end_time)
-    if event_name:
-        events = events.filter(event_name=event_name)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
-    if event_id:
-        events = events.filter(event_id=event_id)
-    if source:
-        events = events.filter(source=source)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start_time, end_time),
+        event_name=event_name,
+        external_customer_id=external_customer_id,
+        event_id=event_id,
+        source=source,
+    )
     if property_filters:
         filters = [Filter(key=key, operator="in", values=tuple(values)) for key, values in property_filters.items()]
         events = events.filter(

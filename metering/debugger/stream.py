@@ -25,7 +25,7 @@ from flexmeter.models import Environment
 from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import event_row_condition, keyset_page
+from metering.selectors import event_row_condition, events_matching, keyset_page
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import condition_sql, value_sql
@@ -155,17 +155,12 @@ def event_stream_page(
         external_id=OuterRef("external_customer_id"),
         status=CustomerStatus.ACTIVE,
     ).values("public_id")[:1]
-    events = (
-        Event.objects.for_environment(environment)
-        .between(start, end)
-        .annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
-    )
-    if event_name:
-        events = events.filter(event_name=event_name)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
-    if source:
-        events = events.filter(source=source)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start, end),
+        event_name=event_name,
+        external_customer_id=external_customer_id,
+        source=source,
+    ).annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
     if status == STATUS_UNMATCHED:
         events = events.filter(matched=False)
     elif status == STATUS_PROCESSED:
