@@ -87,7 +87,6 @@ __all__ = [
     "feature_value_clean",
     "filters_clean",
     "filters_merge",
-    "format_quantity",
     "lookup_key_from_name",
     "metadata_clean",
     "meter_changes_clean",
