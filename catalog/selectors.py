@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from catalog.models import Feature, Meter, MeterStatus
+from catalog.models import Feature, FeatureStatus, FeatureType, Meter, MeterStatus
 from flexmeter.errors import NotFound
 from flexmeter.models import Environment
 
@@ -64,3 +64,14 @@ def feature_list(
     if type:
         features = features.filter(type=type)
     return features
+
+
+def metered_features(*, environment: Environment) -> QuerySet[Feature]:
+    """The published metered features of an environment with their meters, by name: the features usage is
+    reported for (customer usage, the usage pages, usage exports)."""
+    return (
+        Feature.objects.for_environment(environment)
+        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
+        .select_related("meter")
+        .order_by("name", "id")
+    )

@@ -306,26 +306,20 @@ def event_name_notice(*, environment: Environment, event_name: str, exclude: Fea
     }
 
 
-RECENT_EVENTS_SAMPLED = 50
+PropertyKeysReader = Callable[..., list[str]]
+# Catalog never reads metering's tables: metering registers the reader of recent events' keys when it loads
+# (`MeteringConfig.ready`). Without it the field step simply offers no suggestions.
+_property_keys_reader: PropertyKeysReader | None = None
+
+
+def property_keys_reader_register(reader: PropertyKeysReader) -> None:
+    """Install `reader(environment=, event_name=) -> [key, …]`, the top-level property keys recent events send."""
+    global _property_keys_reader
+    _property_keys_reader = reader
 
 
 def recent_property_keys(*, environment: Environment, event_name: str) -> list[str]:
-    """Top-level property keys of the latest events with this name, so the field step can offer what is really sent.
-
-    Reads at most RECENT_EVENTS_SAMPLED rows through the (environment, event_name, …) index.
-    """
-    from metering.models import Event
-
-    if not event_name:
+    """Property keys that recent events of this name really send, so the field step can offer them."""
+    if not event_name or _property_keys_reader is None:
         return []
-    recent = (
-        Event.objects.for_environment(environment)
-        .filter(event_name=event_name)
-        .order_by("-timestamp", "-id")
-        .values_list("properties", flat=True)[:RECENT_EVENTS_SAMPLED]
-    )
-    keys: dict[str, None] = {}
-    for properties in recent:
-        if isinstance(properties, dict):
-            keys.update(dict.fromkeys(properties))
-    return sorted(keys)
+    return _property_keys_reader(environment=environment, event_name=event_name)

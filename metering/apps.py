@@ -8,6 +8,9 @@ class MeteringConfig(AppConfig):
     def ready(self):
         from django.db.backends.signals import connection_created
 
+        from catalog.wizard import property_keys_reader_register
+        from metering.selectors import recent_property_keys
         from metering.usage.dialects.sqlite import on_connection_created
 
         connection_created.connect(on_connection_created, dispatch_uid="metering.usage.dialects.sqlite")
+        property_keys_reader_register(recent_property_keys)

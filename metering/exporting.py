@@ -14,18 +14,21 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TextIO
 
-from catalog.models import Feature, FeatureStatus, FeatureType
+from catalog.models import Feature
+from catalog.selectors import metered_features
 from flexmeter.csv_cells import csv_writer
+from flexmeter.decimals import decimal_text, rfc3339, unit_label
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
 from metering.ingest.validation import parse_timestamp
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
-from metering.usage.numbers import format_decimal
-from metering.usage.selectors import customer_current_usage, meter_usage, meter_usage_by_customer, unit_label
+from metering.selectors import events_matching
+from metering.usage.selectors import customer_current_usage, meter_usage, meter_usage_by_customer
 
 EVENT_COLUMNS = ("event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at")
 USAGE_COLUMNS = (
@@ -63,10 +66,6 @@ def window_check(start: dt.datetime | None, end: dt.datetime | None) -> None:
         raise ValidationFailed(details={"end": "must be after start"})
 
 
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def events_export_queryset(
     *,
     environment: Environment,
@@ -77,12 +76,12 @@ def events_export_queryset(
 ):
     """The events an export writes: one environment, optional names, customer and half-open window, oldest first."""
     window_check(start, end)
-    events = Event.objects.for_environment(environment).between(start, end)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start, end), external_customer_id=external_customer_id
+    )
     names = list(event_names)
     if names:
         events = events.filter(event_name__in=names)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
     return events.order_by("timestamp", "id")
 
 
@@ -130,11 +129,10 @@ class UsageRow:
     customer: Customer | None
     period_start: dt.datetime
     period_end: dt.datetime
-    value: object
+    value: Decimal | None
 
     def cells(self) -> tuple:
         meter = self.feature.meter
-        text = format_decimal(self.value)
         return (
             self.feature.public_id,
             self.feature.lookup_key,
@@ -147,7 +145,7 @@ class UsageRow:
             self.customer.name if self.customer else "",
             rfc3339(self.period_start),
             rfc3339(self.period_end),
-            "" if text is None else text,
+            "" if self.value is None else decimal_text(self.value),
             unit_label(value=self.value, singular=self.feature.unit_singular, plural=self.feature.unit_plural),
         )
 
@@ -155,13 +153,7 @@ class UsageRow:
 def usage_export_features(*, environment: Environment, features: Iterable[str] = ()) -> list[Feature]:
     """Published metered features of the environment, optionally only those named by public id or lookup key."""
     wanted = list(features)
-    queryset = (
-        Feature.objects.for_environment(environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
-    )
-    found = list(queryset)
+    found = list(metered_features(environment=environment))
     if not wanted:
         return found
     chosen = [feature for feature in found if feature.public_id in wanted or feature.lookup_key in wanted]

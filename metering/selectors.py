@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Q
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from flexmeter.errors import NotFound, ValidationFailed
@@ -86,6 +86,27 @@ def customer_ids_by_external_id(*, environment: Environment, external_ids: Itera
 # Events ------------------------------------------------------------------------------------------------------
 
 
+RECENT_EVENTS_SAMPLED = 50
+
+
+def recent_property_keys(*, environment: Environment, event_name: str) -> list[str]:
+    """Top-level property keys of the latest events with this name, sorted (the feature wizard's field step).
+
+    Reads at most RECENT_EVENTS_SAMPLED rows through the (environment, event_name, …) index.
+    """
+    recent = (
+        Event.objects.for_environment(environment)
+        .filter(event_name=event_name)
+        .order_by("-timestamp", "-id")
+        .values_list("properties", flat=True)[:RECENT_EVENTS_SAMPLED]
+    )
+    keys: dict[str, None] = {}
+    for properties in recent:
+        if isinstance(properties, dict):
+            keys.update(dict.fromkeys(properties))
+    return sorted(keys)
+
+
 @dataclass(frozen=True)
 class EventsPage:
     """One page of the event stream, newest first. `last_key` is the cursor for the next (older) page."""
@@ -122,6 +143,7 @@ def event_row_condition(build: Callable[[Dialect, Params], str]) -> RawSQL:
 
 
 def event_cursor_encode(event: Event) -> str:
+    """The opaque key of an event in the stream: its (timestamp, id)."""
     delta = event.timestamp - _EPOCH
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return base64.urlsafe_b64encode(f"{micros}:{event.pk}".encode()).decode().rstrip("=")
@@ -136,6 +158,67 @@ def event_cursor_decode(cursor: str, *, field_name: str = "iter_last_key") -> tu
         raise ValidationFailed(
             details={field_name: "is not a cursor returned by this API (pass iter_last_key from a previous page)"}
         ) from None
+
+
+def events_matching(
+    events: QuerySet[Event],
+    *,
+    event_name: str | None = None,
+    external_customer_id: str | None = None,
+    event_id: str | None = None,
+    source: str | None = None,
+) -> QuerySet[Event]:
+    """Events whose columns equal the given values; a value left empty does not filter."""
+    given = {
+        "event_name": event_name,
+        "external_customer_id": external_customer_id,
+        "event_id": event_id,
+        "source": source,
+    }
+    return events.filter(**{column: value for column, value in given.items() if value})
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    """Up to `page_size` events newest first, whether older ones remain, and the keys of the first and last."""
+
+    events: list[Event]
+    has_more: bool
+    first_key: str | None
+    last_key: str | None
+
+
+def keyset_page(
+    events: QuerySet[Event],
+    *,
+    page_size: int,
+    older_than: str | None = None,
+    older_than_field: str = "cursor",
+    newer_than: str | None = None,
+    newer_than_field: str = "newer_than",
+) -> KeysetPage:
+    """One keyset page of an event queryset, ordered newest first by (timestamp, id).
+
+    `older_than` (the `last_key` of the previous page) continues to older events; `newer_than` (a `first_key`)
+    keeps only events after it. A key is the (timestamp, id) of an event, so pages never repeat or skip events
+    while new ones arrive. A key that is not ours is a 400 naming `*_field`, the parameter the caller read it from.
+    """
+    if newer_than:
+        timestamp, pk = event_cursor_decode(newer_than, field_name=newer_than_field)
+        events = events.filter(Q(timestamp__gte=timestamp) & (Q(timestamp__gt=timestamp) | Q(pk__gt=pk)))
+    elif older_than:
+        timestamp, pk = event_cursor_decode(older_than, field_name=older_than_field)
+        # The redundant `timestamp <= t` bounds the index range scan; the OR only breaks ties within t.
+        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
+    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
+    has_more = len(rows) > page_size
+    rows = rows[:page_size]
+    return KeysetPage(
+        events=rows,
+        has_more=has_more,
+        first_key=event_cursor_encode(rows[0]) if rows else None,
+        last_key=event_cursor_encode(rows[-1]) if rows else None,
+    )
 
 
 def events_page(
@@ -159,33 +242,25 @@ def events_page(
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(details={"page_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
-    events = Event.objects.for_environment(environment).between(start_time, end_time)
-    if event_name:
-        events = events.filter(event_name=event_name)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
-    if event_id:
-        events = events.filter(event_id=event_id)
-    if source:
-        events = events.filter(source=source)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start_time, end_time),
+        event_name=event_name,
+        external_customer_id=external_customer_id,
+        event_id=event_id,
+        source=source,
+    )
     if property_filters:
         filters = [Filter(key=key, operator="in", values=tuple(values)) for key, values in property_filters.items()]
         events = events.filter(
             event_row_condition(lambda d, p: " AND ".join(filter_sql(filter_, d, p) for filter_ in filters))
         )
-    if cursor:
-        timestamp, pk = event_cursor_decode(cursor)
-        # The redundant `timestamp <= t` bounds the index range scan; the OR only breaks ties within t.
-        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
-    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
-    has_more = len(rows) > page_size
-    rows = rows[:page_size]
+    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="iter_last_key")
     return EventsPage(
-        events=rows,
+        events=page.events,
         customer_ids=customer_ids_by_external_id(
-            environment=environment, external_ids={event.external_customer_id for event in rows}
+            environment=environment, external_ids={event.external_customer_id for event in page.events}
         ),
-        has_more=has_more,
-        first_key=event_cursor_encode(rows[0]) if rows else None,
-        last_key=event_cursor_encode(rows[-1]) if rows else None,
+        has_more=page.has_more,
+        first_key=page.first_key,
+        last_key=page.last_key,
     )

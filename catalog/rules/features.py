@@ -295,21 +295,3 @@ def feature_changes_clean(*, current: dict, data: dict) -> dict:
         changes["filters"] = given["filters"]
     errors.raise_if_any()
     return changes
-
-
-# --- display ------------------------------------------------------------------------------------------------------
-
-
-def format_quantity(value: Any, *, unit_singular: str = "", unit_plural: str = "") -> str:
-    """`1 credit`, `0 credits`, `2.5 credits`, `1,234,567 credits`: exact decimal digits, thousands separators,
-    the singular only for exactly 1. No units → just the number. `None` (an empty AVG/MIN/MAX/LATEST) → `—`.
-    """
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        value = repr(value)
-    number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    text = decimal_text(number, grouped=True)
-    unit = unit_singular if number == 1 else unit_plural
-    unit = unit or unit_plural or unit_singular
-    return f"{text} {unit}" if unit else text

@@ -8,7 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from catalog.models import AggregationType, BucketSize, ResetUsage
-from catalog.rules import format_quantity
+from flexmeter.decimals import format_quantity
 
 register = template.Library()
 

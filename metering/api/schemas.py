@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from ninja import Field, Schema
 from pydantic import WithJsonSchema
 
+from flexmeter.decimals import rfc3339
 from flexmeter.errors import ValidationFailed
 from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from metering import exactjson
@@ -22,9 +23,7 @@ Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-tim
 
 def timestamp_out(value: dt.datetime | None) -> str | None:
     """RFC 3339 in UTC with a `Z`, microseconds when present."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else rfc3339(value)
 
 
 # Events ------------------------------------------------------------------------------------------------------

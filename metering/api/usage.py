@@ -7,9 +7,10 @@ strings, so responses are written by hand while the schemas below document them 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AfterValidator
@@ -19,8 +20,7 @@ from catalog.models import BucketSize
 from catalog.schemas import feature_to_wire
 from catalog.selectors import meter_get
 from flexmeter.errors import NotFound
-from metering import exactjson
-from metering.api.http import request_json
+from metering.api.http import json_response, request_json
 from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean
@@ -64,7 +64,7 @@ class UsageIn(UsageWindowIn):
     property_name: str | None = None
     bucket_size: str | None = None
     filters: dict[str, list[str]] | None = None
-    multiplier: str | float | int | None = None
+    multiplier: Decimal | str | None = None
     group_by: str | None = None
 
 
@@ -110,10 +110,6 @@ class CustomerUsageOut(Schema):
     customer_id: str
     period: PeriodOut
     features: list[FeatureUsageOut]
-
-
-def _exact_json(body: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(exactjson.dumps(_wire(body)), status=status, content_type="application/json")
 
 
 def _wire(value: Any) -> Any:
@@ -169,7 +165,7 @@ def events_usage(request: HttpRequest, payload: UsageIn):
         filters=payload.filters,
     )
     result = _run(request, spec, payload)
-    return _exact_json(_usage_body(event_name=spec.event_name, kind=spec.aggregation_type, result=result))
+    return json_response(_wire(_usage_body(event_name=spec.event_name, kind=spec.aggregation_type, result=result)))
 
 
 @usage_events_router.post(
@@ -180,7 +176,7 @@ def events_usage_meter(request: HttpRequest, payload: MeterUsageIn):
     result = _run(request, AggregationSpec.from_meter(meter), payload)
     body = _usage_body(event_name=meter.event_name, kind=meter.aggregation_type, result=result)
     body["meter_id"] = meter.public_id
-    return _exact_json(body)
+    return json_response(_wire(body))
 
 
 def _debug_body(event: dict, report: DebugReport) -> dict:
@@ -195,7 +191,7 @@ def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
         raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
     report = event_debug_report(environment=request.environment, event=event)
     event_dict = event_to_dict(event, None, environment_id=request.environment.public_id)
-    return _exact_json(_debug_body(event_dict, report))
+    return json_response(_wire(_debug_body(event_dict, report)))
 
 
 @usage_events_router.post("/validate", response={200: DebugOut}, summary="Dry run: explain an event without storing it")
@@ -213,7 +209,7 @@ def events_validate(request: HttpRequest):
         "properties": candidate.properties,
         "environment_id": request.environment.public_id,
     }
-    return _exact_json(_debug_body(event_dict, report))
+    return json_response(_wire(_debug_body(event_dict, report)))
 
 
 @usage_customers_router.get(
@@ -235,4 +231,4 @@ def customer_usage(request: HttpRequest, customer_id: str):
             for row in usage.features
         ],
     }
-    return _exact_json(body)
+    return json_response(_wire(body))

@@ -10,7 +10,6 @@ Pure domain code: plain dataclasses out, no HTTP.
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
@@ -18,6 +17,7 @@ from django.db import connection
 
 from catalog.expressions import ExpressionError, compile_expression
 from catalog.models import AggregationType, Feature, Meter
+from catalog.rules import name_likeness_key
 from flexmeter.limits import NUMBER_RULE
 from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
@@ -31,7 +31,6 @@ STATUS_PROCESSED = "processed"
 STATUS_UNMATCHED = "unmatched"
 STATUS_CUSTOMER_NOT_FOUND = "customer_not_found"
 
-_SEPARATORS = re.compile(r"[\s._\-:/]+")
 _MISSING = object()
 
 
@@ -90,16 +89,6 @@ class DebugReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _normalized_name(name: str) -> str:
-    return _SEPARATORS.sub("", name).lower()
-
-
-def similar_event_names(event_name: str, names) -> list[str]:
-    """Those of `names` that differ from `event_name` only by case, separators or whitespace (the near-miss rule)."""
-    wanted = _normalized_name(event_name)
-    return sorted({name for name in names if name != event_name and _normalized_name(name) == wanted})
 
 
 def event_debug_report(*, environment, event: Event | EventInput) -> DebugReport:
@@ -266,9 +255,9 @@ def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list
     """Meters whose event name differs only by case/separators/whitespace; keys that differ only by case or
     separators from a field the meter reads."""
     misses: list[NearMiss] = []
-    wanted = _normalized_name(event_name)
+    wanted = name_likeness_key(event_name)
     for meter in meters:
-        if meter.event_name != event_name and _normalized_name(meter.event_name) == wanted:
+        if meter.event_name != event_name and name_likeness_key(meter.event_name) == wanted:
             misses.append(
                 NearMiss(
                     kind="event_name",
@@ -279,12 +268,12 @@ def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list
                     message=f"Meter '{meter.name}' counts '{meter.event_name}', this event is '{event_name}'",
                 )
             )
-    keys = {_normalized_name(key): key for key in properties}
+    keys = {name_likeness_key(key): key for key in properties}
     for meter in meters:
-        if _normalized_name(meter.event_name) != wanted:
+        if name_likeness_key(meter.event_name) != wanted:
             continue
         for wanted_key in _keys_read(meter):
-            actual = keys.get(_normalized_name(wanted_key))
+            actual = keys.get(name_likeness_key(wanted_key))
             if wanted_key not in properties and actual is not None:
                 misses.append(
                     NearMiss(

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.expressions import ExpressionError
 from catalog.models import AggregationType, Meter
+from catalog.rules import similar_names
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
-from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED, similar_event_names
+from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import event_cursor_decode, event_cursor_encode, event_row_condition
+from metering.selectors import event_row_condition, events_matching, keyset_page
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import condition_sql, value_sql
@@ -154,46 +155,28 @@ def event_stream_page(
         external_id=OuterRef("external_customer_id"),
         status=CustomerStatus.ACTIVE,
     ).values("public_id")[:1]
-    events = (
-        Event.objects.for_environment(environment)
-        .between(start, end)
-        .annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
-    )
-    if event_name:
-        events = events.filter(event_name=event_name)
-    if external_customer_id:
-        events = events.filter(external_customer_id=external_customer_id)
-    if source:
-        events = events.filter(source=source)
+    events = events_matching(
+        Event.objects.for_environment(environment).between(start, end),
+        event_name=event_name,
+        external_customer_id=external_customer_id,
+        source=source,
+    ).annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
     if status == STATUS_UNMATCHED:
         events = events.filter(matched=False)
     elif status == STATUS_PROCESSED:
         events = events.filter(matched=True, customer_public_id__isnull=False)
     elif status == STATUS_CUSTOMER_NOT_FOUND:
         events = events.filter(matched=True, customer_public_id__isnull=True)
-    if newer_than:
-        timestamp, pk = event_cursor_decode(newer_than, field_name="newer_than")
-        events = events.filter(Q(timestamp__gte=timestamp) & (Q(timestamp__gt=timestamp) | Q(pk__gt=pk)))
-    elif cursor:
-        timestamp, pk = event_cursor_decode(cursor, field_name="cursor")
-        events = events.filter(Q(timestamp__lte=timestamp) & (Q(timestamp__lt=timestamp) | Q(pk__lt=pk)))
-    rows = list(events.order_by("-timestamp", "-id")[: page_size + 1])
-    has_more = len(rows) > page_size
-    rows = rows[:page_size]
+    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="cursor", newer_than=newer_than)
     stream_rows = [
         StreamRow(
             event=row,
             status=_status_of(bool(row.matched), row.customer_public_id),
             customer_id=row.customer_public_id,
         )
-        for row in rows
+        for row in page.events
     ]
-    return StreamPage(
-        rows=stream_rows,
-        has_more=has_more,
-        first_key=event_cursor_encode(rows[0]) if rows else None,
-        last_key=event_cursor_encode(rows[-1]) if rows else None,
-    )
+    return StreamPage(rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 
 def _aware(value) -> dt.datetime:
@@ -223,20 +206,20 @@ def unmatched_event_names(
 ) -> list[UnmatchedName]:
     """Unmatched events grouped by event name, most frequent first, in one query (the stream's predicate)."""
     specs = published_specs(environment)
-    d = dialect_for(connection)
-    p = Params()
-    where = [f"e.environment_id = {p(environment.pk)}", f"NOT {any_meter_match_sql(specs, d, p)}"]
+    dialect = dialect_for(connection)
+    params = Params()
+    where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_meter_match_sql(specs, dialect, params)}"]
     if start is not None:
-        where.append(f"e.timestamp >= {d.timestamp(p, start)}")
+        where.append(f"e.timestamp >= {dialect.timestamp(params, start)}")
     if end is not None:
-        where.append(f"e.timestamp < {d.timestamp(p, end)}")
+        where.append(f"e.timestamp < {dialect.timestamp(params, end)}")
     sql = (
         f"SELECT e.event_name, count(*), max(e.timestamp), count(DISTINCT e.external_customer_id) "
         f"FROM {Event._meta.db_table} e WHERE {' AND '.join(where)} "
         f"GROUP BY e.event_name ORDER BY count(*) DESC, e.event_name"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, p.values)
+        cursor.execute(sql, params.values)
         rows = cursor.fetchall()
     per_name: dict[str, int] = {}
     for spec in specs:
@@ -248,7 +231,7 @@ def unmatched_event_names(
             last_seen=_aware(last),
             customers=customers,
             meters_with_name=per_name.get(name, 0),
-            did_you_mean=similar_event_names(name, per_name),
+            did_you_mean=similar_names(name, per_name),
         )
         for name, count, last, customers in rows
     ]

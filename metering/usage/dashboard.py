@@ -15,7 +15,7 @@ from typing import cast
 
 from metering.models import Customer, CustomerStatus
 from metering.usage.engine import run_usage_queries
-from metering.usage.periods import add_months, billing_period_at
+from metering.usage.periods import add_months, billing_period_at, bucket_starts
 from metering.usage.selectors import meter_usage, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, UsageWindow
 
@@ -29,7 +29,6 @@ WINDOWS = {
     "90d": "Last 90 days",
 }
 CHART_SIZES = {"HOUR": "Hourly", "DAY": "Daily", "WEEK": "Weekly"}
-_STEPS = {"HOUR": dt.timedelta(hours=1), "DAY": dt.timedelta(days=1), "WEEK": dt.timedelta(weeks=1)}
 MAX_BARS = 200
 
 
@@ -48,28 +47,11 @@ def calendar_window(name: str, *, now: dt.datetime) -> tuple[dt.datetime, dt.dat
 
 def chart_size_for(size: str, *, start: dt.datetime, end: dt.datetime) -> str:
     """The asked bar size, coarsened when the window would need more than MAX_BARS bars."""
-    sizes = list(_STEPS)
-    index = sizes.index(size) if size in _STEPS else sizes.index("DAY")
-    while index < len(sizes) - 1 and (end - start) / _STEPS[sizes[index]] > MAX_BARS:
+    sizes = list(CHART_SIZES)
+    index = sizes.index(size) if size in CHART_SIZES else sizes.index("DAY")
+    while index < len(sizes) - 1 and len(bucket_starts(start=start, end=end, size=sizes[index])) > MAX_BARS:
         index += 1
     return sizes[index]
-
-
-def bucket_starts(*, start: dt.datetime, end: dt.datetime, size: str) -> list[dt.datetime]:
-    """Start of every UTC bucket of `size` overlapping `[start, end)` (weeks start on Monday, as in the engine)."""
-    first = start.astimezone(UTC)
-    if size == "HOUR":
-        first = first.replace(minute=0, second=0, microsecond=0)
-    else:
-        first = first.replace(hour=0, minute=0, second=0, microsecond=0)
-        if size == "WEEK":
-            first -= dt.timedelta(days=first.weekday())
-    starts = []
-    current = first
-    while current < end:
-        starts.append(current)
-        current += _STEPS[size]
-    return starts
 
 
 def windows_filled(windows: list[UsageWindow], starts: list[dt.datetime]) -> list[UsageWindow]:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import cast
 
+from flexmeter.decimals import decimal_text
 from flexmeter.limits import number_problem
 
 # A finite decimal literal, optionally surrounded by ASCII whitespace. The exponent is limited to three digits so
@@ -167,16 +168,6 @@ def transcendental(function: str, x: Decimal, y: Decimal | None = None) -> Decim
 POW_LN_LIMIT = Decimal(2302)
 
 
-def format_decimal(value: Decimal | None) -> str | None:
-    """Plain decimal text without exponent or trailing fractional zeros: the digits a JSON number carries."""
-    if value is None:
-        return None
-    text = number_text(value)
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
 def normalize(value: Decimal | None) -> Decimal | None:
     """Same number, canonical spelling (Decimal('3.00') -> Decimal('3'))."""
-    return None if value is None else Decimal(cast(str, format_decimal(value)))
+    return None if value is None else Decimal(decimal_text(value))

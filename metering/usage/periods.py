@@ -164,3 +164,17 @@ def next_bucket_start_local(start: dt.datetime, size: str, anchor: MonthAnchor |
         return following
     candidate = _anchored_month_start(start.year, start.month, anchor)
     return candidate if candidate > start else _anchored_month_start(following.year, following.month, anchor)
+
+
+def bucket_starts(
+    *, start: dt.datetime, end: dt.datetime, size: str, zone: ZoneInfo | None = None, anchor: MonthAnchor | None = None
+) -> list[dt.datetime]:
+    """Start (UTC) of every bucket of `size` in `zone` that overlaps `[start, end)`, the same buckets the engine
+    reports windows for."""
+    zone = zone or ZoneInfo("UTC")
+    starts = []
+    local = bucket_start_local(to_local(start, zone), size, anchor)
+    while (moment := from_local(local, zone)) < end:
+        starts.append(moment)
+        local = next_bucket_start_local(local, size, anchor)
+    return starts

@@ -9,7 +9,9 @@ from typing import cast
 
 from django.utils import timezone as django_timezone
 
-from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, ResetUsage
+from catalog.models import BucketSize, Feature, Meter, ResetUsage
+from catalog.selectors import metered_features
+from flexmeter.decimals import unit_label
 from flexmeter.errors import ValidationFailed
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone, usage_time_problem
@@ -112,32 +114,21 @@ class CustomerUsage:
     features: list[FeatureUsage]
 
 
-def unit_label(*, value: Decimal | None, singular: str, plural: str) -> str:
-    """`1 credit`, `0 credits`, `2.5 credits`: singular only for exactly 1 (SPEC §2.2)."""
-    if not singular and not plural:
-        return ""
-    return singular if value is not None and value == 1 else plural
-
-
 def customer_current_usage(*, customer, at: dt.datetime | None = None) -> CustomerUsage:
     """Current billing period of a customer and the usage of every metered feature in it, in one statement."""
     at = at or django_timezone.now()
     start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    features = list(
-        Feature.objects.for_environment(customer.environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
-    )
+    features = list(metered_features(environment=customer.environment))
+    meters = [cast(Meter, feature.meter) for feature in features]  # metered_features keeps only those with one
     queries = [
         UsageQuery(
-            spec=AggregationSpec.from_meter(feature.meter),
+            spec=AggregationSpec.from_meter(meter),
             environment_id=customer.environment_id,
             start=start,
             end=end,
             customer=customer.external_id,
         )
-        for feature in features
+        for meter in meters
     ]
     results = cast(list[UsageResult], run_usage_queries(queries))
     return CustomerUsage(
@@ -149,8 +140,8 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
                 feature=feature,
                 value=result.value,
                 unit=unit_label(value=result.value, singular=feature.unit_singular, plural=feature.unit_plural),
-                next_usage_reset_at=None if feature.meter.reset_usage == ResetUsage.NEVER else end,
+                next_usage_reset_at=None if meter.reset_usage == ResetUsage.NEVER else end,
             )
-            for feature, result in zip(features, results, strict=True)
+            for feature, meter, result in zip(features, meters, results, strict=True)
         ],
     )

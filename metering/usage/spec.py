@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from catalog import rules
 from catalog.expressions import CompiledExpression, ExpressionError, compile_expression
-from catalog.models import AggregationType, BucketSize, ResetUsage
+from catalog.models import AggregationType, ResetUsage
 from flexmeter import errors
 from flexmeter.errors import ValidationFailed
 from metering.usage.periods import MonthAnchor
 
-FILTER_OPERATORS = ("in", "not_in", "contains", "not_contains")
-VALUE_TYPES = frozenset(AggregationType.values) - {AggregationType.COUNT}
-EXPRESSION_TYPES = frozenset({"SUM", "AVG", "MIN", "MAX", "LATEST"})
-BUCKET_TYPES = frozenset({"SUM", "MAX"})
 NULL_WHEN_EMPTY = frozenset({"AVG", "MIN", "MAX", "LATEST"})
 
 
@@ -90,88 +87,62 @@ def aggregation_spec_build(
     aggregation_type: str,
     field: str = "",
     expression: str = "",
-    multiplier=None,
+    multiplier: Decimal | str | None = None,
     bucket_size: str = "",
     group_by: str = "",
-    filters: dict[str, list[str]] | list[dict] | None = None,
+    filters: dict[str, list[str]] | None = None,
     reset_usage: str = ResetUsage.BILLING_PERIOD,
 ) -> AggregationSpec:
-    """Validate an ad-hoc aggregation (SPEC §2.1 rules) into a spec; ValidationFailed names every bad field."""
+    """Validate an ad-hoc aggregation with catalog's rules (SPEC §2.1) into a spec; ValidationFailed names every
+    bad field by the request's own names (`aggregation_type`, `property_name`, `filters.<key>`)."""
     errors: dict[str, str] = {}
-    kind = (aggregation_type or "").strip().upper()
     if not (event_name or "").strip():
-        errors["event_name"] = "event_name is required"
-    if kind not in AggregationType.values:
-        errors["aggregation_type"] = f"Unknown aggregation type; use one of {', '.join(AggregationType.values)}"
-    compiled = None
-    if expression:
-        if kind and kind not in EXPRESSION_TYPES:
-            errors["expression"] = "An expression is allowed only for SUM, AVG, MIN, MAX and LATEST"
-        elif field:
-            errors["expression"] = "Give either a field or an expression, not both"
-        else:
-            try:
-                compiled = compile_expression(expression)
-            except ExpressionError as exc:
-                errors["expression"] = exc.message
-    elif kind in VALUE_TYPES and not field:
-        errors["property_name"] = f"property_name is required for {kind}"
-    parsed_multiplier = None
-    if kind == AggregationType.SUM_WITH_MULTIPLIER:
-        try:
-            parsed_multiplier = Decimal(str(multiplier).strip()) if multiplier not in (None, "") else None
-        except InvalidOperation:
-            parsed_multiplier = None
-        if parsed_multiplier is None or not parsed_multiplier.is_finite() or parsed_multiplier <= 0:
-            errors["multiplier"] = "multiplier must be a decimal number greater than 0"
-    elif multiplier not in (None, ""):
-        errors["multiplier"] = "multiplier is allowed only for SUM_WITH_MULTIPLIER"
-    size = (bucket_size or "").strip().upper()
-    if size:
-        if size not in BucketSize.values:
-            errors["bucket_size"] = f"Unknown bucket size; use one of {', '.join(BucketSize.values)}"
-        elif kind not in BUCKET_TYPES:
-            errors["bucket_size"] = "bucket_size is allowed only for SUM and MAX"
-    if group_by and not (kind == AggregationType.MAX and size):
-        errors["group_by"] = "group_by is allowed only for MAX with a bucket_size"
-    parsed_filters = _parse_filters(filters, errors)
-    if errors:
+        errors["event_name"] = "is required"
+    aggregation = None
+    try:
+        aggregation = rules.aggregation_clean(
+            {
+                "type": aggregation_type,
+                "field": field,
+                "expression": expression,
+                "multiplier": multiplier,
+                "bucket_size": bucket_size,
+                "group_by": group_by,
+            },
+            paths=rules.USAGE_REQUEST_PATHS,
+        )
+    except ValidationFailed as exc:
+        errors.update(exc.details)
+    parsed_filters = _filters_clean(filters or {}, errors)
+    if errors or aggregation is None:
         raise ValidationFailed(details=errors)
     return AggregationSpec(
         event_name=event_name.strip(),
-        aggregation_type=kind,
-        field="" if kind == AggregationType.COUNT else field,
-        expression=compiled,
-        multiplier=parsed_multiplier,
-        bucket_size=size,
-        group_by=group_by or "",
+        aggregation_type=aggregation["type"],
+        field=aggregation["field"],
+        expression=compile_expression(aggregation["expression"]) if aggregation["expression"] else None,
+        multiplier=Decimal(aggregation["multiplier"]) if aggregation["multiplier"] else None,
+        bucket_size=aggregation["bucket_size"],
+        group_by=aggregation["group_by"],
         filters=parsed_filters,
         reset_usage=reset_usage,
     )
 
 
-def _parse_filters(filters, errors: dict[str, str]) -> tuple[Filter, ...]:
-    if not filters:
+def _filters_clean(filters: dict[str, list[str]], errors: dict[str, str]) -> tuple[Filter, ...]:
+    """The request's `{key: [values]}` checked by catalog's filter rule; its `filters[i]` paths become
+    `filters.<key>`, the name the client sent."""
+    keys = list(filters)
+    try:
+        cleaned = rules.filters_clean([{"key": key, "values": values} for key, values in filters.items()])
+    except ValidationFailed as exc:
+        for path, message in exc.details.items():
+            index, _, rest = path.removeprefix("filters[").partition("]")
+            # `filters[0].values[2]` → `filters.<key>[2]`: in the request, the key's value *is* the list.
+            rest = rest.removeprefix(".values").removeprefix(".key")
+            errors[f"filters.{keys[int(index)]}{rest}" if index.isdigit() else path] = message
         return ()
-    items = (
-        [{"key": key, "values": values, "operator": "in"} for key, values in filters.items()]
-        if isinstance(filters, dict)
-        else filters
-    )
-    parsed = []
-    for index, item in enumerate(items):
-        path = f"filters.{item.get('key')}" if isinstance(filters, dict) else f"filters[{index}]"
-        values = item.get("values")
-        operator = item.get("operator") or "in"
-        if not item.get("key"):
-            errors[path] = "filter key must not be empty"
-        elif not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            errors[path] = "filter values must be a non-empty list of strings"
-        elif operator not in FILTER_OPERATORS:
-            errors[path] = f"filter operator must be one of {', '.join(FILTER_OPERATORS)}"
-        else:
-            parsed.append(Filter(key=item["key"], operator=operator, values=tuple(values)))
-    return tuple(parsed)
+    return tuple(Filter(key=item["key"], operator=item["operator"], values=tuple(item["values"])) for item in cleaned)
 
 
 @dataclass(frozen=True)
@@ -193,7 +164,7 @@ class UsageQuery:
         """Size of the reported windows: the asked window_size, else the spec's buckets for SUM/MAX."""
         if self.window_size:
             return self.window_size
-        return self.spec.bucket_size if self.spec.aggregation_type in BUCKET_TYPES else ""
+        return self.spec.bucket_size if self.spec.aggregation_type in rules.BUCKET_TYPES else ""
 
 
 class UsageWindow(NamedTuple):

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from catalog.rules import format_quantity
+from flexmeter.decimals import format_quantity
 from metering.usage.spec import UsageWindow
 
 WIDTH, HEIGHT = 880, 240

@@ -16,10 +16,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from catalog.models import Feature, FeatureStatus, FeatureType, ResetUsage
-from catalog.rules import format_quantity
-from catalog.selectors import feature_get
+from catalog.selectors import feature_get, metered_features
 from flexmeter.csv_cells import csv_writer
 from flexmeter.dashboard import PAGE_SIZE, dashboard_view, render_page
+from flexmeter.decimals import format_quantity, rfc3339
 from flexmeter.errors import NotFound
 from metering import selectors
 from metering.usage.dashboard import (
@@ -50,15 +50,6 @@ class FeatureUsageForm(forms.Form):
         return (self.cleaned_data.get(name) if self.is_valid() else "") or default
 
 
-def _metered_features(environment):
-    return (
-        Feature.objects.for_environment(environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
-    )
-
-
 @require_GET
 @dashboard_view
 def usage_index(request: HttpRequest) -> HttpResponse:
@@ -72,7 +63,7 @@ def usage_index(request: HttpRequest) -> HttpResponse:
             error = f"No active customer has the external id “{external_id}”."
         else:
             return redirect("metering:usage_customer", public_id=customer.public_id)
-    context = {"features": list(_metered_features(request.environment)), "customer_query": external_id,
+    context = {"features": list(metered_features(environment=request.environment)), "customer_query": external_id,
                "error": error}  # fmt: skip
     return render(request, "metering/usage/index.html", context, status=404 if error else 200)
 
@@ -136,10 +127,6 @@ def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
     return response
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def _plain(value) -> str:
     """Exact digits for CSV: no thousands separators, empty for no value."""
     return "" if value is None else format(value, "f")
@@ -162,8 +149,8 @@ def usage_feature_csv(request: HttpRequest, public_id: str) -> HttpResponse:
                 row.customer.name if row.customer else "",
                 _plain(row.value),
                 unit,
-                _iso(start),
-                _iso(end),
+                rfc3339(start),
+                rfc3339(end),
             ]  # fmt: skip
             for row in rows
         ),
@@ -245,10 +232,10 @@ def usage_customer_csv(request: HttpRequest, public_id: str) -> HttpResponse:
                 format_quantity(
                     row.value, unit_singular=row.feature.unit_singular, unit_plural=row.feature.unit_plural
                 ),
-                _iso(usage.period_start),
-                _iso(usage.period_end),
+                rfc3339(usage.period_start),
+                rfc3339(usage.period_end),
                 row.feature.meter.reset_usage,
-                _iso(row.next_usage_reset_at) if row.next_usage_reset_at else "",
+                rfc3339(row.next_usage_reset_at) if row.next_usage_reset_at else "",
             ]  # fmt: skip
             for row in usage.features
         ),

@@ -5,6 +5,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from tests.benchmarks.helpers import bench_database
+
 pytestmark = pytest.mark.django_db
 
 
@@ -29,12 +31,12 @@ def test_inner_run_refuses_a_non_benchmark_database():
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
 def test_small_run_times_every_page_and_drops_its_database(capfd):
-    url = "postgres://postgres@127.0.0.1:5432/flexmeter_dash_bench_pytest"
+    url, name = bench_database("dash")
     call_command("bench_dashboard", "--database-url", url, "--events", "3000", "--repeat", "1")
     out = capfd.readouterr().out
     for page in ("stream", "event detail", "feature usage (SUM), 30 days", "customer usage, current period"):
         assert page in out
     assert "ms p50" in out and "dropped the benchmark database" in out
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = 'flexmeter_dash_bench_pytest'").fetchone()
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     assert exists is None

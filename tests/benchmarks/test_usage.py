@@ -11,9 +11,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from benchmarks.usage import METERS
+from tests.benchmarks.helpers import bench_database
 
 pytestmark = pytest.mark.django_db
-URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench_pytest"
+URL, NAME = bench_database("usage")
 
 
 def test_refuses_a_database_whose_name_lacks_bench():
@@ -28,7 +29,7 @@ def test_refuses_nonsense_sizes():
 
 def _database_exists() -> bool:
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as admin:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = 'flexmeter_usage_bench_pytest'").fetchone()
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [NAME]).fetchone()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from catalog import rules, services
 from catalog.models import Feature, Meter
-from flexmeter.decimals import decimal_text
+from flexmeter.decimals import decimal_text, format_quantity
 from flexmeter.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
@@ -165,8 +165,8 @@ def test_feature_detail_shows_thresholds_and_units_with_every_digit(dashboard, e
 
 def test_format_quantity_keeps_every_digit_of_a_quotient():
     quotient = Decimal("19.50604838709677419354838709677419")
-    assert rules.format_quantity(quotient, unit_singular="GB", unit_plural="GB") == f"{quotient} GB"
-    assert rules.format_quantity(Decimal("-" + MULTIPLIER)) == "-" + MULTIPLIER
+    assert format_quantity(quotient, unit_singular="GB", unit_plural="GB") == f"{quotient} GB"
+    assert format_quantity(Decimal("-" + MULTIPLIER)) == "-" + MULTIPLIER
 
 
 def test_usage_page_shows_an_average_with_all_its_digits(dashboard, environment):

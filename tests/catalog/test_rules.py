@@ -6,6 +6,7 @@ import pytest
 
 from catalog import rules
 from catalog.models import AggregationType
+from flexmeter.decimals import format_quantity
 from flexmeter.errors import ValidationFailed
 
 
@@ -499,11 +500,11 @@ def test_fingerprint_ignores_filter_order_and_names_but_not_definitions():
     ],
 )
 def test_format_quantity(value, expected):
-    assert rules.format_quantity(value, unit_singular="credit", unit_plural="credits") == expected
+    assert format_quantity(value, unit_singular="credit", unit_plural="credits") == expected
 
 
 def test_format_quantity_without_units_is_the_number():
-    assert rules.format_quantity(Decimal("1E+3"), unit_singular="", unit_plural="") == "1,000"
+    assert format_quantity(Decimal("1E+3"), unit_singular="", unit_plural="") == "1,000"
 
 
 # --- names that differ only by case, separators or whitespace ------------------------------------------------

@@ -102,6 +102,73 @@ def test_adhoc_usage_rejects_bad_input_with_the_field_path(api, body, path):
     assert path in response.json()["details"]
 
 
+@pytest.mark.parametrize(
+    ("body", "details"),
+    [
+        (
+            {"event_name": " ", "aggregation_type": "SUM"},
+            {
+                "event_name": "is required",
+                "property_name": "is required for SUM (the event property to aggregate) or an expression",
+            },
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "SUM_WITH_MULTIPLIER", "property_name": "v", "multiplier": "0"},
+            {"multiplier": "must be greater than 0"},
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "SUM_WITH_MULTIPLIER", "property_name": "v"},
+            {"multiplier": "is required for SUM_WITH_MULTIPLIER (a decimal greater than 0)"},
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "COUNT", "bucket_size": "DAY"},
+            {"bucket_size": "is only allowed for SUM and MAX"},
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "COUNT", "filters": {"region": ["eu", 7]}},
+            None,  # pydantic rejects a non-string value before the rule runs
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "COUNT", "filters": {"region": ["v"] * 1_001}},
+            {"filters.region": "must have at most 1,000 values (got 1,001)"},
+        ),
+        (
+            {"event_name": "x", "aggregation_type": "COUNT", "filters": {"region": ["eu", "x" * 1_025]}},
+            {"filters.region[1]": "must be at most 1,024 characters (got 1,025)"},
+        ),
+    ],
+)
+def test_adhoc_usage_validates_with_the_meter_rules_and_messages(api, body, details):
+    """One aggregation rule (catalog.rules.aggregation_clean), reported under the request's own field names; the
+    filter limits of meters (SPEC §2.1) bound an ad-hoc query too."""
+    response = api.post("/v1/events/usage", body)
+
+    assert response.status_code == 400
+    if details is not None:
+        assert response.json()["details"] == details
+
+
+def test_adhoc_usage_keeps_every_digit_of_a_multiplier_sent_as_a_json_number(api, environment):
+    send(environment, event_name="calls", timestamp="2025-01-02T10:00", properties={"v": 3})
+    body = (
+        '{"event_name": "calls", "aggregation_type": "SUM_WITH_MULTIPLIER", "property_name": "v", '
+        '"multiplier": 1.0000000000000000000000000000001, '
+        '"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-02-01T00:00:00Z"}'
+    )
+
+    response = api.post("/v1/events/usage", body)
+
+    assert response.status_code == 200
+    assert '"value":3.0000000000000000000000000000003,' in response.content.decode()
+
+
+def test_validate_rejects_a_deeply_nested_body_with_the_envelope(api):
+    response = api.post("/v1/events/validate", '{"event_name": "a", "properties": ' + "[" * 10_000 + "]" * 10_000 + "}")
+
+    assert response.status_code == 400
+    assert response.json()["details"] == {"body": "is nested too deeply"}
+
+
 def test_adhoc_usage_defaults_to_the_last_seven_days(api, environment):
     from django.utils import timezone
 

@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from metering.usage.periods import billing_period_at, bucket_start_local, from_local, resolve_timezone
-from metering.usage.selectors import customer_current_usage, unit_label
+from flexmeter.decimals import unit_label
+from metering.usage.periods import billing_period_at, bucket_start_local, bucket_starts, from_local, resolve_timezone
+from metering.usage.selectors import customer_current_usage
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
 from tests.metering.usage.helpers import at, send, usage_statements
@@ -59,6 +60,25 @@ def test_local_bucket_starts_and_dst():
     assert from_local(dt.datetime(2025, 3, 30), resolve_timezone("Europe/Berlin")) == at("2025-03-29T23:00")
     assert from_local(dt.datetime(2025, 3, 31), resolve_timezone("Europe/Berlin")) == at("2025-03-30T22:00")
     assert bucket_start_local(dt.datetime(2025, 3, 5, 17, 44), "3HOUR") == dt.datetime(2025, 3, 5, 15)
+
+
+def test_bucket_starts_are_the_engines_buckets_in_any_zone():
+    # The partial first hour counts; a Berlin day is 23 hours long on the spring DST change.
+    assert bucket_starts(start=at("2025-03-05T10:30"), end=at("2025-03-05T12:00"), size="HOUR") == [
+        at("2025-03-05T10:00"),
+        at("2025-03-05T11:00"),
+    ]
+    berlin = resolve_timezone("Europe/Berlin")
+    assert bucket_starts(start=at("2025-03-29T12:00"), end=at("2025-03-31T12:00"), size="DAY", zone=berlin) == [
+        at("2025-03-28T23:00"),
+        at("2025-03-29T23:00"),
+        at("2025-03-30T22:00"),
+    ]
+    assert bucket_starts(start=at("2025-01-01T00:00"), end=at("2025-01-15T00:00"), size="WEEK") == [
+        at("2024-12-30T00:00"),
+        at("2025-01-06T00:00"),
+        at("2025-01-13T00:00"),
+    ]
 
 
 @pytest.mark.parametrize(
