@@ -9,12 +9,14 @@ built afterwards. Queries go through `run_usage_queries`, the code path of the A
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import dj_database_url
 import psycopg
@@ -53,12 +55,13 @@ METERS: dict[str, dict] = {
         "multiplier": "0.001",
     },
     "WEIGHTED_SUM": {"aggregation_type": "WEIGHTED_SUM", "aggregation_field": "seats"},
-    "MAX per DAY by instance": {
+    "MAX per HOUR by instance": {
         "aggregation_type": "MAX",
         "aggregation_field": "tokens",
-        "bucket_size": "DAY",
+        "bucket_size": "HOUR",
         "group_by": "instance",
     },
+    "MAX per HOUR": {"aggregation_type": "MAX", "aggregation_field": "tokens", "bucket_size": "HOUR"},
     "SUM of CEL ceil(tokens/100)": {"aggregation_type": "SUM", "aggregation_expression": "ceil(tokens / 100)"},
     "SUM filtered region=eu": {
         "aggregation_type": "SUM",
@@ -90,6 +93,7 @@ FROM (SELECT i, (i * 2654435761) %% 1000000 AS r FROM generate_series(%(low)s::b
 class BenchmarkRun:
     load_seconds: float | None  # None when a kept database was reused
     rollup_seconds: float | None  # None when timed without rollups
+    idle_refresh_seconds: float | None  # a second refresh right after, with nothing new
     events: int
     timings: list[Timing]
 
@@ -98,9 +102,16 @@ class BenchmarkRun:
 class Timing:
     label: str
     scope: str
+    shape: str  # time zone, and the window size when windows are asked for
     p50_ms: float
     p95_ms: float
     runs: int
+    raw_p50_ms: float | None = None  # the same query scanning raw events, timed in the same run
+    raw_p95_ms: float | None = None
+
+
+ZONES = ("UTC", "Asia/Kolkata", "America/New_York")
+WINDOW_SIZES = ("", "HOUR", "DAY")
 
 
 def _register_alias(database_url: str) -> None:
@@ -154,48 +165,71 @@ def _time(run: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(samples), p95
 
 
+def _local_month(month: int, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """Month number `month` of the data as `[start, end)` instants, midnight to midnight in `zone`."""
+    first = _add_months(FIRST_MONTH, month)
+    start = dt.datetime(first.year, first.month, 1, tzinfo=zone)
+    following = _add_months(first, 1)
+    return start, dt.datetime(following.year, following.month, 1, tzinfo=zone)
+
+
 def time_queries(
-    *, environment_id: int, month: int, repeat: int, rollups: bool, log: Callable[[str], None]
+    *,
+    environment_id: int,
+    month: int,
+    repeat: int,
+    rollups: bool,
+    log: Callable[[str], None],
+    zones: tuple[str, ...] = ZONES,
+    window_sizes: tuple[str, ...] = WINDOW_SIZES,
 ) -> list[Timing]:
-    start = _add_months(FIRST_MONTH, month)
-    end = _add_months(start, 1)
+    """Time every meter for a typical customer, a heavy one and all customers (by customer), one month in each
+    time zone, with each window size. With `rollups`, each query is also timed scanning raw events only, with
+    fewer runs (the ratio is the point on a noisy machine); all customers take no windows, so they are timed once
+    per zone."""
     timings = []
     typical = iter(range(10**9))
-    for label, definition in METERS.items():
-        spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
+    for zone_name in zones:
+        zone = ZoneInfo(zone_name)
+        start, end = _local_month(month, zone)
+        for window_size in window_sizes:
+            shape = f"{zone_name}{' /' + window_size if window_size else ''}"
+            for label, definition in METERS.items():
+                spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
 
-        def usage(customer=None, by_customer=False, spec=spec):
-            query = UsageQuery(
-                spec=spec,
-                environment_id=environment_id,
-                start=start,
-                end=end,
-                customer=customer,
-                by_customer=by_customer,
-            )
-            return run_usage_queries([query], using=ALIAS, rollups=rollups)
+                base = UsageQuery(
+                    spec=spec,
+                    environment_id=environment_id,
+                    start=start,
+                    end=end,
+                    window_size=window_size,
+                    zone=zone,
+                )
 
-        scopes = [
-            (
-                "typical customer",
-                repeat * 5,
-                lambda usage=usage: usage(f"cust-{next(typical) % TYPICAL_CUSTOMERS}"),
-            ),
-            (
-                "heavy customer",
-                repeat,
-                lambda usage=usage: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}"),
-            ),
-            (
-                "all customers",
-                max(3, repeat // 4),
-                lambda usage=usage: usage(by_customer=True),
-            ),
-        ]
-        for scope, runs, run in scopes:
-            p50, p95 = _time(run, runs)
-            timings.append(Timing(label=label, scope=scope, p50_ms=p50, p95_ms=p95, runs=runs))
-            log(f"{label:<30} {scope:<17} p50 {p50:9.1f} ms  p95 {p95:9.1f} ms")
+                def usage(customer=None, by_customer=False, read_rollups=True, base=base):
+                    query = dataclasses.replace(base, customer=customer, by_customer=by_customer)
+                    return run_usage_queries([query], using=ALIAS, rollups=rollups and read_rollups)
+
+                scopes = [
+                    (
+                        "typical customer",
+                        repeat * 5,
+                        lambda **kw: usage(f"cust-{next(typical) % TYPICAL_CUSTOMERS}", **kw),
+                    ),
+                    ("heavy customer", repeat, lambda **kw: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}", **kw)),
+                ]
+                if not window_size:
+                    scopes.append(("all customers", max(3, repeat // 4), lambda **kw: usage(by_customer=True, **kw)))
+                for scope, runs, run in scopes:
+                    p50, p95 = _time(run, runs)
+                    timing = Timing(label=label, scope=scope, shape=shape, p50_ms=p50, p95_ms=p95, runs=runs)
+                    if rollups:
+                        timing.raw_p50_ms, timing.raw_p95_ms = _time(
+                            lambda run=run: run(read_rollups=False), max(2, runs // 5)
+                        )
+                    timings.append(timing)
+                    raw = f"  raw p50 {timing.raw_p50_ms:9.1f} ms" if timing.raw_p50_ms is not None else ""
+                    log(f"{shape:<24} {label:<30} {scope:<17} p50 {p50:9.1f} ms  p95 {p95:9.1f} ms{raw}")
     return timings
 
 
@@ -234,6 +268,8 @@ def usage_benchmark_run(
     rollups: bool = True,
     log: Callable[[str], None],
     progress: Callable[[int], None],
+    zones: tuple[str, ...] = ZONES,
+    window_sizes: tuple[str, ...] = WINDOW_SIZES,
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
@@ -256,18 +292,37 @@ def usage_benchmark_run(
             )
             log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
         stored = Event.objects.using(ALIAS).count()
-        rollup_seconds = None
+        rollup_seconds = idle_refresh_seconds = None
         if rollups:
             meters_create(environment)
             started = time.perf_counter()
             report = rollups_refresh(using=ALIAS)
             rollup_seconds = time.perf_counter() - started
-            log(f"rollups: {report.days} days of {report.definitions} definitions in {rollup_seconds:.1f} s")
+            log(
+                f"rollups: {report.days} days of {report.definitions} definitions, {report.rows:,} rows, "
+                f"{report.scans} scans of the events in {rollup_seconds:.1f} s"
+            )
+            started = time.perf_counter()
+            again = rollups_refresh(using=ALIAS)
+            idle_refresh_seconds = time.perf_counter() - started
+            log(f"a second refresh with nothing new: {again.days} days in {idle_refresh_seconds:.3f} s")
         months = max(1, round(stored / EVENTS_PER_MONTH))
         timings = time_queries(
-            environment_id=environment.pk, month=months // 2, repeat=repeat, rollups=rollups, log=log
+            environment_id=environment.pk,
+            month=months // 2,
+            repeat=repeat,
+            rollups=rollups,
+            log=log,
+            zones=zones,
+            window_sizes=window_sizes,
         )
-    return BenchmarkRun(load_seconds=load_seconds, rollup_seconds=rollup_seconds, events=stored, timings=timings)
+    return BenchmarkRun(
+        load_seconds=load_seconds,
+        rollup_seconds=rollup_seconds,
+        idle_refresh_seconds=idle_refresh_seconds,
+        events=stored,
+        timings=timings,
+    )
 
 
 def meters_create(environment: Environment) -> None:

@@ -13,7 +13,9 @@ from django.db import connection
 from benchmarks.usage import METERS
 
 pytestmark = pytest.mark.django_db
-URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench_pytest"
+# one database per test process: parallel checkouts on one server must not drop each other's
+NAME = f"flexmeter_usage_bench_pytest_{os.getpid()}"
+URL = f"postgres://postgres@127.0.0.1:5432/{NAME}"
 
 
 def test_refuses_a_database_whose_name_lacks_bench():
@@ -28,7 +30,7 @@ def test_refuses_nonsense_sizes():
 
 def _database_exists() -> bool:
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as admin:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = 'flexmeter_usage_bench_pytest'").fetchone()
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [NAME]).fetchone()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
@@ -36,6 +38,7 @@ def _database_exists() -> bool:
 def test_small_run_times_every_query_and_drops_its_database(flags):
     # a child process, as a developer runs it: the benchmark opens its own database alias
     command = [sys.executable, "manage.py", "bench_usage", "--database-url", URL, "--events", "20000", "--repeat", "1"]
+    command += ["--zones", "UTC,Asia/Kolkata", "--window-sizes", ",HOUR"]
     completed = subprocess.run(
         [*command, *flags],
         cwd=settings.BASE_DIR,
@@ -48,6 +51,9 @@ def test_small_run_times_every_query_and_drops_its_database(flags):
     assert completed.returncode == 0, completed.stderr[-2000:]
     out = completed.stdout
     for label in METERS:
-        assert f"{label:<30} all customers" in out
-    assert ("daily rollups brought up to date" in out) != bool(flags)
+        for zone in ("UTC", "Asia/Kolkata"):
+            assert f"{zone:<24} {label:<30} all customers" in out
+            assert f"{zone + ' /HOUR':<24} {label:<30} heavy customer" in out
+    assert ("rollups brought up to date" in out) != bool(flags)
+    assert "load average" in out
     assert not _database_exists()
