@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import http.client
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +27,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from benchmarks.loading import event_indexes_deferred
-from benchmarks.runner import check_database_url
+from benchmarks.runner import BenchmarkError, check_database_url, manage_run, server_environment, wsgi_server
 from catalog.models import Meter
 from flexmeter.models import Environment
 from metering.models import Event
@@ -110,6 +113,31 @@ class Timing:
     raw_p95_ms: float | None = None
 
 
+class UsageOverHttp:
+    """POST /v1/events/usage/meter on one kept-alive loopback connection, as an API client asks for usage."""
+
+    def __init__(self, base_url: str, key: str, meter_ids: dict[str, str]):
+        parts = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        self.headers = {"x-api-key": key, "content-type": "application/json"}
+        self.meter_ids = meter_ids
+
+    def __call__(self, label: str, query: UsageQuery) -> None:
+        body = {
+            "meter_id": self.meter_ids[label],
+            "start_time": query.start.isoformat(),
+            "end_time": query.end.isoformat(),
+            "timezone": query.zone.key,
+            "window_size": query.window_size or None,
+            "external_customer_id": query.customer,
+        }
+        self.connection.request("POST", "/v1/events/usage/meter", body=json.dumps(body), headers=self.headers)
+        response = self.connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise BenchmarkError(f"usage request answered {response.status}: {answer[:500]!r}")
+
+
 ZONES = ("UTC", "Asia/Kolkata", "America/New_York")
 WINDOW_SIZES = ("", "HOUR", "DAY")
 
@@ -182,11 +210,13 @@ def time_queries(
     log: Callable[[str], None],
     zones: tuple[str, ...] = ZONES,
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
+    over_http: UsageOverHttp | None = None,
 ) -> list[Timing]:
     """Time every meter for a typical customer, a heavy one and all customers (by customer), one month in each
     time zone, with each window size. With `rollups`, each query is also timed scanning raw events only, with
     fewer runs (the ratio is the point on a noisy machine); all customers take no windows, so they are timed once
-    per zone."""
+    per zone. `over_http`: the queries with rollups go through the API (all customers: the meter's usage without a
+    customer, with windows too); the raw-scan figures call the engine in this process."""
     timings = []
     typical = iter(range(10**9))
     for zone_name in zones:
@@ -206,8 +236,10 @@ def time_queries(
                     zone=zone,
                 )
 
-                def usage(customer=None, by_customer=False, read_rollups=True, base=base):
+                def usage(customer=None, by_customer=False, read_rollups=True, base=base, label=label):
                     query = dataclasses.replace(base, customer=customer, by_customer=by_customer)
+                    if over_http is not None and read_rollups:
+                        return over_http(label, query)
                     return run_usage_queries([query], using=ALIAS, rollups=rollups and read_rollups)
 
                 scopes = [
@@ -218,7 +250,9 @@ def time_queries(
                     ),
                     ("heavy customer", repeat, lambda **kw: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}", **kw)),
                 ]
-                if not window_size:
+                if over_http is not None:
+                    scopes.append(("all customers", max(3, repeat // 4), lambda **kw: usage(**kw)))
+                elif not window_size:
                     scopes.append(("all customers", max(3, repeat // 4), lambda **kw: usage(by_customer=True, **kw)))
                 for scope, runs, run in scopes:
                     p50, p95 = _time(run, runs)
@@ -270,11 +304,13 @@ def usage_benchmark_run(
     progress: Callable[[int], None],
     zones: tuple[str, ...] = ZONES,
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
+    over_http: bool = False,
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
 
-    With `reuse`, a kept database that already holds events is timed again without reloading.
+    With `reuse`, a kept database that already holds events is timed again without reloading. With `over_http`,
+    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups.
     """
     check_database_url(database_url)
     _register_alias(database_url)
@@ -293,8 +329,8 @@ def usage_benchmark_run(
             log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
         stored = Event.objects.using(ALIAS).count()
         rollup_seconds = idle_refresh_seconds = None
+        meters_create(environment)
         if rollups:
-            meters_create(environment)
             started = time.perf_counter()
             report = rollups_refresh(using=ALIAS)
             rollup_seconds = time.perf_counter() - started
@@ -307,7 +343,8 @@ def usage_benchmark_run(
             idle_refresh_seconds = time.perf_counter() - started
             log(f"a second refresh with nothing new: {again.days} days in {idle_refresh_seconds:.3f} s")
         months = max(1, round(stored / EVENTS_PER_MONTH))
-        timings = time_queries(
+        timing = functools.partial(
+            time_queries,
             environment_id=environment.pk,
             month=months // 2,
             repeat=repeat,
@@ -316,6 +353,16 @@ def usage_benchmark_run(
             zones=zones,
             window_sizes=window_sizes,
         )
+        if over_http:
+            env = server_environment(database_url)
+            key = manage_run(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
+            meter_ids = dict(
+                Meter.objects.using(ALIAS).filter(environment=environment).values_list("name", "public_id")
+            )
+            with wsgi_server(env, workers=1, threads=1) as url:
+                timings = timing(over_http=UsageOverHttp(url, key.strip().splitlines()[-1], meter_ids))
+        else:
+            timings = timing()
     return BenchmarkRun(
         load_seconds=load_seconds,
         rollup_seconds=rollup_seconds,

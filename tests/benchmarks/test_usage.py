@@ -34,7 +34,7 @@ def _database_exists() -> bool:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
-@pytest.mark.parametrize("flags", [[], ["--no-rollups"]])
+@pytest.mark.parametrize("flags", [[], ["--no-rollups"], ["--http"]])
 def test_small_run_times_every_query_and_drops_its_database(flags):
     # a child process, as a developer runs it: the benchmark opens its own database alias
     command = [sys.executable, "manage.py", "bench_usage", "--database-url", URL, "--events", "20000", "--repeat", "1"]
@@ -54,6 +54,7 @@ def test_small_run_times_every_query_and_drops_its_database(flags):
         for zone in ("UTC", "Asia/Kolkata"):
             assert f"{zone:<24} {label:<30} all customers" in out
             assert f"{zone + ' /HOUR':<24} {label:<30} heavy customer" in out
-    assert ("rollups brought up to date" in out) != bool(flags)
+    assert ("rollups brought up to date" in out) != (flags == ["--no-rollups"])
+    assert ("over HTTP" in out) == (flags == ["--http"])
     assert "load average" in out
     assert not _database_exists()

@@ -28,6 +28,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-rollups", action="store_true", help="time raw-event scans only (no rollups are built or read)"
         )
+        parser.add_argument(
+            "--http",
+            action="store_true",
+            help="ask for usage over HTTP (a granian server on 127.0.0.1) where rollups are read",
+        )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
             "--window-sizes", default=",".join(WINDOW_SIZES), help="comma-separated window sizes ('' = no windows)"
@@ -58,6 +63,7 @@ class Command(BaseCommand):
                 rollups=not options["no_rollups"],
                 log=log,
                 progress=progress,
+                over_http=options["http"],
                 zones=tuple(zone.strip() for zone in options["zones"].split(",") if zone.strip()),
                 window_sizes=tuple(size.strip().upper() for size in options["window_sizes"].split(",")),
             )
@@ -67,6 +73,10 @@ class Command(BaseCommand):
         self.stdout.write("")
         loaded = f"loaded in {run.load_seconds:.0f} s" if run.load_seconds is not None else "reused"
         self.stdout.write(f"{run.events:,} events ({loaded}); one month of usage per query")
+        if options["http"]:
+            self.stdout.write(
+                "queries reading rollups go over HTTP (POST /v1/events/usage/meter); raw scans in process"
+            )
         if run.rollup_seconds is None:
             self.stdout.write("rollups: not used (--no-rollups): every query scans raw events")
         else:
