@@ -549,20 +549,22 @@ def _assemble(query: UsageQuery, rows: _Rows):
     value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
     windows = []
     level = carry
-    for local_start, (w1, w2) in sorted(rows.windows.items()):
-        window_start = from_local(local_start, query.zone)
-        window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), query.zone)
-        window_value = _finish(
-            spec,
-            w1,
-            w2,
-            start=max(window_start, query.start),
-            end=min(window_end, query.end),
-            carry=level if spec.is_cumulative else Decimal(0),
-        )
-        if spec.aggregation_type == AggregationType.WEIGHTED_SUM and w1 is not None:
-            level = EXACT.add(level, w1)
-        windows.append(UsageWindow(window_start, window_value))
+    weighted = spec.aggregation_type == AggregationType.WEIGHTED_SUM
+    # a month of hourly windows is ~744 of them: one decimal context for all, and a window's end (which only the
+    # time weighting reads) computed only for WEIGHTED_SUM
+    with localcontext(EXACT):
+        for local_start, (w1, w2) in sorted(rows.windows.items()):
+            window_start = from_local(local_start, query.zone)
+            start, end = query.start, query.end
+            if weighted:
+                window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), query.zone)
+                start, end = max(window_start, query.start), min(window_end, query.end)
+            window_value = _combine(
+                spec, w1, w2, start=start, end=end, carry=level if spec.is_cumulative else Decimal(0)
+            )
+            if weighted and w1 is not None:
+                level = EXACT.add(level, w1)
+            windows.append(UsageWindow(window_start, window_value))
     return UsageResult(value=value, windows=windows)
 
 

@@ -193,7 +193,7 @@ def _bucket_maxima_insert_sql(query: UsageQuery, definition_id: str, everyone: s
     spec = query.spec
     quarter_cells = dataclasses.replace(query, spec=dataclasses.replace(spec, bucket_size="15MIN"), window_size="")
     cells = bucket_cells_sql(quarter_cells, TOTAL, dialect, params, query.start, query.end)
-    day_total = "NULL"
+    day_total, day_total_join = "NULL", ""
     day_total_cte = ""
     if day_total_kept(spec):
         bucket = dialect.bucket(params, "(b AT TIME ZONE 'UTC')", spec.bucket_size, "UTC", None)
@@ -201,7 +201,7 @@ def _bucket_maxima_insert_sql(query: UsageQuery, definition_id: str, everyone: s
         day_total AS (SELECT day, c, sum(m) AS n1
                       FROM (SELECT b::date AS day, c, {bucket} AS bucket, g, max(m) AS m FROM every GROUP BY 1, 2, 3, 4)
                       AS maxima GROUP BY day, c)"""
-        day_total = "(SELECT t.n1 FROM day_total t WHERE t.day = q.day AND t.c = q.c)"
+        day_total, day_total_join = "t.n1", "LEFT JOIN day_total t ON t.day = q.day AND t.c = q.c"
     return f"""
         WITH cells AS MATERIALIZED (SELECT cell.c, cell.b, cell.g, cell.m FROM ({cells}) cell WHERE cell.m IS NOT NULL),
         every AS (SELECT c, b, g, m FROM cells UNION ALL SELECT {everyone}, b, g, max(m) FROM cells GROUP BY b, g)
@@ -210,7 +210,8 @@ def _bucket_maxima_insert_sql(query: UsageQuery, definition_id: str, everyone: s
         SELECT {definition_id}, q.day, q.c, {day_total}, q.quarters, q.q1, q.qgroups
         FROM (SELECT b::date AS day, c, array_agg({_quarter_of_day("b")} ORDER BY b, g) AS quarters,
                      array_agg(m ORDER BY b, g) AS q1, array_agg(g ORDER BY b, g) AS qgroups
-              FROM every GROUP BY b::date, c) q"""
+              FROM every GROUP BY b::date, c) q
+        {day_total_join}"""
 
 
 _SCAN_TABLE = "rollup_scan"
