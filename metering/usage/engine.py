@@ -169,7 +169,7 @@ def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
     """The maximum of each (window, customer, bucket, group) cell of bucketed MAX, from raw events."""
     table = Event._meta.db_table
     bucket = d.bucket(p, "e.timestamp", query.spec.bucket_size, query.zone.key, query.anchor)
-    group = d.canonical(p, query.spec.group_by) if query.spec.group_by else "NULL"
+    group = d.group_text(d.canonical(p, query.spec.group_by)) if query.spec.group_by else "NULL"
     w_sql = w if w is not None else d.null_timestamp
     c_sql = c if c is not None else "NULL"
     return (
@@ -407,7 +407,7 @@ class _RollupRead:
         c_sql = c if c is not None else "NULL"
         source = "metering_rollup r, unnest(r.quarters, r.q1, r.qgroups) AS x(quarter, m, g)"
         return [
-            f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, x.g AS g, max(x.m) AS m "
+            f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {d.group_text('x.g')} AS g, max(x.m) AS m "
             f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2, 3, 4"
         ]
 
