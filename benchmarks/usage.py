@@ -131,11 +131,19 @@ class UsageOverHttp:
             "window_size": query.window_size or None,
             "external_customer_id": query.customer,
         }
-        self.connection.request("POST", "/v1/events/usage/meter", body=json.dumps(body), headers=self.headers)
-        response = self.connection.getresponse()
+        try:
+            response = self._post(json.dumps(body))
+        except (ConnectionError, http.client.HTTPException):
+            # the server may close an idle kept-alive connection between two requests: reconnect once
+            self.connection.close()
+            response = self._post(json.dumps(body))
         answer = response.read()
         if response.status != 200:
             raise BenchmarkError(f"usage request answered {response.status}: {answer[:500]!r}")
+
+    def _post(self, body: str) -> http.client.HTTPResponse:
+        self.connection.request("POST", "/v1/events/usage/meter", body=body, headers=self.headers)
+        return self.connection.getresponse()
 
 
 ZONES = ("UTC", "Asia/Kolkata", "America/New_York")
