@@ -280,7 +280,7 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
     head_of = f"{tag} AS tag, {{part}} AS part"
     for part in _part_kinds(query):
         lower, upper = _part_bounds(query, part)
-        if coverage is None:
+        if coverage is None or _latest_by_index(query, part):
             selects.append(part_sql(query, tag, part, d, p, lower, upper))
             continue
         window = query.windows if part == WINDOW else ""
@@ -310,6 +310,17 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
             selects.extend(rollup.quarter_rows_sql(head, pieces))
         selects.extend(rollup.day_rows_sql(head, pieces))
     return selects
+
+
+def _latest_by_index(query: UsageQuery, part: int) -> bool:
+    """LATEST of one customer without windows walks the usage index backwards to its first value (see
+    `_latest_sql`): cheaper than any rollup (1M events: 10-12 ms raw against 34-44 ms from rollups, loaded machine)."""
+    return (
+        query.spec.aggregation_type == AggregationType.LATEST
+        and part == TOTAL
+        and query.customer is not None
+        and not query.by_customer
+    )
 
 
 def _days_wanted(query: UsageQuery) -> tuple[dt.date | None, dt.date]:
