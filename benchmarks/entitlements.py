@@ -167,9 +167,9 @@ def run(*, database_url: str, events: int, repeat: int, workers: int, threads: i
 
     import benchmarks.usage as usage_bench
     from benchmarks.runner import (
-        _server_environment,
         benchmark_database,
         check_database_url,
+        server_environment,
         wsgi_server,
     )
     from flexmeter.models import ApiKey, Environment, generate_raw_api_key, hash_api_key
@@ -210,7 +210,7 @@ def run(*, database_url: str, events: int, repeat: int, workers: int, threads: i
         heavy = [public_id for external_id, public_id in customers.items() if external_id.startswith("heavy-")]
         typical_external = [external_id for external_id in customers if external_id.startswith("cust-")]
 
-        with wsgi_server(_server_environment(database_url), workers=workers, threads=threads) as base_url:
+        with wsgi_server(server_environment(database_url), workers=workers, threads=threads) as base_url:
             client = Client(base_url, raw_key)
             samples, heavy_usage = _measure(
                 lambda method, path, body: client.request(method, path, body),
@@ -223,7 +223,7 @@ def run(*, database_url: str, events: int, repeat: int, workers: int, threads: i
             client.connection.close()
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.entitlements", "--server-time", "--repeat", str(repeat)],
-            env={**_server_environment(database_url), "FLEXMETER_BENCH_KEY": raw_key, "ALLOWED_HOSTS": "testserver"},
+            env={**server_environment(database_url), "FLEXMETER_BENCH_KEY": raw_key, "ALLOWED_HOSTS": "testserver"},
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             capture_output=True,
             text=True,

@@ -107,7 +107,7 @@ def benchmark_database(database_url: str) -> Iterator[None]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _server_environment(database_url: str) -> dict[str, str]:
+def server_environment(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
@@ -122,7 +122,7 @@ def _server_environment(database_url: str) -> dict[str, str]:
     return env
 
 
-def _manage(args: list[str], env: dict[str, str]) -> str:
+def manage_run(args: list[str], env: dict[str, str]) -> str:
     completed = subprocess.run(
         [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
         env=env,
@@ -337,11 +337,11 @@ def ingest_benchmark_run(
     """Run the whole benchmark (see the module docstring) and return its measurements."""
     check_database_url(database_url)
     batches = max(1, bulk_events // batch_size)
-    env = _server_environment(database_url)
+    env = server_environment(database_url)
     with benchmark_database(database_url):
         log(f"created database {_database_name(database_url)}; migrating")
-        _manage(["migrate", "--verbosity", "0"], env)
-        key = _manage(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
+        manage_run(["migrate", "--verbosity", "0"], env)
+        key = manage_run(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
         key = key.strip().splitlines()[-1]
         with wsgi_server(env, server=server, workers=workers, threads=threads) as url:
             log(f"{server} with {workers} workers × {threads} threads at {url}; warming up")

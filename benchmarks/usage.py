@@ -9,12 +9,17 @@ built afterwards. Queries go through `run_usage_queries`, the code path of the A
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
+import http.client
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import dj_database_url
 import psycopg
@@ -22,7 +27,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from benchmarks.loading import event_indexes_deferred
-from benchmarks.runner import check_database_url
+from benchmarks.runner import BenchmarkError, check_database_url, manage_run, server_environment, wsgi_server
 from catalog.models import Meter
 from flexmeter.models import Environment
 from metering.models import Event
@@ -53,12 +58,13 @@ METERS: dict[str, dict] = {
         "multiplier": "0.001",
     },
     "WEIGHTED_SUM": {"aggregation_type": "WEIGHTED_SUM", "aggregation_field": "seats"},
-    "MAX per DAY by instance": {
+    "MAX per HOUR by instance": {
         "aggregation_type": "MAX",
         "aggregation_field": "tokens",
-        "bucket_size": "DAY",
+        "bucket_size": "HOUR",
         "group_by": "instance",
     },
+    "MAX per HOUR": {"aggregation_type": "MAX", "aggregation_field": "tokens", "bucket_size": "HOUR"},
     "SUM of CEL ceil(tokens/100)": {"aggregation_type": "SUM", "aggregation_expression": "ceil(tokens / 100)"},
     "SUM filtered region=eu": {
         "aggregation_type": "SUM",
@@ -90,6 +96,7 @@ FROM (SELECT i, (i * 2654435761) %% 1000000 AS r FROM generate_series(%(low)s::b
 class BenchmarkRun:
     load_seconds: float | None  # None when a kept database was reused
     rollup_seconds: float | None  # None when timed without rollups
+    idle_refresh_seconds: float | None  # a second refresh right after, with nothing new
     events: int
     timings: list[Timing]
 
@@ -98,9 +105,49 @@ class BenchmarkRun:
 class Timing:
     label: str
     scope: str
+    shape: str  # time zone, and the window size when windows are asked for
     p50_ms: float
     p95_ms: float
     runs: int
+    raw_p50_ms: float | None = None  # the same query scanning raw events, timed in the same run
+    raw_p95_ms: float | None = None
+
+
+class UsageOverHttp:
+    """POST /v1/events/usage/meter on one kept-alive loopback connection, as an API client asks for usage."""
+
+    def __init__(self, base_url: str, key: str, meter_ids: dict[str, str]):
+        parts = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        self.headers = {"x-api-key": key, "content-type": "application/json"}
+        self.meter_ids = meter_ids
+
+    def __call__(self, label: str, query: UsageQuery) -> None:
+        body = {
+            "meter_id": self.meter_ids[label],
+            "start_time": query.start.isoformat(),
+            "end_time": query.end.isoformat(),
+            "timezone": query.zone.key,
+            "window_size": query.window_size or None,
+            "external_customer_id": query.customer,
+        }
+        try:
+            response = self._post(json.dumps(body))
+        except (ConnectionError, http.client.HTTPException):
+            # the server may close an idle kept-alive connection between two requests: reconnect once
+            self.connection.close()
+            response = self._post(json.dumps(body))
+        answer = response.read()
+        if response.status != 200:
+            raise BenchmarkError(f"usage request answered {response.status}: {answer[:500]!r}")
+
+    def _post(self, body: str) -> http.client.HTTPResponse:
+        self.connection.request("POST", "/v1/events/usage/meter", body=body, headers=self.headers)
+        return self.connection.getresponse()
+
+
+ZONES = ("UTC", "Asia/Kolkata", "America/New_York")
+WINDOW_SIZES = ("", "HOUR", "DAY")
 
 
 def _register_alias(database_url: str) -> None:
@@ -154,48 +201,77 @@ def _time(run: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(samples), p95
 
 
+def _local_month(month: int, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """Month number `month` of the data as `[start, end)` instants, midnight to midnight in `zone`."""
+    first = _add_months(FIRST_MONTH, month)
+    start = dt.datetime(first.year, first.month, 1, tzinfo=zone)
+    following = _add_months(first, 1)
+    return start, dt.datetime(following.year, following.month, 1, tzinfo=zone)
+
+
 def time_queries(
-    *, environment_id: int, month: int, repeat: int, rollups: bool, log: Callable[[str], None]
+    *,
+    environment_id: int,
+    month: int,
+    repeat: int,
+    rollups: bool,
+    log: Callable[[str], None],
+    zones: tuple[str, ...] = ZONES,
+    window_sizes: tuple[str, ...] = WINDOW_SIZES,
+    over_http: UsageOverHttp | None = None,
 ) -> list[Timing]:
-    start = _add_months(FIRST_MONTH, month)
-    end = _add_months(start, 1)
+    """Time every meter for a typical customer, a heavy one and all customers (by customer), one month in each
+    time zone, with each window size. With `rollups`, each query is also timed scanning raw events only, with
+    fewer runs (the ratio is the point on a noisy machine); all customers take no windows, so they are timed once
+    per zone. `over_http`: the queries with rollups go through the API (all customers: the meter's usage without a
+    customer, with windows too); the raw-scan figures call the engine in this process."""
     timings = []
     typical = iter(range(10**9))
-    for label, definition in METERS.items():
-        spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
+    for zone_name in zones:
+        zone = ZoneInfo(zone_name)
+        start, end = _local_month(month, zone)
+        for window_size in window_sizes:
+            shape = f"{zone_name}{' /' + window_size if window_size else ''}"
+            for label, definition in METERS.items():
+                spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
 
-        def usage(customer=None, by_customer=False, spec=spec):
-            query = UsageQuery(
-                spec=spec,
-                environment_id=environment_id,
-                start=start,
-                end=end,
-                customer=customer,
-                by_customer=by_customer,
-            )
-            return run_usage_queries([query], using=ALIAS, rollups=rollups)
+                base = UsageQuery(
+                    spec=spec,
+                    environment_id=environment_id,
+                    start=start,
+                    end=end,
+                    window_size=window_size,
+                    zone=zone,
+                )
 
-        scopes = [
-            (
-                "typical customer",
-                repeat * 5,
-                lambda usage=usage: usage(f"cust-{next(typical) % TYPICAL_CUSTOMERS}"),
-            ),
-            (
-                "heavy customer",
-                repeat,
-                lambda usage=usage: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}"),
-            ),
-            (
-                "all customers",
-                max(3, repeat // 4),
-                lambda usage=usage: usage(by_customer=True),
-            ),
-        ]
-        for scope, runs, run in scopes:
-            p50, p95 = _time(run, runs)
-            timings.append(Timing(label=label, scope=scope, p50_ms=p50, p95_ms=p95, runs=runs))
-            log(f"{label:<30} {scope:<17} p50 {p50:9.1f} ms  p95 {p95:9.1f} ms")
+                def usage(customer=None, by_customer=False, read_rollups=True, base=base, label=label):
+                    query = dataclasses.replace(base, customer=customer, by_customer=by_customer)
+                    if over_http is not None and read_rollups:
+                        return over_http(label, query)
+                    return run_usage_queries([query], using=ALIAS, rollups=rollups and read_rollups)
+
+                scopes = [
+                    (
+                        "typical customer",
+                        repeat * 5,
+                        lambda **kw: usage(f"cust-{next(typical) % TYPICAL_CUSTOMERS}", **kw),
+                    ),
+                    ("heavy customer", repeat, lambda **kw: usage(f"heavy-{next(typical) % HEAVY_CUSTOMERS}", **kw)),
+                ]
+                if over_http is not None:
+                    scopes.append(("all customers", max(3, repeat // 4), lambda **kw: usage(**kw)))
+                elif not window_size:
+                    scopes.append(("all customers", max(3, repeat // 4), lambda **kw: usage(by_customer=True, **kw)))
+                for scope, runs, run in scopes:
+                    p50, p95 = _time(run, runs)
+                    timing = Timing(label=label, scope=scope, shape=shape, p50_ms=p50, p95_ms=p95, runs=runs)
+                    if rollups:
+                        timing.raw_p50_ms, timing.raw_p95_ms = _time(
+                            lambda run=run: run(read_rollups=False), max(2, runs // 5)
+                        )
+                    timings.append(timing)
+                    raw = f"  raw p50 {timing.raw_p50_ms:9.1f} ms" if timing.raw_p50_ms is not None else ""
+                    log(f"{shape:<24} {label:<30} {scope:<17} p50 {p50:9.1f} ms  p95 {p95:9.1f} ms{raw}")
     return timings
 
 
@@ -234,11 +310,15 @@ def usage_benchmark_run(
     rollups: bool = True,
     log: Callable[[str], None],
     progress: Callable[[int], None],
+    zones: tuple[str, ...] = ZONES,
+    window_sizes: tuple[str, ...] = WINDOW_SIZES,
+    over_http: bool = False,
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
 
-    With `reuse`, a kept database that already holds events is timed again without reloading.
+    With `reuse`, a kept database that already holds events is timed again without reloading. With `over_http`,
+    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups.
     """
     check_database_url(database_url)
     _register_alias(database_url)
@@ -256,18 +336,48 @@ def usage_benchmark_run(
             )
             log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
         stored = Event.objects.using(ALIAS).count()
-        rollup_seconds = None
+        rollup_seconds = idle_refresh_seconds = None
+        meters_create(environment)
         if rollups:
-            meters_create(environment)
             started = time.perf_counter()
             report = rollups_refresh(using=ALIAS)
             rollup_seconds = time.perf_counter() - started
-            log(f"rollups: {report.days} days of {report.definitions} definitions in {rollup_seconds:.1f} s")
+            log(
+                f"rollups: {report.days} days of {report.definitions} definitions, {report.rows:,} rows, "
+                f"{report.scans} scans of the events in {rollup_seconds:.1f} s"
+            )
+            started = time.perf_counter()
+            again = rollups_refresh(using=ALIAS)
+            idle_refresh_seconds = time.perf_counter() - started
+            log(f"a second refresh with nothing new: {again.days} days in {idle_refresh_seconds:.3f} s")
         months = max(1, round(stored / EVENTS_PER_MONTH))
-        timings = time_queries(
-            environment_id=environment.pk, month=months // 2, repeat=repeat, rollups=rollups, log=log
+        timing = functools.partial(
+            time_queries,
+            environment_id=environment.pk,
+            month=months // 2,
+            repeat=repeat,
+            rollups=rollups,
+            log=log,
+            zones=zones,
+            window_sizes=window_sizes,
         )
-    return BenchmarkRun(load_seconds=load_seconds, rollup_seconds=rollup_seconds, events=stored, timings=timings)
+        if over_http:
+            env = server_environment(database_url)
+            key = manage_run(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
+            meter_ids = dict(
+                Meter.objects.using(ALIAS).filter(environment=environment).values_list("name", "public_id")
+            )
+            with wsgi_server(env, workers=1, threads=1) as url:
+                timings = timing(over_http=UsageOverHttp(url, key.strip().splitlines()[-1], meter_ids))
+        else:
+            timings = timing()
+    return BenchmarkRun(
+        load_seconds=load_seconds,
+        rollup_seconds=rollup_seconds,
+        idle_refresh_seconds=idle_refresh_seconds,
+        events=stored,
+        timings=timings,
+    )
 
 
 def meters_create(environment: Environment) -> None:

@@ -33,10 +33,11 @@ def _database_exists() -> bool:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
-@pytest.mark.parametrize("flags", [[], ["--no-rollups"]])
+@pytest.mark.parametrize("flags", [[], ["--no-rollups"], ["--http"]])
 def test_small_run_times_every_query_and_drops_its_database(flags):
     # a child process, as a developer runs it: the benchmark opens its own database alias
     command = [sys.executable, "manage.py", "bench_usage", "--database-url", URL, "--events", "20000", "--repeat", "1"]
+    command += ["--zones", "UTC,Asia/Kolkata", "--window-sizes", ",HOUR"]
     completed = subprocess.run(
         [*command, *flags],
         cwd=settings.BASE_DIR,
@@ -49,6 +50,10 @@ def test_small_run_times_every_query_and_drops_its_database(flags):
     assert completed.returncode == 0, completed.stderr[-2000:]
     out = completed.stdout
     for label in METERS:
-        assert f"{label:<30} all customers" in out
-    assert ("daily rollups brought up to date" in out) != bool(flags)
+        for zone in ("UTC", "Asia/Kolkata"):
+            assert f"{zone:<24} {label:<30} all customers" in out
+            assert f"{zone + ' /HOUR':<24} {label:<30} heavy customer" in out
+    assert ("rollups brought up to date" in out) != (flags == ["--no-rollups"])
+    assert ("over HTTP" in out) == (flags == ["--http"])
+    assert "load average" in out
     assert not _database_exists()

@@ -104,6 +104,10 @@ class Dialect:
     def as_text(self, v: str) -> str:
         return v
 
+    def group_text(self, text_sql: str) -> str:
+        """Text compared only for equality (bucketed MAX groups): no locale-aware comparison needed."""
+        return text_sql
+
     def epoch_micros(self, ts: str) -> str:
         raise NotImplementedError
 

@@ -108,6 +108,10 @@ class PostgresDialect(Dialect):
     def as_text(self, v):
         return f"({v})::text"
 
+    def group_text(self, text_sql):
+        # byte order: grouping thousands of cells by locale-aware comparison was most of a bucketed MAX statement
+        return f'({text_sql} COLLATE "C")'
+
     def epoch_micros(self, ts):
         return f"(EXTRACT(EPOCH FROM {ts}) * 1000000)"
 

@@ -1,11 +1,15 @@
-"""Reading daily usage rollups: which days of a meter definition are rolled up, and SQL over those days.
+"""Reading usage rollups: which days of a meter definition are rolled up, and which pieces of a range they answer.
 
-A rollup row holds, for one meter definition, one UTC day and one customer, the partial aggregates the engine
-itself computes for a window (`n1`, `n2`, and for LATEST the ordering key with the value). Summing, taking the
-min/max or the latest of them over whole days gives exactly what scanning the raw events of those days gives,
-so the engine reads rollups for the whole days of a range and raw events for the rest (edges, recent days,
-days changed since they were rolled up). See migration 0004 for the change marks that make a changed day fall
-back to raw events, and `metering/usage/rollups/refresh.py` for how rollups are computed. PostgreSQL only.
+A rollup row holds, for one meter definition, one UTC day and one customer (or `EVERYONE`), the partial aggregates
+the engine itself computes for that day (`n1`, `n2`, and for LATEST the ordering key with the value), and the same
+partials for each quarter hour of the day that has events (migration 0006). Combining them over whole days or whole
+quarter hours gives exactly what scanning the raw events of that time gives, so the engine reads a range as
+pieces (`plan_pieces`): whole UTC days from day totals where the query's windows and buckets never cut a UTC day,
+whole quarter hours from the quarter partials where its windows and buckets never cut a quarter hour (every time
+zone whose offset is a whole number of quarter hours), and raw events for the rest (edges finer than a quarter
+hour, recent days, days changed since they were rolled up). See migration 0004 for the change marks that make a
+changed day fall back to raw events, and `metering/usage/rollups/refresh.py` for how rollups are computed.
+PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -13,27 +17,29 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
 
 import psycopg
 from django.db import transaction
 
 from catalog.models import AggregationType
-from metering.usage.periods import FIXED_STEPS, UTC
+from metering.usage.periods import FIXED_STEPS, UTC, bucket_start_local, to_local
 
-# Part of every fingerprint: bump it when the meaning of the engine's SQL changes, so old rollups stop matching.
-ROLLUP_FORMAT = 1
+# Part of every fingerprint: bump it when the meaning of the engine's SQL or of the rows changes, so old rollups
+# stop matching.
+ROLLUP_FORMAT = 2
 DAY = dt.timedelta(days=1)
-# bucket sizes whose buckets never cross a UTC day boundary: a day's sum of bucket maxima is a rollup
-_WITHIN_A_DAY = frozenset({*FIXED_STEPS, "DAY"})
-# query windows made of whole UTC days
-_WHOLE_DAY_WINDOWS = frozenset({"DAY", "WEEK", "MONTH"})
+QUARTER = dt.timedelta(minutes=15)
+QUARTERS_PER_DAY = DAY // QUARTER
+# the customer of the rows that hold all customers together (ingestion refuses blank customer ids)
+EVERYONE = ""
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def rollup_fingerprint(spec) -> str | None:
-    """What a rollup of `spec` depends on, as text; None when day rollups cannot answer it."""
-    if spec.is_bucketed_max and spec.bucket_size not in _WITHIN_A_DAY:
-        return None
+def rollup_fingerprint(spec) -> str:
+    """What a rollup of `spec` depends on, as text."""
     return json.dumps(
         {
             "format": ROLLUP_FORMAT,
@@ -50,19 +56,16 @@ def rollup_fingerprint(spec) -> str | None:
     )
 
 
-def rollups_answer_windows(query) -> bool:
-    """Whether each window of `query` is a union of whole UTC days (so day rollups can fill it)."""
-    anchor_at_midnight = query.anchor is None or query.anchor.time == dt.time(0)
-    whole_days = query.zone.key == "UTC" and query.windows in _WHOLE_DAY_WINDOWS and anchor_at_midnight
-    return whole_days and rollups_answer_totals(query)
+def has_quarters(spec) -> bool:
+    """Whether rollups of `spec` keep quarter-hour partials: all but maxima of minute buckets, which a quarter's
+    maximum cannot give (their day rows sum the minute maxima instead)."""
+    return not (spec.is_bucketed_max and spec.bucket_size == "MINUTE")
 
 
-def rollups_answer_totals(query) -> bool:
-    """Totals combine day rollups, except for bucketed maxima: their buckets follow the query's time zone, and
-    without a customer a bucket's maximum is taken across customers, which per-customer rows cannot give."""
-    if not query.spec.is_bucketed_max:
-        return True
-    return query.zone.key == "UTC" and (query.customer is not None or query.by_customer)
+def day_total_kept(spec) -> bool:
+    """Whether a day row's totals mean something on their own: for bucketed maxima only when the buckets (on the
+    UTC grid) never cross a UTC day; WEEK and MONTH buckets are read from quarter maxima only."""
+    return not spec.is_bucketed_max or spec.bucket_size in FIXED_STEPS or spec.bucket_size == "DAY"
 
 
 @dataclass(frozen=True)
@@ -99,54 +102,152 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
     }
 
 
-def whole_days(lower: dt.datetime | None, upper: dt.datetime) -> tuple[dt.date | None, dt.date]:
-    """The UTC days lying wholly inside `[lower, upper)`, as `[first, stop)` (first None: unbounded)."""
-    first = None
-    if lower is not None:
-        lower = lower.astimezone(UTC)
-        first = lower.date() if lower.time() == dt.time(0) else lower.date() + DAY
-    return first, upper.astimezone(UTC).date()
+def days_touched(lower: dt.datetime | None, upper: dt.datetime) -> tuple[dt.date | None, dt.date]:
+    """The UTC days that share time with `[lower, upper)`, as `[first, stop)` (first None: unbounded)."""
+    first = None if lower is None else lower.astimezone(UTC).date()
+    return first, (upper.astimezone(UTC) - _MICROSECOND).date() + DAY
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def split_by_coverage(
-    lower: dt.datetime | None, upper: dt.datetime, days: frozenset[dt.date]
-) -> tuple[list[tuple[dt.datetime | None, dt.datetime]], list[tuple[dt.date, dt.date]]]:
-    """Split `[lower, upper)` into raw ranges and runs of rolled-up whole days `[first, after_last)`."""
-    first, stop = whole_days(lower, upper)
-    inside = sorted(day for day in days if (first is None or day >= first) and day < stop)
+def day_runs(days, *, longest: int | None = None) -> list[tuple[dt.date, dt.date]]:
+    """Sorted days as runs of consecutive days `[first, after_last)`, each at most `longest` days long."""
     runs: list[tuple[dt.date, dt.date]] = []
-    for day in inside:
-        if runs and runs[-1][1] == day:
+    for day in sorted(days):
+        if runs and runs[-1][1] == day and (longest is None or (day - runs[-1][0]).days < longest):
             runs[-1] = (runs[-1][0], day + DAY)
         else:
             runs.append((day, day + DAY))
-    raw: list[tuple[dt.datetime | None, dt.datetime]] = []
+    return runs
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+Range = tuple[dt.datetime | None, dt.datetime]
+
+
+@dataclass
+class Pieces:
+    """A range split into raw-event ranges, runs of whole rolled-up days and ranges of rolled-up quarter hours."""
+
+    raw: list[Range] = field(default_factory=list)
+    days: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+    quarters: list[tuple[dt.datetime, dt.datetime]] = field(default_factory=list)
+
+
+def _append(ranges: list, start, end) -> None:
+    if ranges and ranges[-1][1] == start:
+        ranges[-1] = (ranges[-1][0], end)
+    else:
+        ranges.append((start, end))
+
+
+def _quarter_floor(moment: dt.datetime) -> dt.datetime:
+    midnight = day_start(moment.astimezone(UTC).date())
+    return midnight + ((moment - midnight) // QUARTER) * QUARTER
+
+
+def plan_pieces(
+    lower: dt.datetime | None,
+    upper: dt.datetime,
+    covered: frozenset[dt.date],
+    *,
+    day_fits: Callable[[dt.date], bool],
+    quarters_fit: Callable[[dt.date], bool],
+) -> Pieces:
+    """Split `[lower, upper)`: a covered day read whole where `day_fits`, else its whole quarter hours inside the
+    range where `quarters_fit`; everything else (and every day not covered) from raw events."""
+    pieces = Pieces()
     cursor = lower
-    for run_first, run_after in runs:
-        if cursor is None or cursor < _day_start(run_first):
-            raw.append((cursor, _day_start(run_first)))
-        cursor = _day_start(run_after)
+    first, stop = days_touched(lower, upper)
+    for day in sorted(day for day in covered if (first is None or day >= first) and day < stop):
+        start, end = day_start(day), day_start(day + DAY)
+        inside_start, inside_end = (start if lower is None else max(start, lower)), min(end, upper)
+        if cursor is None or cursor < inside_start:
+            _append(pieces.raw, cursor, inside_start)
+        cursor = inside_end
+        if (inside_start, inside_end) == (start, end) and day_fits(day):
+            _append(pieces.days, day, day + DAY)
+            continue
+        quarters_start = _quarter_floor(inside_start - _MICROSECOND) + QUARTER
+        quarters_end = _quarter_floor(inside_end)
+        if not quarters_fit(day) or quarters_start >= quarters_end:
+            _append(pieces.raw, inside_start, inside_end)
+            continue
+        if inside_start < quarters_start:
+            _append(pieces.raw, inside_start, quarters_start)
+        _append(pieces.quarters, quarters_start, quarters_end)
+        if quarters_end < inside_end:
+            _append(pieces.raw, quarters_end, inside_end)
     if cursor is None or cursor < upper:
-        raw.append((cursor, upper))
-    return raw, runs
+        _append(pieces.raw, cursor, upper)
+    return pieces
 
 
-def rollup_values_sql(spec, *, carry: bool) -> tuple[str, str]:
-    """The (n1, n2) select expressions that combine rollup rows the way the engine combines windows."""
+def _offsets(zone, day: dt.date) -> set[dt.timedelta]:
+    """The zone's offsets during the UTC day (at most one change a day, so its two ends tell)."""
+    ends = (day_start(day), day_start(day + DAY) - _MICROSECOND)
+    return {cast(dt.timedelta, moment.astimezone(zone).utcoffset()) for moment in ends}
+
+
+def _offsets_divide(zone, day: dt.date, minutes: int) -> bool:
+    """Whether the zone's offset is a whole multiple of `minutes` all through the UTC day."""
+    step = dt.timedelta(minutes=minutes)
+    return all(offset % step == dt.timedelta(0) for offset in _offsets(zone, day))
+
+
+def _grain_minutes(size: str) -> int | None:
+    """The minutes a grid of `size` buckets repeats on within a day (None: weeks and months, never within one)."""
+    return 1440 if size == "DAY" else FIXED_STEPS.get(size)
+
+
+def day_fits(query, *, window: str) -> Callable[[dt.date], bool]:
+    """Whether a whole UTC day can be read from its day totals: it lies inside one window (`window`: the part's
+    window size, '' for totals) and, for bucketed maxima, the query's buckets are the UTC ones that day."""
+    spec = query.spec
+
+    def fits(day: dt.date) -> bool:
+        if spec.is_bucketed_max:
+            # a day the offset changes repeats or skips local bucket times: a bucket may span two UTC buckets
+            grain = _grain_minutes(spec.bucket_size)
+            if grain is None or len(_offsets(query.zone, day)) > 1 or not _offsets_divide(query.zone, day, grain):
+                return False
+        if not window:
+            return True
+        first, last = (to_local(moment, query.zone) for moment in (day_start(day), day_start(day + DAY) - _MICROSECOND))
+        return bucket_start_local(first, window, query.anchor) == bucket_start_local(last, window, query.anchor)
+
+    return fits
+
+
+def quarters_fit(query, *, window: str) -> Callable[[dt.date], bool]:
+    """Whether the day's quarter hours can be read from rollups: no window or bucket of the query cuts one."""
+    spec = query.spec
+    sizes = [size for size in (window, spec.bucket_size if spec.is_bucketed_max else "") if size]
+    anchor_quarters = query.anchor is None or (
+        query.anchor.time.minute % 15 == 0 and query.anchor.time.second == 0 and query.anchor.time.microsecond == 0
+    )
+    usable = has_quarters(spec) and "MINUTE" not in sizes and anchor_quarters
+
+    def fits(day: dt.date) -> bool:
+        return usable and _offsets_divide(query.zone, day, 15)
+
+    return fits
+
+
+def partials_combined_sql(spec, *, carry: bool, n1: str, n2: str, latest: str) -> tuple[str, str]:
+    """The (n1, n2) aggregate expressions that combine partial rows the way the engine combines windows; `latest`
+    is a row's LATEST ordering key with the value appended (timestamp, ingested_at, id, value)."""
     kind = spec.aggregation_type
     if carry:
-        return "(sum(r.n1))::text", "NULL"
+        return f"sum({n1})", "NULL"
     if kind == AggregationType.MIN:
-        return "(min(r.n1))::text", "NULL"
+        return f"min({n1})", "NULL"
     if kind == AggregationType.MAX and not spec.is_bucketed_max:
-        return "(max(r.n1))::text", "NULL"
+        return f"max({n1})", "NULL"
     if kind == AggregationType.LATEST:
-        return "((max(r.latest))[4])::text", "((max(r.latest))[1:3])::text"
-    return "(sum(r.n1))::text", "(sum(r.n2))::text"
+        return f"(max({latest}))[4]", f"(max({latest}))[1:3]"
+    return f"sum({n1})", f"sum({n2})"
 
 
 @contextlib.contextmanager

@@ -1,27 +1,40 @@
-"""Computing daily usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` runs.
+"""Computing usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` runs.
 
 For every meter definition in use it (re)computes the UTC days that are sealed — old enough that every write
 to them leaves a change mark, see migration 0004 — and not validly rolled up yet: days never computed, days
-with a mark their rollup did not see. Each definition is refreshed in one REPEATABLE READ transaction and each
-rolled-up day records that transaction's snapshot: a write committed after it leaves a mark the snapshot does
-not see, and the day falls back to raw events until the next refresh. The rows are the engine's own window partials
-(`part_sql` with DAY windows per customer in UTC), so a rollup can only ever say what a raw scan would.
+with a mark their rollup did not see. The definitions of one event name are refreshed together in one REPEATABLE
+READ transaction, reading each stretch of events once, and each rolled-up day records that transaction's snapshot:
+a write committed after it leaves a mark the snapshot does not see, and the day falls back to raw events until the
+next refresh. The rows are the engine's own partials (`part_sql` with 15-minute windows per customer in UTC, see
+migration 0006), combined into day totals and into the rows of all customers together, so a rollup can only ever
+say what a raw scan would.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from catalog.models import AggregationType, Meter, MeterStatus
+from metering.models import Event
 from metering.usage.dialects import dialect_for
-from metering.usage.dialects.base import Params
-from metering.usage.engine import WINDOW, distinct_values_sql, part_sql
-from metering.usage.periods import UTC
-from metering.usage.rollups.read import repeatable_read, rollup_fingerprint
+from metering.usage.dialects.base import Dialect, Params
+from metering.usage.engine import TOTAL, WINDOW, bucket_cells_sql, distinct_values_sql, part_sql
+from metering.usage.rollups.read import (
+    EVERYONE,
+    day_runs,
+    day_start,
+    day_total_kept,
+    has_quarters,
+    partials_combined_sql,
+    repeatable_read,
+    rollup_fingerprint,
+)
 from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 
 # Writes to a UTC day leave change marks from the start of the day after next (trigger of migration 0004); a day is
@@ -37,6 +50,7 @@ class RefreshReport:
     definitions: int = 0
     days: int = 0
     rows: int = 0
+    scans: int = 0  # stretches of events read (the definitions of one event name share each)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -48,9 +62,7 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
             spec = AggregationSpec.from_meter(meter)
         except MeterNotComputable:  # reported by check_events; it counts nothing, so it has nothing to roll up
             continue
-        fingerprint = rollup_fingerprint(spec)
-        if fingerprint is not None:
-            specs.setdefault((meter.environment_id, fingerprint), spec)
+        specs.setdefault((meter.environment_id, rollup_fingerprint(spec)), spec)
     environments = [environment_id for environment_id, _ in specs]
     fingerprints = [fingerprint for _, fingerprint in specs]
     names = [spec.event_name for spec in specs.values()]
@@ -110,84 +122,192 @@ WHERE NOT EXISTS (
 """
 
 
-def _runs(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days as `[first, after_last)` runs of at most `_MAX_DAYS_PER_STATEMENT` days."""
-    runs: list[tuple[dt.date, dt.date]] = []
-    for day in days:
-        if runs and runs[-1][1] == day and (day - runs[-1][0]).days < _MAX_DAYS_PER_STATEMENT:
-            runs[-1] = (runs[-1][0], day + dt.timedelta(days=1))
-        else:
-            runs.append((day, day + dt.timedelta(days=1)))
-    return runs
+@dataclass(frozen=True)
+class _Definition:
+    id: int
+    environment_id: int
+    spec: AggregationSpec
 
 
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+def _quarter_of_day(timestamp_sql: str) -> str:
+    """The quarter hour (0-95) of a UTC wall-clock timestamp within its day."""
+    return f"(extract(hour FROM {timestamp_sql})::int * 4 + extract(minute FROM {timestamp_sql})::int / 15)::smallint"
 
 
-def _rollup_insert_sql(definition_id: int, environment_id: int, spec: AggregationSpec, first, after, connection):
-    """INSERT of the engine's DAY-window partials per customer over `[first, after)`, as rollup rows
-    (for COUNT_UNIQUE: the distinct values per day and customer)."""
-    d = dialect_for(connection)
-    p = Params()
+def _rollup_insert_sql(
+    definition: _Definition, first: dt.date, after: dt.date, dialect: Dialect
+) -> tuple[str, dict[str, object]]:
+    """INSERT of the rollup rows of `[first, after)`: per day and customer, and for all customers together, the
+    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours)."""
+    spec = definition.spec
+    params = Params()
     query = UsageQuery(
         spec=spec,
-        environment_id=environment_id,
-        start=_midnight(first),
-        end=_midnight(after),
+        environment_id=definition.environment_id,
+        start=day_start(first),
+        end=day_start(after),
         by_customer=True,
-        window_size="DAY",
+        window_size="15MIN",
     )
-    definition = p(definition_id)
+    definition_id, everyone = params(definition.id), params(EVERYONE)
     if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-        values = distinct_values_sql(query, WINDOW, d, p, query.start, query.end)
-        sql = (
-            "INSERT INTO metering_rollup_distinct (definition_id, day, customer, value) "
-            f"SELECT {definition}, src.w::date, src.c, src.t FROM ({values}) src WHERE src.t IS NOT NULL"
+        values = distinct_values_sql(query, WINDOW, dialect, params, query.start, query.end)
+        sql = f"""
+            WITH found AS MATERIALIZED (SELECT v.w, v.c, v.t FROM ({values}) v WHERE v.t IS NOT NULL),
+            every AS (SELECT w, c, t FROM found UNION ALL SELECT DISTINCT w, {everyone}, t FROM found)
+            INSERT INTO metering_rollup_distinct (definition_id, day, customer, value, quarters)
+            SELECT {definition_id}, w::date, c, t, array_agg({_quarter_of_day("w")} ORDER BY w)
+            FROM every GROUP BY w::date, c, t"""
+        return sql, params.values
+    if spec.is_bucketed_max and has_quarters(spec):
+        return _bucket_maxima_insert_sql(query, definition_id, everyone, dialect, params), params.values
+    if spec.is_bucketed_max:  # minute buckets: day sums of minute maxima only
+        by_day = dataclasses.replace(query, window_size="DAY")
+        parts = " UNION ALL ".join(
+            part_sql(dataclasses.replace(by_day, by_customer=by_customer), 0, WINDOW, dialect, params, *bounds)
+            for by_customer, bounds in ((True, (query.start, query.end)), (False, (query.start, query.end)))
         )
-        return sql, p.values
-    part = part_sql(query, 0, WINDOW, d, p, query.start, query.end)
+        sql = f"""
+            INSERT INTO metering_rollup (definition_id, day, customer, n1)
+            SELECT {definition_id}, part.w::date, coalesce(part.c, {everyone}), part.n1::numeric FROM ({parts}) part"""
+        return sql, params.values
     latest = spec.aggregation_type == AggregationType.LATEST
-    n2 = "NULL" if latest else "part.n2::numeric"
-    key = "part.n2::numeric[] || part.n1::numeric" if latest else "NULL"
-    sql = (
-        "INSERT INTO metering_rollup (definition_id, day, customer, n1, n2, latest) "
-        f"SELECT {definition}, part.w::date, part.c, part.n1::numeric, {n2}, {key} FROM ({part}) part"
-    )
-    return sql, p.values
+    cells = part_sql(query, 0, WINDOW, dialect, params, query.start, query.end)
+    n1, n2 = partials_combined_sql(spec, carry=False, n1="n1", n2="n2", latest="(n2 || n1)")
+    sql = f"""
+        WITH cells AS MATERIALIZED (
+            SELECT part.w, part.c, part.n1::numeric AS n1, part.n2::numeric{"[]" if latest else ""} AS n2
+            FROM ({cells}) part),
+        every AS (SELECT w, c, n1, n2 FROM cells UNION ALL SELECT w, {everyone}, {n1}, {n2} FROM cells GROUP BY w)
+        INSERT INTO metering_rollup (definition_id, day, customer, n1, n2, latest, quarters, q1, q2, qkeys)
+        SELECT {definition_id}, w::date, c, {n1}, {"NULL" if latest else n2}, {"max(n2 || n1)" if latest else "NULL"},
+               array_agg({_quarter_of_day("w")} ORDER BY w), array_agg(n1 ORDER BY w),
+               {"NULL" if latest else "array_agg(n2 ORDER BY w)"}, {"array_agg(n2 ORDER BY w)" if latest else "NULL"}
+        FROM every GROUP BY w::date, c"""
+    return sql, params.values
 
 
-def _refresh_definition(connection, definition_id: int, environment_id: int, spec: AggregationSpec) -> tuple[int, int]:
+def _bucket_maxima_insert_sql(query: UsageQuery, definition_id: str, everyone: str, dialect: Dialect, params) -> str:
+    """Bucketed MAX: each (quarter hour, group) maximum per customer and across customers, and the day's sum of
+    bucket maxima on the UTC grid when the buckets never cross a UTC day."""
+    spec = query.spec
+    quarter_cells = dataclasses.replace(query, spec=dataclasses.replace(spec, bucket_size="15MIN"), window_size="")
+    cells = bucket_cells_sql(quarter_cells, TOTAL, dialect, params, query.start, query.end)
+    day_total, day_total_join = "NULL", ""
+    day_total_cte = ""
+    if day_total_kept(spec):
+        bucket = dialect.bucket(params, "(b AT TIME ZONE 'UTC')", spec.bucket_size, "UTC", None)
+        day_total_cte = f""",
+        day_total AS (SELECT day, c, sum(m) AS n1
+                      FROM (SELECT b::date AS day, c, {bucket} AS bucket, g, max(m) AS m FROM every GROUP BY 1, 2, 3, 4)
+                      AS maxima GROUP BY day, c)"""
+        day_total, day_total_join = "t.n1", "LEFT JOIN day_total t ON t.day = q.day AND t.c = q.c"
+    return f"""
+        WITH cells AS MATERIALIZED (SELECT cell.c, cell.b, cell.g, cell.m FROM ({cells}) cell WHERE cell.m IS NOT NULL),
+        every AS (SELECT c, b, g, m FROM cells UNION ALL SELECT {everyone}, b, g, max(m) FROM cells GROUP BY b, g)
+        {day_total_cte}
+        INSERT INTO metering_rollup (definition_id, day, customer, n1, quarters, q1, qgroups)
+        SELECT {definition_id}, q.day, q.c, {day_total}, q.quarters, q.q1, q.qgroups
+        FROM (SELECT b::date AS day, c, array_agg({_quarter_of_day("b")} ORDER BY b, g) AS quarters,
+                     array_agg(m ORDER BY b, g) AS q1, array_agg(g ORDER BY b, g) AS qgroups
+              FROM every GROUP BY b::date, c) q
+        {day_total_join}"""
+
+
+_SCAN_TABLE = "rollup_scan"
+_EVENTS_FROM = f"FROM {Event._meta.db_table} e "
+
+
+def _from_scan(sql: str) -> str:
+    """The same statement reading the stretch of events copied into the scan table instead of the events table."""
+    assert _EVENTS_FROM in sql
+    return sql.replace(_EVENTS_FROM, f"FROM {_SCAN_TABLE} e ")
+
+
+def _refresh_event_name(
+    connection, definitions: list[_Definition], report: RefreshReport
+) -> dict[int, tuple[int, int]]:
+    """Refresh the definitions of one event name in one snapshot: (days, rows) per definition id. Each stretch of
+    days that more than one definition needs is read from the events table once, into a temporary table."""
+    environment_id, event_name = definitions[0].environment_id, definitions[0].spec.event_name
+    dialect = dialect_for(connection)
+    done: dict[int, tuple[int, int]] = {}
     with repeatable_read(connection, read_only=False), connection.cursor() as cursor:
-        cursor.execute(
-            _DAYS_TO_COMPUTE,
-            {
-                "margin": SEAL_MARGIN,
-                "environment": environment_id,
-                "event_name": spec.event_name,
-                "definition": definition_id,
-            },
-        )
-        days = [day for (day,) in cursor.fetchall()]
-        if not days:
-            return 0, 0
-        for table in ("metering_rollup", "metering_rollup_distinct"):
-            cursor.execute(f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition_id, days])
-        rows = 0
-        for first, after in _runs(days):
-            sql, params = _rollup_insert_sql(definition_id, environment_id, spec, first, after, connection)
-            cursor.execute(sql, params)
-            rows += cursor.rowcount
-        # in REPEATABLE READ the current snapshot is the transaction's: the one the rows above were computed from
-        cursor.execute(
-            """
-            INSERT INTO metering_rollup_day (definition_id, day, snapshot)
-            SELECT %s, day, pg_current_snapshot() FROM unnest(%s::date[]) AS day
-            ON CONFLICT (definition_id, day) DO UPDATE SET snapshot = EXCLUDED.snapshot
-            """,
-            [definition_id, days],
-        )
-    return len(days), rows
+        days: dict[int, list[dt.date]] = {}
+        for definition in definitions:
+            cursor.execute(
+                _DAYS_TO_COMPUTE,
+                {
+                    "margin": SEAL_MARGIN,
+                    "environment": environment_id,
+                    "event_name": event_name,
+                    "definition": definition.id,
+                },
+            )
+            days[definition.id] = [day for (day,) in cursor.fetchall()]
+        for definition in definitions:
+            wanted = days[definition.id]
+            if not wanted:
+                continue
+            for table in ("metering_rollup", "metering_rollup_distinct"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition.id, wanted]
+                )
+        rows: dict[int, int] = defaultdict(int)
+        for first, after in day_runs(
+            {day for wanted in days.values() for day in wanted}, longest=_MAX_DAYS_PER_STATEMENT
+        ):
+            readers = [d for d in definitions if any(first <= day < after for day in days[d.id])]
+            shared = len(readers) > 1
+            if shared:
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE {_SCAN_TABLE} ON COMMIT DROP AS SELECT * FROM {Event._meta.db_table} "
+                    'WHERE environment_id = %s AND event_name = %s AND "timestamp" >= %s AND "timestamp" < %s',
+                    [environment_id, event_name, day_start(first), day_start(after)],
+                )
+            report.scans += 1
+            for definition in readers:
+                own = [day for day in days[definition.id] if first <= day < after]
+                for own_first, own_after in day_runs(own):
+                    sql, params = _rollup_insert_sql(definition, own_first, own_after, dialect)
+                    cursor.execute(_from_scan(sql) if shared else sql, params)
+                    rows[definition.id] += cursor.rowcount
+            if shared:
+                cursor.execute(f"DROP TABLE {_SCAN_TABLE}")
+        for definition in definitions:
+            wanted = days[definition.id]
+            if not wanted:
+                continue
+            # in REPEATABLE READ the current snapshot is the transaction's: the one the rows above were computed from
+            cursor.execute(
+                """
+                INSERT INTO metering_rollup_day (definition_id, day, snapshot)
+                SELECT %s, day, pg_current_snapshot() FROM unnest(%s::date[]) AS day
+                ON CONFLICT (definition_id, day) DO UPDATE SET snapshot = EXCLUDED.snapshot
+                """,
+                [definition.id, wanted],
+            )
+            done[definition.id] = (len(wanted), rows[definition.id])
+    return done
+
+
+def _try_lock_all(connection, definitions: list[_Definition]) -> list[_Definition]:
+    """Take the advisory lock of every definition (in id order), or of none: then the ones held are released."""
+    held: list[_Definition] = []
+    with connection.cursor() as cursor:
+        for definition in sorted(definitions, key=lambda item: item.id):
+            cursor.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition.id])
+            if not cursor.fetchone()[0]:
+                _unlock(connection, held)
+                return []
+            held.append(definition)
+    return held
+
+
+def _unlock(connection, definitions: list[_Definition]) -> None:
+    with connection.cursor() as cursor:
+        for definition in definitions:
+            cursor.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition.id])
 
 
 def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None] | None = None) -> RefreshReport:
@@ -197,23 +317,26 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
     if connection.vendor != "postgresql":
         return report
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        definitions = _definitions_sync(cursor, using)
-    for definition_id, environment_id, _, spec in definitions:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition_id])
-            if not cursor.fetchone()[0]:
-                report.skipped.append(f"definition {definition_id}: another refresh is running")
-                continue
+        synced = _definitions_sync(cursor, using)
+    by_event_name: dict[tuple[int, str], list[_Definition]] = defaultdict(list)
+    for definition_id, environment_id, _, spec in synced:
+        by_event_name[(environment_id, spec.event_name)].append(_Definition(definition_id, environment_id, spec))
+    for (_, event_name), definitions in by_event_name.items():
+        held = _try_lock_all(connection, definitions)
+        if not held:
+            report.skipped.append(f"{event_name}: another refresh is running")
+            continue
         try:
-            days, rows = _refresh_definition(connection, definition_id, environment_id, spec)
+            done = _refresh_event_name(connection, held, report)
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", [_LOCK_NAMESPACE, definition_id])
-        report.definitions += 1
-        report.days += days
-        report.rows += rows
-        if log and days:
-            log(f"{spec.event_name} {spec.aggregation_type}: {days} days, {rows} rows")
+            _unlock(connection, held)
+        report.definitions += len(held)
+        for definition in held:
+            days, rows = done.get(definition.id, (0, 0))
+            report.days += days
+            report.rows += rows
+            if log and days:
+                log(f"{event_name} {definition.spec.aggregation_type}: {days} days, {rows} rows")
     with connection.cursor() as cursor:
         cursor.execute(_MARKS_PRUNE)
     return report

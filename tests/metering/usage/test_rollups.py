@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from metering.models import Event
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor
-from metering.usage.rollups.read import coverage_lookup, repeatable_read, rollup_fingerprint, split_by_coverage
+from metering.usage.rollups.read import coverage_lookup, plan_pieces, repeatable_read, rollup_fingerprint
 from metering.usage.rollups.refresh import rollups_refresh
 from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
@@ -36,6 +36,12 @@ METERS = {
     "SUM never": {"aggregation_type": "SUM", "reset_usage": "NEVER"},
     "MAX per HOUR by g": {"aggregation_type": "MAX", "bucket_size": "HOUR", "group_by": "g"},
     "MAX per DAY": {"aggregation_type": "MAX", "bucket_size": "DAY"},
+    "MAX per 15MIN": {"aggregation_type": "MAX", "bucket_size": "15MIN"},
+    "MAX per 3HOUR by g": {"aggregation_type": "MAX", "bucket_size": "3HOUR", "group_by": "g"},
+    "MAX per WEEK by g": {"aggregation_type": "MAX", "bucket_size": "WEEK", "group_by": "g"},
+    "MAX per MONTH": {"aggregation_type": "MAX", "bucket_size": "MONTH"},
+    "MAX per MINUTE by g": {"aggregation_type": "MAX", "bucket_size": "MINUTE", "group_by": "g"},
+    "SUM per HOUR": {"aggregation_type": "SUM", "bucket_size": "HOUR"},
     "CEL": {"aggregation_type": "SUM", "aggregation_field": "", "aggregation_expression": "ceil(v / 3)"},
     "filtered": {"aggregation_type": "SUM", "filters": [{"key": "g", "operator": "not_in", "values": ["b"]}]},
 }
@@ -61,6 +67,18 @@ def seed(environment):
                     customer=customer,
                     properties=f'{{"v": {value}, "g": "{group}"}}',
                 )
+    # around the DST changes of New York (2025-03-09 and 2025-11-02, at 02:00 local time), at quarter-hour and
+    # odd minutes, so local days of 23 and 25 hours and repeated local hours are crossed
+    for day in ("2025-03-08", "2025-03-09", "2025-03-10", "2025-11-01", "2025-11-02", "2025-11-03"):
+        for hour, minute in ((4, 0), (5, 30), (6, 15), (6, 59), (7, 44), (18, 29), (23, 50)):
+            for index, customer in enumerate(("a", "heavy")):
+                send(
+                    environment,
+                    event_name="usage",
+                    timestamp=f"{day}T{hour:02d}:{minute:02d}",
+                    customer=customer,
+                    properties=f'{{"v": {hour * 3 + minute % 7 - 20 + index}, "g": "{"ab"[(hour + index) % 2]}"}}',
+                )
     # two events of one customer at the same instant: LATEST breaks the tie by delivery
     send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 41}')
     send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 42}')
@@ -72,6 +90,8 @@ def queries(spec, environment):
     anchor = MonthAnchor.from_anchor(at("2024-12-03T09:30"), UTC)
     midnight_anchor = MonthAnchor.from_anchor(at("2024-12-03T00:00"), UTC)
     zone = ZoneInfo("Asia/Kolkata")
+    new_york, kathmandu = ZoneInfo("America/New_York"), ZoneInfo("Asia/Kathmandu")
+    new_york_anchor = MonthAnchor.from_anchor(at("2024-12-03T05:00"), new_york)
     return [
         UsageQuery(**common, start=at("2025-01-01T00:00"), end=at("2025-02-01T00:00")),
         UsageQuery(**common, start=at("2025-01-03T09:30"), end=at("2025-01-27T04:00"), customer="a"),
@@ -93,6 +113,49 @@ def queries(spec, environment):
         ),
         UsageQuery(**common, start=at("2025-01-01T00:00"), end=at("2025-02-01T00:00"), window_size="DAY", zone=zone),
         UsageQuery(**common, start=at("2025-01-10T00:00"), end=at("2025-01-20T00:00"), customer="b"),
+        # time zones: whole hours, half hours, quarter hours; with and without windows, customers and edges
+        UsageQuery(**common, start=at("2024-12-31T18:30"), end=at("2025-01-31T18:30"), zone=zone, customer="heavy"),
+        UsageQuery(**common, start=at("2024-12-31T18:30"), end=at("2025-01-31T18:30"), zone=zone, by_customer=True),
+        UsageQuery(**common, start=at("2025-01-03T09:37"), end=at("2025-01-27T04:05"), zone=zone, window_size="HOUR"),
+        UsageQuery(
+            **common, start=at("2025-01-01T05:00"), end=at("2025-02-01T05:00"), zone=new_york, window_size="DAY"
+        ),
+        UsageQuery(
+            **common,
+            start=at("2025-01-01T05:00"),
+            end=at("2025-02-01T05:00"),
+            zone=new_york,
+            window_size="HOUR",
+            customer="a",
+        ),
+        UsageQuery(
+            **common, start=at("2025-01-01T00:00"), end=at("2025-02-01T00:00"), zone=kathmandu, window_size="DAY"
+        ),
+        UsageQuery(
+            **common, start=at("2025-01-02T00:00"), end=at("2025-01-30T00:00"), window_size="HOUR", by_customer=True
+        ),
+        # across New York's DST changes: days of 23 and 25 hours, the repeated hour, anchored months
+        UsageQuery(
+            **common, start=at("2025-03-07T05:00"), end=at("2025-03-12T04:00"), zone=new_york, window_size="DAY"
+        ),
+        UsageQuery(
+            **common,
+            start=at("2025-10-31T04:00"),
+            end=at("2025-11-05T05:00"),
+            zone=new_york,
+            window_size="HOUR",
+            customer="heavy",
+        ),
+        UsageQuery(**common, start=at("2025-03-01T05:00"), end=at("2025-11-30T05:00"), zone=new_york, customer="a"),
+        UsageQuery(
+            **common,
+            start=at("2024-12-03T05:00"),
+            end=at("2025-12-03T05:00"),
+            zone=new_york,
+            window_size="MONTH",
+            anchor=new_york_anchor,
+        ),
+        UsageQuery(**common, start=at("2025-03-05T00:00"), end=at("2025-11-08T00:00"), zone=new_york, by_customer=True),
     ]
 
 
@@ -128,19 +191,57 @@ def test_rollups_give_the_same_numbers_as_raw_events(environment, name):
     assert_same_as_raw(spec, environment)
 
 
-@postgres_only
-@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
-def test_the_statement_reads_rollups_for_whole_days_only(environment):
-    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
-    seed(environment)
-    rollups_refresh()
-    query = UsageQuery(spec=spec, environment_id=environment.pk, start=at("2025-01-03T09:30"), end=JAN_END)
+def usage_statement(query) -> str:
     with CaptureQueriesContext(connection) as captured:
         run_usage_queries([query])
     statements = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
     assert len(statements) == 2  # the rollup lookup, then the usage statement
-    assert "metering_rollup r" in statements[1]
-    assert statements[1].count("FROM metering_event e") == 1  # the partial first day only
+    return statements[1]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_the_statement_reads_raw_events_only_for_what_rollups_cannot_answer(environment):
+    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
+    seed(environment)
+    rollups_refresh()
+    common = {"spec": spec, "environment_id": environment.pk}
+
+    # whole days from day rows, the partial first day from its quarter hours: no raw events at all
+    statement = usage_statement(UsageQuery(**common, start=at("2025-01-03T09:30"), end=JAN_END))
+    assert "FROM metering_rollup r WHERE" in statement and "unnest(r.quarters" in statement
+    assert "FROM metering_event e" not in statement
+
+    # a start inside a quarter hour: raw events for the 8 minutes before the next quarter only
+    statement = usage_statement(UsageQuery(**common, start=at("2025-01-03T09:37"), end=JAN_END))
+    assert statement.count("FROM metering_event e") == 1
+
+    # Asia/Kolkata days cut every UTC day at 18:30: quarter hours, and no raw events (rolled up from the 2nd on)
+    kolkata = {"zone": ZoneInfo("Asia/Kolkata"), "window_size": "DAY"}
+    statement = usage_statement(
+        UsageQuery(**common, start=at("2025-01-02T18:30"), end=at("2025-01-29T18:30"), **kolkata)
+    )
+    assert "unnest(r.quarters" in statement and "FROM metering_event e" not in statement
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_bucketed_maxima_of_all_customers_read_one_row_a_day(environment):
+    spec = AggregationSpec.from_meter(meter(environment, "MAX per HOUR by g"))
+    seed(environment)
+    rollups_refresh()
+    for zone in ("UTC", "America/New_York"):
+        offset = dt.timedelta(hours=0 if zone == "UTC" else 5)
+        query = UsageQuery(
+            spec=spec,
+            environment_id=environment.pk,
+            start=at("2025-01-02T00:00") + offset,
+            end=at("2025-01-29T00:00") + offset,
+            zone=ZoneInfo(zone),
+        )
+        statement = usage_statement(query)
+        assert "FROM metering_event e" not in statement
+        assert "r.customer = " in statement  # the rows of everyone, not every customer's
 
 
 JAN_END = at("2025-02-01T00:00")
@@ -148,7 +249,18 @@ JAN_END = at("2025-02-01T00:00")
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
-@pytest.mark.parametrize("name", ["SUM", "LATEST", "MAX per HOUR by g", "WEIGHTED_SUM never", "COUNT_UNIQUE"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SUM",
+        "LATEST",
+        "MAX per HOUR by g",
+        "MAX per WEEK by g",
+        "MAX per MINUTE by g",
+        "WEIGHTED_SUM never",
+        "COUNT_UNIQUE",
+    ],
+)
 def test_writes_after_a_refresh_count_at_once(environment, name):
     spec = AggregationSpec.from_meter(meter(environment, name))
     seed(environment)
@@ -172,6 +284,25 @@ def test_writes_after_a_refresh_count_at_once(environment, name):
     assert_same_as_raw(spec, environment)
     assert rollups_refresh().days == 4  # the 10th, 12th, 14th and 20th, and only those
     assert_same_as_raw(spec, environment)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_meters_sharing_an_event_name_share_one_scan_and_a_second_refresh_has_nothing_to_do(environment):
+    meter(environment, "SUM")
+    seed(environment)
+    alone = rollups_refresh()
+    assert alone.definitions == 1 and alone.scans > 0
+    for name in ("LATEST", "MAX per HOUR by g", "COUNT_UNIQUE"):
+        meter(environment, name)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM metering_rollup_definition")  # build all four from scratch
+    together = rollups_refresh()
+    assert together.definitions == 4
+    assert together.days == 4 * alone.days
+    assert together.scans == alone.scans  # each stretch of events read once for the four
+    again = rollups_refresh()
+    assert (again.days, again.rows, again.scans) == (0, 0, 0)
 
 
 @postgres_only
@@ -216,20 +347,46 @@ def test_the_command_reports_what_it_did(environment, capsys):
     assert expected in out
 
 
-def test_split_by_coverage_keeps_partial_days_and_gaps_raw():
+def test_plan_pieces_keeps_partial_days_and_gaps_raw_without_quarters():
     days = frozenset(dt.date(2025, 1, d) for d in (3, 4, 5, 7, 9))
-    raw, runs = split_by_coverage(at("2025-01-03T00:00"), at("2025-01-09T12:00"), days)
-    assert runs == [(dt.date(2025, 1, 3), dt.date(2025, 1, 6)), (dt.date(2025, 1, 7), dt.date(2025, 1, 8))]
-    assert raw == [(at("2025-01-06T00:00"), at("2025-01-07T00:00")), (at("2025-01-08T00:00"), at("2025-01-09T12:00"))]
+    whole_days_only = {"day_fits": lambda day: True, "quarters_fit": lambda day: False}
+    pieces = plan_pieces(at("2025-01-03T00:00"), at("2025-01-09T12:00"), days, **whole_days_only)
+    assert pieces.days == [(dt.date(2025, 1, 3), dt.date(2025, 1, 6)), (dt.date(2025, 1, 7), dt.date(2025, 1, 8))]
+    assert pieces.raw == [
+        (at("2025-01-06T00:00"), at("2025-01-07T00:00")),
+        (at("2025-01-08T00:00"), at("2025-01-09T12:00")),
+    ]
+    assert pieces.quarters == []
 
-    raw, runs = split_by_coverage(None, at("2025-01-05T06:00"), days)
-    assert runs == [(dt.date(2025, 1, 3), dt.date(2025, 1, 5))]
-    assert raw == [(None, at("2025-01-03T00:00")), (at("2025-01-05T00:00"), at("2025-01-05T06:00"))]
+    pieces = plan_pieces(None, at("2025-01-05T06:00"), days, **whole_days_only)
+    assert pieces.days == [(dt.date(2025, 1, 3), dt.date(2025, 1, 5))]
+    assert pieces.raw == [(None, at("2025-01-03T00:00")), (at("2025-01-05T00:00"), at("2025-01-05T06:00"))]
 
-    assert split_by_coverage(at("2025-01-03T01:00"), at("2025-01-04T01:00"), days) == (
-        [(at("2025-01-03T01:00"), at("2025-01-04T01:00"))],
-        [],
+    pieces = plan_pieces(at("2025-01-03T01:00"), at("2025-01-04T01:00"), days, **whole_days_only)
+    assert (pieces.raw, pieces.days) == ([(at("2025-01-03T01:00"), at("2025-01-04T01:00"))], [])
+
+
+def test_plan_pieces_reads_whole_quarter_hours_where_days_do_not_fit():
+    days = frozenset(dt.date(2025, 1, d) for d in (3, 4, 5, 7))
+    # the 4th does not fit whole (say, a window boundary at 18:30 UTC cuts it), the others do
+    pieces = plan_pieces(
+        at("2025-01-03T09:37"),
+        at("2025-01-08T04:05"),
+        days,
+        day_fits=lambda day: day != dt.date(2025, 1, 4),
+        quarters_fit=lambda day: True,
     )
+    assert pieces.days == [(dt.date(2025, 1, 5), dt.date(2025, 1, 6)), (dt.date(2025, 1, 7), dt.date(2025, 1, 8))]
+    assert pieces.quarters == [(at("2025-01-03T09:45"), at("2025-01-05T00:00"))]  # the 3rd's tail, the whole 4th
+    assert pieces.raw == [
+        (at("2025-01-03T09:37"), at("2025-01-03T09:45")),  # less than a quarter hour
+        (at("2025-01-06T00:00"), at("2025-01-07T00:00")),  # not rolled up
+        (at("2025-01-08T00:00"), at("2025-01-08T04:05")),
+    ]
+
+    # a range inside one quarter hour has no whole quarter: raw
+    pieces = plan_pieces(at("2025-01-03T10:01"), at("2025-01-03T10:14"), days, day_fits=bool, quarters_fit=bool)
+    assert (pieces.raw, pieces.quarters, pieces.days) == ([(at("2025-01-03T10:01"), at("2025-01-03T10:14"))], [], [])
 
 
 @postgres_only
