@@ -106,8 +106,9 @@ def _mount_routers() -> None:
 
     api.add_router("/meters", meters_router)
     api.add_router("/features", features_router)
-    api.add_router("/customers", customers_router)
+    # /customers/usage must be matched before /customers/{customer_id} takes "usage" for an id
     api.add_router("/customers", usage_customers_router)
+    api.add_router("/customers", customers_router)
     api.add_router("/events", events_router)
     api.add_router("/events", usage_events_router)
     api.add_router("/plans", plans_router)

@@ -15,7 +15,7 @@ from metering import exactjson
 from metering.exactjson import UnreadableJSON
 from metering.ingest.validation import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
-from metering.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from metering.selectors import CUSTOMER_SORT_FIELDS, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
@@ -201,6 +201,30 @@ class CustomerOut(Schema):
     environment_id: str
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class SortIn(Schema):
+    field: str = Field(..., description=f"One of {', '.join(CUSTOMER_SORT_FIELDS)}")
+    direction: str = Field("asc", description="asc or desc")
+
+
+class CustomerSearchIn(Schema):
+    """Flexprice's customer filter. Every given filter narrows the result; `status` defaults to active."""
+
+    customer_ids: list[str] | None = None
+    external_id: str | None = None
+    external_ids: list[str] | None = None
+    email: str | None = None
+    status: str | None = Field(None, description="active (Flexprice: published), deleted or all")
+    metadata: dict[str, str] | None = Field(None, description="customers having every one of these pairs")
+    start_time: dt.datetime | None = Field(None, description="created at or after (RFC 3339)")
+    end_time: dt.datetime | None = Field(None, description="created before (RFC 3339)")
+    order: str | None = Field(None, description="asc or desc by creation time (default desc)")
+    sort: list[SortIn] | None = None
+    filters: list[dict[str, Any]] | None = Field(None, description="not supported: must be absent or empty")
+    expand: str | None = Field(None, description="accepted and ignored (customers have no expandable relations)")
+    limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(0, ge=0)
 
 
 class PaginationOut(Schema):

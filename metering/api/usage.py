@@ -22,8 +22,9 @@ from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean
 from metering.models import Event
-from metering.selectors import customer_get
+from metering.selectors import customer_get, customer_get_by_external_id
 from metering.usage.engine import run_usage_queries
+from metering.usage.numbers import format_decimal
 from metering.usage.selectors import customer_current_usage, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
 
@@ -200,6 +201,67 @@ def events_validate(request: HttpRequest):
         "environment_id": request.environment.public_id,
     }
     return _exact_json(_debug_body(event_dict, report))
+
+
+class UsageSummaryQuery(Schema):
+    customer_id: str | None = Field(None, description="the customer's id (cust_…)")
+    customer_lookup_key: str | None = Field(None, description="or its external id")
+    feature_ids: list[str] | None = Field(None, description="comma-separated or repeated; default: all")
+    feature_lookup_keys: list[str] | None = Field(None, description="comma-separated or repeated")
+    subscription_ids: list[str] | None = Field(None, description="accepted for Flexprice clients; not used")
+
+
+class FeatureUsageSummaryOut(Schema):
+    feature: dict[str, Any]
+    current_usage: str | None = Field(description="exact decimal text, as Flexprice sends it")
+    unit: str
+    next_usage_reset_at: str | None
+
+
+class SummaryPeriodOut(PeriodOut):
+    period: str = Field(description="the customer's billing period (MONTHLY, …)")
+
+
+class CustomerUsageSummaryOut(Schema):
+    customer_id: str
+    period: SummaryPeriodOut
+    features: list[FeatureUsageSummaryOut]
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    """Values of a list parameter sent repeated and/or comma-separated (Flexprice's SDK sends `a,b`)."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+@usage_customers_router.get(
+    "/usage",
+    response=CustomerUsageSummaryOut,
+    summary="Current billing period usage of a customer (by id or lookup key), optionally of some features only",
+)
+def customer_usage_summary(request: HttpRequest, query: Query[UsageSummaryQuery]):
+    if bool(query.customer_id) == bool(query.customer_lookup_key):
+        raise ValidationFailed(details={"customer_id": "give customer_id or customer_lookup_key, not both or neither"})
+    if query.customer_id:
+        customer = customer_get(environment=request.environment, customer_id=query.customer_id)
+    else:
+        customer = customer_get_by_external_id(environment=request.environment, external_id=query.customer_lookup_key)
+    usage = customer_current_usage(
+        customer=customer, feature_ids=_listed(query.feature_ids), lookup_keys=_listed(query.feature_lookup_keys)
+    )
+    body = {
+        "customer_id": customer.public_id,
+        "period": {"start_time": usage.period_start, "end_time": usage.period_end, "period": customer.billing_period},
+        "features": [
+            {
+                "feature": feature_to_wire(row.feature, environment=request.environment),
+                "current_usage": format_decimal(row.value),
+                "unit": row.unit,
+                "next_usage_reset_at": row.next_usage_reset_at,
+            }
+            for row in usage.features
+        ],
+    }
+    return _exact_json(body)
 
 
 @usage_customers_router.get(

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import cast
 
+from django.db.models import Q
 from django.utils import timezone as django_timezone
 
 from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, ResetUsage
 from flexmeter.errors import ValidationFailed
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone
-from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
+from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult, UsageWindow
 
 
 def usage_query_build(
@@ -100,6 +102,7 @@ class FeatureUsage:
     value: Decimal | None
     unit: str
     next_usage_reset_at: dt.datetime | None
+    windows: list[UsageWindow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,16 +120,28 @@ def unit_label(*, value: Decimal | None, singular: str, plural: str) -> str:
     return singular if value is not None and value == 1 else plural
 
 
-def customer_current_usage(*, customer, at: dt.datetime | None = None) -> CustomerUsage:
-    """Current billing period of a customer and the usage of every metered feature in it, in one statement."""
+def customer_current_usage(
+    *,
+    customer,
+    at: dt.datetime | None = None,
+    feature_ids: Collection[str] = (),
+    lookup_keys: Collection[str] = (),
+    window_size: str = "",
+) -> CustomerUsage:
+    """Current billing period of a customer and the usage of every metered feature in it, in one statement.
+
+    `feature_ids` / `lookup_keys` narrow the features (an id or key naming no metered feature is a 400);
+    with a `window_size` every feature also gets its per-window series, from the same statement.
+    """
     at = at or django_timezone.now()
     start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    features = list(
-        Feature.objects.for_environment(customer.environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
+    features = Feature.objects.for_environment(customer.environment).filter(
+        type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False
     )
+    if feature_ids or lookup_keys:
+        features = features.filter(Q(public_id__in=feature_ids) | Q(lookup_key__in=lookup_keys))
+    features = list(features.select_related("meter").order_by("name", "id"))
+    _check_all_found(features, feature_ids=feature_ids, lookup_keys=lookup_keys)
     queries = [
         UsageQuery(
             spec=AggregationSpec.from_meter(feature.meter),
@@ -134,6 +149,7 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
             start=start,
             end=end,
             customer=customer.external_id,
+            window_size=window_size,
         )
         for feature in features
     ]
@@ -148,7 +164,18 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
                 value=result.value,
                 unit=unit_label(value=result.value, singular=feature.unit_singular, plural=feature.unit_plural),
                 next_usage_reset_at=None if feature.meter.reset_usage == ResetUsage.NEVER else end,
+                windows=result.windows,
             )
             for feature, result in zip(features, results, strict=True)
         ],
     )
+
+
+def _check_all_found(features: list[Feature], *, feature_ids: Collection[str], lookup_keys: Collection[str]) -> None:
+    errors = {}
+    if missing := sorted(set(feature_ids) - {feature.public_id for feature in features}):
+        errors["feature_ids"] = f"no published metered feature {', '.join(missing)}"
+    if missing := sorted(set(lookup_keys) - {feature.lookup_key for feature in features}):
+        errors["feature_lookup_keys"] = f"no published metered feature with lookup key {', '.join(missing)}"
+    if errors:
+        raise ValidationFailed(details=errors)

@@ -1,5 +1,6 @@
 """Usage, validate, lookup and customer usage endpoints (SPEC §6.2, §6.5, §7): wire shapes and exact numbers."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -219,3 +220,60 @@ def test_customer_usage_lists_every_metered_feature_with_units(api, environment,
 def test_usage_endpoints_need_an_api_key(anonymous_api):
     assert anonymous_api.post("/v1/events/usage", {}).status_code == 401
     assert anonymous_api.get("/v1/events/lookup", {"id": "x"}).status_code == 401
+
+
+def test_usage_summary_by_id_or_lookup_key_and_for_chosen_features(api, environment, other_environment):
+    from django.utils import timezone
+
+    now = timezone.now()
+    customer = CustomerFactory(environment=environment, external_id="acme", billing_anchor=now - dt.timedelta(days=3))
+    CustomerFactory(environment=other_environment, external_id="acme")
+    calls_meter = MeterFactory(environment=environment, event_name="calls")
+    calls = FeatureFactory(environment=environment, name="Calls", lookup_key="calls", meter=calls_meter)
+    tokens = FeatureFactory(
+        environment=environment,
+        name="Tokens",
+        lookup_key="tokens",
+        meter=MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="n"),
+    )
+    for _ in range(3):
+        send(environment, event_name="calls", customer="acme", timestamp=(now - dt.timedelta(hours=1)).isoformat())
+    send(environment, event_name="llm", customer="acme", timestamp=now.isoformat(), properties='{"n": 0.125}')
+    before_the_period = (now - dt.timedelta(days=4)).isoformat()
+    send(environment, event_name="llm", customer="acme", timestamp=before_the_period, properties={"n": 1000})
+    send(environment, event_name="calls", customer="other", timestamp=now.isoformat())
+
+    body = api.get("/v1/customers/usage", {"customer_id": customer.public_id}).json()
+    assert body["customer_id"] == customer.public_id
+    assert body["period"]["period"] == "MONTHLY"
+    assert [(row["feature"]["id"], row["current_usage"]) for row in body["features"]] == [
+        (calls.public_id, "3"),
+        (tokens.public_id, "0.125"),
+    ]
+    by_key = api.get("/v1/customers/usage", {"customer_lookup_key": "acme", "feature_ids": tokens.public_id}).json()
+    assert [(row["feature"]["lookup_key"], row["current_usage"]) for row in by_key["features"]] == [("tokens", "0.125")]
+    both = api.get(
+        "/v1/customers/usage",
+        {"customer_lookup_key": "acme", "feature_ids": calls.public_id, "feature_lookup_keys": "tokens"},
+    ).json()
+    assert len(both["features"]) == 2
+    listed = api.get("/v1/customers/usage?customer_lookup_key=acme&feature_lookup_keys=calls,tokens").json()
+    assert [row["current_usage"] for row in listed["features"]] == ["3", "0.125"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "path"),
+    [
+        ({}, 400, "customer_id"),
+        ({"customer_id": "cust_x", "customer_lookup_key": "acme"}, 400, "customer_id"),
+        ({"customer_lookup_key": "nobody"}, 404, "external_id"),
+        ({"customer_id": "cust_nope"}, 404, "id"),
+        ({"customer_lookup_key": "acme", "feature_ids": "feat_nope"}, 400, "feature_ids"),
+        ({"customer_lookup_key": "acme", "feature_lookup_keys": "nope"}, 400, "feature_lookup_keys"),
+    ],
+)
+def test_usage_summary_rejects_unknown_customers_and_features(api, environment, params, status, path):
+    CustomerFactory(environment=environment, external_id="acme")
+    response = api.get("/v1/customers/usage", params)
+    assert response.status_code == status
+    assert path in response.json()["details"]
