@@ -135,7 +135,7 @@ def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:
     if kwargs["start_time"] and kwargs["end_time"] and kwargs["end_time"] < kwargs["start_time"]:
         errors["end_time"] = "must not be before start_time"
     try:
-        kwargs["property_filters"] = _property_filters_clean(data.get("property_filters"))
+        kwargs["property_filters"] = property_filters_clean(data.get("property_filters"))
     except ValueError as exc:
         errors["property_filters"] = str(exc)
     if errors:
@@ -145,7 +145,8 @@ def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _property_filters_clean(value: Any) -> dict[str, list[str]] | None:
+def property_filters_clean(value: Any) -> dict[str, list[str]] | None:
+    """`{key: [values]}` (or its JSON text) checked; ValueError says what is wrong. Empty means no filter."""
     if value in (None, "", {}):
         return None
     if isinstance(value, str):

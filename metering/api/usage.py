@@ -13,19 +13,19 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 
-from catalog.schemas import feature_to_wire
+from catalog.schemas import feature_to_wire, meter_to_wire
 from catalog.selectors import meter_get
 from flexmeter.errors import NotFound
 from metering import exactjson
 from metering.api.http import request_json
-from metering.api.schemas import event_to_dict, timestamp_out
+from metering.api.schemas import event_to_dict, property_filters_clean, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
-from metering.ingest.validation import event_clean
+from metering.ingest.validation import event_clean, text_problem
 from metering.models import Event
 from metering.selectors import customer_get, customer_get_by_external_id
 from metering.usage.engine import run_usage_queries
 from metering.usage.numbers import format_decimal
-from metering.usage.selectors import customer_current_usage, usage_query_build
+from metering.usage.selectors import AnalyticsItem, customer_current_usage, usage_analytics, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
 
 usage_events_router = Router(tags=["usage"])
@@ -168,6 +168,116 @@ def events_usage_meter(request: HttpRequest, payload: MeterUsageIn):
     body = _usage_body(event_name=meter.event_name, kind=meter.aggregation_type, result=result)
     body["meter_id"] = meter.public_id
     return _exact_json(body)
+
+
+class AnalyticsIn(Schema):
+    """Flexprice's usage analytics request. Cost and commitment options are accepted and have no effect here."""
+
+    external_customer_id: str | None = Field(None, description="one customer; default all customers together")
+    feature_ids: list[str] | None = Field(None, description="default: every published metered feature")
+    start_time: dt.datetime | None = Field(None, description="RFC 3339; default end_time − 7 days")
+    end_time: dt.datetime | None = Field(None, description="RFC 3339; default now")
+    window_size: str | None = Field(None, description="points per MINUTE … MONTH window; none: the total only")
+    group_by: list[str] | None = Field(None, description="`properties.<key>` (split by that property), `feature_id`")
+    property_filters: dict[str, list[str]] | None = Field(None, description="property key → accepted values")
+    expand: list[str] | None = Field(None, description="`feature`, `meter` embed those objects")
+    sources: list[str] | None = Field(None, description="not supported: must be absent or empty")
+    breakdown_bucket: bool | None = None
+    include_children: bool | None = None
+
+
+class AnalyticsPointOut(Schema):
+    timestamp: str = Field(description="start of the window, RFC 3339 UTC")
+    usage: str | None = Field(description="exact decimal text")
+
+
+class AnalyticsItemOut(Schema):
+    feature_id: str
+    name: str
+    event_name: str
+    meter_id: str
+    aggregation_type: str
+    external_customer_id: str | None
+    properties: dict[str, str] = Field(description="the group's property values (absent: events without it)")
+    total_usage: str | None = Field(description="exact decimal text")
+    unit: str | None
+    unit_plural: str | None
+    window_size: str | None
+    points: list[AnalyticsPointOut]
+    feature: dict[str, Any] | None = None
+    meter: dict[str, Any] | None = None
+
+
+class AnalyticsOut(Schema):
+    items: list[AnalyticsItemOut]
+
+
+PROPERTY_GROUP_PREFIX = "properties."
+
+
+def _analytics_group_keys(group_by: list[str] | None) -> list[str]:
+    keys = []
+    for index, item in enumerate(group_by or []):
+        if item == "feature_id":
+            continue  # every item is one feature's already
+        key = item.removeprefix(PROPERTY_GROUP_PREFIX)
+        if not item.startswith(PROPERTY_GROUP_PREFIX) or not key or text_problem(key):
+            raise ValidationFailed(details={f"group_by[{index}]": "must be feature_id or properties.<key>"})
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+@usage_events_router.post(
+    "/analytics",
+    response=AnalyticsOut,
+    summary="Usage per feature, split by properties, with points per window (Flexprice's usage analytics)",
+)
+def events_analytics(request: HttpRequest, payload: AnalyticsIn):
+    if payload.sources:
+        raise ValidationFailed(details={"sources": "filtering by source is not supported"})
+    keys = _analytics_group_keys(payload.group_by)
+    try:
+        property_filters = property_filters_clean(payload.property_filters)
+    except ValueError as exc:
+        raise ValidationFailed(details={"property_filters": str(exc)}) from None
+    start, end = _window(payload)
+    items = usage_analytics(
+        environment=request.environment,
+        start=start,
+        end=end,
+        external_customer_id=payload.external_customer_id or None,
+        feature_ids=payload.feature_ids or (),
+        group_by=keys,
+        property_filters=property_filters,
+        window_size=payload.window_size,
+    )
+    expand = {item.strip().lower() for item in payload.expand or []}
+    window_size = (payload.window_size or "").strip().upper() or None
+    return _exact_json({"items": [_analytics_item(request, item, payload, expand, window_size) for item in items]})
+
+
+def _analytics_item(request: HttpRequest, item: AnalyticsItem, payload: AnalyticsIn, expand: set, window_size) -> dict:
+    feature, meter = item.feature, item.feature.meter
+    body = {
+        "feature_id": feature.public_id,
+        "name": feature.name,
+        "event_name": meter.event_name,
+        "meter_id": meter.public_id,
+        "aggregation_type": meter.aggregation_type,
+        "external_customer_id": payload.external_customer_id or None,
+        "properties": {key: value for key, value in item.group.items() if value is not None},
+        "total_usage": format_decimal(item.total),
+        "unit": feature.unit_singular or None,
+        "unit_plural": feature.unit_plural or None,
+        "window_size": window_size,
+        "points": [{"timestamp": window.start, "usage": format_decimal(window.value)} for window in item.windows],
+    }
+    if "feature" in expand:
+        body["feature"] = feature_to_wire(feature, environment=request.environment)
+    if "meter" in expand:
+        body["meter"] = meter_to_wire(meter, environment=request.environment)
+    return body
 
 
 def _debug_body(event: dict, report: DebugReport) -> dict:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import cast
 
 from django.db.models import Q
 from django.utils import timezone as django_timezone
 
-from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, ResetUsage
+from catalog.models import BucketSize, Feature, FeatureStatus, FeatureType, Meter, ResetUsage
 from flexmeter.errors import ValidationFailed
-from metering.usage.engine import run_usage_queries
+from metering.usage.engine import group_values, run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone
-from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult, UsageWindow
+from metering.usage.spec import AggregationSpec, Filter, UsageQuery, UsageResult, UsageWindow
 
 
 def usage_query_build(
@@ -135,13 +135,7 @@ def customer_current_usage(
     """
     at = at or django_timezone.now()
     start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    features = Feature.objects.for_environment(customer.environment).filter(
-        type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False
-    )
-    if feature_ids or lookup_keys:
-        features = features.filter(Q(public_id__in=feature_ids) | Q(lookup_key__in=lookup_keys))
-    features = list(features.select_related("meter").order_by("name", "id"))
-    _check_all_found(features, feature_ids=feature_ids, lookup_keys=lookup_keys)
+    features = metered_features(environment=customer.environment, feature_ids=feature_ids, lookup_keys=lookup_keys)
     queries = [
         UsageQuery(
             spec=AggregationSpec.from_meter(feature.meter),
@@ -163,12 +157,27 @@ def customer_current_usage(
                 feature=feature,
                 value=result.value,
                 unit=unit_label(value=result.value, singular=feature.unit_singular, plural=feature.unit_plural),
-                next_usage_reset_at=None if feature.meter.reset_usage == ResetUsage.NEVER else end,
+                next_usage_reset_at=None if cast(Meter, feature.meter).reset_usage == ResetUsage.NEVER else end,
                 windows=result.windows,
             )
             for feature, result in zip(features, results, strict=True)
         ],
     )
+
+
+def metered_features(
+    *, environment, feature_ids: Collection[str] = (), lookup_keys: Collection[str] = ()
+) -> list[Feature]:
+    """The published metered features of the environment by name, or those named by id or lookup key (an id or key
+    naming none of them is a 400, so a typo never silently reads as "no usage")."""
+    features = Feature.objects.for_environment(environment).filter(
+        type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False
+    )
+    if feature_ids or lookup_keys:
+        features = features.filter(Q(public_id__in=feature_ids) | Q(lookup_key__in=lookup_keys))
+    found = list(features.select_related("meter").order_by("name", "id"))
+    _check_all_found(found, feature_ids=feature_ids, lookup_keys=lookup_keys)
+    return found
 
 
 def _check_all_found(features: list[Feature], *, feature_ids: Collection[str], lookup_keys: Collection[str]) -> None:
@@ -179,3 +188,85 @@ def _check_all_found(features: list[Feature], *, feature_ids: Collection[str], l
         errors["feature_lookup_keys"] = f"no published metered feature with lookup key {', '.join(missing)}"
     if errors:
         raise ValidationFailed(details=errors)
+
+
+@dataclass(frozen=True)
+class AnalyticsItem:
+    """Usage of one feature for one combination of group values (`group`: property key → text, or None for the
+    events without it): the total and the series per window."""
+
+    feature: Feature
+    group: dict[str, str | None]
+    total: Decimal | None
+    windows: list[UsageWindow]
+
+
+def usage_analytics(
+    *,
+    environment,
+    start: dt.datetime,
+    end: dt.datetime,
+    external_customer_id: str | None = None,
+    feature_ids: Collection[str] = (),
+    group_by: Sequence[str] = (),
+    property_filters: dict[str, list[str]] | None = None,
+    window_size: str | None = None,
+) -> list[AnalyticsItem]:
+    """Per metered feature (all published ones, or `feature_ids`), usage over `[start, end)` split by the
+    properties `group_by`, with `property_filters` (canonical text `in` values) narrowing the events.
+
+    Each feature's meter applies as in every other usage number (its filters and reset). One statement finds the
+    groups, one more computes every (feature, group) through the engine; groups with no events do not appear.
+    """
+    features = metered_features(environment=environment, feature_ids=feature_ids)
+    narrowing = tuple(
+        Filter(key=key, operator="in", values=tuple(values)) for key, values in (property_filters or {}).items()
+    )
+    base_queries = []
+    for feature in features:
+        spec = AggregationSpec.from_meter(feature.meter)
+        spec = replace(spec, filters=spec.filters + narrowing)
+        base_queries.append(
+            usage_query_build(
+                spec=spec,
+                environment_id=environment.pk,
+                start=start,
+                end=end,
+                customer_external_id=external_customer_id,
+                window_size=window_size,
+            )
+        )
+    keys = list(group_by)
+    found: list[list[tuple[str | None, ...]]] = (
+        group_values(base_queries, keys) if keys else [[()] for _ in base_queries]
+    )
+    split: list[tuple[Feature, dict[str, str | None], UsageQuery]] = []
+    for feature, query, combinations in zip(features, base_queries, found, strict=True):
+        for combination in sorted(combinations, key=_group_order):
+            group = dict(zip(keys, combination, strict=True))
+            filters = tuple(
+                item for key, value in group.items() if (item := _group_filter(key, value, combinations, keys))
+            )
+            split.append(
+                (feature, group, replace(query, spec=replace(query.spec, filters=query.spec.filters + filters)))
+            )
+    results = cast(list[UsageResult], run_usage_queries([query for _, _, query in split]))
+    return [
+        AnalyticsItem(feature=feature, group=group, total=result.value, windows=result.windows)
+        for (feature, group, _), result in zip(split, results, strict=True)
+    ]
+
+
+def _group_order(combination: tuple[str | None, ...]) -> tuple:
+    """Groups sorted by their values, the group without a value after those with one."""
+    return tuple((value is None, value or "") for value in combination)
+
+
+def _group_filter(key: str, value: str | None, combinations, keys: list[str]) -> Filter | None:
+    """`in` the group's value; for the group without one, `not_in` every value seen (so missing and null match),
+    or no filter at all when no event has a value for the key."""
+    if value is not None:
+        return Filter(key=key, operator="in", values=(value,))
+    index = keys.index(key)
+    seen = tuple(sorted({combination[index] for combination in combinations if combination[index] is not None}))
+    return Filter(key=key, operator="not_in", values=seen) if seen else None
