@@ -73,6 +73,9 @@ class UsageOut(Schema):
 
 class LookupQuery(Schema):
     id: str = Field(min_length=1, description="the event's event_id")
+    external_customer_id: str | None = Field(None, description="when given, the event must be this customer's")
+    start_time: dt.datetime | None = Field(None, description="when given, the event must be at or after it")
+    end_time: dt.datetime | None = Field(None, description="when given, the event must be before it")
 
 
 class DebugOut(Schema):
@@ -287,7 +290,10 @@ def _debug_body(event: dict, report: DebugReport) -> dict:
 
 @usage_events_router.get("/lookup", response={200: DebugOut}, summary="A stored event and why it counts (or not)")
 def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
-    event = Event.objects.for_environment(request.environment).filter(event_id=query.id).first()
+    events = Event.objects.for_environment(request.environment).filter(event_id=query.id)
+    if query.external_customer_id:
+        events = events.filter(external_customer_id=query.external_customer_id)
+    event = events.between(query.start_time, query.end_time).first()
     if event is None:
         raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
     report = event_debug_report(environment=request.environment, event=event)

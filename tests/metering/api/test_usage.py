@@ -174,6 +174,19 @@ def test_lookup_returns_event_status_and_debug_tracker(api, environment, other_a
     assert api.get("/v1/events/lookup").status_code == 400
 
 
+def test_lookup_narrows_by_customer_and_time_window_when_given(api, environment):
+    send(environment, event_name="llm", customer="acme", event_id="e1", timestamp="2025-01-02T00:00")
+
+    def status(**params) -> int:
+        return api.get("/v1/events/lookup", {"id": "e1", **params}).status_code
+
+    assert status(external_customer_id="acme") == 200
+    assert status(external_customer_id="globex") == 404
+    assert status(start_time="2025-01-02T00:00:00Z", end_time="2025-01-02T00:00:01Z") == 200
+    assert status(start_time="2025-01-02T00:00:01Z") == 404
+    assert status(end_time="2025-01-02T00:00:00Z") == 404
+
+
 def test_validate_explains_without_storing(api, environment):
     MeterFactory(environment=environment, event_name="api.calls", name="Calls")
 
