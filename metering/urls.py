@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from metering.views import customers, events, portal, usage
+from metering.views import customers, events, usage
 
 app_name = "metering"
 
@@ -21,5 +21,4 @@ urlpatterns = [
     path("usage/features/<str:public_id>/customers.csv", usage.usage_feature_csv, name="usage_feature_csv"),
     path("usage/customers/<str:public_id>/", usage.usage_customer, name="usage_customer"),
     path("usage/customers/<str:public_id>/usage.csv", usage.usage_customer_csv, name="usage_customer_csv"),
-    path("portal/<str:token>/", portal.portal_page, name="portal"),
 ]

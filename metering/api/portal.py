@@ -25,7 +25,7 @@ class PortalSessionOut(Schema):
 def create_portal_session(request: HttpRequest, external_id: str):
     customer = customer_get_by_external_id(environment=request.environment, external_id=external_id)
     session = portal_session_create(customer=customer)
-    url = request.build_absolute_uri(reverse("metering:portal", args=[session.token]))
+    url = request.build_absolute_uri(reverse("flexmeter:portal", args=[session.token]))
     return {"url": url, "token": session.token, "expires_at": timestamp_out(session.expires_at)}
 
 

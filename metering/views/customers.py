@@ -67,7 +67,7 @@ def customer_detail(request: HttpRequest, public_id: str) -> HttpResponse:
 def customer_portal_open(request: HttpRequest, public_id: str) -> HttpResponse:
     """A fresh portal link for the customer, opened right away (to see what the customer sees)."""
     session = portal_session_create(customer=_active_customer_or_404(request, public_id))
-    return redirect(reverse("metering:portal", args=[session.token]))
+    return redirect(reverse("flexmeter:portal", args=[session.token]))
 
 
 @require_POST

@@ -49,10 +49,11 @@ def _token_from(api, external_id: str = "acme") -> str:
 def test_session_call_returns_url_token_and_expiry_one_hour_ahead(api, acme):
     before = timezone.now()
     body = api.get("/v1/customers/portal/acme").json()
+    after = timezone.now()
     assert set(body) == {"url", "token", "expires_at"}
     assert body["url"] == f"http://testserver/portal/{body['token']}/"
-    expires_at = dt.datetime.fromisoformat(body["expires_at"])
-    assert dt.timedelta(minutes=59, seconds=58) <= expires_at - before <= dt.timedelta(hours=1, seconds=2)
+    expires_at = dt.datetime.fromisoformat(body["expires_at"])  # whole seconds
+    assert before + dt.timedelta(hours=1) - dt.timedelta(seconds=1) < expires_at <= after + dt.timedelta(hours=1)
     assert portal_customer(token=body["token"]) == acme
 
 
@@ -78,7 +79,7 @@ def test_portal_page_shows_exactly_the_customers_numbers_without_login(
     client, api, acme, django_assert_max_num_queries
 ):
     token = _token_from(api)
-    with django_assert_max_num_queries(3 + usage_statements()):
+    with django_assert_max_num_queries(4 + usage_statements()):  # the customer, features and plans, then the engine
         response = client.get(f"/portal/{token}/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -163,3 +164,38 @@ def test_dashboard_stays_unframeable_whatever_the_portal_allows(dashboard, setti
         assert response.status_code == 200
         assert response["X-Frame-Options"] == "DENY"
         assert response["Content-Security-Policy"] == "frame-ancestors 'none'"
+
+
+def test_portal_shows_the_customers_plans_and_limits_only(client, api, acme, environment):
+    from entitlements import services as entitlement_services
+    from tests.entitlements.helpers import plain_feature
+
+    calls = acme.environment.features.get(lookup_key="api_calls")
+    sso = plain_feature(environment, type="boolean", lookup_key="sso")
+    pro = entitlement_services.plan_create(environment=environment, data={"name": "Pro"})
+    enterprise = entitlement_services.plan_create(environment=environment, data={"name": "Enterprise"})
+    for plan, feature, settings in [
+        (pro, calls, {"usage_limit": 3, "usage_reset_period": "BILLING_PERIOD"}),
+        (pro, sso, {}),
+        (enterprise, calls, {"usage_limit": None}),
+    ]:
+        data = {"plan_id": plan.public_id, "feature_id": feature.public_id, **settings}
+        entitlement_services.entitlement_create(environment=environment, data=data)
+    start = (timezone.now() - dt.timedelta(days=2)).isoformat()
+    entitlement_services.subscription_create(
+        environment=environment, data={"customer_id": acme.public_id, "plan_id": pro.public_id, "start_date": start}
+    )
+    globex = acme.environment.customers.get(external_id="globex")
+    entitlement_services.subscription_create(
+        environment=environment,
+        data={"customer_id": globex.public_id, "plan_id": enterprise.public_id, "start_date": start},
+    )
+
+    html = client.get(f"/portal/{_token_from(api)}/").content.decode()
+    plans = html[html.index('data-testid="portal-plans"') :]
+    assert "Pro" in plans and "Enterprise" not in plans and "Unlimited" not in plans
+    calls_row = plans[plans.index('data-testid="portal-limit-api_calls"') :].split("</tr>")[0]
+    assert re.search(r"<td>3 calls</td>", calls_row)
+    assert "3 calls" in calls_row.split('<td class="num">')[1] and "limit reached" in calls_row
+    sso_row = plans[plans.index('data-testid="portal-limit-sso"') :].split("</tr>")[0]
+    assert "Included" in sso_row

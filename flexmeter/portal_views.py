@@ -1,7 +1,9 @@
 """The customer portal page: what a link from `GET /v1/customers/portal/{external_id}` opens, without a login.
 
 The signed token in the URL is the only credential; it names one customer of one environment, and the page shows
-that customer's current billing period and nothing else. The page may be framed by PORTAL_FRAME_ANCESTORS only.
+that customer's current billing period, plans and limits, and nothing else. It lives in the shell because it
+composes metering (usage) and entitlements (plans), which metering may not import. The page may be framed by
+PORTAL_FRAME_ANCESTORS only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from entitlements.selectors import customer_entitlements
 from metering.portal import PortalTokenRefused, portal_customer
 from metering.usage.dashboard import CHART_SIZES, portal_usage
 from metering.views.charts import bar_chart
@@ -45,11 +48,14 @@ def portal_page(request: HttpRequest, token: str) -> HttpResponse:
         }
         for item in usage.features
     ]
+    entitlements = customer_entitlements(customer=customer)
     context = {
         "customer": customer,
         "usage": usage,
         "features": features,
         "size_label": CHART_SIZES[usage.chart_size].lower(),
+        "plans": sorted({subscription.plan.name for subscription in entitlements.subscriptions}),
+        "entitlements": entitlements.features,
     }
     return _portal_headers(render(request, "metering/portal/page.html", context))
 
