@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.csp import build_policy
 from django.views.decorators.http import require_GET
 
 from entitlements.selectors import customer_entitlements
@@ -67,6 +68,8 @@ def _portal_headers(response: HttpResponse) -> HttpResponse:
     response["X-Robots-Tag"] = "noindex"
     origins = settings.PORTAL_FRAME_ANCESTORS
     if origins:
-        response["Content-Security-Policy"] = f"frame-ancestors {' '.join(origins)}"
+        # the site's policy, with only frame-ancestors opened to the embedding origins
+        policy = {**(getattr(settings, "SECURE_CSP", None) or {}), "frame-ancestors": list(origins)}
+        response["Content-Security-Policy"] = build_policy(policy)
         response.xframe_options_exempt = True
     return response

@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Q
+from django.db.models import BooleanField, Q, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment

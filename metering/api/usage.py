@@ -15,7 +15,7 @@ from ninja import Field, Query, Router, Schema
 
 from catalog.schemas import feature_to_wire, meter_to_wire
 from catalog.selectors import meter_get
-from flexmeter.errors import NotFound
+from flexmeter.errors import NotFound, ValidationFailed
 from metering import exactjson
 from metering.api.http import request_json
 from metering.api.schemas import event_to_dict, property_filters_clean, timestamp_out

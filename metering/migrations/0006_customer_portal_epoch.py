@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0004_usage_rollups'),
+        ('metering', '0005_event_properties_reads_never_fail'),
     ]
 
     operations = [
