@@ -10,6 +10,7 @@ from ninja import Body, Query, Router, Status
 from catalog import schemas, selectors, services
 from catalog.models import FeatureStatus, FeatureType, MeterStatus
 from catalog.schemas import (
+    FeatureCloneIn,
     FeatureFilters,
     FeatureIn,
     FeatureListOut,
@@ -203,3 +204,15 @@ def delete_feature(request: HttpRequest, feature_id: str):
     feature = selectors.feature_get(environment=request.environment, feature_id=feature_id)
     feature = services.feature_delete(feature=feature)
     return schemas.feature_to_wire(feature, environment=request.environment)
+
+
+@features_router.post(
+    "/{feature_id}/clone",
+    response={201: FeatureOut, **_errors(400, 404, 409)},
+    exclude_unset=True,
+    summary="Clone a feature under a new name and lookup key (a metered clone shares the meter)",
+)
+def clone_feature(request: HttpRequest, feature_id: str, body: Body[FeatureCloneIn] = None):
+    feature = selectors.feature_get(environment=request.environment, feature_id=feature_id)
+    clone = services.feature_clone(feature=feature, data=_body(body))
+    return Status(201, schemas.feature_to_wire(clone, environment=request.environment))

@@ -163,6 +163,17 @@ class FeatureUpdateIn(RequestSchema):
     meter_id: _string("may be resent unchanged; immutable") = None
 
 
+class FeatureCloneIn(RequestSchema):
+    """The clone's own name (required, different from the source's) and lookup key (default: from the name)."""
+
+    model_config = ConfigDict(json_schema_extra={"required": ["name"]})
+
+    name: _string() = None
+    lookup_key: _string("default: derived from the name") = None
+    description: _string("default: the source's") = None
+    metadata: _doc(_METADATA_DOC) = None
+
+
 class PageQuery(RequestSchema):
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)

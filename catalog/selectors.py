@@ -1,6 +1,8 @@
 """Reads of the catalog, always scoped to one environment (an object of another environment is simply not found)."""
 
-from django.db.models import QuerySet
+from collections.abc import Collection
+
+from django.db.models import Q, QuerySet
 
 from catalog.models import Feature, FeatureStatus, FeatureType, Meter, MeterStatus
 from flexmeter.errors import NotFound
@@ -66,12 +68,15 @@ def feature_list(
     return features
 
 
-def metered_features(*, environment: Environment) -> QuerySet[Feature]:
+def metered_features(
+    *, environment: Environment, feature_ids: Collection[str] = (), lookup_keys: Collection[str] = ()
+) -> QuerySet[Feature]:
     """The published metered features of an environment with their meters, by name: the features usage is
-    reported for (customer usage, the usage pages, usage exports)."""
-    return (
-        Feature.objects.for_environment(environment)
-        .filter(type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False)
-        .select_related("meter")
-        .order_by("name", "id")
+    reported for (customer usage, the usage pages, usage exports); only those named by id or lookup key when any
+    are given."""
+    features = Feature.objects.for_environment(environment).filter(
+        type=FeatureType.METERED, status=FeatureStatus.PUBLISHED, meter__isnull=False
     )
+    if feature_ids or lookup_keys:
+        features = features.filter(Q(public_id__in=feature_ids) | Q(lookup_key__in=lookup_keys))
+    return features.select_related("meter").order_by("name", "id")

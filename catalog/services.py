@@ -152,6 +152,37 @@ def feature_create(*, environment: Environment, data: dict[str, Any]) -> Feature
     return feature
 
 
+CLONE_OVERRIDES = ("name", "lookup_key", "description", "metadata")
+
+
+@transaction.atomic
+def feature_clone(*, feature: Feature, data: dict[str, Any]) -> Feature:
+    """A new published feature like `feature`, with a new `name` (required, different) and `lookup_key` (default
+    derived from the name); `description` and `metadata` are copied unless given. A metered clone counts through
+    the same meter, so both report the same usage (a second identical meter would be a duplicate definition).
+    """
+    if feature.status not in (FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED):
+        raise InvalidOperation(
+            f"Feature {feature.public_id} is {feature.status} and cannot be cloned", details={"id": feature.status}
+        )
+    name = data.get("name")
+    if isinstance(name, str) and name.strip() == feature.name:
+        raise ValidationFailed(details={"name": "must differ from the source feature's name"})
+    source = {
+        "name": None,
+        "type": feature.type,
+        "description": feature.description,
+        "meter_id": feature.meter.public_id if feature.meter_id else None,
+        "value": feature.value or None,
+        "unit_singular": feature.unit_singular or None,
+        "unit_plural": feature.unit_plural or None,
+        "alert_settings": feature.alert_settings or None,
+        "metadata": feature.metadata,
+    }
+    given = {key: value for key, value in data.items() if key in CLONE_OVERRIDES and value is not None}
+    return feature_create(environment=feature.environment, data={**source, **given})
+
+
 @transaction.atomic
 def feature_update(*, feature: Feature, data: dict[str, Any]) -> Feature:
     """Change name, description, value, units, alert settings, metadata; add filters to the feature's meter.

@@ -165,12 +165,15 @@ def _mount_routers() -> None:
     )
     from metering.api.customers import customers_router
     from metering.api.events import events_router
+    from metering.api.portal import portal_router
     from metering.api.usage import usage_customers_router, usage_events_router
 
     api.add_router("/meters", meters_router)
     api.add_router("/features", features_router)
-    api.add_router("/customers", customers_router)
+    # /customers/usage and /customers/portal/… must be matched before /customers/{customer_id} takes them for an id
+    api.add_router("/customers", portal_router)
     api.add_router("/customers", usage_customers_router)
+    api.add_router("/customers", customers_router)
     api.add_router("/events", events_router)
     api.add_router("/events", usage_events_router)
     api.add_router("/plans", plans_router)

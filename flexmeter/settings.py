@@ -199,11 +199,19 @@ def csp_from_env(value: str | None, *, default: dict) -> dict:
     return policy
 
 
-_csp = csp_from_env(os.environ.get("CSP"), default={} if DEBUG else DEFAULT_CSP)
+# Without a full policy (DEBUG), the dashboard still may never be framed.
+_csp = csp_from_env(os.environ.get("CSP"), default={"frame-ancestors": [CSP.NONE]} if DEBUG else DEFAULT_CSP)
 if env_bool("CSP_REPORT_ONLY", False):
     SECURE_CSP_REPORT_ONLY = _csp
 else:
     SECURE_CSP = _csp
+
+# Customer portal (GET /v1/customers/portal/{external_id}): how long a link opens the page, and which origins may
+# embed the page in a frame (its policy is the one above with these as frame-ancestors). The dashboard itself
+# may never be framed.
+PORTAL_SESSION_SECONDS = int(os.environ.get("PORTAL_SESSION_SECONDS", "3600"))
+PORTAL_FRAME_ANCESTORS = env_list("PORTAL_FRAME_ANCESTORS", "")
+X_FRAME_OPTIONS = "DENY"
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

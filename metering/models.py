@@ -53,6 +53,8 @@ class Customer(models.Model):
     billing_anchor = models.DateTimeField(default=timezone.now)
     billing_period = models.CharField(max_length=16, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY)
     status = models.CharField(max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE)
+    # Customer portal tokens carry the epoch they were issued in; raising it revokes every token issued before.
+    portal_epoch = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

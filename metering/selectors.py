@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
@@ -57,16 +59,50 @@ def customer_get_by_external_id(*, environment: Environment, external_id: str) -
     return customer
 
 
+CUSTOMER_SORT_FIELDS = ("created_at", "updated_at", "name", "external_id", "email")
+
+
 def customer_list(
-    *, environment: Environment, external_id: str | None = None, status: str | None = CustomerStatus.ACTIVE
+    *,
+    environment: Environment,
+    external_id: str | None = None,
+    status: str | None = CustomerStatus.ACTIVE,
+    external_ids: Iterable[str] = (),
+    customer_ids: Iterable[str] = (),
+    email: str | None = None,
+    metadata: dict[str, str] | None = None,
+    created_from: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    sort: Iterable[tuple[str, str]] = (),
 ):
-    """Customers of the environment, newest first; `status=None` includes deleted ones."""
+    """Customers of the environment, newest first unless `sort` says otherwise; `status=None` includes deleted ones.
+
+    Every filter narrows (AND): `external_ids`/`customer_ids` match any of theirs, `metadata` needs every pair,
+    `created_from` is inclusive and `created_before` exclusive. `sort` is (field, "asc"|"desc") pairs of
+    CUSTOMER_SORT_FIELDS; ties always fall back to newest first.
+    """
     customers = Customer.objects.for_environment(environment)
     if status:
         customers = customers.filter(status=status)
     if external_id:
         customers = customers.filter(external_id=external_id)
-    return customers.order_by("-created_at", "-id")
+    if external_ids := list(external_ids):
+        customers = customers.filter(external_id__in=external_ids)
+    if customer_ids := list(customer_ids):
+        customers = customers.filter(public_id__in=customer_ids)
+    if email:
+        customers = customers.filter(email__iexact=email)
+    for index, (key, value) in enumerate((metadata or {}).items()):
+        # a key transform per pair works on both databases (SQLite has no JSON `contains`)
+        alias = f"metadata_{index}"
+        text = Cast(KeyTextTransform(key, "metadata"), output_field=TextField())
+        customers = customers.alias(**{alias: text}).filter(**{alias: value})
+    if created_from:
+        customers = customers.filter(created_at__gte=created_from)
+    if created_before:
+        customers = customers.filter(created_at__lt=created_before)
+    ordering = [f"{'-' if direction == 'desc' else ''}{field}" for field, direction in sort]
+    return customers.order_by(*ordering, "-created_at", "-id")
 
 
 def customer_ids_by_external_id(*, environment: Environment, external_ids: Iterable[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from metering import exactjson
 from metering.exactjson import UnreadableJSON
 from metering.ingest.validation import MAX_BULK_EVENTS, parse_timestamp, text_problem
 from metering.models import BillingPeriod, Customer, Event
+from metering.selectors import CUSTOMER_SORT_FIELDS
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
@@ -134,7 +135,7 @@ def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:
     if kwargs["start_time"] and kwargs["end_time"] and kwargs["end_time"] < kwargs["start_time"]:
         errors["end_time"] = "must not be before start_time"
     try:
-        kwargs["property_filters"] = _property_filters_clean(data.get("property_filters"))
+        kwargs["property_filters"] = property_filters_clean(data.get("property_filters"))
     except ValueError as exc:
         errors["property_filters"] = str(exc)
     if errors:
@@ -144,7 +145,8 @@ def events_query_clean(data: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _property_filters_clean(value: Any) -> dict[str, list[str]] | None:
+def property_filters_clean(value: Any) -> dict[str, list[str]] | None:
+    """`{key: [values]}` (or its JSON text) checked; ValueError says what is wrong. Empty means no filter."""
     if value in (None, "", {}):
         return None
     if isinstance(value, str):
@@ -200,6 +202,30 @@ class CustomerOut(Schema):
     environment_id: str
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class SortIn(Schema):
+    field: str = Field(..., description=f"One of {', '.join(CUSTOMER_SORT_FIELDS)}")
+    direction: str = Field("asc", description="asc or desc")
+
+
+class CustomerSearchIn(Schema):
+    """Flexprice's customer filter. Every given filter narrows the result; `status` defaults to active."""
+
+    customer_ids: list[str] | None = None
+    external_id: str | None = None
+    external_ids: list[str] | None = None
+    email: str | None = None
+    status: str | None = Field(None, description="active (Flexprice: published), deleted or all")
+    metadata: dict[str, str] | None = Field(None, description="customers having every one of these pairs")
+    start_time: dt.datetime | None = Field(None, description="created at or after (RFC 3339)")
+    end_time: dt.datetime | None = Field(None, description="created before (RFC 3339)")
+    order: str | None = Field(None, description="asc or desc by creation time (default desc)")
+    sort: list[SortIn] | None = None
+    filters: list[dict[str, Any]] | None = Field(None, description="not supported: must be absent or empty")
+    expand: str | None = Field(None, description="accepted and ignored (customers have no expandable relations)")
+    limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(0, ge=0)
 
 
 class PaginationOut(Schema):

@@ -17,18 +17,19 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from catalog.models import BucketSize
-from catalog.schemas import feature_to_wire
+from catalog.schemas import feature_to_wire, meter_to_wire
 from catalog.selectors import meter_get
-from flexmeter.errors import NotFound
+from flexmeter.decimals import decimal_text
+from flexmeter.errors import NotFound, ValidationFailed
 from metering.api.http import json_response, request_json
-from metering.api.schemas import event_to_dict, timestamp_out
+from metering.api.schemas import event_to_dict, property_filters_clean, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
-from metering.ingest.validation import event_clean
+from metering.ingest.validation import event_clean, text_problem
 from metering.models import Event
-from metering.selectors import customer_get
+from metering.selectors import customer_get, customer_get_by_external_id
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MAX_TIMEZONE_LENGTH, usage_time_problem
-from metering.usage.selectors import customer_current_usage, usage_query_build
+from metering.usage.selectors import AnalyticsItem, customer_current_usage, usage_analytics, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
 
 usage_events_router = Router(tags=["usage"])
@@ -86,6 +87,9 @@ class UsageOut(Schema):
 
 class LookupQuery(Schema):
     id: str = Field(min_length=1, description="the event's event_id")
+    external_customer_id: str | None = Field(None, description="when given, the event must be this customer's")
+    start_time: dt.datetime | None = Field(None, description="when given, the event must be at or after it")
+    end_time: dt.datetime | None = Field(None, description="when given, the event must be before it")
 
 
 class DebugOut(Schema):
@@ -179,6 +183,123 @@ def events_usage_meter(request: HttpRequest, payload: MeterUsageIn):
     return json_response(_wire(body))
 
 
+class AnalyticsIn(Schema):
+    """Flexprice's usage analytics request. Cost and commitment options are accepted and have no effect here."""
+
+    external_customer_id: str | None = Field(None, description="one customer; default all customers together")
+    feature_ids: list[str] | None = Field(None, description="default: every published metered feature")
+    start_time: dt.datetime | None = Field(None, description="RFC 3339; default end_time − 7 days")
+    end_time: dt.datetime | None = Field(None, description="RFC 3339; default now")
+    window_size: str | None = Field(None, description="points per MINUTE … MONTH window; none: the total only")
+    group_by: list[str] | None = Field(None, description="`properties.<key>` (split by that property), `feature_id`")
+    property_filters: dict[str, list[str]] | None = Field(None, description="property key → accepted values")
+    expand: list[str] | None = Field(None, description="`feature`, `meter` embed those objects")
+    sources: list[str] | None = Field(None, description="not supported: must be absent or empty")
+    breakdown_bucket: bool | None = None
+    include_children: bool | None = None
+
+
+class AnalyticsPointOut(Schema):
+    timestamp: str = Field(description="start of the window, RFC 3339 UTC")
+    usage: str | None = Field(description="exact decimal text")
+
+
+class AnalyticsItemOut(Schema):
+    feature_id: str
+    name: str
+    event_name: str
+    meter_id: str
+    aggregation_type: str
+    external_customer_id: str | None
+    properties: dict[str, str] = Field(description="the group's property values (absent: events without it)")
+    total_usage: str | None = Field(description="exact decimal text")
+    unit: str | None
+    unit_plural: str | None
+    window_size: str | None
+    points: list[AnalyticsPointOut]
+    feature: dict[str, Any] | None = None
+    meter: dict[str, Any] | None = None
+
+
+class AnalyticsOut(Schema):
+    items: list[AnalyticsItemOut]
+
+
+PROPERTY_GROUP_PREFIX = "properties."
+
+
+def _analytics_group_keys(group_by: list[str] | None) -> list[str]:
+    keys = []
+    for index, item in enumerate(group_by or []):
+        if item == "feature_id":
+            continue  # every item is one feature's already
+        key = item.removeprefix(PROPERTY_GROUP_PREFIX)
+        if not item.startswith(PROPERTY_GROUP_PREFIX) or not key or text_problem(key):
+            raise ValidationFailed(details={f"group_by[{index}]": "must be feature_id or properties.<key>"})
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+@usage_events_router.post(
+    "/analytics",
+    response=AnalyticsOut,
+    summary="Usage per feature, split by properties, with points per window (Flexprice's usage analytics)",
+)
+def events_analytics(request: HttpRequest, payload: AnalyticsIn):
+    if payload.sources:
+        raise ValidationFailed(details={"sources": "filtering by source is not supported"})
+    keys = _analytics_group_keys(payload.group_by)
+    try:
+        property_filters = property_filters_clean(payload.property_filters)
+    except ValueError as exc:
+        raise ValidationFailed(details={"property_filters": str(exc)}) from None
+    start, end = _window(payload)
+    items = usage_analytics(
+        environment=request.environment,
+        start=start,
+        end=end,
+        external_customer_id=payload.external_customer_id or None,
+        feature_ids=payload.feature_ids or (),
+        group_by=keys,
+        property_filters=property_filters,
+        window_size=payload.window_size,
+    )
+    expand = {item.strip().lower() for item in payload.expand or []}
+    window_size = (payload.window_size or "").strip().upper() or None
+    return json_response(
+        _wire({"items": [_analytics_item(request, item, payload, expand, window_size) for item in items]})
+    )
+
+
+def _decimal_or_none(value: Decimal | None) -> str | None:
+    """Usage as exact decimal text, as Flexprice's analytics and summary answers carry it; null for no value."""
+    return None if value is None else decimal_text(value)
+
+
+def _analytics_item(request: HttpRequest, item: AnalyticsItem, payload: AnalyticsIn, expand: set, window_size) -> dict:
+    feature, meter = item.feature, item.feature.meter
+    body = {
+        "feature_id": feature.public_id,
+        "name": feature.name,
+        "event_name": meter.event_name,
+        "meter_id": meter.public_id,
+        "aggregation_type": meter.aggregation_type,
+        "external_customer_id": payload.external_customer_id or None,
+        "properties": {key: value for key, value in item.group.items() if value is not None},
+        "total_usage": _decimal_or_none(item.total),
+        "unit": feature.unit_singular or None,
+        "unit_plural": feature.unit_plural or None,
+        "window_size": window_size,
+        "points": [{"timestamp": window.start, "usage": _decimal_or_none(window.value)} for window in item.windows],
+    }
+    if "feature" in expand:
+        body["feature"] = feature_to_wire(feature, environment=request.environment)
+    if "meter" in expand:
+        body["meter"] = meter_to_wire(meter, environment=request.environment)
+    return body
+
+
 def _debug_body(event: dict, report: DebugReport) -> dict:
     event["customer_id"] = report.customer_lookup.customer_id
     return {"event": event, "status": report.status, "debug_tracker": report.to_dict()}
@@ -186,7 +307,10 @@ def _debug_body(event: dict, report: DebugReport) -> dict:
 
 @usage_events_router.get("/lookup", response={200: DebugOut}, summary="A stored event and why it counts (or not)")
 def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
-    event = Event.objects.for_environment(request.environment).filter(event_id=query.id).first()
+    events = Event.objects.for_environment(request.environment).filter(event_id=query.id)
+    if query.external_customer_id:
+        events = events.filter(external_customer_id=query.external_customer_id)
+    event = events.between(query.start_time, query.end_time).first()
     if event is None:
         raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
     report = event_debug_report(environment=request.environment, event=event)
@@ -210,6 +334,67 @@ def events_validate(request: HttpRequest):
         "environment_id": request.environment.public_id,
     }
     return json_response(_wire(_debug_body(event_dict, report)))
+
+
+class UsageSummaryQuery(Schema):
+    customer_id: str | None = Field(None, description="the customer's id (cust_…)")
+    customer_lookup_key: str | None = Field(None, description="or its external id")
+    feature_ids: list[str] | None = Field(None, description="comma-separated or repeated; default: all")
+    feature_lookup_keys: list[str] | None = Field(None, description="comma-separated or repeated")
+    subscription_ids: list[str] | None = Field(None, description="accepted for Flexprice clients; not used")
+
+
+class FeatureUsageSummaryOut(Schema):
+    feature: dict[str, Any]
+    current_usage: str | None = Field(description="exact decimal text, as Flexprice sends it")
+    unit: str
+    next_usage_reset_at: str | None
+
+
+class SummaryPeriodOut(PeriodOut):
+    period: str = Field(description="the customer's billing period (MONTHLY, …)")
+
+
+class CustomerUsageSummaryOut(Schema):
+    customer_id: str
+    period: SummaryPeriodOut
+    features: list[FeatureUsageSummaryOut]
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    """Values of a list parameter sent repeated and/or comma-separated (Flexprice's SDK sends `a,b`)."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+@usage_customers_router.get(
+    "/usage",
+    response=CustomerUsageSummaryOut,
+    summary="Current billing period usage of a customer (by id or lookup key), optionally of some features only",
+)
+def customer_usage_summary(request: HttpRequest, query: Query[UsageSummaryQuery]):
+    if bool(query.customer_id) == bool(query.customer_lookup_key):
+        raise ValidationFailed(details={"customer_id": "give customer_id or customer_lookup_key, not both or neither"})
+    if query.customer_id:
+        customer = customer_get(environment=request.environment, customer_id=query.customer_id)
+    else:
+        customer = customer_get_by_external_id(environment=request.environment, external_id=query.customer_lookup_key)
+    usage = customer_current_usage(
+        customer=customer, feature_ids=_listed(query.feature_ids), lookup_keys=_listed(query.feature_lookup_keys)
+    )
+    body = {
+        "customer_id": customer.public_id,
+        "period": {"start_time": usage.period_start, "end_time": usage.period_end, "period": customer.billing_period},
+        "features": [
+            {
+                "feature": feature_to_wire(row.feature, environment=request.environment),
+                "current_usage": _decimal_or_none(row.value),
+                "unit": row.unit,
+                "next_usage_reset_at": row.next_usage_reset_at,
+            }
+            for row in usage.features
+        ],
+    }
+    return json_response(_wire(body))
 
 
 @usage_customers_router.get(

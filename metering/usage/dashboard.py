@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
+from django.utils import timezone as django_timezone
+
 from metering.models import Customer, CustomerStatus
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at, bucket_starts
-from metering.usage.selectors import meter_usage, usage_query_build
+from metering.usage.selectors import FeatureUsage, customer_current_usage, meter_usage, usage_query_build
 from metering.usage.spec import AggregationSpec, UsageResult, UsageWindow
 
 UTC = dt.UTC
@@ -146,3 +148,34 @@ def customer_feature_series(
         window_size=window_size,
     )
     return windows_filled(result.windows, bucket_starts(start=start, end=end, size=window_size))
+
+
+@dataclass(frozen=True)
+class PortalFeature:
+    usage: FeatureUsage
+    series: list[UsageWindow]
+
+
+@dataclass(frozen=True)
+class PortalUsage:
+    """A customer's current billing period for its portal: every metered feature's usage and its chart series."""
+
+    period_start: dt.datetime
+    period_end: dt.datetime
+    chart_size: str
+    features: list[PortalFeature]
+
+
+def portal_usage(*, customer, now: dt.datetime | None = None) -> PortalUsage:
+    """The same numbers as `GET /v1/customers/{id}/usage` (one engine statement gives totals and windows)."""
+    now = now or django_timezone.now()
+    start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=now)
+    size = chart_size_for("DAY", start=start, end=end)
+    usage = customer_current_usage(customer=customer, at=now, window_size=size)
+    starts = bucket_starts(start=start, end=end, size=size)
+    return PortalUsage(
+        period_start=usage.period_start,
+        period_end=usage.period_end,
+        chart_size=size,
+        features=[PortalFeature(usage=row, series=windows_filled(row.windows, starts)) for row in usage.features],
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import cast
@@ -551,6 +551,36 @@ def run_usage_queries(
             local = d.parse_local(w)
             rows.windows[local] = _merged(spec, rows.windows.get(local), value)
     return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
+
+
+def group_values(
+    queries: list[UsageQuery], keys: Sequence[str], *, using: str = DEFAULT_DB_ALIAS
+) -> list[list[tuple[str | None, ...]]]:
+    """Per query, the distinct combinations of the canonical texts of the property `keys` among its events, in
+    one statement; None where an event lacks a key (or its value has no canonical text).
+
+    The events are those the query's total reads: its name, customer and filters over `[start, end)`, or over
+    everything before `end` for a meter that never resets. A caller that splits usage by these values with `in`
+    filters (and `not_in` every seen value for None) therefore covers every event exactly once.
+    """
+    if not queries or not keys:
+        return [[] for _ in queries]
+    d = dialect_for(connections[using])
+    p = Params()
+    table = Event._meta.db_table
+    selects = []
+    for tag, query in enumerate(queries):
+        columns = ", ".join(f"{d.canonical(p, key)} AS k{index}" for index, key in enumerate(keys))
+        lower = None if query.spec.is_cumulative else query.start
+        where = _where(query, d, p, lower, query.end)
+        selects.append(f"SELECT DISTINCT {tag} AS tag, {columns} FROM {table} e WHERE {where}")
+    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    found: list[list[tuple[str | None, ...]]] = [[] for _ in queries]
+    with server_bound_cursor(connections[using]) as cursor:
+        cursor.execute(statement, p.values)
+        for tag, *values in cursor.fetchall():
+            found[tag].append(tuple(values))
+    return found
 
 
 def _assemble(query: UsageQuery, rows: _Rows):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import cast
 
@@ -13,9 +14,9 @@ from catalog.models import BucketSize, Feature, Meter, ResetUsage
 from catalog.selectors import metered_features
 from flexmeter.decimals import unit_label
 from flexmeter.errors import ValidationFailed
-from metering.usage.engine import run_usage_queries
+from metering.usage.engine import group_values, run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone, usage_time_problem
-from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
+from metering.usage.spec import AggregationSpec, Filter, UsageQuery, UsageResult, UsageWindow
 
 
 def usage_query_build(
@@ -104,6 +105,7 @@ class FeatureUsage:
     value: Decimal | None
     unit: str
     next_usage_reset_at: dt.datetime | None
+    windows: list[UsageWindow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,25 @@ class CustomerUsage:
     features: list[FeatureUsage]
 
 
-def customer_current_usage(*, customer, at: dt.datetime | None = None) -> CustomerUsage:
-    """Current billing period of a customer and the usage of every metered feature in it, in one statement."""
+def customer_current_usage(
+    *,
+    customer,
+    at: dt.datetime | None = None,
+    feature_ids: Collection[str] = (),
+    lookup_keys: Collection[str] = (),
+    window_size: str = "",
+) -> CustomerUsage:
+    """Current billing period of a customer and the usage of every metered feature in it, in one statement.
+
+    `feature_ids` / `lookup_keys` narrow the features (an id or key naming no metered feature is a 400);
+    with a `window_size` every feature also gets its per-window series, from the same statement.
+    """
     at = at or django_timezone.now()
     start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    features = list(metered_features(environment=customer.environment))
+    features = list(
+        metered_features(environment=customer.environment, feature_ids=feature_ids, lookup_keys=lookup_keys)
+    )
+    _check_all_found(features, feature_ids=feature_ids, lookup_keys=lookup_keys)
     meters = [cast(Meter, feature.meter) for feature in features]  # metered_features keeps only those with one
     queries = [
         UsageQuery(
@@ -127,6 +143,7 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
             start=start,
             end=end,
             customer=customer.external_id,
+            window_size=window_size,
         )
         for meter in meters
     ]
@@ -141,7 +158,100 @@ def customer_current_usage(*, customer, at: dt.datetime | None = None) -> Custom
                 value=result.value,
                 unit=unit_label(value=result.value, singular=feature.unit_singular, plural=feature.unit_plural),
                 next_usage_reset_at=None if meter.reset_usage == ResetUsage.NEVER else end,
+                windows=result.windows,
             )
             for feature, meter, result in zip(features, meters, results, strict=True)
         ],
     )
+
+
+def _check_all_found(features: list[Feature], *, feature_ids: Collection[str], lookup_keys: Collection[str]) -> None:
+    errors = {}
+    if missing := sorted(set(feature_ids) - {feature.public_id for feature in features}):
+        errors["feature_ids"] = f"no published metered feature {', '.join(missing)}"
+    if missing := sorted(set(lookup_keys) - {feature.lookup_key for feature in features}):
+        errors["feature_lookup_keys"] = f"no published metered feature with lookup key {', '.join(missing)}"
+    if errors:
+        raise ValidationFailed(details=errors)
+
+
+@dataclass(frozen=True)
+class AnalyticsItem:
+    """Usage of one feature for one combination of group values (`group`: property key → text, or None for the
+    events without it): the total and the series per window."""
+
+    feature: Feature
+    group: dict[str, str | None]
+    total: Decimal | None
+    windows: list[UsageWindow]
+
+
+def usage_analytics(
+    *,
+    environment,
+    start: dt.datetime,
+    end: dt.datetime,
+    external_customer_id: str | None = None,
+    feature_ids: Collection[str] = (),
+    group_by: Sequence[str] = (),
+    property_filters: dict[str, list[str]] | None = None,
+    window_size: str | None = None,
+) -> list[AnalyticsItem]:
+    """Per metered feature (all published ones, or `feature_ids`), usage over `[start, end)` split by the
+    properties `group_by`, with `property_filters` (canonical text `in` values) narrowing the events.
+
+    Each feature's meter applies as in every other usage number (its filters and reset). One statement finds the
+    groups, one more computes every (feature, group) through the engine; groups with no events do not appear.
+    """
+    features = metered_features(environment=environment, feature_ids=feature_ids)
+    narrowing = tuple(
+        Filter(key=key, operator="in", values=tuple(values)) for key, values in (property_filters or {}).items()
+    )
+    base_queries = []
+    for feature in features:
+        spec = AggregationSpec.from_meter(feature.meter)
+        spec = replace(spec, filters=spec.filters + narrowing)
+        base_queries.append(
+            usage_query_build(
+                spec=spec,
+                environment_id=environment.pk,
+                start=start,
+                end=end,
+                customer_external_id=external_customer_id,
+                window_size=window_size,
+            )
+        )
+    keys = list(group_by)
+    found: list[list[tuple[str | None, ...]]] = (
+        group_values(base_queries, keys) if keys else [[()] for _ in base_queries]
+    )
+    split: list[tuple[Feature, dict[str, str | None], UsageQuery]] = []
+    for feature, query, combinations in zip(features, base_queries, found, strict=True):
+        for combination in sorted(combinations, key=_group_order):
+            group = dict(zip(keys, combination, strict=True))
+            filters = tuple(
+                item for key, value in group.items() if (item := _group_filter(key, value, combinations, keys))
+            )
+            split.append(
+                (feature, group, replace(query, spec=replace(query.spec, filters=query.spec.filters + filters)))
+            )
+    results = cast(list[UsageResult], run_usage_queries([query for _, _, query in split]))
+    return [
+        AnalyticsItem(feature=feature, group=group, total=result.value, windows=result.windows)
+        for (feature, group, _), result in zip(split, results, strict=True)
+    ]
+
+
+def _group_order(combination: tuple[str | None, ...]) -> tuple:
+    """Groups sorted by their values, the group without a value after those with one."""
+    return tuple((value is None, value or "") for value in combination)
+
+
+def _group_filter(key: str, value: str | None, combinations, keys: list[str]) -> Filter | None:
+    """`in` the group's value; for the group without one, `not_in` every value seen (so missing and null match),
+    or no filter at all when no event has a value for the key."""
+    if value is not None:
+        return Filter(key=key, operator="in", values=(value,))
+    index = keys.index(key)
+    seen = tuple(sorted({combination[index] for combination in combinations if combination[index] is not None}))
+    return Filter(key=key, operator="not_in", values=seen) if seen else None

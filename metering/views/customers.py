@@ -3,12 +3,14 @@
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from catalog.forms import add_details_errors
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, NotFound, ValidationFailed
 from metering import selectors
+from metering.portal import portal_session_create, portal_sessions_revoke
 from metering.services import customer_create
 from metering.views.filtersets import CustomerFilterSet
 from metering.views.forms import CustomerCreateForm
@@ -43,14 +45,34 @@ def customer_create_view(request: HttpRequest) -> HttpResponse:
     return render(request, "metering/customer_create.html", {"form": form}, status=status)
 
 
+def _active_customer_or_404(request: HttpRequest, public_id: str):
+    try:
+        return selectors.customer_get_active(environment=request.environment, customer_id=public_id)
+    except NotFound:
+        raise Http404("No such customer in this environment") from None
+
+
 @require_GET
 @dashboard_view
 def customer_detail(request: HttpRequest, public_id: str) -> HttpResponse:
-    try:
-        customer = selectors.customer_get_active(environment=request.environment, customer_id=public_id)
-    except NotFound:
-        raise Http404("No such customer in this environment") from None
+    customer = _active_customer_or_404(request, public_id)
     recent = selectors.events_page(
         environment=request.environment, external_customer_id=customer.external_id, page_size=RECENT_EVENTS
     )
     return render(request, "metering/customer_detail.html", {"customer": customer, "events": recent.events})
+
+
+@require_POST
+@dashboard_view
+def customer_portal_open(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A fresh portal link for the customer, opened right away (to see what the customer sees)."""
+    session = portal_session_create(customer=_active_customer_or_404(request, public_id))
+    return redirect(reverse("flexmeter:portal", args=[session.token]))
+
+
+@require_POST
+@dashboard_view
+def customer_portal_revoke(request: HttpRequest, public_id: str) -> HttpResponse:
+    customer = portal_sessions_revoke(customer=_active_customer_or_404(request, public_id))
+    messages.success(request, f"Every portal link issued so far for “{customer}” stopped working.")
+    return redirect("metering:customer_detail", public_id=customer.public_id)

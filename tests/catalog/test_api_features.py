@@ -231,3 +231,57 @@ def test_put_feature_adds_values_to_an_existing_meter_filter(api):
     refused = api.put(f"/v1/features/{feature['id']}", {"filters": [{"key": "region", "values": ["x" * 1025]}]})
     assert refused.status_code == 400
     assert list(refused.json()["details"]) == ["filters[0].values[0]"]
+
+
+def test_clone_copies_the_feature_under_a_new_name_and_shares_the_meter(api, environment):
+    source = api.post("/v1/features", {**INLINE, "description": "Calls to the API"}).json()
+    response = api.post(f"/v1/features/{source['id']}/clone", {"name": "API Calls (EU)", "metadata": {"team": "eu"}})
+    assert response.status_code == 201
+    clone = response.json()
+    assert clone["id"] != source["id"] and clone["id"].startswith("feat_")
+    assert (clone["name"], clone["lookup_key"], clone["type"]) == ("API Calls (EU)", "api_calls_eu", "metered")
+    assert clone["meter_id"] == source["meter_id"]
+    assert (clone["unit_singular"], clone["unit_plural"]) == ("API call", "API calls")
+    assert clone["alert_settings"] == source["alert_settings"]
+    assert (clone["description"], clone["metadata"]) == ("Calls to the API", {"team": "eu"})
+    assert api.get(f"/v1/features/{source['id']}").json()["metadata"] == {"team": "platform"}
+    # deleting the clone leaves the shared meter counting for the source
+    api.delete(f"/v1/features/{clone['id']}")
+    assert Meter.objects.get(public_id=source["meter_id"]).status == MeterStatus.PUBLISHED
+
+
+def test_clone_with_own_lookup_key_and_description(api):
+    source = api.post("/v1/features", {"name": "Seats", "type": "static", "value": "10"}).json()
+    body = {"name": "Seats XL", "lookup_key": "seats_xl", "description": "Big plan"}
+    clone = api.post(f"/v1/features/{source['id']}/clone", body).json()
+    assert (clone["lookup_key"], clone["value"], clone["description"], clone["meter_id"]) == (
+        "seats_xl",
+        "10",
+        "Big plan",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "path"),
+    [
+        ({}, 400, "name"),
+        ({"name": "Seats"}, 400, "name"),
+        ({"name": "Seats 2", "lookup_key": "seats"}, 409, "lookup_key"),
+    ],
+)
+def test_clone_needs_a_new_name_and_a_free_lookup_key(api, body, status, path):
+    source = api.post("/v1/features", {"name": "Seats", "type": "boolean"}).json()
+    response = api.post(f"/v1/features/{source['id']}/clone", body)
+    assert response.status_code == status
+    assert path in response.json()["details"]
+    assert Feature.objects.count() == 1
+
+
+def test_clone_of_a_deleted_or_foreign_feature_is_refused(api, other_environment):
+    foreign = FeatureFactory(environment=other_environment)
+    assert api.post(f"/v1/features/{foreign.public_id}/clone", {"name": "Mine"}).status_code == 404
+    source = api.post("/v1/features", {"name": "Seats", "type": "boolean"}).json()
+    api.delete(f"/v1/features/{source['id']}")
+    response = api.post(f"/v1/features/{source['id']}/clone", {"name": "Seats again"})
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_operation")

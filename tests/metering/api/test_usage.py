@@ -1,5 +1,6 @@
 """Usage, validate, lookup and customer usage endpoints (SPEC §6.2, §6.5, §7): wire shapes and exact numbers."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -240,6 +241,19 @@ def test_lookup_returns_event_status_and_debug_tracker(api, environment, other_a
     assert api.get("/v1/events/lookup").status_code == 400
 
 
+def test_lookup_narrows_by_customer_and_time_window_when_given(api, environment):
+    send(environment, event_name="llm", customer="acme", event_id="e1", timestamp="2025-01-02T00:00")
+
+    def status(**params) -> int:
+        return api.get("/v1/events/lookup", {"id": "e1", **params}).status_code
+
+    assert status(external_customer_id="acme") == 200
+    assert status(external_customer_id="globex") == 404
+    assert status(start_time="2025-01-02T00:00:00Z", end_time="2025-01-02T00:00:01Z") == 200
+    assert status(start_time="2025-01-02T00:00:01Z") == 404
+    assert status(end_time="2025-01-02T00:00:00Z") == 404
+
+
 def test_validate_explains_without_storing(api, environment):
     MeterFactory(environment=environment, event_name="api.calls", name="Calls")
 
@@ -286,3 +300,174 @@ def test_customer_usage_lists_every_metered_feature_with_units(api, environment,
 def test_usage_endpoints_need_an_api_key(anonymous_api):
     assert anonymous_api.post("/v1/events/usage", {}).status_code == 401
     assert anonymous_api.get("/v1/events/lookup", {"id": "x"}).status_code == 401
+
+
+def test_usage_summary_by_id_or_lookup_key_and_for_chosen_features(api, environment, other_environment):
+    from django.utils import timezone
+
+    now = timezone.now()
+    customer = CustomerFactory(environment=environment, external_id="acme", billing_anchor=now - dt.timedelta(days=3))
+    CustomerFactory(environment=other_environment, external_id="acme")
+    calls_meter = MeterFactory(environment=environment, event_name="calls")
+    calls = FeatureFactory(environment=environment, name="Calls", lookup_key="calls", meter=calls_meter)
+    tokens = FeatureFactory(
+        environment=environment,
+        name="Tokens",
+        lookup_key="tokens",
+        meter=MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="n"),
+    )
+    for _ in range(3):
+        send(environment, event_name="calls", customer="acme", timestamp=(now - dt.timedelta(hours=1)).isoformat())
+    send(environment, event_name="llm", customer="acme", timestamp=now.isoformat(), properties='{"n": 0.125}')
+    before_the_period = (now - dt.timedelta(days=4)).isoformat()
+    send(environment, event_name="llm", customer="acme", timestamp=before_the_period, properties={"n": 1000})
+    send(environment, event_name="calls", customer="other", timestamp=now.isoformat())
+
+    body = api.get("/v1/customers/usage", {"customer_id": customer.public_id}).json()
+    assert body["customer_id"] == customer.public_id
+    assert body["period"]["period"] == "MONTHLY"
+    assert [(row["feature"]["id"], row["current_usage"]) for row in body["features"]] == [
+        (calls.public_id, "3"),
+        (tokens.public_id, "0.125"),
+    ]
+    by_key = api.get("/v1/customers/usage", {"customer_lookup_key": "acme", "feature_ids": tokens.public_id}).json()
+    assert [(row["feature"]["lookup_key"], row["current_usage"]) for row in by_key["features"]] == [("tokens", "0.125")]
+    both = api.get(
+        "/v1/customers/usage",
+        {"customer_lookup_key": "acme", "feature_ids": calls.public_id, "feature_lookup_keys": "tokens"},
+    ).json()
+    assert len(both["features"]) == 2
+    listed = api.get("/v1/customers/usage?customer_lookup_key=acme&feature_lookup_keys=calls,tokens").json()
+    assert [row["current_usage"] for row in listed["features"]] == ["3", "0.125"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "path"),
+    [
+        ({}, 400, "customer_id"),
+        ({"customer_id": "cust_x", "customer_lookup_key": "acme"}, 400, "customer_id"),
+        ({"customer_lookup_key": "nobody"}, 404, "external_id"),
+        ({"customer_id": "cust_nope"}, 404, "id"),
+        ({"customer_lookup_key": "acme", "feature_ids": "feat_nope"}, 400, "feature_ids"),
+        ({"customer_lookup_key": "acme", "feature_lookup_keys": "nope"}, 400, "feature_lookup_keys"),
+    ],
+)
+def test_usage_summary_rejects_unknown_customers_and_features(api, environment, params, status, path):
+    CustomerFactory(environment=environment, external_id="acme")
+    response = api.get("/v1/customers/usage", params)
+    assert response.status_code == status
+    assert path in response.json()["details"]
+
+
+def _analytics(api, body: dict) -> list[dict]:
+    response = api.post("/v1/events/analytics", {**JAN, **body})
+    assert response.status_code == 200, response.json()
+    return response.json()["items"]
+
+
+@pytest.fixture
+def tokens_feature(environment):
+    meter = MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="tokens")
+    units = {"unit_singular": "token", "unit_plural": "tokens"}
+    feature = FeatureFactory(environment=environment, name="Tokens", meter=meter, **units)
+    for day, customer, properties in [
+        ("2025-01-02T10:00", "acme", '{"tokens": 100, "model": "small", "region": "eu"}'),
+        ("2025-01-02T11:00", "acme", '{"tokens": 0.5, "model": "large", "region": "eu"}'),
+        ("2025-01-03T09:00", "acme", '{"tokens": 40, "model": "small", "region": "us"}'),
+        ("2025-01-03T09:30", "acme", '{"tokens": 7, "region": "us"}'),
+        ("2025-01-03T09:45", "acme", '{"tokens": 3, "model": null, "region": "us"}'),
+        ("2025-01-04T00:00", "globex", '{"tokens": 1000, "model": "small", "region": "eu"}'),
+        ("2024-12-31T23:59", "acme", '{"tokens": 5000, "model": "small", "region": "eu"}'),
+    ]:
+        send(environment, event_name="llm", customer=customer, timestamp=day, properties=properties)
+    return feature
+
+
+def test_analytics_total_and_points_per_window_match_meter_usage(api, tokens_feature):
+    (item,) = _analytics(api, {"external_customer_id": "acme", "window_size": "DAY"})
+    assert (item["feature_id"], item["name"], item["event_name"]) == (tokens_feature.public_id, "Tokens", "llm")
+    assert (item["aggregation_type"], item["meter_id"]) == ("SUM", tokens_feature.meter.public_id)
+    assert (item["total_usage"], item["unit"], item["unit_plural"], item["properties"]) == (
+        "150.5",
+        "token",
+        "tokens",
+        {},
+    )
+    assert item["points"] == [
+        {"timestamp": "2025-01-02T00:00:00Z", "usage": "100.5"},
+        {"timestamp": "2025-01-03T00:00:00Z", "usage": "50"},
+    ]
+    meter_usage = api.post(
+        "/v1/events/usage/meter",
+        {"meter_id": tokens_feature.meter.public_id, "external_customer_id": "acme", "window_size": "DAY", **JAN},
+    ).json()
+    assert meter_usage["value"] == 150.5
+    assert [window["value"] for window in meter_usage["results"]] == [100.5, 50]
+    (everyone,) = _analytics(api, {})
+    assert (everyone["total_usage"], everyone["points"], everyone["window_size"]) == ("1150.5", [], None)
+
+
+def test_analytics_splits_by_properties_with_one_group_for_events_without_the_property(api, tokens_feature):
+    items = _analytics(api, {"external_customer_id": "acme", "group_by": ["properties.model"], "window_size": "DAY"})
+    assert [(item["properties"], item["total_usage"]) for item in items] == [
+        ({"model": "large"}, "0.5"),
+        ({"model": "small"}, "140"),
+        ({}, "10"),  # missing and null: one group of its own
+    ]
+    assert items[1]["points"] == [
+        {"timestamp": "2025-01-02T00:00:00Z", "usage": "100"},
+        {"timestamp": "2025-01-03T00:00:00Z", "usage": "40"},
+    ]
+    items = _analytics(api, {"group_by": ["feature_id", "properties.region", "properties.model"]})
+    assert [(item["properties"], item["total_usage"]) for item in items] == [
+        ({"region": "eu", "model": "large"}, "0.5"),
+        ({"region": "eu", "model": "small"}, "1100"),
+        ({"region": "us", "model": "small"}, "40"),
+        ({"region": "us"}, "10"),
+    ]
+
+
+def test_analytics_property_filters_feature_ids_and_expand(api, environment, tokens_feature):
+    other = FeatureFactory(
+        environment=environment, name="Calls", meter=MeterFactory(environment=environment, event_name="llm")
+    )
+    items = _analytics(api, {"property_filters": {"region": ["eu"]}, "group_by": ["properties.model"]})
+    assert [(item["name"], item["properties"], item["total_usage"]) for item in items] == [
+        ("Calls", {"model": "large"}, "1"),
+        ("Calls", {"model": "small"}, "2"),
+        ("Tokens", {"model": "large"}, "0.5"),
+        ("Tokens", {"model": "small"}, "1100"),
+    ]
+    (item,) = _analytics(api, {"feature_ids": [other.public_id], "expand": ["feature", "meter", "price"]})
+    assert item["total_usage"] == "6"
+    assert (item["feature"]["id"], item["meter"]["id"]) == (other.public_id, other.meter.public_id)
+    assert "feature" not in _analytics(api, {"feature_ids": [other.public_id]})[0]
+
+
+def test_analytics_honours_a_meter_that_never_resets(api, environment):
+    meter = MeterFactory(
+        environment=environment, event_name="seats", aggregation_type="SUM", aggregation_field="n", reset_usage="NEVER"
+    )
+    FeatureFactory(environment=environment, meter=meter)
+    send(environment, event_name="seats", timestamp="2024-11-01T00:00", properties={"n": 3, "team": "a"})
+    send(environment, event_name="seats", timestamp="2025-01-10T00:00", properties={"n": 2, "team": "b"})
+    items = _analytics(api, {"group_by": ["properties.team"]})
+    assert [(item["properties"], item["total_usage"]) for item in items] == [({"team": "a"}, "3"), ({"team": "b"}, "2")]
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"group_by": ["source"]}, "group_by[0]"),
+        ({"group_by": ["properties."]}, "group_by[0]"),
+        ({"sources": ["api"]}, "sources"),
+        ({"property_filters": {"region": []}}, "property_filters"),
+        ({"window_size": "FORTNIGHT"}, "window_size"),
+        ({"feature_ids": ["feat_nope"]}, "feature_ids"),
+        ({"start_time": "2025-02-01T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"}, "end_time"),
+    ],
+)
+def test_analytics_rejects_what_it_cannot_answer(api, tokens_feature, body, path):
+    response = api.post("/v1/events/analytics", body)
+    assert response.status_code == 400
+    assert path in response.json()["details"]

@@ -82,3 +82,25 @@ def test_customer_detail_shows_recent_events(dashboard: Client, environment):
 def test_customer_detail_of_another_environment_is_404(dashboard: Client, environment, other_environment):
     customer = CustomerFactory(environment=other_environment)
     assert dashboard.get(reverse("metering:customer_detail", args=[customer.public_id])).status_code == 404
+
+
+def test_open_portal_issues_a_link_and_revoke_stops_earlier_ones(dashboard: Client, environment, other_environment):
+    customer = CustomerFactory(environment=environment, external_id="acme", name="Acme")
+    response = dashboard.post(f"/customers/{customer.public_id}/portal/")
+    assert response.status_code == 302
+    portal_url = response["Location"]
+    assert portal_url.startswith("/portal/")
+    anonymous = Client()
+    assert anonymous.get(portal_url).status_code == 200
+
+    response = dashboard.post(f"/customers/{customer.public_id}/portal/revoke/", follow=True)
+    assert "stopped working" in response.content.decode()
+    assert anonymous.get(portal_url).status_code == 403
+    assert anonymous.get(dashboard.post(f"/customers/{customer.public_id}/portal/")["Location"]).status_code == 200
+
+    foreign = CustomerFactory(environment=other_environment)
+    assert dashboard.post(f"/customers/{foreign.public_id}/portal/").status_code == 404
+    assert dashboard.post(f"/customers/{foreign.public_id}/portal/revoke/").status_code == 404
+    assert dashboard.get(f"/customers/{customer.public_id}/portal/").status_code == 405
+    signed_out = Client().post(f"/customers/{customer.public_id}/portal/")
+    assert (signed_out.status_code, signed_out["Location"].split("?")[0]) == (302, "/login/")
