@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "catalog",
     "metering",
     "entitlements",
+    "django_tasks_db",
+    "worker",
 ]
 # The bench_* commands are development tools in the top-level `benchmarks` package, which is not installed with
 # the product: they join only when asked for and when run from a checkout, so `manage.py help` never lists them.
@@ -204,6 +206,12 @@ if env_bool("CSP_REPORT_ONLY", False):
     SECURE_CSP_REPORT_ONLY = _csp
 else:
     SECURE_CSP = _csp
+
+# Background jobs go through Django's Tasks framework into a database queue that `manage.py run_worker` runs.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+WORKER_ROLLUPS_EVERY = float(os.environ.get("WORKER_ROLLUPS_EVERY", "300"))
+# A running job whose worker has not been seen for this long is put back on the queue (the worker was killed).
+WORKER_ABANDONED_AFTER = float(os.environ.get("WORKER_ABANDONED_AFTER", "60"))
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
