@@ -30,9 +30,7 @@ class _Heartbeat(threading.Thread):
                 connections.close_all()
 
 
-def worker_run(
-    *, poll_interval: float, abandoned_after: float, worker_id: str | None = None, log=None
-) -> None:
+def worker_run(*, poll_interval: float, abandoned_after: float, worker_id: str | None = None, log=None) -> None:
     """Run until SIGINT/SIGTERM. Tasks are claimed and run by django-tasks-db's own Worker (SKIP LOCKED claims),
     one batch of ready tasks per turn; between batches this loop does the scheduling."""
     worker_id = worker_id or get_random_string(32)
