@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TASKS_TABLE = DBTaskResult._meta.db_table
 SLOW_JOB = "tests.worker.jobs.slow_on_first_attempt"
+WHERE_SLOW_JOB = "WHERE task_path = %s"
 
 
 class ChildDatabase:
@@ -112,13 +113,13 @@ def test_a_job_held_by_a_worker_killed_with_sigkill_is_run_by_another(child_db):
         )
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        assert child_db.rows(f"SELECT status FROM {TASKS_TABLE} WHERE task_path = %s", (SLOW_JOB,)) == [("RUNNING",)]
+        assert child_db.rows(f"SELECT status FROM {TASKS_TABLE} {WHERE_SLOW_JOB}", (SLOW_JOB,)) == [("RUNNING",)]
 
         second = _manage("run_worker", "--interval", "0.2", "--worker-id", "second", env=env)
         status, worker_ids, return_value = _wait_for(
             lambda: child_db.rows(
-                f"SELECT status, CAST(worker_ids AS TEXT), CAST(return_value AS TEXT) FROM {TASKS_TABLE} WHERE task_path = %s "
-                "AND status NOT IN ('RUNNING', 'READY')",
+                f"SELECT status, CAST(worker_ids AS TEXT), CAST(return_value AS TEXT) FROM {TASKS_TABLE} "
+                f"{WHERE_SLOW_JOB} AND status NOT IN ('RUNNING', 'READY')",
                 (SLOW_JOB,),
             ),
             timeout=60,
