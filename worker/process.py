@@ -10,7 +10,8 @@ from contextlib import contextmanager
 def worker_child(*, stop_timeout: float = 15) -> Iterator[subprocess.Popen]:
     """Start `run_worker` in a child process with this process's settings and environment; stop it (SIGTERM, then
     SIGKILL after `stop_timeout` seconds) when the block ends, however it ends."""
-    child = subprocess.Popen([sys.executable, "-m", "django", "run_worker", "--verbosity", "0"])
+    # Its own session: a Ctrl-C in the terminal reaches only the parent, which then stops the worker once, gracefully.
+    child = subprocess.Popen([sys.executable, "-m", "django", "run_worker", "--verbosity", "0"], start_new_session=True)
     try:
         yield child
     finally:

@@ -65,6 +65,7 @@ def abandoned_tasks_requeue(*, abandoned_after: float) -> list[str]:
     (killed, or cut off from the database); return their ids. Delivery is therefore at least once: a job must
     tolerate running again after a crash (rollup refresh recomputes the same days)."""
     cutoff = timezone.now() - dt.timedelta(seconds=abandoned_after)
+    WorkerProcess.objects.filter(seen_at__lt=cutoff - dt.timedelta(days=1)).delete()
     alive = set(WorkerProcess.objects.filter(seen_at__gte=cutoff).values_list("worker_id", flat=True))
     requeued = []
     with transaction.atomic():
