@@ -209,9 +209,22 @@ else:
 
 # Background jobs go through Django's Tasks framework into a database queue that `manage.py run_worker` runs.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-WORKER_ROLLUPS_EVERY = float(os.environ.get("WORKER_ROLLUPS_EVERY", "300"))
+
+
+def env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}.") from None
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds, got {raw!r}.")
+    return value
+
+
+WORKER_ROLLUPS_EVERY = env_seconds("WORKER_ROLLUPS_EVERY", 300)
 # A running job whose worker has not been seen for this long is put back on the queue (the worker was killed).
-WORKER_ABANDONED_AFTER = float(os.environ.get("WORKER_ABANDONED_AFTER", "60"))
+WORKER_ABANDONED_AFTER = env_seconds("WORKER_ABANDONED_AFTER", 60)
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

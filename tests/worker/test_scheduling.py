@@ -2,8 +2,12 @@
 dead worker go back to the queue (SPEC §11: a killed worker loses nothing)."""
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -114,3 +118,18 @@ def test_tasks_of_a_dead_worker_go_back_to_the_queue_and_live_workers_keep_their
     }
     requeued = DBTaskResult.objects.get(id=of_dead)
     assert requeued.started_at is None and requeued.worker_ids == ["dead"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf"])
+def test_worker_intervals_must_be_positive_numbers_of_seconds(value):
+    completed = subprocess.run(
+        [sys.executable, "-c", "import flexmeter.settings"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "WORKER_ROLLUPS_EVERY": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "WORKER_ROLLUPS_EVERY must be a" in completed.stderr
