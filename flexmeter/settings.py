@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "catalog",
     "metering",
     "entitlements",
+    "django_tasks_db",
+    "worker",
 ]
 # The bench_* commands are development tools in the top-level `benchmarks` package, which is not installed with
 # the product: they join only when asked for and when run from a checkout, so `manage.py help` never lists them.
@@ -212,6 +214,25 @@ else:
 PORTAL_SESSION_SECONDS = int(os.environ.get("PORTAL_SESSION_SECONDS", "3600"))
 PORTAL_FRAME_ANCESTORS = env_list("PORTAL_FRAME_ANCESTORS", "")
 X_FRAME_OPTIONS = "DENY"
+
+# Background jobs go through Django's Tasks framework into a database queue that `manage.py run_worker` runs.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+def env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}.") from None
+    if not 0 < value < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds, got {raw!r}.")
+    return value
+
+
+WORKER_ROLLUPS_EVERY = env_seconds("WORKER_ROLLUPS_EVERY", 300)
+# A running job whose worker has not been seen for this long is put back on the queue (the worker was killed).
+WORKER_ABANDONED_AFTER = env_seconds("WORKER_ABANDONED_AFTER", 60)
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -8,19 +8,24 @@ from flexmeter.errors import FlexmeterError
 from metering.demo_data import DEMO_EVENTS
 from metering.progress import ProgressBar
 from metering.usage.rollups.refresh import rollups_refresh
+from worker.process import worker_child
 
 
 class Command(BaseCommand):
     help = (
         "Run the demo: migrate, seed demo data if the database is empty (catalog, customers, ~100,000 events), "
         "reset the 'admin' user's password to a new random one, issue a new demo API key (revoking the previous "
-        "one), print them with the URL, and serve the dashboard at http://127.0.0.1:8000 (static files included). "
+        "one), print them with the URL, and serve the dashboard at http://127.0.0.1:8000 (static files included) with "
+        "the background worker (run_worker) in a child process stopped with the server. "
         "Safe to run again: a non-empty database is never reseeded."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--addrport", default="127.0.0.1:8000", help="where to serve (default 127.0.0.1:8000)")
         parser.add_argument("--no-serve", action="store_true", help="prepare the demo but do not start the server")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="serve without the background worker (periodic jobs stop)"
+        )
         parser.add_argument(
             "--events", type=int, default=DEMO_EVENTS, help=f"events to seed into an empty database ({DEMO_EVENTS:,})"
         )
@@ -53,5 +58,11 @@ class Command(BaseCommand):
         self.stdout.write(f"  try it     curl -s {base_url}/v1/features -H 'x-api-key: {setup.api_key}'")
         if not options["no_serve"]:
             self.stdout.write("Serving the dashboard; press Ctrl-C to stop.")
+            if options["no_worker"]:
+                self.stdout.flush()
+                call_command("runserver", options["addrport"], use_reloader=False, insecure_serving=True)
+                return
+            self.stdout.write("The background worker runs alongside (rollup refresh and other periodic jobs).")
             self.stdout.flush()
-            call_command("runserver", options["addrport"], use_reloader=False, insecure_serving=True)
+            with worker_child():
+                call_command("runserver", options["addrport"], use_reloader=False, insecure_serving=True)

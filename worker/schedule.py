@@ -1,0 +1,22 @@
+"""The periodic jobs: what runs and how often. A later job (alert evaluation every 60 s, webhook deliveries) is
+one more entry here; the scheduler and the crash recovery need no change."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.tasks import Task
+
+from worker import tasks
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    task: Task
+    every_seconds: Callable[[], float]
+
+
+PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob("refresh_rollups", tasks.refresh_rollups, lambda: settings.WORKER_ROLLUPS_EVERY),
+)
