@@ -131,10 +131,9 @@ def customer_current_usage(
     """
     at = at or django_timezone.now()
     start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    features = list(
-        metered_features(environment=customer.environment, feature_ids=feature_ids, lookup_keys=lookup_keys)
+    features = _metered_features_named(
+        environment=customer.environment, feature_ids=feature_ids, lookup_keys=lookup_keys
     )
-    _check_all_found(features, feature_ids=feature_ids, lookup_keys=lookup_keys)
     meters = [cast(Meter, feature.meter) for feature in features]  # metered_features keeps only those with one
     queries = [
         UsageQuery(
@@ -163,6 +162,16 @@ def customer_current_usage(
             for feature, meter, result in zip(features, meters, results, strict=True)
         ],
     )
+
+
+def _metered_features_named(
+    *, environment, feature_ids: Collection[str] = (), lookup_keys: Collection[str] = ()
+) -> list[Feature]:
+    """The published metered features, or those named by id or lookup key: one naming none of them is a 400, so a
+    typo never silently reads as "no usage"."""
+    features = list(metered_features(environment=environment, feature_ids=feature_ids, lookup_keys=lookup_keys))
+    _check_all_found(features, feature_ids=feature_ids, lookup_keys=lookup_keys)
+    return features
 
 
 def _check_all_found(features: list[Feature], *, feature_ids: Collection[str], lookup_keys: Collection[str]) -> None:
@@ -203,7 +212,7 @@ def usage_analytics(
     Each feature's meter applies as in every other usage number (its filters and reset). One statement finds the
     groups, one more computes every (feature, group) through the engine; groups with no events do not appear.
     """
-    features = metered_features(environment=environment, feature_ids=feature_ids)
+    features = _metered_features_named(environment=environment, feature_ids=feature_ids)
     narrowing = tuple(
         Filter(key=key, operator="in", values=tuple(values)) for key, values in (property_filters or {}).items()
     )
