@@ -1,6 +1,8 @@
 """`manage.py demo` serves with the worker in a child process that stops when the server stops."""
 
 import io
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from flexmeter.management.commands import demo
+from worker.process import worker_child
 
 pytestmark = pytest.mark.django_db
 
@@ -40,3 +43,13 @@ def test_the_demo_server_runs_the_worker_alongside_and_stops_it(monkeypatch, tmp
     assert ("background worker runs alongside" in out.getvalue()) is expect_worker
     for pid in seen_while_serving:
         assert not Path(f"/proc/{pid}").exists(), "the worker outlived the server"
+
+
+def test_a_terminated_demo_stops_its_worker_instead_of_orphaning_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'child.sqlite3'}")
+    with pytest.raises(SystemExit) as stopped, worker_child() as child:
+        os.kill(os.getpid(), signal.SIGTERM)  # as systemd or `kill` stops the demo
+        time.sleep(10)  # the signal ends the block long before this does
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert child.poll() is not None, "the worker outlived the demo"
+    assert signal.getsignal(signal.SIGTERM) is handler_before
