@@ -47,6 +47,7 @@ def test_the_demo_server_runs_the_worker_alongside_and_stops_it(monkeypatch, tmp
 
 def test_a_terminated_demo_stops_its_worker_instead_of_orphaning_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'child.sqlite3'}")
+    handler_before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped, worker_child() as child:
         os.kill(os.getpid(), signal.SIGTERM)  # as systemd or `kill` stops the demo
         time.sleep(10)  # the signal ends the block long before this does
