@@ -56,9 +56,11 @@ _NOT_FOUND_WITHOUT_PATH_ID = {
     ("post", "/v1/entitlements/check"),
     ("post", "/v1/subscriptions"),
     ("get", "/v1/subscriptions"),
+    ("get", "/v1/customers/usage"),
+    ("put", "/v1/customers"),
 }
 # Creating or changing a resource with a unique key (external id, lookup key, definition) can clash: 409.
-_CONFLICTING_WRITE = re.compile(r"/v1/(meters|features|customers|plans|entitlements|subscriptions)(/\{\w+\})?")
+_CONFLICTING_WRITE = re.compile(r"/v1/(meters|features|customers|plans|entitlements|subscriptions)(/\{\w+\}(/clone)?)?")
 
 
 def operation_error_statuses(path: str, method: str) -> list[int]:

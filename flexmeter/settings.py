@@ -217,6 +217,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # Background jobs go through Django's Tasks framework into a database queue that `manage.py run_worker` runs.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+DATABASE_ROUTERS = ["worker.routers.QueueOnDefaultDatabase"]
 
 
 def env_seconds(name: str, default: float) -> float:
