@@ -22,11 +22,11 @@ from catalog.models import AggregationType
 from flexmeter.db import server_bound_cursor
 from flexmeter.errors import InvalidOperation
 from metering.models import Event
-from metering.usage.cel_sql import expression_sql
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.numbers import EXACT, divide, normalize
 from metering.usage.periods import UTC, from_local, next_bucket_start_local
+from metering.usage.predicate import selection_sql, value_sql
 from metering.usage.rollups.read import (
     Coverage,
     coverage_lookup,
@@ -41,7 +41,6 @@ from metering.usage.rollups.read import (
 from metering.usage.spec import (
     NULL_WHEN_EMPTY,
     AggregationSpec,
-    Filter,
     UsageQuery,
     UsageResult,
     UsageWindow,
@@ -55,45 +54,15 @@ NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 # --- SQL -----------------------------------------------------------------------------------------------------
 
 
-def condition_sql(spec: AggregationSpec, filter_: Filter, d: Dialect, p: Params) -> str:
-    """One filter of a meter's spec as a boolean; never NULL (missing values are decided explicitly)."""
-    return filter_sql(filter_, d, p)
-
-
-def filter_sql(filter_: Filter, d: Dialect, p: Params) -> str:
-    """One property filter of SPEC §4 on the canonical text of SPEC §3, as a boolean that is never NULL. Meters and
-    the event list's `property_filters` both filter with it."""
-    text = d.canonical(p, filter_.key)
-    if filter_.operator in ("in", "not_in"):
-        match = d.equals_any(p, text, list(filter_.values))
-    else:
-        match = d.contains_any(p, text, list(filter_.values))
-    if filter_.operator in ("in", "contains"):
-        return f"({text} IS NOT NULL AND {match})"
-    return f"({text} IS NULL OR NOT {match})"
-
-
-def value_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str | None:
-    """The per-event quantity: numeric field value, CEL result, or canonical text for COUNT_UNIQUE."""
-    if spec.aggregation_type == AggregationType.COUNT:
-        return None
-    if spec.expression is not None:
-        return expression_sql(spec.expression, d, p)
-    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-        return d.canonical(p, spec.field)
-    return d.number(p, spec.field)
-
-
 def _where(query: UsageQuery, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None) -> str:
-    spec = query.spec
-    parts = [f"e.environment_id = {p(query.environment_id)}", f"e.event_name = {p(spec.event_name)}"]
+    """The environment, the meter's selection (the predicate module's), the customer and `[lower, upper)`."""
+    parts = [f"e.environment_id = {p(query.environment_id)}", *selection_sql(query.spec, d, p)]
     if query.customer is not None:
         parts.append(f"e.external_customer_id = {p(query.customer)}")
     if lower is not None:
         parts.append(f"e.timestamp >= {d.timestamp(p, lower)}")
     if upper is not None:
         parts.append(f"e.timestamp < {d.timestamp(p, upper)}")
-    parts.extend(condition_sql(spec, f, d, p) for f in spec.filters)
     return " AND ".join(parts)
 
 
