@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -74,6 +75,18 @@ def refuse_unserved_backend(url: str, cluster: str = "") -> EventsBackend:
     if backend.is_clickhouse:
         raise ImproperlyConfigured(UNSERVED.format(url=url))
     return backend
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(url: str, cluster: str) -> EventsBackend:
+    return parse_events_url(url, cluster=cluster)
+
+
+def events_backend() -> EventsBackend:
+    """The events backend the settings select (read on every call, so tests may switch it)."""
+    from django.conf import settings
+
+    return _parsed(settings.EVENTS_URL, settings.EVENTS_CLICKHOUSE_CLUSTER)
 
 
 _clients: dict[str, object] = {}

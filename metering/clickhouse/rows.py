@@ -14,7 +14,7 @@ import datetime as dt
 from decimal import Decimal
 
 from metering import exactjson
-from metering.usage.numbers import canonical_text, number_text, numeric_value
+from metering.usage.numbers import EXACT, canonical_text, number_text, numeric_value
 
 DECIMAL_SCALE = 20
 DECIMAL_INTEGER_DIGITS = 56
@@ -40,7 +40,7 @@ def representable(value: Decimal) -> bool:
     """Whether `Decimal256(20)` holds `value` exactly."""
     if value.is_zero():
         return True
-    reduced = value.normalize()
+    reduced = value.normalize(EXACT)  # the default context would round to 28 digits first
     return reduced.as_tuple().exponent >= -DECIMAL_SCALE and reduced.adjusted() < DECIMAL_INTEGER_DIGITS  # type: ignore[operator]
 
 

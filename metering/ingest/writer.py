@@ -20,6 +20,7 @@ from django.utils import timezone
 from flexmeter.db import server_bound_cursor
 from flexmeter.models import Environment
 from flexmeter.services import api_key_authenticate, api_key_ctes
+from metering.clickhouse.config import events_backend
 from metering.ingest.validation import EventInput
 from metering.models import Event
 
@@ -44,6 +45,11 @@ def events_store(*, environment: Environment, events: list[EventInput]) -> Inges
     """
     if not events:
         return IngestResult(accepted=0, duplicates=0)
+    backend = events_backend()
+    if backend.is_clickhouse:
+        from metering.ingest.clickhouse import clickhouse_events_store  # the optional extra, only when selected
+
+        return clickhouse_events_store(backend=backend, environment_id=environment.pk, events=events)
     if len({event.event_id for event in events}) != len(events):
         events = list({event.event_id: event for event in events}.values())
     ingested_at = timezone.now()
@@ -66,7 +72,7 @@ def events_store_for_key(*, raw_key: str, events: list[EventInput]) -> IngestRes
     """
     if not raw_key:
         return None
-    if connection.vendor == "postgresql" and 0 < len(events) < _COPY_THRESHOLD:
+    if connection.vendor == "postgresql" and 0 < len(events) < _COPY_THRESHOLD and not events_backend().is_clickhouse:
         if len({event.event_id for event in events}) != len(events):
             events = list({event.event_id: event for event in events}.values())
         return _store_postgresql_values_for_key(raw_key, events, timezone.now())

@@ -124,6 +124,7 @@ def test_numbers_are_stored_exactly_and_unrepresentable_ones_are_marked(ch_backe
             tokens=Decimal("12345678901234567890123.5"),
             text=" 1e3 ",
             tiny=Decimal("1E-25"),
+            long=Decimal("12345678901234567890.000000000000000000001"),
             flag=True,
             label="gpt",
             price=Decimal("1.50"),
@@ -143,6 +144,7 @@ def test_numbers_are_stored_exactly_and_unrepresentable_ones_are_marked(ch_backe
         "label": "gpt",
         "price": "1.50",
         "tiny": "0.0000000000000000000000001",
+        "long": "12345678901234567890.000000000000000000001",
     }
-    assert inexact == ["tiny"]
+    assert inexact == ["tiny", "long"]
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal("12345678901234567890123.5")}
