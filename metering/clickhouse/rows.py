@@ -73,7 +73,7 @@ def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int
         event.event_name,
         event.external_customer_id,
         event.timestamp,
-        ingested_at,
+        getattr(event, "ingested_at", None) or ingested_at,  # a stored Event being copied keeps its own
         event.source,
         properties_json,
         texts,

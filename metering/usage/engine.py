@@ -343,16 +343,21 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 
 def run_usage_queries(
-    queries: list[UsageQuery], *, using: str = DEFAULT_DB_ALIAS, rollups: bool = True
+    queries: list[UsageQuery],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    rollups: bool = True,
+    backend: EventsBackend | None = None,
 ) -> list[UsageResult | dict[str, Decimal | None]]:
     """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}.
 
     On PostgreSQL, whole days that have a valid rollup are read from it (`rollups=False` reads raw events only);
     the rollup lookup and the statement then share one snapshot, so the answer is the same either way.
+    `backend` overrides the events backend of the settings (the copy command compares both stores).
     """
     if not queries:
         return []
-    backend = events_backend()
+    backend = backend or events_backend()
     if backend.is_clickhouse:
         return _run_on_clickhouse(queries, backend)
     connection = connections[using]

@@ -64,7 +64,7 @@ class ClickHouseDialect(Dialect):
 
     def number(self, p, key):
         k = p(key)
-        value = f"if(mapContains(e.numbers, {k}), toDecimal256(e.numbers[{k}], {SCALE}), NULL)"
+        value = f"if(mapContains(e.numbers, {k}), toDecimal256OrNull(e.numbers[{k}], {SCALE}), NULL)"
         return _guard(value, f"has(e.inexact, {k})")
 
     def cel_variable(self, p, key):
