@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def target(chdb_path):
+def target(chdb_path, settings):
+    settings.EVENTS_URL = ""  # the source is the Django database, whichever backend this run tests
     url = f"chdb://{chdb_path}?database=copy_{uuid.uuid4().hex[:8]}"
     backend = parse_events_url(url)
     yield url, backend
