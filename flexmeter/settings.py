@@ -135,6 +135,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # A request that fails because the database cannot be reached is answered 503 with this Retry-After (seconds).
 DATABASE_UNAVAILABLE_RETRY_AFTER = 5
 
+# Where events live (SPEC §12): unset = the database above; clickhouse://… or chdb://… see metering/clickhouse.
+EVENTS_URL = os.environ.get("EVENTS_URL", "")
+EVENTS_CLICKHOUSE_CLUSTER = os.environ.get("EVENTS_CLICKHOUSE_CLUSTER", "")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

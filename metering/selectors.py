@@ -20,7 +20,7 @@ from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
-from metering.usage.engine import filter_sql
+from metering.usage.predicate import filter_sql
 from metering.usage.spec import Filter
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -1,6 +1,8 @@
 """Fixtures shared by every test: environments, API clients with keys, a logged-in dashboard client."""
 
 import json
+import os
+import uuid
 
 import pytest
 from django.test import Client
@@ -79,3 +81,37 @@ def dashboard(user, environment) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+# FLEXMETER_TEST_EVENTS=chdb runs the selected tests with events in ClickHouse (chdb, in-process): every test gets
+# its own database in one data directory per run (chdb opens one directory per process).
+EVENTS_UNDER_TEST = os.environ.get("FLEXMETER_TEST_EVENTS", "")
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("chdb")
+
+
+def chdb_backend(chdb_path):
+    """A fresh ClickHouse events database on chdb: (backend, drop)."""
+    from metering.clickhouse.config import CHDB, EventsBackend, clickhouse_client
+    from metering.clickhouse.schema import schema_statements
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    backend = EventsBackend(kind=CHDB, url=f"chdb://{chdb_path}?database={database}", database=database)
+    client = clickhouse_client(backend)
+    for statement in schema_statements(database):
+        client.command(statement)
+    return backend, lambda: client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture(autouse=True)
+def events_under_test(request, settings):
+    if EVENTS_UNDER_TEST != "chdb":
+        yield None
+        return
+    backend, drop = chdb_backend(request.getfixturevalue("chdb_path"))
+    settings.EVENTS_URL = backend.url
+    yield backend
+    drop()

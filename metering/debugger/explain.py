@@ -2,9 +2,9 @@
 
 `event_debug_report` explains a stored event or a candidate event that was never stored (the "test an event"
 box and POST /v1/events/validate). Every yes/no and every quantity comes from the SQL the totals use
-(`condition_sql`, `value_sql` of the engine) evaluated on that one event, so the debugger cannot disagree with
-usage. Python only words the explanation: which filter failed, what kind of value a property holds.
-Pure domain code: plain dataclasses out, no HTTP.
+(`metering.usage.predicate.match_columns`, the pieces of the engine's WHERE) evaluated on that one event, so
+the debugger cannot disagree with usage. Python only words the explanation: which filter failed, what kind of
+value a property holds. Pure domain code: plain dataclasses out, no HTTP.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
-from metering.usage.engine import condition_sql, value_sql
 from metering.usage.numbers import EXACT, canonical_text, cel_input, normalize, numeric_value, value_kind
+from metering.usage.predicate import match_columns
 from metering.usage.spec import AggregationSpec, Filter
 
 STATUS_PROCESSED = "processed"
@@ -143,15 +143,13 @@ def _evaluate(meters: list[Meter], event, properties: dict) -> list[MeterMatch]:
         except (ExpressionError, ArithmeticError, ValueError):
             plans.append((meter, None, [], None))
             continue
-        filter_columns = []
-        for filter_ in spec.filters:
-            filter_columns.append(len(columns))
-            columns.append(f"CASE WHEN {condition_sql(spec, filter_, d, p)} THEN 1 ELSE 0 END")
+        pieces = match_columns(spec, d, p)
+        filter_columns = list(range(len(columns), len(columns) + len(pieces.filters)))
+        columns.extend(pieces.filters)
         value_column = None
-        value = value_sql(spec, d, p)
-        if value is not None:
+        if pieces.value is not None:
             value_column = len(columns)
-            columns.append(d.as_text(value))
+            columns.append(pieces.value)
         plans.append((meter, spec, filter_columns, value_column))
     if isinstance(event, Event) and event.pk:
         source = f"{Event._meta.db_table} e WHERE e.id = {p(event.pk)}"

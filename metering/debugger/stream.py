@@ -1,10 +1,9 @@
 """Reads behind the event debugger's stream: a page of events with their §7 status, and unmatched event names.
 
-The status of a row is decided in SQL for the whole page at once, with the engine's own per-meter predicate
-(event name + `condition_sql` for every filter + `value_sql` present for value aggregations), OR-ed across the
-published meters. It is the predicate that decides whether an event counts in a total, so a row marked
-`processed` always has a quantity in the debugger and in usage, and the status filter is the same predicate
-used as a WHERE clause.
+The status of a row is decided in SQL for the whole page at once, with the predicate module's `match_sql` OR-ed
+across the published meters. The engine's WHERE clause is built from the same module, so a row marked `processed`
+always has a quantity in the debugger and in usage, and the status filter is the same predicate used as a WHERE
+clause.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.expressions import ExpressionError
-from catalog.models import AggregationType, Meter
+from catalog.models import Meter
 from catalog.rules import similar_names
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
@@ -27,28 +26,15 @@ from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import event_row_condition, events_matching, keyset_page
 from metering.usage.dialects import dialect_for
-from metering.usage.dialects.base import Dialect, Params
-from metering.usage.engine import condition_sql, value_sql
+from metering.usage.dialects.base import Params
+from metering.usage.predicate import any_match_sql
 from metering.usage.spec import AggregationSpec
 
 STATUSES = (STATUS_PROCESSED, STATUS_UNMATCHED, STATUS_CUSTOMER_NOT_FOUND)
 STREAM_PAGE_SIZE = 50
 
 
-# --- the match predicate ------------------------------------------------------------------------------------
-
-
-def meter_match_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str:
-    """SQL that is true when event row `e` counts for a meter with this spec (SPEC §4, rules 1–3).
-
-    Built only from the engine's fragments: the event name, every filter's `condition_sql`, and for value
-    aggregations the engine's `value_sql` not being NULL (missing, non-numeric or a failing expression).
-    """
-    parts = [f"e.event_name = {p(spec.event_name)}"]
-    parts.extend(condition_sql(spec, filter_, d, p) for filter_ in spec.filters)
-    if spec.aggregation_type != AggregationType.COUNT:
-        parts.append(f"({value_sql(spec, d, p)}) IS NOT NULL")
-    return "(" + " AND ".join(parts) + ")"
+# --- the published meters -----------------------------------------------------------------------------------
 
 
 def published_specs(environment: Environment) -> list[AggregationSpec]:
@@ -62,16 +48,9 @@ def published_specs(environment: Environment) -> list[AggregationSpec]:
     return specs
 
 
-def any_meter_match_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
-    """True when row `e` counts for at least one of `specs` (FALSE without meters)."""
-    if not specs:
-        return "(1 = 0)"
-    return "(" + " OR ".join(meter_match_sql(spec, d, p) for spec in specs) + ")"
-
-
 def matched_expression(specs: list[AggregationSpec]) -> RawSQL:
     """A boolean ORM expression for an `Event` queryset: does this row count for any published meter?"""
-    return event_row_condition(lambda d, p: any_meter_match_sql(specs, d, p))
+    return event_row_condition(lambda d, p: any_match_sql(specs, d, p))
 
 
 # --- the stream ---------------------------------------------------------------------------------------------
@@ -208,7 +187,7 @@ def unmatched_event_names(
     specs = published_specs(environment)
     dialect = dialect_for(connection)
     params = Params()
-    where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_meter_match_sql(specs, dialect, params)}"]
+    where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_match_sql(specs, dialect, params)}"]
     if start is not None:
         where.append(f"e.timestamp >= {dialect.timestamp(params, start)}")
     if end is not None:

@@ -3,12 +3,11 @@
 The text is built where the events are validated (the import's worker process, see `metering.importing.workers`), so the
 process that talks to PostgreSQL only forwards bytes: formatting a row through psycopg's `write_row` costs
 about as much Python time as validating it. Rows carry every column except `ingested_at`, which is the time of
-the write and so is filled in by `copy_store` (in COPY text a raw newline can only end a row, so the row ends are
+the write and so is filled in by `CopyWriter.store` (in COPY text a raw newline can only end a row, so the row ends are
 exactly where it goes).
 
-`copy_store` has the semantics of `writer.events_store` for large batches: a plain COPY straight into the
-indexed table when every id is new, else COPY into the session's staging table and one upsert where a
-redelivered `event_id` replaces the stored event (last delivery wins) and is counted as a duplicate.
+`CopyWriter` hands the text to the writer's `events_store_copy_text`, which has the semantics of `events_store`
+for large batches; this module never writes the events table itself.
 """
 
 from __future__ import annotations
@@ -17,13 +16,10 @@ import re
 from collections.abc import Iterable
 from typing import cast
 
-import psycopg
-from django.db import connection, transaction
 from django.utils import timezone
 
-from metering.ingest import writer
 from metering.ingest.validation import EventInput
-from metering.ingest.writer import IngestResult
+from metering.ingest.writer import IngestResult, events_store_copy_text
 
 # Column order of the COPY text: ingested_at last, appended to each row at write time.
 COPY_COLUMNS = (
@@ -59,8 +55,8 @@ def copy_text(environment_id: int, events: Iterable[EventInput]) -> bytes:
 
 
 class CopyWriter:
-    """Writes COPY-text batches of one environment. After a batch that met stored ids it goes straight to the
-    staging upsert (a re-import meets them batch after batch) until a batch turns out to be all new again."""
+    """Writes COPY-text batches of one environment through the writer. After a batch that met stored ids it goes
+    straight to the upsert (a re-import meets them batch after batch) until a batch turns out to be all new."""
 
     def __init__(self, environment_id: int):
         self.environment_id = environment_id
@@ -72,34 +68,8 @@ class CopyWriter:
         if not events:
             return IngestResult(accepted=0, duplicates=0)
         stamp = f"{timezone.now().isoformat()}\n".encode()
-        data = data.replace(b"\n", stamp)
-        if not self.expect_duplicates:
-            try:
-                with (
-                    transaction.atomic(),
-                    connection.cursor() as cursor,
-                    cursor.copy(f"COPY metering_event ({COPY_COLUMNS}) FROM STDIN") as copy,
-                ):
-                    copy.write(data)
-                return IngestResult(accepted=events, duplicates=0)
-            except psycopg.errors.UniqueViolation:
-                pass
-        duplicates = _upsert(data)
+        duplicates = events_store_copy_text(
+            data.replace(b"\n", stamp), columns=COPY_COLUMNS, direct=not self.expect_duplicates
+        )
         self.expect_duplicates = duplicates > 0
         return IngestResult(accepted=events, duplicates=duplicates)
-
-
-def _upsert(data: bytes) -> int:
-    """COPY into the session's staging table, then one upsert that empties it; returns the duplicates."""
-    # The staging table and the upsert are the writer's own (shared with the API's large batches).
-    columns, staging = writer._COLUMNS, writer._STAGING_TABLE
-    move = writer._count_duplicates_sql(
-        f"INSERT INTO metering_event ({columns}) SELECT {columns} FROM staged ORDER BY event_id {writer._UPSERT_TAIL}",
-        before=f"staged AS (DELETE FROM {staging} RETURNING *),",
-    )
-    with transaction.atomic(), connection.cursor() as cursor:
-        writer._ensure_staging_table(cursor)
-        with cursor.copy(f"COPY {staging} ({COPY_COLUMNS}) FROM STDIN") as copy:
-            copy.write(data)
-        cursor.execute(move)
-        return cursor.fetchone()[0]

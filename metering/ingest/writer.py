@@ -9,7 +9,9 @@ batches use one multi-row upsert. SQLite does the same upsert under its database
 
 import datetime as dt
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from django.db import connection, transaction
@@ -18,6 +20,7 @@ from django.utils import timezone
 from flexmeter.db import server_bound_cursor
 from flexmeter.models import Environment
 from flexmeter.services import api_key_authenticate, api_key_ctes
+from metering.clickhouse.config import events_backend
 from metering.ingest.validation import EventInput
 from metering.models import Event
 
@@ -42,6 +45,11 @@ def events_store(*, environment: Environment, events: list[EventInput]) -> Inges
     """
     if not events:
         return IngestResult(accepted=0, duplicates=0)
+    backend = events_backend()
+    if backend.is_clickhouse:
+        from metering.ingest.clickhouse import clickhouse_events_store  # the optional extra, only when selected
+
+        return clickhouse_events_store(backend=backend, environment_id=environment.pk, events=events)
     if len({event.event_id for event in events}) != len(events):
         events = list({event.event_id: event for event in events}.values())
     ingested_at = timezone.now()
@@ -64,7 +72,7 @@ def events_store_for_key(*, raw_key: str, events: list[EventInput]) -> IngestRes
     """
     if not raw_key:
         return None
-    if connection.vendor == "postgresql" and 0 < len(events) < _COPY_THRESHOLD:
+    if connection.vendor == "postgresql" and 0 < len(events) < _COPY_THRESHOLD and not events_backend().is_clickhouse:
         if len({event.event_id for event in events}) != len(events):
             events = list({event.event_id: event for event in events}.values())
         return _store_postgresql_values_for_key(raw_key, events, timezone.now())
@@ -154,38 +162,51 @@ def _store_postgresql_values_for_key(
 
 
 def _store_postgresql_batch(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
-    """Large batches: try a plain COPY into the table; when any id already exists, upsert through staging.
+    """Large batches: COPY rows written by psycopg (see `_copy_or_upsert`), in event_id order."""
+    events = sorted(events, key=lambda event: event.event_id)
+
+    def write(copy) -> None:
+        for event in events:
+            copy.write_row(_row(environment_id, event, ingested_at))
+
+    return _copy_or_upsert(write, _COLUMNS, direct=True)
+
+
+def events_store_copy_text(data: bytes, *, columns: str, direct: bool) -> int:
+    """Store ready-made PostgreSQL COPY text (rows of `columns`, unique ids in event_id order, `ingested_at`
+    included) with the same semantics as `events_store`; returns how many replaced a stored event. `direct`
+    first tries a plain COPY into the table, worth it when the ids are probably all new."""
+    return _copy_or_upsert(lambda copy: copy.write(data), columns, direct=direct)
+
+
+def _copy_or_upsert(write: Callable[[Any], None], columns: str, *, direct: bool) -> int:
+    """Try a plain COPY into the table (when `direct`); when any id already exists, upsert through staging.
 
     A COPY into the indexed table costs PostgreSQL about a third less than staging + upsert. It is all or
     nothing: a unique violation (an id already stored, or being stored by a concurrent delivery, which the COPY
     waits for) rolls back just this attempt, and the upsert then replaces those events. Rows go in event_id
-    order on both paths so concurrent batches take row locks in the same order and cannot deadlock.
+    order on both paths so concurrent batches take row locks in the same order and cannot deadlock. `write`
+    writes the rows into a psycopg `Copy`; it may be called twice.
     """
-    events = sorted(events, key=lambda event: event.event_id)
-    try:
-        with (
-            transaction.atomic(),
-            connection.cursor() as cursor,
-            cursor.copy(f"COPY metering_event ({_COLUMNS}) FROM STDIN") as copy,
-        ):
-            for event in events:
-                copy.write_row(_row(environment_id, event, ingested_at))
-        return 0
-    except psycopg.errors.UniqueViolation:
-        return _store_postgresql_upsert(environment_id, events, ingested_at)
-
-
-def _store_postgresql_upsert(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
-    """COPY into a session-temporary staging table, then one upsert that also empties it."""
+    if direct:
+        try:
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                cursor.copy(f"COPY metering_event ({columns}) FROM STDIN") as copy,
+            ):
+                write(copy)
+            return 0
+        except psycopg.errors.UniqueViolation:
+            pass
     move = _count_duplicates_sql(
         f"INSERT INTO metering_event ({_COLUMNS}) SELECT {_COLUMNS} FROM staged ORDER BY event_id {_UPSERT_TAIL}",
         before=f"staged AS (DELETE FROM {_STAGING_TABLE} RETURNING *),",
     )
     with transaction.atomic(), connection.cursor() as cursor:
         _ensure_staging_table(cursor)
-        with cursor.copy(f"COPY {_STAGING_TABLE} ({_COLUMNS}) FROM STDIN") as copy:
-            for event in events:
-                copy.write_row(_row(environment_id, event, ingested_at))
+        with cursor.copy(f"COPY {_STAGING_TABLE} ({columns}) FROM STDIN") as copy:
+            write(copy)
         cursor.execute(move)
         return cursor.fetchone()[0]
 

@@ -21,12 +21,14 @@ from django.db import DEFAULT_DB_ALIAS, DataError, connections
 from catalog.models import AggregationType
 from flexmeter.db import server_bound_cursor
 from flexmeter.errors import InvalidOperation
+from metering.clickhouse.config import EventsBackend, clickhouse_client, events_backend
 from metering.models import Event
-from metering.usage.cel_sql import expression_sql
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
+from metering.usage.dialects.clickhouse import NOT_EXACT, ClickHouseDialect, UnsupportedOnClickHouse
 from metering.usage.numbers import EXACT, divide, normalize
 from metering.usage.periods import UTC, from_local, next_bucket_start_local
+from metering.usage.predicate import selection_sql, value_sql
 from metering.usage.rollups.read import (
     EVERYONE,
     Coverage,
@@ -43,7 +45,6 @@ from metering.usage.rollups.read import (
 from metering.usage.spec import (
     NULL_WHEN_EMPTY,
     AggregationSpec,
-    Filter,
     UsageQuery,
     UsageResult,
     UsageWindow,
@@ -57,45 +58,15 @@ NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 # --- SQL -----------------------------------------------------------------------------------------------------
 
 
-def condition_sql(spec: AggregationSpec, filter_: Filter, d: Dialect, p: Params) -> str:
-    """One filter of a meter's spec as a boolean; never NULL (missing values are decided explicitly)."""
-    return filter_sql(filter_, d, p)
-
-
-def filter_sql(filter_: Filter, d: Dialect, p: Params) -> str:
-    """One property filter of SPEC §4 on the canonical text of SPEC §3, as a boolean that is never NULL. Meters and
-    the event list's `property_filters` both filter with it."""
-    text = d.canonical(p, filter_.key)
-    if filter_.operator in ("in", "not_in"):
-        match = d.equals_any(p, text, list(filter_.values))
-    else:
-        match = d.contains_any(p, text, list(filter_.values))
-    if filter_.operator in ("in", "contains"):
-        return f"({text} IS NOT NULL AND {match})"
-    return f"({text} IS NULL OR NOT {match})"
-
-
-def value_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str | None:
-    """The per-event quantity: numeric field value, CEL result, or canonical text for COUNT_UNIQUE."""
-    if spec.aggregation_type == AggregationType.COUNT:
-        return None
-    if spec.expression is not None:
-        return expression_sql(spec.expression, d, p)
-    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-        return d.canonical(p, spec.field)
-    return d.number(p, spec.field)
-
-
 def _where(query: UsageQuery, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None) -> str:
-    spec = query.spec
-    parts = [f"e.environment_id = {p(query.environment_id)}", f"e.event_name = {p(spec.event_name)}"]
+    """The environment, the meter's selection (the predicate module's), the customer and `[lower, upper)`."""
+    parts = [f"e.environment_id = {p(query.environment_id)}", *selection_sql(query.spec, d, p)]
     if query.customer is not None:
         parts.append(f"e.external_customer_id = {p(query.customer)}")
     if lower is not None:
         parts.append(f"e.timestamp >= {d.timestamp(p, lower)}")
     if upper is not None:
         parts.append(f"e.timestamp < {d.timestamp(p, upper)}")
-    parts.extend(condition_sql(spec, f, d, p) for f in spec.filters)
     return " AND ".join(parts)
 
 
@@ -133,7 +104,7 @@ def part_sql(
         c_sql = c if c is not None else "NULL"
         return (
             f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, {n1} AS n1, {n2} AS n2 "
-            f"FROM {table} e WHERE {where}{extra_where}{group}{having}"
+            f"FROM {d.events_source(table)} WHERE {where}{extra_where}{group}{having}"
         )
 
     if part == CARRY:
@@ -177,7 +148,7 @@ def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
     c_sql = c if c is not None else "NULL"
     return (
         f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {group} AS g, {d.agg_max(v)} AS m "
-        f"FROM {table} e WHERE {where} GROUP BY 1, 2, 3, 4"
+        f"FROM {d.events_source(table)} WHERE {where} GROUP BY 1, 2, 3, 4"
     )
 
 
@@ -210,9 +181,8 @@ def distinct_values_sql(
     w_sql = w if w is not None else d.null_timestamp
     c_sql = "e.external_customer_id" if query.by_customer else "NULL"
     where = _where(query, d, p, lower, upper)
-    return (
-        f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, {value_sql(query.spec, d, p)} AS t FROM {table} e WHERE {where}"
-    )
+    value = value_sql(query.spec, d, p)
+    return f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, {value} AS t FROM {d.events_source(table)} WHERE {where}"
 
 
 def _count_distinct_sql(head: str, sources: list[str], d: Dialect) -> str:
@@ -230,18 +200,27 @@ def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
     w_sql = w if w is not None else d.null_timestamp
     c_sql = c if c is not None else "NULL"
     group = _group_by(w, c)
+    if d.vendor == "clickhouse":
+        # no row id: the delivery's version breaks a tie of timestamp and ingestion time, then the event id
+        key = "(e.timestamp, e.ingested_at, e.version, e.event_id)"
+        having = f" HAVING count({v}) > 0" if group else ""
+        return (
+            f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, "
+            f"if(count({v}) > 0, toString(argMaxIf({v}, {key}, {v} IS NOT NULL)), NULL) AS n1, NULL AS n2 "
+            f"FROM {d.events_source(table)} WHERE {where}{group}{having}"
+        )
     if d.vendor == "sqlite":
         latest = f"fm_latest(e.timestamp, e.ingested_at, e.id, {v})"
         return (
             f"SELECT * FROM (SELECT {head}, {w_sql} AS w, {c_sql} AS c, {latest} AS n1, NULL AS n2 "
-            f"FROM {table} e WHERE {where}{group}) latest WHERE latest.n1 IS NOT NULL"
+            f"FROM {d.events_source(table)} WHERE {where}{group}) latest WHERE latest.n1 IS NOT NULL"
         )
     # n2 is the winner's ordering key (timestamp, ingested_at, id), to pick the latest among pieces and rollups
     order_key = "ARRAY[EXTRACT(EPOCH FROM e.timestamp), EXTRACT(EPOCH FROM e.ingested_at), e.id::numeric]"
     if w is None and c is None:
         order = "e.timestamp DESC, e.ingested_at DESC, e.id DESC"  # walks the usage index backwards
         inner = (
-            f"SELECT {v} AS v, {order_key} AS k FROM {table} e WHERE {where} AND {v} IS NOT NULL "
+            f"SELECT {v} AS v, {order_key} AS k FROM {d.events_source(table)} WHERE {where} AND {v} IS NOT NULL "
             f"ORDER BY {order} LIMIT 1"
         )
         return (
@@ -252,7 +231,7 @@ def _latest_sql(query, head, w, c, where, v, d: Dialect) -> str:
     key = f"ARRAY[EXTRACT(EPOCH FROM e.timestamp), EXTRACT(EPOCH FROM e.ingested_at), e.id::numeric, {v}]"
     return (
         f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, ((max({key}))[4])::text AS n1, "
-        f"((max({key}))[1:3])::text AS n2 FROM {table} e WHERE {where} AND {v} IS NOT NULL{group}"
+        f"((max({key}))[1:3])::text AS n2 FROM {d.events_source(table)} WHERE {where} AND {v} IS NOT NULL{group}"
     )
 
 
@@ -497,15 +476,23 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 
 def run_usage_queries(
-    queries: list[UsageQuery], *, using: str = DEFAULT_DB_ALIAS, rollups: bool = True
+    queries: list[UsageQuery],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    rollups: bool = True,
+    backend: EventsBackend | None = None,
 ) -> list[UsageResult | dict[str, Decimal | None]]:
     """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}.
 
     On PostgreSQL, whole days that have a valid rollup are read from it (`rollups=False` reads raw events only);
     the rollup lookup and the statement then share one snapshot, so the answer is the same either way.
+    `backend` overrides the events backend of the settings (the copy command compares both stores).
     """
     if not queries:
         return []
+    backend = backend or events_backend()
+    if backend.is_clickhouse:
+        return _run_on_clickhouse(queries, backend)
     connection = connections[using]
     d = dialect_for(connection)
     p = Params()
@@ -516,7 +503,6 @@ def run_usage_queries(
         for query, fingerprint in zip(queries, fingerprints, strict=True)
         if fingerprint is not None
     ]
-    rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
     snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
     with snapshot, server_bound_cursor(connection) as cursor:
         coverage = coverage_lookup(cursor, wanted)
@@ -539,6 +525,37 @@ def run_usage_queries(
                 "(events stored before the limits on property numbers can hold such values)",
                 details={"usage": "a value of this window is too large to aggregate"},
             ) from None
+    return _results(queries, d, fetched)
+
+
+def _run_on_clickhouse(queries: list[UsageQuery], backend: EventsBackend) -> list:
+    """The same statement on the ClickHouse events store (no rollups: it scans a month of events fast enough)."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError  # the optional extra, only when selected
+
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    try:
+        selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p, None)]
+    except UnsupportedOnClickHouse as error:
+        raise InvalidOperation(str(error)) from error
+    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    try:
+        result = clickhouse_client(backend).query(
+            statement, parameters=p.values, settings={"union_default_mode": "DISTINCT"}
+        )
+    except ClickHouseError as error:
+        if NOT_EXACT in str(error):
+            raise InvalidOperation(
+                "This usage cannot be computed exactly on the ClickHouse events backend: a value, product or sum "
+                "exceeds 56 integer or 20 decimal digits"
+            ) from error
+        raise
+    return _results(queries, d, result.result_rows)
+
+
+def _results(queries: list[UsageQuery], d: Dialect, fetched) -> list:
+    """Partial aggregates of the statement's rows combined into each query's result."""
+    rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
     for tag, part, w, c, n1, n2 in fetched:
         spec = queries[tag].spec
         value = (_dec(n1), _latest_key(n2) if spec.aggregation_type == AggregationType.LATEST else _dec(n2))

@@ -42,6 +42,10 @@ class Dialect:
     def __init__(self, connection=None):
         self.connection = connection or default_connection
 
+    def events_source(self, table: str) -> str:
+        """The FROM item of the events table, aliased `e`."""
+        return f"{table} e"
+
     # values in and out
     def timestamp(self, p: Params, value: dt.datetime) -> str:
         return p(value)

@@ -4,17 +4,26 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from flexmeter.errors import ValidationFailed
+from flexmeter.errors import InvalidOperation, ValidationFailed
+from metering import exactjson
+from metering.clickhouse.rows import representable
 from metering.usage.engine import run_usage_queries
+from metering.usage.numbers import numeric_value
 from metering.usage.selectors import meter_usage, meter_usage_by_customer
 from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
 from tests.factories import EnvironmentFactory
-from tests.metering.usage.helpers import at, send, usage_statements
+from tests.metering.usage.helpers import at, on_clickhouse, send, usage_statements
 
 pytestmark = pytest.mark.django_db
 
 JAN = (at("2025-01-01T00:00"), at("2025-02-01T00:00"))
+
+
+def beyond_clickhouse(properties: str) -> bool:
+    """Whether an event's JSON holds a number Decimal256(20) cannot represent (ClickHouse then refuses exactly)."""
+    value = numeric_value(exactjson.loads(properties).get("v")) if properties.startswith("{") else None
+    return value is not None and not representable(value)
 
 
 def meter_for(environment, aggregation_type, field="v", **kwargs):
@@ -92,6 +101,10 @@ NON_NUMERIC = [
 )
 def test_value_aggregations_are_exact_and_exclude_non_numeric_values(environment, aggregation_type, values, expected):
     meter_kwargs = {"multiplier": "2"} if aggregation_type == "SUM_WITH_MULTIPLIER" else {}
+    if on_clickhouse() and any(beyond_clickhouse(value) for value in values):
+        with pytest.raises(InvalidOperation, match="cannot be computed exactly on the ClickHouse"):
+            total(environment, aggregation_type, values, **meter_kwargs)
+        return
     assert total(environment, aggregation_type, values, **meter_kwargs) == expected
 
 
@@ -528,6 +541,10 @@ def test_totals_combined_from_windows_stay_exact(environment):
     for day, value in [(1, "0.1"), (2, "12345678901234567890.000000000000000000001"), (3, "0.2")]:
         send(environment, event_name="usage", timestamp=f"2025-01-{day:02d}T00:00", properties={"v": value})
 
+    if on_clickhouse():  # 21 decimals: beyond Decimal256(20), so ClickHouse refuses instead of rounding
+        with pytest.raises(InvalidOperation, match="cannot be computed exactly on the ClickHouse"):
+            meter_usage(meter=meter, start=JAN[0], end=JAN[1], window_size="DAY")
+        return
     result = meter_usage(meter=meter, start=JAN[0], end=JAN[1], window_size="DAY")
 
     assert result.value == Decimal("12345678901234567890.300000000000000000001")

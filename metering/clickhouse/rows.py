@@ -1,0 +1,84 @@
+"""A validated event as the row ClickHouse stores: the raw JSON, plus each top-level property's canonical text
+and exact number, decided by the one Python definition of SPEC §3 (metering/usage/numbers.py).
+
+ClickHouse's JSON functions read every number through a binary float (`12345678901234567890123.5` comes back as
+`1.2345678901234568e22`, `1.50` as `1.5`), so numbers and texts are taken from our exact parse at ingest time
+instead of from the JSON at query time. A number that `Decimal256(20)` cannot hold (more than 56 integer
+digits, or a non-zero 21st decimal) is listed in `inexact`: a query that would read it fails with a clear error
+rather than computing with a rounded value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from metering import exactjson
+from metering.usage.numbers import EXACT, canonical_text, number_text, numeric_value
+
+DECIMAL_SCALE = 20
+DECIMAL_INTEGER_DIGITS = 56
+
+EVENT_COLUMNS = (
+    "environment_id",
+    "event_id",
+    "event_name",
+    "external_customer_id",
+    "timestamp",
+    "ingested_at",
+    "source",
+    "properties",
+    "texts",
+    "numbers",
+    "inexact",
+    "version",
+    "is_deleted",
+)
+
+
+def representable(value: Decimal) -> bool:
+    """Whether `Decimal256(20)` holds `value` exactly."""
+    if value.is_zero():
+        return True
+    reduced = value.normalize(EXACT)  # the default context would round to 28 digits first
+    return reduced.as_tuple().exponent >= -DECIMAL_SCALE and reduced.adjusted() < DECIMAL_INTEGER_DIGITS  # type: ignore[operator]
+
+
+def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """(texts, numbers, inexact) of the top-level properties."""
+    texts: dict[str, str] = {}
+    numbers: dict[str, str] = {}
+    inexact: list[str] = []
+    for key, value in properties.items():
+        text = canonical_text(value)
+        if text is not None:
+            texts[key] = text
+        number = numeric_value(value)
+        if number is not None:
+            if representable(number):
+                numbers[key] = number_text(number)
+            else:
+                inexact.append(key)
+    return texts, numbers, inexact
+
+
+def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int) -> list:
+    """The `EVENT_COLUMNS` values of a validated `EventInput` (or a stored `Event`)."""
+    properties = event.properties if isinstance(event.properties, dict) else {}
+    texts, numbers, inexact = property_columns(properties)
+    properties_json = getattr(event, "properties_json", None) or exactjson.dumps(properties)
+    return [
+        environment_id,
+        event.event_id,
+        event.event_name,
+        event.external_customer_id,
+        event.timestamp,
+        getattr(event, "ingested_at", None) or ingested_at,  # a stored Event being copied keeps its own
+        event.source,
+        properties_json,
+        texts,
+        numbers,
+        inexact,
+        version,
+        0,
+    ]

@@ -1,0 +1,171 @@
+"""The ClickHouse dialect: exact `Decimal256(20)` arithmetic on numbers taken from our own exact parse.
+
+ClickHouse reads JSON numbers through binary floats, so a stored event carries each top-level property's
+canonical text (`texts`) and exact number (`numbers`), computed at ingest by metering/usage/numbers.py
+(metering/clickhouse/rows.py). Decimal256(20) holds 56 integer and 20 fractional digits, and ClickHouse wraps
+silently when a sum or product leaves that range; every such place is guarded with `throwIf`, so a number that
+cannot be computed exactly fails the request with `NOT_EXACT` in the message, never returns a wrapped or rounded
+value. A value that does not fit at all (`inexact` at ingest) fails the same way when a meter reads it.
+sqrt, log and pow exist only as binary floats in ClickHouse: expressions using them are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from metering.usage.dialects.base import Dialect
+from metering.usage.numbers import DIVISION_PLACES, number_text
+from metering.usage.periods import FIXED_STEPS
+
+SCALE = 20
+NOT_EXACT = "flexmeter: not_exact"
+# Float64 shadows of |values| decide "might leave the exact range": far from the wrap (about 5.7e57), near enough
+# to the 56 integer digits to refuse only what truly does not fit.
+_SUM_LIMIT = "1e55"
+_PRODUCT_LIMIT = "1e35"  # a product of two Decimal256(20) has scale 40, so 36 integer digits
+
+
+def _guard(value: str, condition: str) -> str:
+    """`value`, failing the whole query when `condition` holds for any row (NULL counts as false). The check is
+    the condition of an `if`, which is always evaluated: as an operand next to a NULL value it could be skipped."""
+    return f"if(throwIf(ifNull({condition}, 0), '{NOT_EXACT}') = 0, {value}, NULL)"
+
+
+class ClickHouseDialect(Dialect):
+    vendor = "clickhouse"
+    null_timestamp = "CAST(NULL AS Nullable(String))"
+
+    def __init__(self, database: str):
+        super().__init__()
+        self.database = database
+
+    def events_source(self, table: str) -> str:
+        # FINAL: of the rows of one sort key the highest version wins, a winning tombstone hides the event
+        return f"{self.database}.events AS e FINAL"
+
+    # values in and out
+    def timestamp(self, p, value):
+        text = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"toDateTime64({p(text)}, 6, 'UTC')"
+
+    def parse_local(self, value):
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def properties_literal(self, p, json_text):
+        raise NotImplementedError("the debugger does not evaluate candidate events on ClickHouse")
+
+    # property access
+    def present(self, p, key):
+        return f"JSONHas(e.properties, {p(key)})"
+
+    def canonical(self, p, key):
+        k = p(key)
+        return f"if(mapContains(e.texts, {k}), e.texts[{k}], NULL)"
+
+    def number(self, p, key):
+        k = p(key)
+        value = f"if(mapContains(e.numbers, {k}), toDecimal256OrNull(e.numbers[{k}], {SCALE}), NULL)"
+        return _guard(value, f"has(e.inexact, {k})")
+
+    def cel_variable(self, p, key):
+        return f"if(JSONHas(e.properties, {p(key)}), {self.number(p, key)}, toDecimal256(0, {SCALE}))"
+
+    # filters on canonical text
+    def equals_any(self, p, text_sql, values):
+        return f"has({p(list(values))}, {text_sql})"
+
+    def contains_any(self, p, text_sql, values):
+        return "(" + " OR ".join(f"position({text_sql}, {p(value)}) > 0" for value in values) + ")"
+
+    # arithmetic on numbers
+    def literal(self, value):
+        return f"toDecimal256('{number_text(value)}', {SCALE})"
+
+    def _fit(self, value: str) -> str:
+        """A scale-40 product back to scale 20, failing when a digit would be cut off."""
+        return _guard(f"toDecimal256({value}, {SCALE})", f"({value}) != toDecimal256({value}, {SCALE})")
+
+    def arithmetic(self, op, a, b):
+        if op == "/":
+            safe = f"if(({b}) = 0, toDecimal256(1, {SCALE}), ({b}))"
+            quotient = f"round(divideDecimal(({a}), {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
+            return f"if(({b}) = 0, NULL, toDecimal256({quotient}, {SCALE}))"
+        if op == "*":
+            product = _guard(f"(({a}) * ({b}))", f"abs(toFloat64({a})) * abs(toFloat64({b})) >= {_PRODUCT_LIMIT}")
+            return self._fit(product)
+        return _guard(f"(({a}) {op} ({b}))", f"abs(toFloat64({a})) + abs(toFloat64({b})) >= {_SUM_LIMIT}")
+
+    def multiply(self, a, b):
+        # a number times an integer (epoch microseconds): the scale stays 20
+        return _guard(f"(({a}) * ({b}))", f"abs(toFloat64({a})) * abs(toFloat64({b})) >= {_SUM_LIMIT}")
+
+    def negate(self, a):
+        return f"(-({a}))"
+
+    def compare(self, op, a, b):
+        sql_op = {"==": "=", "!=": "!="}.get(op, op)
+        return f"(({a}) {sql_op} ({b}))"
+
+    def call(self, function, args):
+        if function in ("abs", "ceil", "floor", "round"):
+            return f"toDecimal256({function}({args[0]}), {SCALE})"
+        if function in ("min", "max"):
+            a, b = args
+            first = "<=" if function == "min" else ">="
+            second = ">" if function == "min" else "<"
+            return f"(CASE WHEN ({a}) {first} ({b}) THEN ({a}) WHEN ({a}) {second} ({b}) THEN ({b}) END)"
+        raise UnsupportedOnClickHouse(
+            f"the expression function {function}() has no exact form on ClickHouse (only binary floats)"
+        )
+
+    # aggregates
+    def agg_sum(self, v):
+        return _guard(f"sumOrNull({v})", f"sum(abs(toFloat64({v}))) >= {_SUM_LIMIT}")
+
+    def agg_min(self, v):
+        return f"minOrNull({v})"
+
+    def agg_max(self, v):
+        return f"maxOrNull({v})"
+
+    def as_text(self, v):
+        return f"toString({v})"
+
+    def epoch_micros(self, ts):
+        return f"toUnixTimestamp64Micro({ts})"
+
+    def bucket(self, p, ts, size, zone, anchor):
+        # wall-clock time in `zone`, held as if it were UTC: bucket arithmetic then never meets a DST jump
+        local = f"toDateTime64(toString(toTimeZone({ts}, {p(zone)})), 6, 'UTC')"
+        if size == "MINUTE":
+            return f"toString(toStartOfMinute({local}))"
+        if size == "HOUR":
+            return f"toString(toStartOfHour({local}))"
+        if size == "DAY":
+            return f"toString(toStartOfDay({local}))"
+        if size == "WEEK":
+            return f"toString(toDateTime(toMonday({local}), 'UTC'))"
+        if size == "MONTH" and anchor is None:
+            return f"toString(toDateTime(toStartOfMonth({local}), 'UTC'))"
+        if size in FIXED_STEPS:
+            return f"toString(toStartOfInterval({local}, INTERVAL {FIXED_STEPS[size]} MINUTE))"
+        day = p(anchor.day)
+        offset = p(
+            (anchor.time.hour * 3600 + anchor.time.minute * 60 + anchor.time.second) * 10**6 + anchor.time.microsecond
+        )
+
+        def start_of(month_sql: str) -> str:
+            last_day = f"toDayOfMonth(toLastDayOfMonth({month_sql}))"
+            return (
+                f"(toDateTime64({month_sql}, 6, 'UTC') + toIntervalDay(least({day}, {last_day}) - 1) "
+                f"+ toIntervalMicrosecond({offset}))"
+            )
+
+        this_month = f"toStartOfMonth({local})"
+        previous_month = f"toStartOfMonth(addMonths({this_month}, -1))"
+        this_start = start_of(this_month)
+        return f"toString(if({local} >= {this_start}, {this_start}, {start_of(previous_month)}))"
+
+
+class UnsupportedOnClickHouse(ValueError):
+    """A meter definition the ClickHouse backend cannot compute exactly."""

@@ -1,0 +1,78 @@
+"""The one source of "this event counts for this meter" SQL (SPEC §4, rules 1–3).
+
+The engine's WHERE clause, the debugger stream's status of a row and the debugger's per-event explanation are
+all built from these fragments, so the three can never disagree: an event the stream marks `processed` is an
+event the totals count, with the quantity the explanation shows. Fragments address the event row as `e`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalog.models import AggregationType
+from metering.usage.cel_sql import expression_sql
+from metering.usage.dialects.base import Dialect, Params
+from metering.usage.spec import AggregationSpec, Filter
+
+
+def filter_sql(filter_: Filter, d: Dialect, p: Params) -> str:
+    """One filter of SPEC §4 as a boolean; never NULL (missing values are decided explicitly)."""
+    text = d.canonical(p, filter_.key)
+    if filter_.operator in ("in", "not_in"):
+        match = d.equals_any(p, text, list(filter_.values))
+    else:
+        match = d.contains_any(p, text, list(filter_.values))
+    if filter_.operator in ("in", "contains"):
+        return f"({text} IS NOT NULL AND {match})"
+    return f"({text} IS NULL OR NOT {match})"
+
+
+def value_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str | None:
+    """The per-event quantity: numeric field value, CEL result, or canonical text for COUNT_UNIQUE; None for
+    COUNT. NULL in SQL when the event has no usable value (missing, non-numeric, failing expression)."""
+    if spec.aggregation_type == AggregationType.COUNT:
+        return None
+    if spec.expression is not None:
+        return expression_sql(spec.expression, d, p)
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        return d.canonical(p, spec.field)
+    return d.number(p, spec.field)
+
+
+def selection_sql(spec: AggregationSpec, d: Dialect, p: Params) -> list[str]:
+    """Rules 1 and 2: the event name and every filter, as conditions to AND (the engine adds scope and time;
+    aggregates skip events whose value is NULL, rule 3, by themselves)."""
+    return [f"e.event_name = {p(spec.event_name)}", *(filter_sql(f, d, p) for f in spec.filters)]
+
+
+def match_sql(spec: AggregationSpec, d: Dialect, p: Params) -> str:
+    """True when row `e` counts for a meter with this spec: rules 1–3 (a value aggregation needs a value)."""
+    parts = selection_sql(spec, d, p)
+    value = value_sql(spec, d, p)
+    if value is not None:
+        parts.append(f"({value}) IS NOT NULL")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def any_match_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
+    """True when row `e` counts for at least one of `specs` (FALSE without meters)."""
+    if not specs:
+        return "(1 = 0)"
+    return "(" + " OR ".join(match_sql(spec, d, p) for spec in specs) + ")"
+
+
+@dataclass(frozen=True)
+class MatchColumns:
+    """The pieces of `match_sql` as separate columns, to say *which* rule failed: one boolean per filter (1/0, in
+    the spec's filter order) and the value as text (None for COUNT)."""
+
+    filters: list[str]
+    value: str | None
+
+
+def match_columns(spec: AggregationSpec, d: Dialect, p: Params) -> MatchColumns:
+    value = value_sql(spec, d, p)
+    return MatchColumns(
+        filters=[f"CASE WHEN {filter_sql(f, d, p)} THEN 1 ELSE 0 END" for f in spec.filters],
+        value=None if value is None else d.as_text(value),
+    )

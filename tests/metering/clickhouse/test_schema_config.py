@@ -1,0 +1,91 @@
+"""EVENTS_URL parsing, the startup refusal of a backend that cannot serve yet, and the DDL as text (SPEC §12)."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+from metering.clickhouse.config import (
+    CHDB,
+    CLICKHOUSE,
+    DJANGO,
+    clickhouse_client,
+    parse_events_url,
+    refuse_unserved_backend,
+)
+from metering.clickhouse.schema import schema_statements
+
+
+def test_an_unset_events_url_means_the_django_database():
+    assert parse_events_url("").kind == DJANGO
+    assert refuse_unserved_backend("  ").kind == DJANGO
+
+
+def test_clickhouse_and_chdb_urls():
+    server = parse_events_url("clickhouse://u:p@ch.internal:8123/metrics", cluster="main")
+    assert (server.kind, server.database, server.cluster) == (CLICKHOUSE, "metrics", "main")
+    assert parse_events_url("clickhouse://ch.internal:8123").database == "flexmeter"
+    local = parse_events_url("chdb:///var/flexmeter/events?database=ev", cluster="ignored")
+    assert (local.kind, local.database, local.cluster) == (CHDB, "ev", "")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/x", "unknown scheme 'mysql'"),
+        ("clickhouse:///nohost", "needs a host"),
+        ("chdb://", "needs a data directory"),
+        ("clickhouse://h/bad-name", "must be letters, digits and _"),
+    ],
+)
+def test_malformed_events_urls_are_configuration_errors(url, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        parse_events_url(url)
+
+
+def test_a_clickhouse_events_url_is_refused_at_startup_until_reads_are_served():
+    with pytest.raises(ImproperlyConfigured, match="do not read ClickHouse yet"):
+        refuse_unserved_backend("chdb:///tmp/events")
+
+
+def test_single_node_ddl_has_no_cluster_clauses():
+    ddl = "\n".join(schema_statements("flexmeter"))
+    assert "ON CLUSTER" not in ddl and "Replicated" not in ddl and "Distributed" not in ddl
+    assert "ENGINE = ReplacingMergeTree(version, is_deleted) PARTITION BY toYYYYMM(timestamp) " in ddl
+    assert "ORDER BY (environment_id, external_customer_id, event_name, timestamp, event_id)" in ddl
+
+
+def test_cluster_ddl_is_replicated_behind_distributed_tables_sharded_by_environment_and_customer():
+    statements = schema_statements("flexmeter", "prod's")
+    assert statements[0] == "CREATE DATABASE IF NOT EXISTS flexmeter ON CLUSTER 'prod\\'s'"
+    events_local, events = statements[1], statements[2]
+    assert events_local.startswith("CREATE TABLE IF NOT EXISTS flexmeter.events_local ON CLUSTER 'prod\\'s' (")
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flexmeter/events_local', '{replica}', "
+        "version, is_deleted)" in events_local
+    )
+    assert events == (
+        "CREATE TABLE IF NOT EXISTS flexmeter.events ON CLUSTER 'prod\\'s' AS flexmeter.events_local "
+        "ENGINE = Distributed('prod\\'s', flexmeter, events_local, cityHash64(environment_id, external_customer_id))"
+    )
+    keys = statements[4]
+    assert keys.endswith(
+        "ENGINE = Distributed('prod\\'s', flexmeter, event_keys_local, cityHash64(environment_id, event_id))"
+    )
+    assert len(statements) == 7
+
+
+def test_migrate_events_prints_the_cluster_ddl(capsys):
+    call_command("migrate_events", "--url", "clickhouse://h:8123/fm", "--cluster", "c1", "--print")
+    out = capsys.readouterr().out
+    assert "CREATE TABLE IF NOT EXISTS fm.events ON CLUSTER 'c1' AS fm.events_local" in out
+
+
+def test_migrate_events_creates_the_tables_on_chdb_and_is_idempotent(chdb_path, capsys):
+    url = f"chdb://{chdb_path}?database=migrated"
+    call_command("migrate_events", "--url", url)
+    call_command("migrate_events", "--url", url)
+    client = clickhouse_client(parse_events_url(url))
+    tables = client.query("SELECT name FROM system.tables WHERE database = 'migrated' ORDER BY name").result_rows
+    assert tables == [("copy_progress",), ("event_keys",), ("events",)]
+    client.command("DROP DATABASE migrated")
+    assert "events tables ready in migrated on a single node" in capsys.readouterr().out

@@ -1,0 +1,150 @@
+"""The ClickHouse writer keeps SPEC §3 on chdb: last delivery wins per (environment, event_id) even when a
+redelivery moves the event to another day, customer or name; concurrent duplicates never double count."""
+
+import datetime as dt
+from decimal import Decimal
+
+from metering.clickhouse.config import clickhouse_client
+from metering.ingest.clickhouse import clickhouse_events_store
+from metering.ingest.validation import EventInput
+from tests.concurrency import run_concurrently
+
+ENV = 7
+DAY = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+
+
+def event(event_id, *, customer="cust-a", name="api.call", at=DAY, **properties):
+    return EventInput(
+        event_id=event_id,
+        event_name=name,
+        external_customer_id=customer,
+        timestamp=at,
+        source="test",
+        properties=properties,
+    )
+
+
+def store(backend, *events, environment_id=ENV):
+    return clickhouse_events_store(backend=backend, environment_id=environment_id, events=list(events))
+
+
+def live(backend, environment_id=ENV):
+    """The events a query sees: (event_id, customer, name, timestamp, properties JSON)."""
+    result = clickhouse_client(backend).query(
+        f"SELECT event_id, external_customer_id, event_name, timestamp, properties "
+        f"FROM {backend.database}.events FINAL WHERE environment_id = %(env)s ORDER BY event_id",
+        parameters={"env": environment_id},
+    )
+    return [(i, c, n, t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t, p) for i, c, n, t, p in result.result_rows]
+
+
+def tokens_by_customer(backend):
+    result = clickhouse_client(backend).query(
+        f"SELECT external_customer_id, toString(sum(toDecimal256(numbers['tokens'], 20))) "
+        f"FROM {backend.database}.events FINAL WHERE environment_id = %(env)s GROUP BY 1 ORDER BY 1",
+        parameters={"env": ENV},
+    )
+    return {customer: Decimal(total) for customer, total in result.result_rows}
+
+
+def test_new_events_are_stored_and_a_redelivery_of_the_same_payload_is_a_duplicate(ch_backend):
+    first = store(ch_backend, event("e1", tokens=5), event("e2", tokens=7))
+    assert (first.accepted, first.duplicates) == (2, 0)
+    again = store(ch_backend, event("e1", tokens=5))
+    assert (again.accepted, again.duplicates) == (1, 1)
+    assert [row[0] for row in live(ch_backend)] == ["e1", "e2"]
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(12)}
+
+
+def test_a_redelivery_that_changes_properties_replaces_the_event(ch_backend):
+    store(ch_backend, event("e1", tokens=5))
+    store(ch_backend, event("e1", tokens=50))
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(50)}
+
+
+def test_redeliveries_that_move_the_event_to_another_day_customer_and_name_count_once(ch_backend):
+    store(ch_backend, event("e1", tokens=5), event("keep", tokens=1))
+    store(ch_backend, event("e1", tokens=6, at=DAY + dt.timedelta(days=40)))  # another month: another partition
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(7)}
+    store(ch_backend, event("e1", tokens=8, customer="cust-b"))
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(1), "cust-b": Decimal(8)}
+    store(ch_backend, event("e1", tokens=9, customer="cust-b", name="api.renamed"))
+    rows = live(ch_backend)
+    assert [(i, c, n) for i, c, n, _, _ in rows] == [("e1", "cust-b", "api.renamed"), ("keep", "cust-a", "api.call")]
+    # and back to where it started: the tombstone of the first key is outranked by the newer delivery
+    store(ch_backend, event("e1", tokens=3))
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(4)}
+    assert len(live(ch_backend)) == 2
+
+
+def test_the_answers_survive_background_merges(ch_backend):
+    store(ch_backend, event("e1", tokens=5))
+    store(ch_backend, event("e1", tokens=6, customer="cust-b"))
+    store(ch_backend, event("e2", tokens=1))
+    client = clickhouse_client(ch_backend)
+    client.command(f"OPTIMIZE TABLE {ch_backend.database}.events FINAL")
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(1), "cust-b": Decimal(6)}
+
+
+def test_within_one_batch_a_repeated_id_keeps_the_last_occurrence(ch_backend):
+    result = store(ch_backend, event("e1", tokens=1), event("e1", tokens=2, customer="cust-b"))
+    assert (result.accepted, result.duplicates) == (1, 0)
+    assert tokens_by_customer(ch_backend) == {"cust-b": Decimal(2)}
+
+
+def test_environments_are_separate(ch_backend):
+    store(ch_backend, event("e1", tokens=1))
+    result = store(ch_backend, event("e1", tokens=2), environment_id=ENV + 1)
+    assert result.duplicates == 0
+    assert len(live(ch_backend)) == 1
+    assert len(live(ch_backend, ENV + 1)) == 1
+
+
+def test_concurrent_deliveries_of_one_id_to_different_customers_never_double_count(ch_backend):
+    customers = [f"cust-{n}" for n in range(8)]
+    results = run_concurrently(
+        lambda worker: store(ch_backend, event("race", tokens=10 + worker, customer=customers[worker])), threads=8
+    )
+    assert sum(result.duplicates for result in results) == 7
+    rows = live(ch_backend)
+    assert len(rows) == 1
+    assert sum(tokens_by_customer(ch_backend).values()) in {Decimal(10 + n) for n in range(8)}
+    # the survivor is the last delivery written: the one with the highest version
+    newest = clickhouse_client(ch_backend).query(
+        f"SELECT external_customer_id FROM {ch_backend.database}.event_keys FINAL ORDER BY version DESC LIMIT 1"
+    )
+    assert rows[0][1] == newest.result_rows[0][0]
+
+
+def test_numbers_are_stored_exactly_and_unrepresentable_ones_are_marked(ch_backend):
+    store(
+        ch_backend,
+        event(
+            "e1",
+            tokens=Decimal("12345678901234567890123.5"),
+            text=" 1e3 ",
+            tiny=Decimal("1E-25"),
+            long=Decimal("12345678901234567890.000000000000000000001"),
+            flag=True,
+            label="gpt",
+            price=Decimal("1.50"),
+        ),
+    )
+    row = (
+        clickhouse_client(ch_backend)
+        .query(f"SELECT numbers, texts, inexact FROM {ch_backend.database}.events FINAL")
+        .result_rows[0]
+    )
+    numbers, texts, inexact = row
+    assert numbers == {"tokens": "12345678901234567890123.5", "text": "1000", "price": "1.50"}
+    assert texts == {
+        "tokens": "12345678901234567890123.5",
+        "text": " 1e3 ",
+        "flag": "true",
+        "label": "gpt",
+        "price": "1.50",
+        "tiny": "0.0000000000000000000000001",
+        "long": "12345678901234567890.000000000000000000001",
+    }
+    assert inexact == ["tiny", "long"]
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal("12345678901234567890123.5")}
