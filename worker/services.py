@@ -52,9 +52,12 @@ def periodic_jobs_enqueue_due(*, jobs: Iterable[PeriodicJob] = PERIODIC_JOBS) ->
                 continue
             job = jobs_by_name[schedule.name]
             result = job.task.enqueue()
+            # The interval counts from the queue's own stamp, not from `now` read before the lock was won: runs are
+            # then at least one interval apart as the queue records them.
+            enqueued_at = result.enqueued_at or now
             schedule.last_task_result_id = str(result.id)
-            schedule.last_enqueued_at = now
-            schedule.next_run_at = now + dt.timedelta(seconds=job.every_seconds())
+            schedule.last_enqueued_at = enqueued_at
+            schedule.next_run_at = enqueued_at + dt.timedelta(seconds=job.every_seconds())
             schedule.save(update_fields=["last_task_result_id", "last_enqueued_at", "next_run_at"])
             enqueued.append(schedule.name)
     return enqueued
