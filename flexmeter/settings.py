@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "entitlements",
     "django_tasks_db",
     "worker",
+    "webhooks",
 ]
 # The bench_* commands are development tools in the top-level `benchmarks` package, which is not installed with
 # the product: they join only when asked for and when run from a checkout, so `manage.py help` never lists them.
