@@ -240,6 +240,25 @@ WORKER_ROLLUPS_EVERY = env_seconds("WORKER_ROLLUPS_EVERY", 300)
 # A running job whose worker has not been seen for this long is put back on the queue (the worker was killed).
 WORKER_ABANDONED_AFTER = env_seconds("WORKER_ABANDONED_AFTER", 60)
 
+# Webhook delivery (SPEC §11): how often the worker looks for due messages, how long one POST may take, how many run
+# at once, how long a claim holds a message before another run may take it (a killed worker's messages are retried
+# after it), the delay before each attempt (comma-separated seconds) and after how long of unbroken failures an
+# endpoint is disabled.
+WEBHOOKS_DELIVER_EVERY = env_seconds("WEBHOOKS_DELIVER_EVERY", 2)
+WEBHOOKS_TIMEOUT = env_seconds("WEBHOOKS_TIMEOUT", 15)
+WEBHOOKS_CONCURRENCY = max(1, int(env_seconds("WEBHOOKS_CONCURRENCY", 8)))
+WEBHOOKS_CLAIM_LEASE = env_seconds("WEBHOOKS_CLAIM_LEASE", 2 * WEBHOOKS_TIMEOUT + 30)
+if WEBHOOKS_CLAIM_LEASE <= WEBHOOKS_TIMEOUT:
+    raise ImproperlyConfigured("WEBHOOKS_CLAIM_LEASE must be longer than WEBHOOKS_TIMEOUT.")
+try:
+    WEBHOOKS_RETRY_SCHEDULE = tuple(
+        float(part)
+        for part in os.environ.get("WEBHOOKS_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000").split(",")
+    )
+except ValueError:
+    raise ImproperlyConfigured("WEBHOOKS_RETRY_SCHEDULE must be comma-separated numbers of seconds.") from None
+WEBHOOKS_DISABLE_AFTER = env_seconds("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600)
+
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)

@@ -16,7 +16,7 @@ class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    fields = ["attempted_at", "status_code", "duration_ms", "error", "response_excerpt", "succeeded"]
+    fields = ("attempted_at", "status_code", "duration_ms", "error", "response_excerpt", "succeeded")
     readonly_fields = fields
 
 

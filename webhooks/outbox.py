@@ -62,7 +62,7 @@ def _insert_messages(*, environment: Environment, event_type: str, rows: list[di
         )
     else:  # pragma: no cover - flexmeter runs on SQLite and PostgreSQL
         raise NotImplementedError(connection.vendor)
-    params = [
+    params: list = [
         environment.pk,
         event_type,
         MessageStatus.PENDING,

@@ -19,4 +19,5 @@ class PeriodicJob:
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("refresh_rollups", tasks.refresh_rollups, lambda: settings.WORKER_ROLLUPS_EVERY),
+    PeriodicJob("deliver_webhooks", tasks.deliver_webhooks, lambda: settings.WEBHOOKS_DELIVER_EVERY),
 )

@@ -3,6 +3,7 @@
 from django.tasks import task
 
 from metering.usage.rollups.refresh import rollups_refresh
+from webhooks.delivery import deliveries_run
 
 
 @task
@@ -12,3 +13,10 @@ def refresh_rollups() -> dict[str, int | list[str]]:
     report = rollups_refresh()
     # Meters the refresh had to skip are named in the result, which stays in the queue table (and admin) to read.
     return {"definitions": report.definitions, "days": report.days, "rows": report.rows, "skipped": report.skipped}
+
+
+@task
+def deliver_webhooks() -> dict[str, int]:
+    """Deliver the webhook messages that are due (at most ~30 s of work per run, so the other jobs keep their turn).
+    Safe after a crash: a message whose delivery was cut off is due again when its claim's lease runs out."""
+    return deliveries_run(budget_seconds=30).as_dict()
