@@ -81,7 +81,7 @@ def _part_bounds(query: UsageQuery, part: int) -> tuple[dt.datetime | None, dt.d
 
 
 def part_sql(
-    query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime
+    query: UsageQuery, tag: int, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None
 ) -> str:
     """One SELECT of the UNION: raw-event aggregates of `query` for a part (total, carry-in, or per window),
     over `[lower, upper)` (a part's whole range, or the piece of it that rollups do not cover)."""
@@ -153,7 +153,7 @@ def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
 
 
 def bucket_cells_sql(
-    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime
+    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None
 ) -> str:
     """`_bucket_cells_sql` of a part over `[lower, upper)`."""
     w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
@@ -173,7 +173,7 @@ def bucket_maxima_sum_sql(head: str, sources: list[str], d: Dialect) -> str:
 
 
 def distinct_values_sql(
-    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime
+    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None
 ) -> str:
     """The distinct canonical texts COUNT_UNIQUE counts, per window and customer, over `[lower, upper)`."""
     table = Event._meta.db_table
@@ -339,6 +339,10 @@ class _RollupRead:
             return "r.customer", f"r.customer <> {p(EVERYONE)}"
         return None, f"r.customer = {p(EVERYONE)}"
 
+    def _table(self, name: str, *, quarters: bool) -> str:
+        """The FROM item of rollup table `name` as `r` (a subclass joins it to per-customer ranges)."""
+        return f"{name} r"
+
     def _where(self, days: list[tuple[dt.date, dt.date]]) -> str:
         p = self.p
         within = " OR ".join(f"(r.day >= {p(first)} AND r.day < {p(after)})" for first, after in days)
@@ -376,14 +380,17 @@ class _RollupRead:
             self.query.spec, carry=self.part == CARRY, n1="r.n1", n2="r.n2", latest="r.latest"
         )
         w = self._window("r.day::timestamp")
-        return [self._select(head, w, values, "metering_rollup r", self._where(pieces.days))]
+        return [self._select(head, w, values, self._table("metering_rollup", quarters=False), self._where(pieces.days))]
 
     def quarter_rows_sql(self, head: str, pieces: Pieces) -> list[str]:
         if not pieces.quarters:
             return []
         latest = "(ARRAY[r.qkeys[x.i::int][1], r.qkeys[x.i::int][2], r.qkeys[x.i::int][3], x.n1])"
         values = partials_combined_sql(self.query.spec, carry=self.part == CARRY, n1="x.n1", n2="x.n2", latest=latest)
-        source = "metering_rollup r, unnest(r.quarters, r.q1, r.q2) WITH ORDINALITY AS x(quarter, n1, n2, i)"
+        source = (
+            f"{self._table('metering_rollup', quarters=True)}, "
+            "unnest(r.quarters, r.q1, r.q2) WITH ORDINALITY AS x(quarter, n1, n2, i)"
+        )
         w = self._window(_QUARTER_START)
         return [self._select(head, w, values, source, self._quarter_where(pieces))]
 
@@ -398,7 +405,9 @@ class _RollupRead:
         )
         w_sql = w if w is not None else d.null_timestamp
         c_sql = c if c is not None else "NULL"
-        source = "metering_rollup r, unnest(r.quarters, r.q1, r.qgroups) AS x(quarter, m, g)"
+        source = (
+            f"{self._table('metering_rollup', quarters=True)}, unnest(r.quarters, r.q1, r.qgroups) AS x(quarter, m, g)"
+        )
         return [
             f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {d.group_text('x.g')} AS g, max(x.m) AS m "
             f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2, 3, 4"
@@ -414,15 +423,16 @@ class _RollupRead:
             w = self._window("r.day::timestamp")
             w_sql = w if w is not None else d.null_timestamp
             sources.append(
-                f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, r.value AS t FROM metering_rollup_distinct r "
-                f"WHERE {self._where(pieces.days)}"
+                f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, r.value AS t "
+                f"FROM {self._table('metering_rollup_distinct', quarters=False)} WHERE {self._where(pieces.days)}"
             )
         if pieces.quarters:
             w = self._window(_QUARTER_START)
             w_sql = w if w is not None else d.null_timestamp
             sources.append(
                 f"SELECT DISTINCT {w_sql} AS w, {c_sql} AS c, r.value AS t "
-                f"FROM metering_rollup_distinct r, unnest(r.quarters) AS x(quarter) WHERE {self._quarter_where(pieces)}"
+                f"FROM {self._table('metering_rollup_distinct', quarters=True)}, unnest(r.quarters) AS x(quarter) "
+                f"WHERE {self._quarter_where(pieces)}"
             )
         return sources
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import cast
@@ -14,6 +14,7 @@ from catalog.models import BucketSize, Feature, Meter, ResetUsage
 from catalog.selectors import metered_features
 from flexmeter.decimals import unit_label
 from flexmeter.errors import ValidationFailed
+from metering.usage.customer_windows import customer_windows_usage
 from metering.usage.engine import group_values, run_usage_queries
 from metering.usage.periods import MonthAnchor, billing_period_at, resolve_timezone, usage_time_problem
 from metering.usage.spec import AggregationSpec, Filter, UsageQuery, UsageResult, UsageWindow
@@ -97,6 +98,25 @@ def meter_usage_by_customer(*, meter, start: dt.datetime, end: dt.datetime) -> d
         by_customer=True,
     )
     return cast(dict[str, Decimal | None], run_usage_queries([query])[0])
+
+
+def usage_for_customer_windows(
+    *, meter, windows: Mapping[str, tuple[dt.datetime, dt.datetime]]
+) -> dict[str, Decimal | None]:
+    """Usage of a meter for many customers (external ids), each over its own `[start, end)` — customers' billing
+    periods start at different moments — in one statement whatever their number: {external id: value}, exactly
+    what `meter_usage` gives each of them alone (every customer asked for is in the answer)."""
+    errors: dict[str, str] = {}
+    for customer, (start, end) in windows.items():
+        problems = {name: usage_time_problem(moment) for name, moment in (("start", start), ("end", end))}
+        errors.update({f"windows.{customer}.{name}": problem for name, problem in problems.items() if problem})
+        if not any(problems.values()) and end < start:
+            errors[f"windows.{customer}.end"] = "end must not be before start"
+    if errors:
+        raise ValidationFailed(details=errors)
+    return customer_windows_usage(
+        AggregationSpec.from_meter(meter), environment_id=meter.environment_id, windows=windows
+    )
 
 
 @dataclass(frozen=True)

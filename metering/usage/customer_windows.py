@@ -1,0 +1,254 @@
+"""Usage of one meter for many customers, each over its own window, in one SQL statement.
+
+Customers have different billing anchors, so "this period" starts at a different moment for each of them. Rather
+than one query per customer (a statement growing with their number), the customers' ranges become a relation —
+`(customer, lower, upper)` rows passed as arrays on PostgreSQL, as one JSON parameter on SQLite — joined to the
+events, and the engine's own SQL aggregates the joined events grouped by customer. Whole days and quarter hours
+that valid rollups answer are read from them the same way (`(customer, first day, day after)` and quarter-range
+relations joined to the rollup rows), so the numbers are exactly those of the engine's single-customer query.
+
+Statement text depends on the meter, not on the number of customers: the relations are parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import cast
+
+from django.db import DEFAULT_DB_ALIAS, DataError, connections
+
+from catalog.models import AggregationType
+from flexmeter.db import server_bound_cursor
+from flexmeter.errors import InvalidOperation
+from metering.clickhouse.config import EventsBackend, events_backend
+from metering.models import Event
+from metering.usage import engine
+from metering.usage.dialects import dialect_for
+from metering.usage.dialects.base import Dialect, Params
+from metering.usage.rollups.read import (
+    UTC,
+    Pieces,
+    coverage_lookup,
+    day_fits,
+    plan_pieces,
+    quarters_fit,
+    repeatable_read,
+    rollup_fingerprint,
+)
+from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
+
+# the lower bound of a range that has none (a meter that never resets counts everything before the end)
+_BEGINNING = dt.datetime(1, 1, 2, tzinfo=UTC)
+
+
+@dataclass
+class _PartRanges:
+    """Per part of the query, every customer's pieces: raw-event ranges, rolled-up day runs, quarter ranges."""
+
+    raw: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+    days: list[tuple[str, dt.date, dt.date]] = field(default_factory=list)
+    quarters: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+
+
+class _JoinedDialect:
+    """A dialect whose events source is the customers' ranges joined to the events (alias `e` as always)."""
+
+    def __init__(self, d: Dialect, source: str):
+        self._d, self._source = d, source
+
+    def __getattr__(self, name: str):
+        return getattr(self._d, name)
+
+    def events_source(self, table: str) -> str:
+        return self._source
+
+
+def _raw_source(d: Dialect, p: Params, ranges: list[tuple[str, dt.datetime, dt.datetime]]) -> str:
+    """The events of each customer within its ranges: the ranges drive, each one an index range scan."""
+    table = Event._meta.db_table
+    on = "e.external_customer_id = cw.c AND e.timestamp >= cw.lo AND e.timestamp < cw.hi"
+    customers, lowers, uppers = (list(column) for column in zip(*ranges, strict=True))
+    if d.vendor == "postgresql":
+        relation = (
+            f"unnest({p(customers)}::text[], {p(lowers)}::timestamptz[], {p(uppers)}::timestamptz[]) AS cw(c, lo, hi)"
+        )
+    else:
+        adapt = d.connection.ops.adapt_datetimefield_value
+        rows = json.dumps([[c, adapt(lo), adapt(hi)] for c, lo, hi in ranges])
+        relation = (
+            "(SELECT json_extract(j.value, '$[0]') AS c, json_extract(j.value, '$[1]') AS lo, "
+            f"json_extract(j.value, '$[2]') AS hi FROM json_each({p(rows)}) j) cw"
+        )
+    return f"{relation} JOIN {table} e ON {on}"
+
+
+@dataclass(frozen=True)
+class _WindowedRollupRead(engine._RollupRead):
+    """Rollup rows of every customer within that customer's own day runs and quarter ranges."""
+
+    days_relation: str = ""
+    quarters_relation: str = ""
+
+    def _table(self, name: str, *, quarters: bool) -> str:
+        relation, alias = (self.quarters_relation, "cq") if quarters else (self.days_relation, "cd")
+        return (
+            f"{relation} JOIN {name} r ON r.customer = {alias}.c AND r.day >= {alias}.first AND r.day < {alias}.after"
+        )
+
+    def _where(self, days) -> str:
+        return f"r.definition_id = {self.p(self.definition_id)}"
+
+    def _quarter_where(self, pieces: Pieces) -> str:
+        quarter = engine._QUARTER_START
+        return f"r.definition_id = {self.p(self.definition_id)} AND {quarter} >= cq.lo AND {quarter} < cq.hi"
+
+
+def _rollup_read(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, ranges: _PartRanges):
+    days_relation = quarters_relation = ""
+    if ranges.days:
+        customers, firsts, afters = (list(column) for column in zip(*ranges.days, strict=True))
+        days_relation = (
+            f"unnest({p(customers)}::text[], {p(firsts)}::date[], {p(afters)}::date[]) AS cd(c, first, after)"
+        )
+    if ranges.quarters:
+        customers = [c for c, _, _ in ranges.quarters]
+        # the days a quarter range touches, and its bounds as the rollups' UTC wall-clock times
+        firsts = [lo.date() for _, lo, _ in ranges.quarters]
+        afters = [(hi - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1) for _, _, hi in ranges.quarters]
+        lowers = [lo.replace(tzinfo=None) for _, lo, _ in ranges.quarters]
+        uppers = [hi.replace(tzinfo=None) for _, _, hi in ranges.quarters]
+        quarters_relation = (
+            f"unnest({p(customers)}::text[], {p(firsts)}::date[], {p(afters)}::date[], "
+            f"{p(lowers)}::timestamp[], {p(uppers)}::timestamp[]) AS cq(c, first, after, lo, hi)"
+        )
+    return _WindowedRollupRead(query, part, d, p, definition_id, days_relation, quarters_relation)
+
+
+def _part_selects(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int | None, ranges: _PartRanges):
+    """The SELECTs of one part for all customers: raw ranges joined to the events, rolled-up pieces to the rollups,
+    shaped like the engine's own parts (`engine._parts`) so its partials combine them."""
+    head = f"0 AS tag, {part} AS part"
+    joined = cast(Dialect, _JoinedDialect(d, _raw_source(d, p, ranges.raw))) if ranges.raw else d
+    # the windowed reader takes its ranges from the relations: these pieces only say which kinds there are
+    pieces = Pieces(
+        days=[(dt.date.min, dt.date.min)] if ranges.days else [],
+        quarters=[(_BEGINNING, _BEGINNING)] if ranges.quarters else [],
+    )
+    rollup = _rollup_read(query, part, d, p, definition_id, ranges) if definition_id is not None else None
+    kind = query.spec.aggregation_type
+    selects: list[str] = []
+    if kind == AggregationType.COUNT_UNIQUE:
+        sources = [engine.distinct_values_sql(query, part, joined, p, None, None)] if ranges.raw else []
+        if rollup is not None:
+            sources.extend(rollup.distinct_sql(pieces))
+        return [engine._count_distinct_sql(head, sources, d)] if sources else []
+    if query.spec.is_bucketed_max and part != engine.CARRY:
+        cells = [engine.bucket_cells_sql(query, part, joined, p, None, None)] if ranges.raw else []
+        if rollup is not None:
+            cells.extend(rollup.quarter_cells_sql(pieces))
+        if cells:
+            selects.append(engine.bucket_maxima_sum_sql(head, cells, d))
+    else:
+        if ranges.raw:
+            selects.append(engine.part_sql(query, 0, part, joined, p, None, None))
+        if rollup is not None:
+            selects.extend(rollup.quarter_rows_sql(head, pieces))
+    if rollup is not None:
+        selects.extend(rollup.day_rows_sql(head, pieces))
+    return selects
+
+
+def customer_windows_usage(
+    spec: AggregationSpec,
+    *,
+    environment_id: int,
+    windows: Mapping[str, tuple[dt.datetime, dt.datetime]],
+    using: str = DEFAULT_DB_ALIAS,
+    rollups: bool = True,
+    backend: EventsBackend | None = None,
+) -> dict[str, Decimal | None]:
+    """{customer: usage of `spec` over that customer's `[start, end)`} in one statement whatever the number of
+    customers (on PostgreSQL with rollups, plus the rollup lookup in the same snapshot). Honours the meter's reset
+    as the single-customer query does: for NEVER the value covers everything before the customer's end."""
+    if not windows:
+        return {}
+    singles = {
+        customer: UsageQuery(spec=spec, environment_id=environment_id, start=start, end=end, customer=customer)
+        for customer, (start, end) in windows.items()
+    }
+    backend = backend or events_backend()
+    if backend.is_clickhouse:
+        # ClickHouse has no rollups to plan per customer: the engine's one UNION ALL statement of single queries
+        results = engine.run_usage_queries(list(singles.values()), backend=backend)
+        return {customer: cast(UsageResult, result).value for customer, result in zip(singles, results, strict=True)}
+    connection = connections[using]
+    d = dialect_for(connection)
+    p = Params()
+    # the shape every customer's query shares: everyone grouped by customer, no windows
+    first = next(iter(singles.values()))
+    grouped = UsageQuery(spec=spec, environment_id=environment_id, start=first.start, end=first.end, by_customer=True)
+    parts = engine._part_kinds(first)
+    fingerprint = rollup_fingerprint(spec) if rollups and d.vendor == "postgresql" else None
+    wanted = []
+    if fingerprint is not None:
+        touched = [engine._days_wanted(query) for query in singles.values()]
+        lowest = None if any(low is None for low, _ in touched) else min(cast(dt.date, low) for low, _ in touched)
+        wanted = [(environment_id, fingerprint, lowest, max(stop for _, stop in touched))]
+    snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
+    with snapshot, server_bound_cursor(connection) as cursor:
+        coverage = coverage_lookup(cursor, wanted).get((environment_id, cast(str, fingerprint))) if wanted else None
+        selects = []
+        for part in parts:
+            ranges = _PartRanges()
+            for customer, query in singles.items():
+                lower, upper = engine._part_bounds(query, part)
+                if coverage is None:
+                    ranges.raw.append((customer, lower or _BEGINNING, upper))
+                    continue
+                pieces = plan_pieces(
+                    lower,
+                    upper,
+                    coverage.days,
+                    day_fits=day_fits(grouped, window=""),
+                    quarters_fit=quarters_fit(grouped, window=""),
+                )
+                ranges.raw.extend((customer, low or _BEGINNING, high) for low, high in pieces.raw)
+                ranges.days.extend((customer, low, high) for low, high in pieces.days)
+                ranges.quarters.extend((customer, low, high) for low, high in pieces.quarters)
+            definition_id = coverage.definition_id if coverage is not None else None
+            selects.extend(_part_selects(grouped, part, d, p, definition_id, ranges))
+        statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+        try:
+            cursor.execute(statement, p.values)
+            fetched = cursor.fetchall()
+        except DataError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != engine.NUMERIC_VALUE_OUT_OF_RANGE:
+                raise
+            raise InvalidOperation(
+                "This usage cannot be computed: an intermediate value exceeds the database's number range",
+                details={"usage": "a value of this window is too large to aggregate"},
+            ) from None
+    totals: dict[str, tuple] = {}
+    carries: dict[str, Decimal] = {}
+    latest = spec.aggregation_type == AggregationType.LATEST
+    for _tag, part, _w, customer, n1, n2 in fetched:
+        value = (engine._dec(n1), engine._latest_key(n2) if latest else engine._dec(n2))
+        if part == engine.CARRY:
+            carries[customer] = engine._add(carries.get(customer), value[0]) or Decimal(0)
+        else:
+            totals[customer] = engine._merged(spec, totals.get(customer), value)
+    return {
+        customer: engine._finish(
+            spec,
+            *totals.get(customer, (None, None)),
+            start=query.start,
+            end=query.end,
+            carry=carries.get(customer, Decimal(0)),
+        )
+        for customer, query in singles.items()
+    }

@@ -1,0 +1,138 @@
+"""Usage of one meter for many customers, each over its own window, in one statement (`usage_for_customer_windows`)."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from flexmeter.errors import ValidationFailed
+from metering.usage.rollups.refresh import rollups_refresh
+from metering.usage.selectors import meter_usage, usage_for_customer_windows
+from tests.catalog.factories import MeterFactory
+from tests.metering.usage.helpers import at, on_clickhouse, send, usage_statements
+from tests.metering.usage.test_rollups import METERS, meter, seed
+
+# each customer its own billing period: edges inside days and quarter hours, whole months, a customer without events
+WINDOWS = {
+    "a": (at("2025-01-03T09:30"), at("2025-01-27T04:00")),
+    "b": (at("2025-01-01T00:00"), at("2025-02-01T00:00")),
+    "heavy": (at("2025-01-10T00:07"), at("2025-03-09T06:20")),
+    "nobody": (at("2025-01-01T00:00"), at("2025-02-01T00:00")),
+}
+
+
+def singles(usage_meter, windows) -> dict:
+    return {
+        customer: meter_usage(meter=usage_meter, customer_external_id=customer, start=start, end=end).value
+        for customer, (start, end) in windows.items()
+    }
+
+
+@pytest.mark.django_db
+def test_each_customer_is_counted_over_its_own_window(environment):
+    count = MeterFactory(environment=environment, event_name="calls", aggregation_type="COUNT", aggregation_field="")
+    total = MeterFactory(environment=environment, event_name="calls", aggregation_type="SUM", aggregation_field="n")
+    for customer, day, n in [("a", 1, 1), ("a", 5, 2), ("a", 20, 4), ("b", 1, 10), ("b", 5, 20), ("b", 20, 40)]:
+        send(
+            environment,
+            event_name="calls",
+            timestamp=f"2025-01-{day:02d}T12:00",
+            customer=customer,
+            properties={"n": n},
+        )
+    windows = {
+        "a": (at("2025-01-05T00:00"), at("2025-02-05T00:00")),  # the 5th and the 20th
+        "b": (at("2025-01-01T12:00"), at("2025-01-05T12:00")),  # the 1st (start inclusive), not the 5th (end excluded)
+        "c": (at("2025-01-01T00:00"), at("2025-02-01T00:00")),  # no events
+    }
+
+    assert usage_for_customer_windows(meter=count, windows=windows) == {
+        "a": Decimal(2),
+        "b": Decimal(1),
+        "c": Decimal(0),
+    }
+    assert usage_for_customer_windows(meter=total, windows=windows) == {
+        "a": Decimal(6),
+        "b": Decimal(10),
+        "c": Decimal(0),
+    }
+    assert usage_for_customer_windows(meter=total, windows={}) == {}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", list(METERS))
+def test_every_aggregation_equals_the_single_customer_query(environment, name):
+    usage_meter = meter(environment, name)
+    seed(environment)
+
+    assert usage_for_customer_windows(meter=usage_meter, windows=WINDOWS) == singles(usage_meter, WINDOWS)
+
+
+@pytest.mark.django_db
+def test_the_numbers_of_the_seeded_customers(environment):
+    """A few of the comparisons above pinned as numbers, so both sides cannot be wrong together."""
+    seed(environment)
+    answers = {
+        name: usage_for_customer_windows(meter=meter(environment, name), windows=WINDOWS)
+        for name in ("COUNT", "SUM", "MAX", "LATEST", "COUNT_UNIQUE of g")
+    }
+    # a: the even days 4-26 × 4 hours; b: the even days 2-28 × 4; heavy: the even days 10-28 × 4, then 7 events on
+    # March 8 and 3 on March 9 before 06:20
+    assert answers["COUNT"] == {"a": Decimal(48), "b": Decimal(56), "heavy": Decimal(50), "nobody": Decimal(0)}
+    assert answers["COUNT_UNIQUE of g"] == {"a": Decimal(2), "b": Decimal(2), "heavy": Decimal(2), "nobody": Decimal(0)}
+    assert answers["LATEST"]["nobody"] is None and answers["MAX"]["nobody"] is None
+
+
+@pytest.mark.django_db
+def test_one_statement_whatever_the_number_of_customers(environment):
+    usage_meter = meter(environment, "SUM")
+    seed(environment)
+    many = {f"c{i}": (at(f"2025-01-{1 + i % 20:02d}T0{i % 10}:00"), at("2025-02-01T00:00")) for i in range(60)}
+
+    counts = []
+    for windows in ({"a": WINDOWS["a"]}, WINDOWS, {**WINDOWS, **many}):
+        with CaptureQueriesContext(connection) as captured:
+            usage_for_customer_windows(meter=usage_meter, windows=windows)
+        counts.append(len(captured.captured_queries))
+
+    assert counts == [usage_statements()] * 3
+
+
+@pytest.mark.django_db
+def test_a_window_that_makes_no_sense_is_refused(environment):
+    usage_meter = meter(environment, "SUM")
+    naive = at("2025-01-01T00:00").replace(tzinfo=None)
+
+    with pytest.raises(ValidationFailed) as refused:
+        usage_for_customer_windows(
+            meter=usage_meter,
+            windows={"a": (at("2025-02-01T00:00"), at("2025-01-01T00:00")), "b": (naive, at("2025-01-02T00:00"))},
+        )
+
+    assert refused.value.details == {
+        "windows.a.end": "end must not be before start",
+        "windows.b.start": "must carry a time zone offset",
+    }
+
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql" or on_clickhouse(), reason="rollups are a PostgreSQL feature"
+)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", list(METERS))
+def test_rolled_up_days_and_quarters_give_the_same_numbers(environment, name):
+    usage_meter = meter(environment, name)
+    seed(environment)
+    raw = usage_for_customer_windows(meter=usage_meter, windows=WINDOWS)
+    assert rollups_refresh().days > 0
+
+    with CaptureQueriesContext(connection) as captured:
+        rolled = usage_for_customer_windows(meter=usage_meter, windows=WINDOWS)
+
+    assert rolled == raw == singles(usage_meter, WINDOWS)
+    statement = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")][-1]
+    assert "metering_rollup" in statement  # the rollups were read, not only raw events
