@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -36,8 +36,8 @@ from flexmeter.errors import NotFound
 from flexmeter.models import Environment
 from metering.models import Customer, CustomerStatus
 from metering.usage.engine import run_usage_queries
-from metering.usage.selectors import usage_query_build
-from metering.usage.spec import AggregationSpec
+from metering.usage.selectors import usage_for_customer_windows, usage_query_build
+from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
 
 MAX_CHECKS = 100
 
@@ -335,51 +335,79 @@ def _usage_window(combined: CombinedEntitlement, customer: Customer, at: dt.date
 def _answers(
     pairs: list[tuple[Customer | None, str, Feature | None, list[Source] | None]], at: dt.datetime
 ) -> list[FeatureAccess]:
-    """Combine sources and compute access for every pair, with all usage in one engine call.
+    """Combine sources and compute access for every pair, with the usage of all of them at once.
 
-    Pairs needing the same usage (meter definition, customer, window) share one usage query.
+    Pairs needing the same usage (meter, customer, window) share it. One pair's usage is the engine's single
+    query; a batch's is one statement per meter and set of customer windows (`usage_for_customer_windows`: the
+    customers' own windows joined to the events), so the statements do not grow with the number of pairs.
     """
     combined_list = []
     windows: list[ResetWindow | None] = []
-    keys: dict[tuple, int] = {}
-    queries = []
-    specs: dict[int, AggregationSpec] = {}
-    usage_index: list[int | None] = []
+    usage_keys: list[tuple | None] = []
+    meters: dict[int, Meter] = {}
+    # per meter, sets of {customer: window}: a customer needing two windows of one meter goes to a second set
+    window_sets: dict[int, list[dict[str, tuple[dt.datetime, dt.datetime]]]] = defaultdict(list)
     for customer, _ref, feature, sources in pairs:
         combined = combine_sources(feature, sources) if feature is not None and sources else None
         window = _usage_window(combined, customer, at) if combined is not None else None
         combined_list.append(combined)
         windows.append(window)
         if window is None:
-            usage_index.append(None)
+            usage_keys.append(None)
             continue
         meter = feature.meter
+        meters[meter.pk] = meter
         key = (meter.pk, customer.external_id, window.start, window.end)
-        if key not in keys:
-            spec = specs.get(meter.pk) or specs.setdefault(meter.pk, AggregationSpec.from_meter(meter))
-            keys[key] = len(queries)
-            queries.append(
-                usage_query_build(
-                    spec=spec,
-                    environment_id=customer.environment_id,
-                    start=window.start,
-                    end=window.end,
-                    customer_external_id=customer.external_id,
-                )
-            )
-        usage_index.append(keys[key])
-    results = run_usage_queries(queries) if queries else []
+        usage_keys.append(key)
+        sets = window_sets[meter.pk]
+        if any(found.get(customer.external_id) == (window.start, window.end) for found in sets):
+            continue
+        free = next((found for found in sets if customer.external_id not in found), None)
+        if free is None:
+            free = {}
+            sets.append(free)
+        free[customer.external_id] = (window.start, window.end)
+    usage = _usage_of(meters, window_sets)
     answers = []
-    for (customer, ref, feature, _), combined, window, index in zip(
-        pairs, combined_list, windows, usage_index, strict=True
+    for (customer, ref, feature, _), combined, window, key in zip(
+        pairs, combined_list, windows, usage_keys, strict=True
     ):
         if feature is None:
             access = Access(has_access=False, reason=Reason.FEATURE_NOT_FOUND)
         else:
-            usage: Decimal | None = results[index].value if index is not None else None
-            access = access_of(combined, usage=usage, window=window)
+            access = access_of(combined, usage=usage[key] if key is not None else None, window=window)
         answers.append(FeatureAccess(customer, ref, feature, combined, access, as_of=at))
     return answers
+
+
+def _usage_of(
+    meters: dict[int, Meter], window_sets: dict[int, list[dict[str, tuple[dt.datetime, dt.datetime]]]]
+) -> dict[tuple, Decimal | None]:
+    """{(meter pk, customer, start, end): usage}: lone customers of a meter through the engine's single queries
+    (all in one statement), sets of several customers through `usage_for_customer_windows`."""
+    usage: dict[tuple, Decimal | None] = {}
+    singles: list[tuple[tuple, UsageQuery]] = []
+    for meter_pk, sets in window_sets.items():
+        meter = meters[meter_pk]
+        for found in sets:
+            if len(found) > 1:
+                for customer, value in usage_for_customer_windows(meter=meter, windows=found).items():
+                    usage[(meter_pk, customer, *found[customer])] = value
+                continue
+            ((customer, (start, end)),) = found.items()
+            query = usage_query_build(
+                spec=AggregationSpec.from_meter(meter),
+                environment_id=meter.environment_id,
+                start=start,
+                end=end,
+                customer_external_id=customer,
+            )
+            singles.append(((meter_pk, customer, start, end), query))
+    if singles:
+        results = run_usage_queries([query for _, query in singles])
+        for (key, _), result in zip(singles, results, strict=True):
+            usage[key] = cast(UsageResult, result).value
+    return usage
 
 
 def customer_feature_access(*, customer: Customer, feature_ref: str, at: dt.datetime | None = None) -> FeatureAccess:

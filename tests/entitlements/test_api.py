@@ -2,13 +2,15 @@
 single and batch checks, errors in the envelope, environment isolation, and statements per check."""
 
 import json
+from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from entitlements import selectors
 from tests.entitlements.helpers import customer, grant, metered_feature, plain_feature
-from tests.metering.usage.helpers import send
+from tests.metering.usage.helpers import at, send
 
 pytestmark = pytest.mark.django_db
 
@@ -293,3 +295,35 @@ def test_check_response_is_exact_json(api, environment, catalog):
     body = api.get(f"/v1/customers/{holder.public_id}/entitlements/api_calls").content.decode()
     data = json.loads(body)
     assert data["usage_limit"] == 0.3 and '"usage_limit":0.3' in body.replace(" ", "")
+
+
+def test_a_batch_counts_each_customer_over_its_own_period_as_single_checks_do(environment, catalog):
+    """Customers anchored on different days: the batch's one usage statement joins each to its own window."""
+    now = at("2025-03-20T12:00")
+    anchors = {"early": "2025-01-05T00:00", "late": "2025-01-25T06:30", "month_end": "2025-01-31T00:00"}
+    holders = {}
+    for external_id, anchor in anchors.items():
+        holders[external_id] = customer(environment, external_id=external_id, anchor=anchor)
+        grant(environment, holders[external_id], catalog["calls"], usage_limit=4, anchor=anchor, start=anchor)
+        for moment in (
+            "2025-02-26T07:00",
+            "2025-02-28T12:00",
+            "2025-03-04T00:00",
+            "2025-03-06T00:00",
+            "2025-03-20T11:00",
+        ):
+            send(environment, event_name="api.calls", customer=external_id, timestamp=moment)
+    pairs = [(external_id, "api_calls") for external_id in [*anchors, "early"]]
+
+    with CaptureQueriesContext(connection) as captured:
+        batch = selectors.access_check_many(environment=environment, pairs=pairs, at=now)
+    singles = [
+        selectors.customer_feature_access(customer=holders[external_id], feature_ref="api_calls", at=now)
+        for external_id, _ in pairs
+    ]
+
+    # early: Mar 5 – Apr 5; late: Feb 25 06:30 – Mar 25 06:30; month_end: Feb 28 – Mar 31 (Jan 31 clamped)
+    assert [answer.access.usage for answer in batch] == [Decimal(2), Decimal(5), Decimal(4), Decimal(2)]
+    assert [answer.access for answer in batch] == [answer.access for answer in singles]
+    assert [answer.access.has_access for answer in batch] == [True, False, False, True]
+    assert len(captured.captured_queries) == 1 + (2 if connection.vendor == "postgresql" else 1)
