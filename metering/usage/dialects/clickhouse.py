@@ -12,7 +12,11 @@ sqrt, log and pow exist only as binary floats in ClickHouse: expressions using t
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Callable
 
+from metering import exactjson
+from metering.clickhouse.rows import property_columns
 from metering.usage.dialects.base import Dialect
 from metering.usage.numbers import DIVISION_PLACES, number_text
 from metering.usage.periods import FIXED_STEPS
@@ -29,6 +33,18 @@ def _guard(value: str, condition: str) -> str:
     """`value`, failing the whole query when `condition` holds for any row (NULL counts as false). The check is
     the condition of an `if`, which is always evaluated: as an operand next to a NULL value it could be skipped."""
     return f"if(throwIf(ifNull({condition}, 0), '{NOT_EXACT}') = 0, {value}, NULL)"
+
+
+_names = itertools.count()
+
+
+def _let(body: Callable[..., str], *values: str) -> str:
+    """`body` applied to `values`, each written once: a lambda's parameters stand for them. A guard reads its
+    operands several times; nesting such text directly doubles it at every level, so an expression of 17 factors
+    became gigabytes of SQL (the chdb test pass was killed for memory). With a lambda the SQL grows linearly."""
+    names = [f"fm_{next(_names)}" for _ in values]
+    arrays = ", ".join(f"[{value}]" for value in values)
+    return f"arrayElement(arrayMap(({', '.join(names)}) -> {body(*names)}, {arrays}), 1)"
 
 
 class ClickHouseDialect(Dialect):
@@ -52,7 +68,21 @@ class ClickHouseDialect(Dialect):
         return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
     def properties_literal(self, p, json_text):
-        raise NotImplementedError("the debugger does not evaluate candidate events on ClickHouse")
+        return p(json_text)
+
+    def candidate_columns(self, p, json_text):
+        # the columns the writer stores beside the JSON, from the same exact parse (metering/clickhouse/rows.py)
+        properties = exactjson.loads(json_text)
+        texts, numbers, inexact, beyond_rule = property_columns(properties if isinstance(properties, dict) else {})
+
+        def as_map(values: dict[str, str]) -> str:
+            keys, items = list(values), list(values.values())
+            return f"mapFromArrays(CAST({p(keys)} AS Array(String)), CAST({p(items)} AS Array(String)))"
+
+        return (
+            f"{p(json_text)} AS properties, {as_map(texts)} AS texts, {as_map(numbers)} AS numbers, "
+            f"CAST({p(inexact)} AS Array(String)) AS inexact, CAST({p(beyond_rule)} AS Array(String)) AS beyond_rule"
+        )
 
     # property access
     def present(self, p, key):
@@ -68,7 +98,10 @@ class ClickHouseDialect(Dialect):
         return _guard(value, f"has(e.inexact, {k})")
 
     def cel_variable(self, p, key):
-        return f"if(JSONHas(e.properties, {p(key)}), {self.number(p, key)}, toDecimal256(0, {SCALE}))"
+        # missing: 0; a number beyond the rule of flexmeter/limits.py: NULL, an error of its event (numbers.cel_input)
+        k = p(key)
+        beyond = f"has(e.beyond_rule, {k})"
+        return f"if(JSONHas(e.properties, {k}), if({beyond}, NULL, {self.number(p, key)}), toDecimal256(0, {SCALE}))"
 
     # filters on canonical text
     def equals_any(self, p, text_sql, values):
@@ -83,21 +116,36 @@ class ClickHouseDialect(Dialect):
 
     def _fit(self, value: str) -> str:
         """A scale-40 product back to scale 20, failing when a digit would be cut off."""
-        return _guard(f"toDecimal256({value}, {SCALE})", f"({value}) != toDecimal256({value}, {SCALE})")
+        return _let(lambda v: _guard(f"toDecimal256({v}, {SCALE})", f"{v} != toDecimal256({v}, {SCALE})"), value)
 
     def arithmetic(self, op, a, b):
         if op == "/":
-            safe = f"if(({b}) = 0, toDecimal256(1, {SCALE}), ({b}))"
-            quotient = f"round(divideDecimal(({a}), {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
-            return f"if(({b}) = 0, NULL, toDecimal256({quotient}, {SCALE}))"
+
+            def quotient(x: str, y: str) -> str:
+                safe = f"if({y} = 0, toDecimal256(1, {SCALE}), {y})"
+                exact = f"round(divideDecimal({x}, {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
+                return f"if({y} = 0, NULL, toDecimal256({exact}, {SCALE}))"
+
+            return _let(quotient, a, b)
         if op == "*":
-            product = _guard(f"(({a}) * ({b}))", f"abs(toFloat64({a})) * abs(toFloat64({b})) >= {_PRODUCT_LIMIT}")
-            return self._fit(product)
-        return _guard(f"(({a}) {op} ({b}))", f"abs(toFloat64({a})) + abs(toFloat64({b})) >= {_SUM_LIMIT}")
+            return self._fit(
+                _let(
+                    lambda x, y: _guard(
+                        f"({x} * {y})", f"abs(toFloat64({x})) * abs(toFloat64({y})) >= {_PRODUCT_LIMIT}"
+                    ),
+                    a,
+                    b,
+                )
+            )
+        return _let(
+            lambda x, y: _guard(f"({x} {op} {y})", f"abs(toFloat64({x})) + abs(toFloat64({y})) >= {_SUM_LIMIT}"), a, b
+        )
 
     def multiply(self, a, b):
         # a number times an integer (epoch microseconds): the scale stays 20
-        return _guard(f"(({a}) * ({b}))", f"abs(toFloat64({a})) * abs(toFloat64({b})) >= {_SUM_LIMIT}")
+        return _let(
+            lambda x, y: _guard(f"({x} * {y})", f"abs(toFloat64({x})) * abs(toFloat64({y})) >= {_SUM_LIMIT}"), a, b
+        )
 
     def negate(self, a):
         return f"(-({a}))"
@@ -110,10 +158,9 @@ class ClickHouseDialect(Dialect):
         if function in ("abs", "ceil", "floor", "round"):
             return f"toDecimal256({function}({args[0]}), {SCALE})"
         if function in ("min", "max"):
-            a, b = args
             first = "<=" if function == "min" else ">="
             second = ">" if function == "min" else "<"
-            return f"(CASE WHEN ({a}) {first} ({b}) THEN ({a}) WHEN ({a}) {second} ({b}) THEN ({b}) END)"
+            return _let(lambda a, b: f"(CASE WHEN {a} {first} {b} THEN {a} WHEN {a} {second} {b} THEN {b} END)", *args)
         raise UnsupportedOnClickHouse(
             f"the expression function {function}() has no exact form on ClickHouse (only binary floats)"
         )
