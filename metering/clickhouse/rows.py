@@ -14,7 +14,7 @@ import datetime as dt
 from decimal import Decimal
 
 from metering import exactjson
-from metering.usage.numbers import EXACT, canonical_text, number_text, numeric_value
+from metering.usage.numbers import EXACT, canonical_text, cel_input, number_text, numeric_value
 
 DECIMAL_SCALE = 20
 DECIMAL_INTEGER_DIGITS = 56
@@ -31,6 +31,7 @@ EVENT_COLUMNS = (
     "texts",
     "numbers",
     "inexact",
+    "beyond_rule",
     "version",
     "is_deleted",
 )
@@ -44,28 +45,33 @@ def representable(value: Decimal) -> bool:
     return reduced.as_tuple().exponent >= -DECIMAL_SCALE and reduced.adjusted() < DECIMAL_INTEGER_DIGITS  # type: ignore[operator]
 
 
-def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """(texts, numbers, inexact) of the top-level properties."""
+def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], list[str], list[str]]:
+    """(texts, numbers, inexact, beyond_rule) of the top-level properties. `beyond_rule` lists the numbers outside
+    the rule of flexmeter/limits.py (numeric strings can be): a CEL expression treats them as an error of their
+    event (`numbers.cel_input`), as on every backend, instead of reading them."""
     texts: dict[str, str] = {}
     numbers: dict[str, str] = {}
     inexact: list[str] = []
+    beyond_rule: list[str] = []
     for key, value in properties.items():
         text = canonical_text(value)
         if text is not None:
             texts[key] = text
         number = numeric_value(value)
         if number is not None:
+            if cel_input(value) is None:
+                beyond_rule.append(key)
             if representable(number):
                 numbers[key] = number_text(number)
             else:
                 inexact.append(key)
-    return texts, numbers, inexact
+    return texts, numbers, inexact, beyond_rule
 
 
 def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int) -> list:
     """The `EVENT_COLUMNS` values of a validated `EventInput` (or a stored `Event`)."""
     properties = event.properties if isinstance(event.properties, dict) else {}
-    texts, numbers, inexact = property_columns(properties)
+    texts, numbers, inexact, beyond_rule = property_columns(properties)
     properties_json = getattr(event, "properties_json", None) or exactjson.dumps(properties)
     return [
         environment_id,
@@ -79,6 +85,7 @@ def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int
         texts,
         numbers,
         inexact,
+        beyond_rule,
         version,
         0,
     ]

@@ -32,6 +32,7 @@ _EVENT_COLUMNS = """
     texts Map(String, String),
     numbers Map(String, String),
     inexact Array(String),
+    beyond_rule Array(String),
     version UInt64,
     is_deleted UInt8"""
 

@@ -117,4 +117,4 @@ def clickhouse_events_store(
 
 def _tombstone(environment_id, event_id, customer, name, timestamp, version) -> list:
     """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`)."""
-    return [environment_id, event_id, name, customer, timestamp, timestamp, "", "{}", {}, {}, [], version, 1]
+    return [environment_id, event_id, name, customer, timestamp, timestamp, "", "{}", {}, {}, [], [], version, 1]
