@@ -9,9 +9,9 @@ class MeteringConfig(AppConfig):
         from django.conf import settings
         from django.db.backends.signals import connection_created
 
-        from metering.clickhouse.config import refuse_unserved_backend
+        from metering.clickhouse.config import parse_events_url
 
-        refuse_unserved_backend(settings.EVENTS_URL, settings.EVENTS_CLICKHOUSE_CLUSTER)
+        parse_events_url(settings.EVENTS_URL, cluster=settings.EVENTS_CLICKHOUSE_CLUSTER)  # malformed: refuse to start
 
         from catalog.wizard import property_keys_reader_register
         from metering.selectors import recent_property_keys

@@ -12,7 +12,7 @@ import gzip
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
@@ -24,6 +24,8 @@ from flexmeter.decimals import decimal_text, rfc3339, unit_label
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering import exactjson
+from metering.clickhouse import reads as clickhouse_reads
+from metering.clickhouse.config import EventsBackend, events_backend
 from metering.ingest.validation import parse_timestamp
 from metering.models import Customer, Event
 from metering.progress import ProgressBar
@@ -76,13 +78,54 @@ def events_export_queryset(
 ):
     """The events an export writes: one environment, optional names, customer and half-open window, oldest first."""
     window_check(start, end)
+    names = list(event_names)
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return ClickHouseEventSelection(
+            backend,
+            environment_id=environment.pk,
+            conditions=lambda d, p: clickhouse_reads.column_conditions(
+                d,
+                p,
+                environment_id=environment.pk,
+                external_customer_id=external_customer_id,
+                event_names=names,
+                start=start,
+                end=end,
+            ),
+        )
     events = events_matching(
         Event.objects.for_environment(environment).between(start, end), external_customer_id=external_customer_id
     )
-    names = list(event_names)
     if names:
         events = events.filter(event_name__in=names)
     return events.order_by("timestamp", "id")
+
+
+@dataclass(frozen=True)
+class ClickHouseEventSelection:
+    """The events an export writes when they live in ClickHouse: counted, then read oldest first in keyset chunks."""
+
+    backend: EventsBackend
+    environment_id: int
+    conditions: clickhouse_reads.Conditions
+
+    def count(self) -> int:
+        return clickhouse_reads.event_count(self.backend, conditions=self.conditions)
+
+    def rows(self) -> Iterator[tuple]:
+        for event in clickhouse_reads.events_oldest_first(
+            self.backend, environment_id=self.environment_id, conditions=self.conditions, chunk=_CHUNK
+        ):
+            yield (
+                event.event_id,
+                event.event_name,
+                event.external_customer_id,
+                event.timestamp,
+                event.source,
+                event.properties,
+                event.ingested_at,
+            )
 
 
 def _properties_text(properties) -> str:
@@ -97,11 +140,14 @@ def events_export(*, events, out: TextIO, progress: ProgressBar | None = None) -
     """Write `events` (from `events_export_queryset`) as CSV in the import format; returns the number of rows."""
     writer = csv_writer(out, lineterminator="\n")
     writer.writerow(EVENT_COLUMNS)
-    rows = events.values_list(
-        "event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at"
-    )
+    if isinstance(events, ClickHouseEventSelection):
+        rows: Iterable[tuple] = events.rows()
+    else:
+        rows = events.values_list(
+            "event_id", "event_name", "external_customer_id", "timestamp", "source", "properties", "ingested_at"
+        ).iterator(chunk_size=_CHUNK)
     count = 0
-    for event_id, name, customer, timestamp, source, properties, ingested_at in rows.iterator(chunk_size=_CHUNK):
+    for event_id, name, customer, timestamp, source, properties, ingested_at in rows:
         writer.writerow(
             (
                 event_id,

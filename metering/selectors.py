@@ -16,6 +16,8 @@ from django.db.models.functions import Cast
 from flexmeter.errors import NotFound, ValidationFailed
 from flexmeter.models import Environment
 from flexmeter.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from metering.clickhouse import reads as clickhouse_reads
+from metering.clickhouse.config import events_backend
 from metering.ingest.validation import text_problem
 from metering.models import Customer, CustomerStatus, Event
 from metering.usage.dialects import dialect_for
@@ -130,6 +132,19 @@ def recent_property_keys(*, environment: Environment, event_name: str) -> list[s
 
     Reads at most RECENT_EVENTS_SAMPLED rows through the (environment, event_name, …) index.
     """
+    backend = events_backend()
+    if backend.is_clickhouse:
+        page = clickhouse_reads.events_page(
+            backend,
+            environment_id=environment.pk,
+            conditions=lambda d, p: clickhouse_reads.column_conditions(
+                d, p, environment_id=environment.pk, event_name=event_name
+            ),
+            page_size=RECENT_EVENTS_SAMPLED,
+        )
+        return sorted(
+            {key: None for event in page.events if isinstance(event.properties, dict) for key in event.properties}
+        )
     recent = (
         Event.objects.for_environment(environment)
         .filter(event_name=event_name)
@@ -278,19 +293,45 @@ def events_page(
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(details={"page_size": f"must be between 1 and {MAX_PAGE_SIZE}"})
-    events = events_matching(
-        Event.objects.for_environment(environment).between(start_time, end_time),
-        event_name=event_name,
-        external_customer_id=external_customer_id,
-        event_id=event_id,
-        source=source,
-    )
-    if property_filters:
-        filters = [Filter(key=key, operator="in", values=tuple(values)) for key, values in property_filters.items()]
-        events = events.filter(
-            event_row_condition(lambda d, p: " AND ".join(filter_sql(filter_, d, p) for filter_ in filters))
+    filters = [Filter(key=key, operator="in", values=tuple(values)) for key, values in (property_filters or {}).items()]
+    backend = events_backend()
+    if backend.is_clickhouse:
+
+        def conditions(d, p) -> list[str]:
+            columns = clickhouse_reads.column_conditions(
+                d,
+                p,
+                environment_id=environment.pk,
+                event_name=event_name,
+                external_customer_id=external_customer_id,
+                event_id=event_id,
+                source=source,
+                start=start_time,
+                end=end_time,
+            )
+            return columns + [filter_sql(filter_, d, p) for filter_ in filters]
+
+        page: KeysetPage | clickhouse_reads.ClickHousePage = clickhouse_reads.events_page(
+            backend,
+            environment_id=environment.pk,
+            conditions=conditions,
+            page_size=page_size,
+            older_than=cursor,
+            older_than_field="iter_last_key",
         )
-    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="iter_last_key")
+    else:
+        events = events_matching(
+            Event.objects.for_environment(environment).between(start_time, end_time),
+            event_name=event_name,
+            external_customer_id=external_customer_id,
+            event_id=event_id,
+            source=source,
+        )
+        if filters:
+            events = events.filter(
+                event_row_condition(lambda d, p: " AND ".join(filter_sql(filter_, d, p) for filter_ in filters))
+            )
+        page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="iter_last_key")
     return EventsPage(
         events=page.events,
         customer_ids=customer_ids_by_external_id(
@@ -300,3 +341,31 @@ def events_page(
         first_key=page.first_key,
         last_key=page.last_key,
     )
+
+
+def event_lookup(
+    *,
+    environment: Environment,
+    event_id: str,
+    external_customer_id: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> Event | None:
+    """The stored event with this id in the events backend (None if absent or outside the optional filters).
+    On ClickHouse it is an unsaved `Event` read from `events FINAL` (metering.clickhouse.reads)."""
+    if not event_id:
+        return None
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.event_get(
+            backend,
+            environment_id=environment.pk,
+            event_id=event_id,
+            external_customer_id=external_customer_id,
+            start=start,
+            end=end,
+        )
+    events = Event.objects.for_environment(environment).filter(event_id=event_id)
+    if external_customer_id:
+        events = events.filter(external_customer_id=external_customer_id)
+    return events.between(start, end).first()

@@ -25,8 +25,7 @@ from metering.api.http import json_response, request_json
 from metering.api.schemas import event_to_dict, property_filters_clean, timestamp_out
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean, text_problem
-from metering.models import Event
-from metering.selectors import customer_get, customer_get_by_external_id
+from metering.selectors import customer_get, customer_get_by_external_id, event_lookup
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MAX_TIMEZONE_LENGTH, usage_time_problem
 from metering.usage.selectors import AnalyticsItem, customer_current_usage, usage_analytics, usage_query_build
@@ -307,10 +306,13 @@ def _debug_body(event: dict, report: DebugReport) -> dict:
 
 @usage_events_router.get("/lookup", response={200: DebugOut}, summary="A stored event and why it counts (or not)")
 def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
-    events = Event.objects.for_environment(request.environment).filter(event_id=query.id)
-    if query.external_customer_id:
-        events = events.filter(external_customer_id=query.external_customer_id)
-    event = events.between(query.start_time, query.end_time).first()
+    event = event_lookup(
+        environment=request.environment,
+        event_id=query.id,
+        external_customer_id=query.external_customer_id or None,
+        start=query.start_time,
+        end=query.end_time,
+    )
     if event is None:
         raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
     report = event_debug_report(environment=request.environment, event=event)

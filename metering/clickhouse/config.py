@@ -61,22 +61,6 @@ def _identifier(name: str, url: str) -> str:
     return name
 
 
-UNSERVED = (
-    "EVENTS_URL={url!r}: the ClickHouse events backend can create its tables (migrate_events --url) and receive "
-    "a copy of the events (copy_events_to_clickhouse --url), but usage, the debugger and the event lists do not "
-    "read ClickHouse yet, so flexmeter will not serve from it (it would answer from an empty store). "
-    "Unset EVENTS_URL to keep events in the Django database."
-)
-
-
-def refuse_unserved_backend(url: str, cluster: str = "") -> EventsBackend:
-    """Check `EVENTS_URL` at startup: malformed, or a backend the product cannot serve from yet, is an error."""
-    backend = parse_events_url(url, cluster=cluster)
-    if backend.is_clickhouse:
-        raise ImproperlyConfigured(UNSERVED.format(url=url))
-    return backend
-
-
 @functools.lru_cache(maxsize=8)
 def _parsed(url: str, cluster: str) -> EventsBackend:
     return parse_events_url(url, cluster=cluster)

@@ -8,7 +8,8 @@ Two tables (docs/clickhouse.md explains why):
   replaces the row; one that moves the event (new timestamp, customer or name) gets a tombstone for each
   earlier key from the writer, so no delivery is ever counted twice.
 - `event_keys`: every sort key an `(environment, event_id)` ever had, ordered by id: the writer's lookup of
-  what to tombstone and whether a delivery is a duplicate.
+  what to tombstone and whether a delivery is a duplicate. Deleting an event (`check_events --delete`) writes
+  its keys again as deleted, so a later delivery of the id is new, as on the Django database.
 
 With a cluster name the same tables become replicated local tables behind distributed ones: `events` sharded by
 environment and customer (a customer's usage is answered by one shard), `event_keys` by environment and id.
@@ -42,7 +43,8 @@ _KEY_COLUMNS = """
     external_customer_id String,
     event_name String,
     timestamp DateTime64(6, 'UTC'),
-    version UInt64"""
+    version UInt64,
+    is_deleted UInt8 DEFAULT 0"""
 
 _PROGRESS_COLUMNS = """
     source String,
@@ -75,7 +77,7 @@ _TABLES = (
         EVENT_KEYS,
         _KEY_COLUMNS,
         "ReplacingMergeTree",
-        "version",
+        "version, is_deleted",
         "ORDER BY (environment_id, event_id, external_customer_id, event_name, timestamp)",
         "cityHash64(environment_id, event_id)",
     ),

@@ -19,10 +19,13 @@ from catalog.expressions import ExpressionError, compile_expression
 from catalog.models import AggregationType, Feature, Meter
 from catalog.rules import name_likeness_key
 from flexmeter.limits import NUMBER_RULE
+from metering.clickhouse import reads as clickhouse_reads
+from metering.clickhouse.config import events_backend
 from metering.ingest.validation import EventInput
 from metering.models import Customer, Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
+from metering.usage.dialects.clickhouse import ClickHouseDialect
 from metering.usage.numbers import EXACT, canonical_text, cel_input, normalize, numeric_value, value_kind
 from metering.usage.predicate import match_columns
 from metering.usage.spec import AggregationSpec, Filter
@@ -133,7 +136,8 @@ def _evaluate(meters: list[Meter], event, properties: dict) -> list[MeterMatch]:
     """Evaluate every candidate meter's filters and quantity on this one event, in one SQL statement."""
     if not meters:
         return []
-    d = dialect_for(connection)
+    backend = events_backend()
+    d = ClickHouseDialect(backend.database) if backend.is_clickhouse else dialect_for(connection)
     p = Params()
     columns: list[str] = ["1"]  # the row exists: a stored event may have been deleted meanwhile
     plans = []
@@ -151,14 +155,25 @@ def _evaluate(meters: list[Meter], event, properties: dict) -> list[MeterMatch]:
             value_column = len(columns)
             columns.append(pieces.value)
         plans.append((meter, spec, filter_columns, value_column))
-    if isinstance(event, Event) and event.pk:
+    if isinstance(event, Event) and backend.is_clickhouse:
+        key = (event.external_customer_id, event.event_name, event.timestamp)
+        where = clickhouse_reads.key_conditions(
+            d, p, environment_id=event.environment_id, event_id=event.event_id, key=key
+        )
+        source = f"{d.events_source('')} WHERE {' AND '.join(where)}"
+    elif isinstance(event, Event) and event.pk:
         source = f"{Event._meta.db_table} e WHERE e.id = {p(event.pk)}"
     else:
         json_text = getattr(event, "properties_json", None) or "{}"
-        source = f"(SELECT {d.properties_literal(p, json_text)} AS properties) e"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(columns)} FROM {source}", p.values)
-        row = cursor.fetchone() or ()
+        source = f"(SELECT {d.candidate_columns(p, json_text)}) e"
+    statement = f"SELECT {', '.join(columns)} FROM {source}"
+    if backend.is_clickhouse:
+        rows = clickhouse_reads.query_rows(backend, statement, p)
+        row = rows[0] if rows else ()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, p.values)
+            row = cursor.fetchone() or ()
     return [
         _explain(meter, spec, filter_columns, value_column, row, properties)
         for meter, spec, filter_columns, value_column in plans

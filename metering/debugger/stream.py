@@ -21,12 +21,15 @@ from catalog.models import Meter
 from catalog.rules import similar_names
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
+from metering.clickhouse import reads as clickhouse_reads
+from metering.clickhouse.config import EventsBackend, events_backend
 from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import event_row_condition, events_matching, keyset_page
+from metering.selectors import customer_ids_by_external_id, event_row_condition, events_matching, keyset_page
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
+from metering.usage.dialects.clickhouse import ClickHouseDialect
 from metering.usage.predicate import any_match_sql
 from metering.usage.spec import AggregationSpec
 
@@ -129,6 +132,19 @@ def event_stream_page(
     """
     if status and status not in STATUSES:
         raise ValidationFailed(details={"status": f"must be one of {', '.join(STATUSES)}"})
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return _clickhouse_stream_page(
+            backend,
+            environment=environment,
+            filters={"event_name": event_name, "external_customer_id": external_customer_id, "source": source},
+            start=start,
+            end=end,
+            status=status,
+            cursor=cursor,
+            newer_than=newer_than,
+            page_size=page_size,
+        )
     customers = Customer.objects.filter(
         environment_id=OuterRef("environment_id"),
         external_id=OuterRef("external_customer_id"),
@@ -158,6 +174,53 @@ def event_stream_page(
     return StreamPage(rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 
+def _clickhouse_stream_page(
+    backend: EventsBackend,
+    *,
+    environment: Environment,
+    filters: dict[str, str | None],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    status: str | None,
+    cursor: str | None,
+    newer_than: str | None,
+    page_size: int,
+) -> StreamPage:
+    """The same page with events in ClickHouse: the status predicate runs there, on `events FINAL`; customers live
+    in the Django database, so a status filter passes the environment's active external ids as one array."""
+    specs = published_specs(environment)
+    active: list[str] = []
+    if status in (STATUS_PROCESSED, STATUS_CUSTOMER_NOT_FOUND):
+        active = list(Customer.objects.for_environment(environment).active().values_list("external_id", flat=True))
+
+    def conditions(d, p) -> list[str]:
+        parts = clickhouse_reads.column_conditions(d, p, environment_id=environment.pk, start=start, end=end, **filters)
+        if status == STATUS_UNMATCHED:
+            parts.append(f"NOT {any_match_sql(specs, d, p)}")
+        elif status:
+            known = f"has({p(active)}, e.external_customer_id)"
+            parts += [any_match_sql(specs, d, p), known if status == STATUS_PROCESSED else f"NOT {known}"]
+        return parts
+
+    page = clickhouse_reads.events_page(
+        backend,
+        environment_id=environment.pk,
+        conditions=conditions,
+        extra_columns=lambda d, p: [f"{any_match_sql(specs, d, p)} AS matched"],
+        page_size=page_size,
+        older_than=cursor,
+        newer_than=newer_than,
+    )
+    customer_ids = customer_ids_by_external_id(
+        environment=environment, external_ids={event.external_customer_id for event in page.events}
+    )
+    rows = []
+    for event, (matched,) in zip(page.events, page.extras, strict=True):
+        customer_id = customer_ids.get(event.external_customer_id)
+        rows.append(StreamRow(event=event, status=_status_of(bool(matched), customer_id), customer_id=customer_id))
+    return StreamPage(rows=rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
+
+
 def _aware(value) -> dt.datetime:
     """A timestamp read by raw SQL: SQLite answers naive UTC text, PostgreSQL an aware datetime."""
     if isinstance(value, str):
@@ -185,7 +248,8 @@ def unmatched_event_names(
 ) -> list[UnmatchedName]:
     """Unmatched events grouped by event name, most frequent first, in one query (the stream's predicate)."""
     specs = published_specs(environment)
-    dialect = dialect_for(connection)
+    backend = events_backend()
+    dialect = ClickHouseDialect(backend.database) if backend.is_clickhouse else dialect_for(connection)
     params = Params()
     where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_match_sql(specs, dialect, params)}"]
     if start is not None:
@@ -194,12 +258,15 @@ def unmatched_event_names(
         where.append(f"e.timestamp < {dialect.timestamp(params, end)}")
     sql = (
         f"SELECT e.event_name, count(*), max(e.timestamp), count(DISTINCT e.external_customer_id) "
-        f"FROM {Event._meta.db_table} e WHERE {' AND '.join(where)} "
+        f"FROM {dialect.events_source(Event._meta.db_table)} WHERE {' AND '.join(where)} "
         f"GROUP BY e.event_name ORDER BY count(*) DESC, e.event_name"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params.values)
-        rows = cursor.fetchall()
+    if backend.is_clickhouse:
+        rows = clickhouse_reads.query_rows(backend, sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params.values)
+            rows = cursor.fetchall()
     per_name: dict[str, int] = {}
     for spec in specs:
         per_name[spec.event_name] = per_name.get(spec.event_name, 0) + 1

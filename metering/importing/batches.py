@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
+from metering.clickhouse.config import events_backend
 from metering.importing.sources import EventSource, Rejected
 from metering.ingest.copy import CopyWriter, copy_text
 from metering.ingest.validation import EVENT_ID_PREFIX, EventInput, event_clean
@@ -151,4 +152,7 @@ class BatchWriter:
 def batch_mode(dry_run: bool) -> BatchMode:
     if dry_run:
         return BatchMode.DRY_RUN
-    return BatchMode.COPY if connection.vendor == "postgresql" else BatchMode.EVENTS
+    # COPY writes PostgreSQL's events table: with events in ClickHouse every batch goes through `events_store`
+    if connection.vendor == "postgresql" and not events_backend().is_clickhouse:
+        return BatchMode.COPY
+    return BatchMode.EVENTS

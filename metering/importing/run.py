@@ -21,6 +21,8 @@ from django.db import connection
 from catalog.models import Meter
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
+from metering.clickhouse import reads as clickhouse_reads
+from metering.clickhouse.config import events_backend
 from metering.importing.batches import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -46,6 +48,9 @@ def metered_event_names(environment: Environment) -> frozenset[str]:
 
 
 def _stored_count(environment: Environment, event_ids: Iterable[str]) -> int:
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.stored_id_count(backend, environment_id=environment.pk, event_ids=list(event_ids))
     return Event.objects.for_environment(environment).filter(event_id__in=list(event_ids)).count()
 
 

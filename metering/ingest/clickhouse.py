@@ -118,3 +118,33 @@ def clickhouse_events_store(
 def _tombstone(environment_id, event_id, customer, name, timestamp, version) -> list:
     """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`)."""
     return [environment_id, event_id, name, customer, timestamp, timestamp, "", "{}", {}, {}, [], [], version, 1]
+
+
+def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> int:
+    """Delete these events: a tombstone for every key each id was stored under, and its keys written again as
+    deleted (so a later delivery of the id is new, not a duplicate). Returns how many events were stored."""
+    event_ids = list(dict.fromkeys(event_ids))
+    if not event_ids:
+        return 0
+    client = clickhouse_client(backend)
+    with _ids_locked(backend, environment_id, event_ids):
+        stored = _stored_keys(client, backend, environment_id, event_ids)
+        if not stored:
+            return 0
+        newest = max(version for keys in stored.values() for *_, version in keys)
+        version = max(time.time_ns(), newest + 1)
+        key_rows, event_rows = [], []
+        for event_id, keys in stored.items():
+            for customer, name, timestamp, _ in keys:
+                key_rows.append([environment_id, event_id, customer, name, timestamp, version, 1])
+                event_rows.append(_tombstone(environment_id, event_id, customer, name, timestamp, version))
+        settings = _insert_settings(backend)
+        client.insert(
+            EVENT_KEYS,
+            key_rows,
+            column_names=(*KEY_COLUMNS, "is_deleted"),
+            database=backend.database,
+            settings=settings,
+        )
+        client.insert(EVENTS, event_rows, column_names=EVENT_COLUMNS, database=backend.database, settings=settings)
+    return len(stored)

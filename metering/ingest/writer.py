@@ -284,5 +284,11 @@ def _store_generic(environment: Environment, events: list[EventInput], ingested_
 def events_delete(*, environment_slug: str, event_ids: list[str]) -> int:
     """Delete these events of one environment (`check_events --delete`); returns how many rows went. Rollups see the
     deletion through the events table's change marks, as they see every write."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        from metering.ingest.clickhouse import clickhouse_events_delete  # the optional extra, only when selected
+
+        environment = Environment.objects.get(slug=environment_slug)
+        return clickhouse_events_delete(backend=backend, environment_id=environment.pk, event_ids=event_ids)
     deleted, _ = Event.objects.filter(environment__slug=environment_slug, event_id__in=event_ids).delete()
     return deleted

@@ -24,6 +24,7 @@ from metering.debugger.stream import event_stream_page, unmatched_event_names
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store
 from metering.models import Event
+from metering.selectors import event_lookup
 from metering.views.event_filters import STATUS_LABELS, EventStreamFilterForm, UnmatchedFilterForm
 
 STREAM_TEMPLATE = "metering/events/stream.html"
@@ -122,7 +123,7 @@ def event_stream(request: HttpRequest) -> HttpResponse:
 def event_detail(request: HttpRequest) -> HttpResponse:
     """The debug report of one stored event (`?id=<event_id>`), its fields and its raw JSON."""
     event_id = request.GET.get("id", "")
-    event = Event.objects.for_environment(request.environment).filter(event_id=event_id).first() if event_id else None
+    event = event_lookup(environment=request.environment, event_id=event_id)
     if event is None:
         raise Http404("No such event in this environment")
     report = event_debug_report(environment=request.environment, event=event)
@@ -169,9 +170,7 @@ def event_test(request: HttpRequest) -> HttpResponse:
         text = request.POST.get("event_json", "")
     else:
         source_id = request.GET.get("from", "")
-        source_event = (
-            Event.objects.for_environment(request.environment).filter(event_id=source_id).first() if source_id else None
-        )
+        source_event = event_lookup(environment=request.environment, event_id=source_id)
         text = _editable_json(source_event) if source_event else pretty_json(SAMPLE_EVENT)
     context: dict[str, Any] = {"event_json": text, "source_event": source_event, "errors": None}
     status = 200

@@ -56,6 +56,10 @@ class Dialect:
     def properties_literal(self, p: Params, json_text: str) -> str:
         raise NotImplementedError
 
+    def candidate_columns(self, p: Params, json_text: str) -> str:
+        """The select list of a one-row event `e` that was never stored (the debugger's candidate)."""
+        return f"{self.properties_literal(p, json_text)} AS properties"
+
     # property access
     def present(self, p: Params, key: str) -> str:
         raise NotImplementedError

@@ -1,4 +1,9 @@
-"""EVENTS_URL parsing, the startup refusal of a backend that cannot serve yet, and the DDL as text (SPEC §12)."""
+"""EVENTS_URL parsing, the startup check, and the DDL as text (SPEC §12)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -10,14 +15,13 @@ from metering.clickhouse.config import (
     DJANGO,
     clickhouse_client,
     parse_events_url,
-    refuse_unserved_backend,
 )
 from metering.clickhouse.schema import schema_statements
 
 
 def test_an_unset_events_url_means_the_django_database():
     assert parse_events_url("").kind == DJANGO
-    assert refuse_unserved_backend("  ").kind == DJANGO
+    assert parse_events_url("  ").kind == DJANGO
 
 
 def test_clickhouse_and_chdb_urls():
@@ -42,9 +46,21 @@ def test_malformed_events_urls_are_configuration_errors(url, message):
         parse_events_url(url)
 
 
-def test_a_clickhouse_events_url_is_refused_at_startup_until_reads_are_served():
-    with pytest.raises(ImproperlyConfigured, match="do not read ClickHouse yet"):
-        refuse_unserved_backend("chdb:///tmp/events")
+def manage_check(events_url: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "EVENTS_URL": events_url, "DATABASE_URL": ""}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_flexmeter_starts_with_events_in_clickhouse_and_refuses_a_malformed_url(tmp_path):
+    # every reader (usage, debugger, stream, lists, lookup, import, export) serves from ClickHouse now
+    started = manage_check(f"chdb://{tmp_path}/events")
+    assert started.returncode == 0, started.stderr
+    refused = manage_check("mysql://db/events")
+    assert refused.returncode != 0
+    assert "unknown scheme 'mysql'" in refused.stderr
 
 
 def test_single_node_ddl_has_no_cluster_clauses():

@@ -7,11 +7,10 @@ import pytest
 
 from metering.debugger.explain import event_debug_report
 from metering.ingest.validation import event_clean
-from metering.models import Event
 from metering.usage.selectors import meter_usage
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
-from tests.metering.usage.helpers import at, send
+from tests.metering.usage.helpers import at, delete_event, send, stored_events
 
 pytestmark = pytest.mark.django_db
 
@@ -53,10 +52,15 @@ NON_ADDITIVE = [
 ]
 
 
+def only_event(environment):
+    (event,) = stored_events(environment)
+    return event
+
+
 def store_events(environment):
     for index, properties in enumerate(EVENTS):
         send(environment, event_name="llm", timestamp=f"2025-01-02T{index:02d}:00", properties=properties)
-    return list(Event.objects.order_by("timestamp"))
+    return stored_events(environment)
 
 
 def quantity_of(report, meter):
@@ -67,13 +71,13 @@ def quantity_of(report, meter):
 def test_quantity_equals_the_difference_the_event_makes_to_the_total(environment):
     meters = [MeterFactory(environment=environment, event_name="llm", **kwargs) for kwargs in METERS]
     events = store_events(environment)
-    reports = {event.pk: event_debug_report(environment=environment, event=event) for event in events}
+    reports = {event.event_id: event_debug_report(environment=environment, event=event) for event in events}
     totals = {meter.pk: meter_usage(meter=meter, start=EVER[0], end=EVER[1]).value for meter in meters}
     checked = 0
 
     for event in events:
-        report = reports[event.pk]
-        event.delete()
+        report = reports[event.event_id]
+        delete_event(environment, event)
         for meter in meters:
             after = meter_usage(meter=meter, start=EVER[0], end=EVER[1]).value
             assert totals[meter.pk] - after == (quantity_of(report, meter) or 0), (meter.aggregation_type, report)
@@ -106,7 +110,7 @@ def test_a_matched_event_with_a_known_customer_is_processed_and_names_its_featur
     FeatureFactory(environment=environment, meter=meter, status="deleted")
     send(environment, event_name="llm", customer="acme", timestamp="2025-01-02T00:00", properties={"tokens": "0.25"})
 
-    report = event_debug_report(environment=environment, event=Event.objects.get())
+    report = event_debug_report(environment=environment, event=only_event(environment))
 
     assert report.status == "processed"
     assert report.customer_lookup.found and report.customer_lookup.customer_id == customer.public_id
@@ -120,7 +124,7 @@ def test_a_matched_event_without_customer_is_customer_not_found(environment):
     MeterFactory(environment=environment, event_name="llm")
     send(environment, event_name="llm", customer="ghost", timestamp="2025-01-02T00:00")
 
-    report = event_debug_report(environment=environment, event=Event.objects.get())
+    report = event_debug_report(environment=environment, event=only_event(environment))
 
     assert report.status == "customer_not_found"
     assert report.customer_lookup.found is False and report.customer_lookup.customer_id is None
@@ -196,7 +200,7 @@ def test_not_matched_meters_give_the_first_reason(environment, meter_kwargs, pro
     MeterFactory(environment=environment, event_name="llm", **meter_kwargs)
     send(environment, event_name="llm", timestamp="2025-01-02T00:00", properties=properties)
 
-    report = event_debug_report(environment=environment, event=Event.objects.get())
+    report = event_debug_report(environment=environment, event=only_event(environment))
 
     (match,) = report.meters
     assert report.status == "unmatched"
@@ -218,7 +222,7 @@ def test_near_misses_by_event_name_and_property_key(environment):
     MeterFactory(environment=environment, event_name="API calls", name="Draft", status="draft")
     send(environment, event_name="API.calls", timestamp="2025-01-02T00:00", properties={"Credits": 5})
 
-    report = event_debug_report(environment=environment, event=Event.objects.get())
+    report = event_debug_report(environment=environment, event=only_event(environment))
 
     assert report.status == "unmatched" and report.meters == []
     assert [(m.kind, m.meter_id, m.expected, m.actual) for m in report.near_misses] == [
@@ -241,4 +245,4 @@ def test_a_candidate_event_is_explained_without_being_stored(environment, django
 
     assert report.meters[0].quantity == Decimal(150)
     assert report.status == "customer_not_found"
-    assert Event.objects.count() == 0
+    assert stored_events(environment) == []

@@ -12,6 +12,7 @@ from metering.ingest.writer import events_store
 from metering.models import Event
 from tests.concurrency import run_concurrently
 from tests.factories import EnvironmentFactory
+from tests.metering.usage.helpers import stored, stored_one
 
 pytestmark = pytest.mark.django_db
 
@@ -169,7 +170,7 @@ def test_numbers_keep_their_exact_spelling_when_parsed_from_text():
 
 
 def stored_event(environment, event_id="e1") -> Event:
-    return Event.objects.get(environment=environment, event_id=event_id)
+    return stored_one(environment, event_id)
 
 
 def an_input(event_id="e1", **overrides) -> EventInput:
@@ -185,7 +186,7 @@ def test_events_store_inserts_then_replaces(environment):
     replaced = stored_event(environment, "a")
     assert replaced.properties == {"n": 2}
     assert replaced.ingested_at >= first_ingested_at
-    assert Event.objects.filter(environment=environment).count() == 3
+    assert len(stored(environment)) == 3
 
 
 def test_events_store_dedupes_repeated_ids_itself(environment):
@@ -199,7 +200,7 @@ def test_events_store_small_and_large_batches_agree(environment, size):
     events = [an_input(f"e{i}", properties={"i": i, "v": Decimal("0.12345678901234567890123")}) for i in range(size)]
     assert events_store(environment=environment, events=events).duplicates == 0
     assert events_store(environment=environment, events=events).duplicates == size
-    assert Event.objects.filter(environment=environment).count() == size
+    assert len(stored(environment)) == size
     assert stored_event(environment, f"e{size - 1}").properties == {
         "i": size - 1,
         "v": Decimal("0.12345678901234567890123"),
@@ -212,7 +213,7 @@ def test_long_decimals_survive_the_database_with_every_digit(environment):
     # the largest magnitude the rule for what can be stored admits (flexmeter/limits.py)
     parsed = exactjson.loads('{"v": 0.12345678901234567890123, "big": 1e37, "neg": -7.000}')
     events_store(environment=environment, events=[an_input("d", properties=parsed)])
-    properties = Event.objects.get(event_id="d").properties
+    properties = stored_one(event_id="d").properties
     assert properties["v"] == Decimal("0.12345678901234567890123")
     assert str(properties["v"]) == "0.12345678901234567890123"
     assert properties["big"] == Decimal("1e37")
@@ -240,10 +241,10 @@ def test_concurrent_duplicate_deliveries_end_with_one_row_and_no_error(size):
     results = run_concurrently(
         lambda worker: events_store(environment=environment, events=batches[worker]), threads=threads_count
     )
-    assert Event.objects.filter(environment=environment).count() == size
+    assert len(stored(environment)) == size
     assert sum(result.inserted for result in results) == size
     assert sum(result.duplicates for result in results) == size * (threads_count - 1)
-    sources = set(Event.objects.filter(environment=environment).values_list("source", flat=True))
+    sources = {event.source for event in stored(environment)}
     assert len(sources) == 1
 
 
@@ -251,8 +252,8 @@ def test_large_batch_mixing_new_and_stored_ids_counts_exactly(environment):
     events_store(environment=environment, events=[an_input(f"e{i}", source="first") for i in range(0, 200, 2)])
     result = events_store(environment=environment, events=[an_input(f"e{i}", source="second") for i in range(200)])
     assert (result.accepted, result.duplicates, result.inserted) == (200, 100, 100)
-    assert Event.objects.filter(environment=environment).count() == 200
-    assert set(Event.objects.filter(environment=environment).values_list("source", flat=True)) == {"second"}
+    assert len(stored(environment)) == 200
+    assert {event.source for event in stored(environment)} == {"second"}
 
 
 def test_a_rejected_batch_copy_leaves_the_surrounding_transaction_usable(environment):
@@ -264,7 +265,7 @@ def test_a_rejected_batch_copy_leaves_the_surrounding_transaction_usable(environ
             environment=environment, events=[an_input(f"b{i}") for i in range(99)] + [an_input("taken")]
         )
         assert result.duplicates == 1
-        assert Event.objects.filter(environment=environment).count() == 100
+        assert len(stored(environment)) == 100
 
 
 def test_event_input_built_by_hand_derives_its_json(environment):

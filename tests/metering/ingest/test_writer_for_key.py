@@ -11,9 +11,9 @@ from flexmeter.models import ApiKey
 from flexmeter.services import api_key_revoke
 from metering.ingest.validation import EventInput
 from metering.ingest.writer import events_store_for_key
-from metering.models import Event
 from tests.concurrency import run_concurrently
 from tests.factories import ApiKeyFactory, EnvironmentFactory
+from tests.metering.usage.helpers import stored, stored_one
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,7 @@ def test_stores_in_the_keys_environment_and_counts_duplicates(api_key, environme
     assert (first.accepted, first.duplicates) == (1, 0)
     again = events_store_for_key(raw_key=api_key.raw_key, events=[an_input(properties={"v": 2})])
     assert (again.accepted, again.duplicates) == (1, 1)
-    stored = Event.objects.get()
+    stored = stored_one()
     assert stored.environment_id == environment.pk
     assert stored.properties == {"v": 2}
 
@@ -46,26 +46,26 @@ def test_small_batches_keep_the_last_of_repeated_ids(api_key):
         raw_key=api_key.raw_key, events=[an_input("a", source="1"), an_input("b"), an_input("a", source="2")]
     )
     assert (result.accepted, result.duplicates) == (2, 0)
-    assert Event.objects.get(event_id="a").source == "2"
+    assert stored_one(event_id="a").source == "2"
 
 
 @pytest.mark.parametrize("raw_key", ["", "fm_not-a-real-key"])
 def test_missing_or_unknown_key_stores_nothing(api_key, raw_key):
     assert events_store_for_key(raw_key=raw_key, events=[an_input()]) is None
-    assert not Event.objects.exists()
+    assert not stored()
 
 
 def test_a_revoked_key_stores_nothing_from_the_moment_it_is_revoked(api_key):
     assert events_store_for_key(raw_key=api_key.raw_key, events=[an_input("before")]) is not None
     api_key_revoke(api_key=api_key)
     assert events_store_for_key(raw_key=api_key.raw_key, events=[an_input("after")]) is None
-    assert list(Event.objects.values_list("event_id", flat=True)) == ["before"]
+    assert [event.event_id for event in stored()] == ["before"]
 
 
 def test_large_batches_take_the_batch_path_for_the_same_answer(api_key, environment):
     result = events_store_for_key(raw_key=api_key.raw_key, events=[an_input(f"e{i}") for i in range(120)])
     assert (result.accepted, result.duplicates) == (120, 0)
-    assert Event.objects.filter(environment=environment).count() == 120
+    assert len(stored(environment)) == 120
     assert events_store_for_key(raw_key="fm_unknown", events=[an_input(f"x{i}") for i in range(120)]) is None
 
 
@@ -104,6 +104,6 @@ def test_concurrent_deliveries_of_one_event_end_with_one_row_and_no_error():
         lambda worker: events_store_for_key(raw_key=api_key.raw_key, events=[an_input(source=f"w{worker}")]),
         threads=threads_count,
     )
-    assert Event.objects.count() == 1
+    assert len(stored()) == 1
     assert sum(result.inserted for result in results) == 1
     assert sum(result.duplicates for result in results) == threads_count - 1

@@ -28,6 +28,7 @@ def send(
     customer: str = "cust-1",
     event_id: str | None = None,
     properties: dict | str | None = None,
+    source: str = "",
 ) -> str:
     """Ingest one event; `properties` may be JSON text to control exactly how numbers are spelled."""
     if isinstance(properties, str):
@@ -39,6 +40,7 @@ def send(
         "external_customer_id": customer,
         "timestamp": at(timestamp).isoformat(),
         "properties": properties or {},
+        **({"source": source} if source else {}),
     }
     events_store(environment=environment, events=[event_clean(raw, now=at("2100-01-01T00:00"))])
     return event_id
@@ -56,3 +58,44 @@ def usage_statements() -> int:
     if on_clickhouse():
         return 0
     return 2 if connection.vendor == "postgresql" else 1
+
+
+def stored_events(environment) -> list:
+    """Every stored event of the environment, oldest first, read from the events backend under test."""
+    from flexmeter.pagination import MAX_PAGE_SIZE
+    from metering.selectors import events_page
+
+    return list(reversed(events_page(environment=environment, page_size=MAX_PAGE_SIZE).events))
+
+
+def delete_event(environment, event) -> None:
+    """Delete one stored event in the events backend under test (the path of `check_events --delete`)."""
+    from metering.ingest.writer import events_delete
+
+    assert events_delete(environment_slug=environment.slug, event_ids=[event.event_id]) == 1
+
+
+def stored(environment=None) -> list:
+    """The stored events (of one environment, or of all), oldest first, read from the events backend under test."""
+    from metering.models import Event
+
+    if not on_clickhouse():
+        events = Event.objects.all() if environment is None else Event.objects.filter(environment=environment)
+        return list(events.order_by("timestamp", "id"))
+    from flexmeter.models import Environment
+    from metering.clickhouse import reads
+
+    found = []
+    for env in [environment] if environment is not None else Environment.objects.order_by("id"):
+        found += reads.events_oldest_first(
+            events_backend(),
+            environment_id=env.pk,
+            conditions=lambda d, p, env=env: reads.column_conditions(d, p, environment_id=env.pk),
+        )
+    return found
+
+
+def stored_one(environment=None, event_id: str | None = None):
+    """The one stored event (with this id), like `Event.objects.get`."""
+    (event,) = [event for event in stored(environment) if event_id is None or event.event_id == event_id]
+    return event
