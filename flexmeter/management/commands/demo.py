@@ -5,6 +5,7 @@ from django.shortcuts import resolve_url
 
 from flexmeter.demo import demo_prepare
 from flexmeter.errors import FlexmeterError
+from metering.clickhouse.config import events_backend
 from metering.demo_data import DEMO_EVENTS
 from metering.progress import ProgressBar
 from metering.usage.rollups.refresh import rollups_refresh
@@ -37,6 +38,8 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write("Migrating the database…")
         call_command("migrate", verbosity=0, interactive=False)
+        if events_backend().is_clickhouse:  # events in ClickHouse (docs/clickhouse.md): its tables too
+            call_command("migrate_events", verbosity=0)
         try:
             setup = demo_prepare(events=options["events"], progress=ProgressBar(self.stderr, enabled=verbose))
         except FlexmeterError as exc:

@@ -11,15 +11,20 @@ class Command(BaseCommand):
     help = "Create the events tables in ClickHouse (idempotent). --print shows the DDL without running it."
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", required=True, help="ClickHouse or chdb URL, e.g. chdb:///var/flexmeter/events")
+        parser.add_argument(
+            "--url",
+            default=None,
+            help="ClickHouse or chdb URL, e.g. chdb:///var/events (default: EVENTS_URL)",
+        )
         parser.add_argument("--cluster", default=None, help="cluster name (default: EVENTS_CLICKHOUSE_CLUSTER)")
         parser.add_argument("--print", action="store_true", dest="print_only", help="print the DDL, run nothing")
 
     def handle(self, *args, url, cluster, print_only, **options):
         cluster = settings.EVENTS_CLICKHOUSE_CLUSTER if cluster is None else cluster
+        url = settings.EVENTS_URL if url is None else url
         backend = parse_events_url(url, cluster=cluster)
         if not backend.is_clickhouse:
-            raise CommandError("--url must name ClickHouse: clickhouse://… or chdb://…")
+            raise CommandError("--url (or EVENTS_URL) must name ClickHouse: clickhouse://… or chdb://…")
         statements = schema_statements(backend.database, backend.cluster)
         if print_only:
             self.stdout.write(";\n\n".join(statements) + ";")
