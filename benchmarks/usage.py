@@ -99,6 +99,20 @@ class BenchmarkRun:
     idle_refresh_seconds: float | None  # a second refresh right after, with nothing new
     events: int
     timings: list[Timing]
+    postgres_bytes: int = 0
+    clickhouse: SideBySide | None = None
+
+
+@dataclass
+class SideBySide:
+    """The same events in ClickHouse (chdb): load, size, (meter, scope) → (p50, p95) ms, and whether every meter
+    gave every customer the same month as PostgreSQL."""
+
+    load_seconds: float
+    bytes_on_disk: int
+    timings: dict[tuple[str, str], tuple[float, float]]
+    same_answers: bool
+    differences: list[str]
 
 
 @dataclass
@@ -313,6 +327,7 @@ def usage_benchmark_run(
     zones: tuple[str, ...] = ZONES,
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
     over_http: bool = False,
+    clickhouse_path: str | None = None,
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
@@ -371,12 +386,90 @@ def usage_benchmark_run(
                 timings = timing(over_http=UsageOverHttp(url, key.strip().splitlines()[-1], meter_ids))
         else:
             timings = timing()
+        with psycopg.connect(database_url) as bench:
+            postgres_bytes = bench.execute(f"SELECT pg_total_relation_size('{Event._meta.db_table}')").fetchone()[0]
+        side_by_side = None
+        if clickhouse_path:
+            side_by_side = _side_by_side(
+                clickhouse_path,
+                environment_id=environment.pk,
+                events=stored,
+                batch_size=batch_size,
+                month=months // 2,
+                zone=ZoneInfo(zones[0] if zones else "UTC"),
+                repeat=repeat,
+                log=log,
+                progress=progress,
+            )
     return BenchmarkRun(
         load_seconds=load_seconds,
         rollup_seconds=rollup_seconds,
         idle_refresh_seconds=idle_refresh_seconds,
         events=stored,
         timings=timings,
+        postgres_bytes=postgres_bytes,
+        clickhouse=side_by_side,
+    )
+
+
+def _side_by_side(
+    path: str,
+    *,
+    environment_id: int,
+    events: int,
+    batch_size: int,
+    month: int,
+    zone: ZoneInfo,
+    repeat: int,
+    log: Callable[[str], None],
+    progress: Callable[[int], None],
+) -> SideBySide:
+    """Load the same events into chdb at `path`, check every meter's month per customer against PostgreSQL, and
+    time the month without windows in `zone` for the three scopes."""
+    from pathlib import Path
+
+    from benchmarks.clickhouse import clickhouse_load, clickhouse_timings
+
+    months = max(1, round(events / EVENTS_PER_MONTH))
+    span = _add_months(FIRST_MONTH, months) - FIRST_MONTH
+    log(f"loading the same {events:,} events into ClickHouse (chdb) at {path}")
+    load = clickhouse_load(
+        Path(path),
+        environment_id=environment_id,
+        events=events,
+        first=FIRST_MONTH,
+        span=span,
+        batch_size=min(batch_size, 1_000_000),
+        progress=progress,
+    )
+    log(f"loaded in {load.seconds:.1f} s, {load.bytes_on_disk / 2**20:.0f} MiB")
+    start, end = _local_month(month, zone)
+    differences = []
+    for label, definition in METERS.items():
+        spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
+        query = UsageQuery(spec=spec, environment_id=environment_id, start=start, end=end, zone=zone, by_customer=True)
+        postgres = run_usage_queries([query], using=ALIAS, rollups=False)[0]
+        clickhouse = run_usage_queries([query], backend=load.backend)[0]
+        if postgres != clickhouse:
+            differences.append(label)
+    timings = clickhouse_timings(
+        load.backend,
+        meters=METERS,
+        event_name=EVENT_NAME,
+        environment_id=environment_id,
+        start=start,
+        end=end,
+        zone=zone,
+        typical=[f"cust-{index}" for index in range(TYPICAL_CUSTOMERS)],
+        heavy=[f"heavy-{index}" for index in range(HEAVY_CUSTOMERS)],
+        repeat=repeat,
+    )
+    return SideBySide(
+        load_seconds=load.seconds,
+        bytes_on_disk=load.bytes_on_disk,
+        timings=timings,
+        same_answers=not differences,
+        differences=differences,
     )
 
 

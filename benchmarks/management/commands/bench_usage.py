@@ -33,6 +33,12 @@ class Command(BaseCommand):
             action="store_true",
             help="ask for usage over HTTP (a granian server on 127.0.0.1) where rollups are read",
         )
+        parser.add_argument(
+            "--clickhouse",
+            metavar="PATH",
+            help="also load the same events into ClickHouse (a fresh chdb data directory at PATH, replaced) and "
+            "print PostgreSQL raw, PostgreSQL with rollups and ClickHouse side by side, with load times and sizes",
+        )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
             "--window-sizes", default=",".join(WINDOW_SIZES), help="comma-separated window sizes ('' = no windows)"
@@ -66,6 +72,7 @@ class Command(BaseCommand):
                 over_http=options["http"],
                 zones=tuple(zone.strip() for zone in options["zones"].split(",") if zone.strip()),
                 window_sizes=tuple(size.strip().upper() for size in options["window_sizes"].split(",")),
+                clickhouse_path=options["clickhouse"],
             )
         except BenchmarkError as exc:
             raise CommandError(str(exc)) from exc
@@ -101,3 +108,34 @@ class Command(BaseCommand):
                 f"{timing.shape:<24} {timing.label:<30} {timing.scope:<17} {timing.p50_ms:>9.1f} {timing.p95_ms:>9.1f} "
                 f"{timing.runs:>5}{raw}  {statistic} ≤ {limit:g} ms {verdict}"
             )
+        if run.clickhouse is not None:
+            self._side_by_side(run)
+
+    def _side_by_side(self, run) -> None:
+        side = run.clickhouse
+        first_shape = run.timings[0].shape if run.timings else ""
+        postgres = {(t.label, t.scope): t for t in run.timings if t.shape == first_shape}
+        self.stdout.write("")
+        self.stdout.write(f"side by side, one month without windows ({first_shape}), p50 / p95 ms:")
+        loaded = f"{run.load_seconds:.1f} s" if run.load_seconds is not None else "reused"
+        self.stdout.write(
+            f"  PostgreSQL: loaded {loaded}, {run.postgres_bytes / 2**20:,.0f} MiB (table and indexes); "
+            f"ClickHouse (chdb): loaded {side.load_seconds:.1f} s, {side.bytes_on_disk / 2**20:,.0f} MiB"
+        )
+        verdict = "yes" if side.same_answers else f"NO: {', '.join(side.differences)}"
+        self.stdout.write(f"  every meter, every customer, same month on both stores: {verdict}")
+        self.stdout.write(
+            f"  {'query':<30} {'scope':<17} {'PG raw p50':>11} {'PG rollups p50':>15} {'ClickHouse p50':>15} "
+            f"{'ClickHouse p95':>15}"
+        )
+        for (label, scope), (p50, p95) in side.timings.items():
+            timing = postgres.get((label, scope))
+            raw = timing.raw_p50_ms if timing is not None and timing.raw_p50_ms is not None else None
+            rolled = timing.p50_ms if timing is not None and timing.raw_p50_ms is not None else None
+            if timing is not None and timing.raw_p50_ms is None:
+                raw = timing.p50_ms  # --no-rollups: the PostgreSQL figures are raw scans
+            cells = "".join(
+                f" {value:>{width}.1f}" if value is not None else f" {'-':>{width}}"
+                for value, width in ((raw, 11), (rolled, 15))
+            )
+            self.stdout.write(f"  {label:<30} {scope:<17}{cells} {p50:>15.1f} {p95:>15.1f}")
