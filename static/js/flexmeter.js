@@ -206,10 +206,12 @@
     lostFocus = null;
     if (!active || active === document.body || !target || !target.contains(active)) return;
     if (target.id === "wizard-step" || target.id === "stream-more") return;
+    var group = active.closest("nav[aria-label], [role=group][aria-label], form[aria-label]");
     lostFocus = {
       region: target.id,
       name: active.getAttribute("name"),
       text: (active.textContent || "").trim(),
+      group: group ? group.tagName.toLowerCase() + "[aria-label='" + group.getAttribute("aria-label") + "']" : null,
     };
   });
   function focusTwin(event) {
@@ -219,10 +221,12 @@
     if (document.activeElement && document.activeElement !== document.body) return;
     var region = (wanted.region && document.getElementById(wanted.region)) || event.target;
     if (!region || !region.querySelectorAll) return;
-    var candidates = Array.prototype.slice.call(region.querySelectorAll("a[href], button, input, select, textarea"));
+    var focusable = "a[href], button:not([disabled]), input:not([type=hidden]), select, textarea";
+    var candidates = Array.prototype.slice.call(region.querySelectorAll(focusable));
+    var group = wanted.group && region.querySelector(wanted.group);
     var twin = candidates.filter(function (el) {
       return wanted.name ? el.getAttribute("name") === wanted.name : (el.textContent || "").trim() === wanted.text;
-    })[0] || candidates[0];
+    })[0] || (group && group.querySelector(focusable)) || candidates[0];
     if (twin) {
       twin.focus();
     } else {

@@ -84,9 +84,11 @@ def seed_a11y_data() -> A11yData:
     from tests.catalog.factories import FeatureFactory, MeterFactory
     from tests.factories import ApiKeyFactory, EnvironmentFactory
 
-    environment = Environment.objects.filter(slug="production").first() or EnvironmentFactory(slug="production")
+    environment = Environment.objects.filter(slug="production").first() or EnvironmentFactory(
+        slug="production", name="Production"
+    )
     EnvironmentFactory(slug="sandbox", name="Sandbox")
-    demo_seed(environment=environment, events=400, days=14)
+    demo_seed(environment=environment, events=1200, days=14)
     key = ApiKeyFactory(environment=environment, name="Backend")
     feature = Feature.objects.get(environment=environment, lookup_key="api_calls")
     customer = Customer.objects.filter(environment=environment).order_by("external_id").first()

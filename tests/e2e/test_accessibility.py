@@ -111,6 +111,7 @@ def test_no_page_scrolls_sideways(chromium, live_server, a11y_data, width):
         for name, path in DASHBOARD_PAGES:
             visit(page, path(a11y_data))
             overflow[name] = horizontal_overflow(page)
+            save_screenshot(page, f"{name}-{WIDTHS[width]}")
     finally:
         context.close()
     assert {name: px for name, px in overflow.items() if px > 0} == {}
