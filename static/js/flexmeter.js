@@ -98,14 +98,12 @@
   /* The environment switcher submits as soon as an environment is picked with the mouse. From the keyboard, the
      arrows only move through the environments (Chromium fires "change" on each); Enter or the Switch button
      applies the choice. */
-  var pickedWithPointer = false;
-  document.addEventListener("pointerdown", function (event) {
-    pickedWithPointer = !!event.target.closest("[data-autosubmit]");
-  });
+  var movedWithKeys = false;
+  document.addEventListener("pointerdown", function () { movedWithKeys = false; });
   document.addEventListener("keydown", function (event) {
     var select = event.target.closest("[data-autosubmit]");
     if (!select) return;
-    pickedWithPointer = false;
+    movedWithKeys = true;
     if (event.key === "Enter") {
       event.preventDefault();
       select.form.requestSubmit();
@@ -114,7 +112,7 @@
   document.addEventListener("change", function (event) {
     var select = event.target.closest("[data-autosubmit]");
     if (!select) return;
-    if (pickedWithPointer) {
+    if (!movedWithKeys) {
       select.form.requestSubmit();
       return;
     }
