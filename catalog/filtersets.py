@@ -4,14 +4,18 @@ import django_filters
 from django.db.models import Q
 
 from catalog.models import AggregationType, Feature, FeatureStatus, FeatureType, Meter, MeterStatus
+from flexmeter.forms import named_select
 
 
 class FeatureFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    type = django_filters.ChoiceFilter(choices=FeatureType.choices, empty_label="All types")
+    type = django_filters.ChoiceFilter(
+        choices=FeatureType.choices, empty_label="All types", widget=named_select("Feature type")
+    )
     status = django_filters.ChoiceFilter(
         choices=[(FeatureStatus.PUBLISHED, "Published"), (FeatureStatus.ARCHIVED, "Archived")],
         empty_label="Any status",
+        widget=named_select("Feature status"),
     )
 
     class Meta:
@@ -33,9 +37,13 @@ class FeatureFilterSet(django_filters.FilterSet):
 
 class MeterFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    aggregation_type = django_filters.ChoiceFilter(choices=AggregationType.choices, empty_label="All aggregations")
+    aggregation_type = django_filters.ChoiceFilter(
+        choices=AggregationType.choices, empty_label="All aggregations", widget=named_select("Aggregation")
+    )
     status = django_filters.ChoiceFilter(
-        choices=[(MeterStatus.PUBLISHED, "Published"), (MeterStatus.ARCHIVED, "Archived")], empty_label="Any status"
+        choices=[(MeterStatus.PUBLISHED, "Published"), (MeterStatus.ARCHIVED, "Archived")],
+        empty_label="Any status",
+        widget=named_select("Meter status"),
     )
 
     class Meta:

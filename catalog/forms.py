@@ -164,9 +164,22 @@ class FeatureFilterRowForm(forms.Form):
     )
     values = forms.CharField(
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "eu-west, eu-central", "autocomplete": "off"}),
-        help_text="Separate several values with commas.",
+        # One paragraph under the rows explains the values (templates/catalog/wizard/filters.html).
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "eu-west, eu-central",
+                "autocomplete": "off",
+                "aria-describedby": "filter-values-help",
+            }
+        ),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The rows share visual column headings; each input names its row for screen readers ("Filter 2 operator").
+        row = f"Filter {int(self.prefix.rsplit('-', 1)[-1]) + 1}" if self.prefix else "Filter"
+        for name, word in (("key", "property"), ("operator", "operator"), ("values", "values")):
+            self.fields[name].widget.attrs["aria-label"] = f"{row} {word}"
 
     def is_blank(self) -> bool:
         data = self.cleaned_data if hasattr(self, "cleaned_data") else {}

@@ -6,6 +6,12 @@ from django.utils.text import slugify
 from flexmeter.models import Environment
 
 
+def named_select(name: str) -> forms.Select:
+    """A dropdown with an accessible name, for filter bars that show no `<label>` (the options say what it filters,
+    but a screen reader announces only the selected one)."""
+    return forms.Select(attrs={"aria-label": name})
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(
         max_length=100,

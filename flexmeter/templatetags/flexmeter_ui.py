@@ -37,6 +37,7 @@ ICON_PATHS = {
     "search": ('<circle cx="11" cy="11" r="7"/>', '<path d="m20 20-3.5-3.5"/>'),
     "check": ('<path d="M20 6 9 17l-5-5"/>',),
     "x": ('<path d="M18 6 6 18"/>', '<path d="m6 6 12 12"/>'),
+    "menu": ('<path d="M4 6h16"/>', '<path d="M4 12h16"/>', '<path d="M4 18h16"/>'),
     "info": ('<circle cx="12" cy="12" r="9"/>', '<path d="M12 16v-4"/>', '<path d="M12 8h.01"/>'),
     "alert": (
         '<path d="M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z"/>',
@@ -102,3 +103,21 @@ def compact_json(value) -> str:
 def initials(user) -> str:
     name = user.get_full_name() or user.get_username()
     return name[:2]
+
+
+@register.simple_tag
+def described_widget(field, help_text: str = "") -> str:
+    """The field's widget tied to the text around it: `aria-describedby` names the help (`<id>_helptext`) and the
+    errors (`<id>_error`) that templates/partials/field.html renders, and `aria-invalid` marks a field in error.
+
+    Django adds these only for a form field's own `help_text`; help written in the template needs them too."""
+    attrs = {}
+    described_by = []
+    if help_text or field.help_text:
+        described_by.append(f"{field.auto_id}_helptext")
+    if field.errors:
+        described_by.append(f"{field.auto_id}_error")
+        attrs["aria-invalid"] = "true"
+    if described_by and field.auto_id:
+        attrs["aria-describedby"] = " ".join(described_by)
+    return field.as_widget(attrs=attrs)

@@ -7,6 +7,7 @@ import datetime as dt
 from django import forms
 from django.utils import timezone
 
+from flexmeter.forms import named_select
 from metering.debugger.stream import STATUSES
 
 STATUS_LABELS = {"processed": "Processed", "unmatched": "Unmatched", "customer_not_found": "Customer not found"}
@@ -27,9 +28,15 @@ class EventStreamFilterForm(forms.Form):
     event_name = forms.CharField(required=False, max_length=255)
     external_customer_id = forms.CharField(required=False, max_length=255)
     source = forms.CharField(required=False, max_length=255)
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *[(s, STATUS_LABELS[s]) for s in STATUSES]])
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any status"), *[(s, STATUS_LABELS[s]) for s in STATUSES]],
+        widget=named_select("Status"),
+    )
     range = forms.ChoiceField(
-        required=False, choices=[("", "All time"), *[(key, label) for key, (label, _) in RANGES.items()]]
+        required=False,
+        choices=[("", "All time"), *[(key, label) for key, (label, _) in RANGES.items()]],
+        widget=named_select("Time range"),
     )
     start = forms.DateTimeField(required=False, input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
     end = forms.DateTimeField(required=False, input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
@@ -73,7 +80,9 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 class UnmatchedFilterForm(forms.Form):
     range = forms.ChoiceField(
-        required=False, choices=[("", "All time"), *[(key, label) for key, (label, _) in RANGES.items()]]
+        required=False,
+        choices=[("", "All time"), *[(key, label) for key, (label, _) in RANGES.items()]],
+        widget=named_select("Time range"),
     )
 
     def since(self, *, now: dt.datetime | None = None) -> dt.datetime | None:

@@ -3,12 +3,15 @@
 import django_filters
 from django.db.models import Q
 
+from flexmeter.forms import named_select
 from metering.models import BillingPeriod, Customer
 
 
 class CustomerFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    billing_period = django_filters.ChoiceFilter(choices=BillingPeriod.choices, empty_label="Any billing period")
+    billing_period = django_filters.ChoiceFilter(
+        choices=BillingPeriod.choices, empty_label="Any billing period", widget=named_select("Billing period")
+    )
 
     class Meta:
         model = Customer

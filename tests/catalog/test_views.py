@@ -98,7 +98,7 @@ def test_feature_detail_explains_the_feature(dashboard: Client, environment, tok
     assert "Periodic: usage starts again from zero" in html
     assert "<code>region</code> is <code>eu</code> or <code>us</code>" in html
     assert "1 token · 5 tokens" in html
-    sample = html.split('<pre id="sample-event">', 1)[1].split("</pre>", 1)[0]
+    sample = html.split('<pre id="sample-event" tabindex="0">', 1)[1].split("</pre>", 1)[0]
     event = json.loads(sample.replace("&quot;", '"'))
     assert event == {
         "event_name": "llm.request",
