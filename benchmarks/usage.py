@@ -313,16 +313,19 @@ def usage_benchmark_run(
     zones: tuple[str, ...] = ZONES,
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
     over_http: bool = False,
+    load_only: bool = False,
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
 
     With `reuse`, a kept database that already holds events is timed again without reloading. With `over_http`,
-    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups.
+    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups. With
+    `load_only`, the database is loaded (and kept) and nothing is built or timed: a later `reuse` run then times the
+    first build of the rollups over events loaded ahead (10M events take a while to load).
     """
     check_database_url(database_url)
     _register_alias(database_url)
-    with _database(database_url, events=events, keep=keep, reuse=reuse) as loaded:
+    with _database(database_url, events=events, keep=keep or load_only, reuse=reuse) as loaded:
         load_seconds = None
         if loaded:
             environment = Environment.objects.using(ALIAS).get(slug="bench")
@@ -338,6 +341,8 @@ def usage_benchmark_run(
         stored = Event.objects.using(ALIAS).count()
         rollup_seconds = idle_refresh_seconds = None
         meters_create(environment)
+        if load_only:
+            return BenchmarkRun(load_seconds, None, None, stored, [])
         if rollups:
             started = time.perf_counter()
             report = rollups_refresh(using=ALIAS)

@@ -33,6 +33,11 @@ class Command(BaseCommand):
             action="store_true",
             help="ask for usage over HTTP (a granian server on 127.0.0.1) where rollups are read",
         )
+        parser.add_argument(
+            "--load-only",
+            action="store_true",
+            help="load the events and keep the database, nothing else (time it later with --reuse)",
+        )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
             "--window-sizes", default=",".join(WINDOW_SIZES), help="comma-separated window sizes ('' = no windows)"
@@ -64,6 +69,7 @@ class Command(BaseCommand):
                 log=log,
                 progress=progress,
                 over_http=options["http"],
+                load_only=options["load_only"],
                 zones=tuple(zone.strip() for zone in options["zones"].split(",") if zone.strip()),
                 window_sizes=tuple(size.strip().upper() for size in options["window_sizes"].split(",")),
             )
@@ -71,6 +77,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         self.stdout.write("")
+        if options["load_only"]:
+            self.stdout.write(f"{run.events:,} events loaded in {run.load_seconds or 0:.0f} s and kept")
+            return
         loaded = f"loaded in {run.load_seconds:.0f} s" if run.load_seconds is not None else "reused"
         self.stdout.write(f"{run.events:,} events ({loaded}); one month of usage per query")
         if options["http"]:
