@@ -139,7 +139,8 @@ def _rollup_insert_sql(
     definition: _Definition, first: dt.date, after: dt.date, dialect: Dialect
 ) -> tuple[str, dict[str, object]]:
     """INSERT of the rollup rows of `[first, after)`: per day and customer, and for all customers together, the
-    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours)."""
+    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours, and the
+    distinct counts of the hours inside the day per alignment, `HOUR_SLOTS`)."""
     spec = definition.spec
     params = Params()
     query = UsageQuery(
