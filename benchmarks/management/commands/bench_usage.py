@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from benchmarks.runner import BenchmarkError
-from benchmarks.usage import WINDOW_SIZES, ZONES, usage_benchmark_run
+from benchmarks.usage import METERS, WINDOW_SIZES, ZONES, usage_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench"
 TARGETS_MS = {"typical customer": ("p50", 5.0), "heavy customer": ("p95", 15.0), "all customers": ("p50", 100.0)}
@@ -38,6 +38,9 @@ class Command(BaseCommand):
             action="store_true",
             help="load the events and keep the database, nothing else (time it later with --reuse)",
         )
+        parser.add_argument(
+            "--meters", default=",".join(METERS), help="comma-separated meters to build and time (default: all)"
+        )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
             "--window-sizes", default=",".join(WINDOW_SIZES), help="comma-separated window sizes ('' = no windows)"
@@ -70,6 +73,7 @@ class Command(BaseCommand):
                 progress=progress,
                 over_http=options["http"],
                 load_only=options["load_only"],
+                meters=tuple(label.strip() for label in options["meters"].split(",") if label.strip()),
                 zones=tuple(zone.strip() for zone in options["zones"].split(",") if zone.strip()),
                 window_sizes=tuple(size.strip().upper() for size in options["window_sizes"].split(",")),
             )
