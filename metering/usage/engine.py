@@ -435,7 +435,7 @@ class _RollupRead:
             w = self._window(start)
             selects.append(
                 f"SELECT {head}, {w} AS w, NULL AS c, (h.n)::text AS n1, NULL AS n2 "
-                f"FROM metering_rollup r, unnest(r.quarters, r.q1) AS h(slot, n) "
+                f"FROM {self._table('metering_rollup', quarters=False)}, unnest(r.quarters, r.q1) AS h(slot, n) "
                 f"WHERE {self._where(days)} AND h.slot >= {first} AND h.slot <= {last}"
             )
         return selects
@@ -447,7 +447,7 @@ class _RollupRead:
         size = aligned.quarters_per_window
         sources = []
         for alignment, days in aligned.by_alignment.items():
-            where = f"FROM metering_rollup_distinct r WHERE {self._where(days)}"
+            where = f"FROM {self._table('metering_rollup_distinct', quarters=False)} WHERE {self._where(days)}"
             if alignment > 0:
                 w = self._window("r.day::timestamp")
                 sources.append(
