@@ -28,7 +28,7 @@ from django.db import connections
 
 from benchmarks.loading import event_indexes_deferred
 from benchmarks.runner import BenchmarkError, check_database_url, manage_run, server_environment, wsgi_server
-from catalog.models import Meter
+from catalog.models import Meter, MeterStatus
 from flexmeter.models import Environment
 from metering.models import Event
 from metering.usage.engine import run_usage_queries
@@ -233,6 +233,7 @@ def time_queries(
     zones: tuple[str, ...] = ZONES,
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
     over_http: UsageOverHttp | None = None,
+    meters: tuple[str, ...] = tuple(METERS),
 ) -> list[Timing]:
     """Time every meter for a typical customer, a heavy one and all customers (by customer), one month in each
     time zone, with each window size. With `rollups`, each query is also timed scanning raw events only, with
@@ -246,7 +247,8 @@ def time_queries(
         start, end = _local_month(month, zone)
         for window_size in window_sizes:
             shape = f"{zone_name}{' /' + window_size if window_size else ''}"
-            for label, definition in METERS.items():
+            for label in meters:
+                definition = METERS[label]
                 spec = AggregationSpec.from_meter(Meter(event_name=EVENT_NAME, **definition))
 
                 base = UsageQuery(
@@ -328,16 +330,24 @@ def usage_benchmark_run(
     window_sizes: tuple[str, ...] = WINDOW_SIZES,
     over_http: bool = False,
     clickhouse_path: str | None = None,
+    load_only: bool = False,
+    meters: tuple[str, ...] = tuple(METERS),
 ) -> BenchmarkRun:
     """Create the benchmark database, load events, bring the meters' daily rollups up to date (unless not
     `rollups`: then every query scans raw events), time the queries; drop the database unless `keep`.
 
     With `reuse`, a kept database that already holds events is timed again without reloading. With `over_http`,
-    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups.
+    a granian server (one worker, one thread, bound to 127.0.0.1) answers the queries that read rollups. With
+    `load_only`, the database is loaded (and kept) and nothing is built or timed: a later `reuse` run then times the
+    first build of the rollups over events loaded ahead (10M events take a while to load). Only `meters` are
+    published (the others of a reused database become drafts), so only their rollups are built and timed.
     """
+    unknown = set(meters) - set(METERS)
+    if unknown:
+        raise BenchmarkError(f"unknown meters: {', '.join(sorted(unknown))} (known: {', '.join(METERS)})")
     check_database_url(database_url)
     _register_alias(database_url)
-    with _database(database_url, events=events, keep=keep, reuse=reuse) as loaded:
+    with _database(database_url, events=events, keep=keep or load_only, reuse=reuse) as loaded:
         load_seconds = None
         if loaded:
             environment = Environment.objects.using(ALIAS).get(slug="bench")
@@ -352,7 +362,9 @@ def usage_benchmark_run(
             log(f"loaded in {load_seconds:.0f} s ({events / load_seconds:,.0f} events/s incl. index builds)")
         stored = Event.objects.using(ALIAS).count()
         rollup_seconds = idle_refresh_seconds = None
-        meters_create(environment)
+        meters_create(environment, meters)
+        if load_only:
+            return BenchmarkRun(load_seconds, None, None, stored, [])
         if rollups:
             started = time.perf_counter()
             report = rollups_refresh(using=ALIAS)
@@ -375,6 +387,7 @@ def usage_benchmark_run(
             log=log,
             zones=zones,
             window_sizes=window_sizes,
+            meters=meters,
         )
         if over_http:
             env = server_environment(database_url)
@@ -473,11 +486,15 @@ def _side_by_side(
     )
 
 
-def meters_create(environment: Environment) -> None:
-    """The benchmark's meters as published meters of its environment (rollups are kept for meters in use)."""
-    existing = set(Meter.objects.using(ALIAS).filter(environment=environment).values_list("name", flat=True))
+def meters_create(environment: Environment, labels: tuple[str, ...] = tuple(METERS)) -> None:
+    """The benchmark's meters `labels` as published meters of its environment, the others as drafts (rollups are
+    kept for meters in use only)."""
+    meters = Meter.objects.using(ALIAS).filter(environment=environment)
+    existing = set(meters.values_list("name", flat=True))
     for index, (label, definition) in enumerate(METERS.items()):
         if label not in existing:
             Meter(
                 environment=environment, name=label, event_name=EVENT_NAME, fingerprint=f"bench-{index}", **definition
             ).save(using=ALIAS)
+    meters.filter(name__in=labels).update(status=MeterStatus.PUBLISHED)
+    meters.exclude(name__in=labels).update(status=MeterStatus.DRAFT)

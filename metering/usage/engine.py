@@ -31,8 +31,12 @@ from metering.usage.periods import UTC, from_local, next_bucket_start_local
 from metering.usage.predicate import selection_sql, value_sql
 from metering.usage.rollups.read import (
     EVERYONE,
+    HOUR_SLOTS,
+    QUARTERS_PER_DAY,
+    AlignedDays,
     Coverage,
     Pieces,
+    aligned_days,
     coverage_lookup,
     day_fits,
     days_touched,
@@ -276,10 +280,16 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
         rollup = _RollupRead(query, part, d, p, coverage.definition_id)
         head = head_of.format(part=part)
         if query.spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-            # distinct values must be counted across pieces: one count over the union of all of them
+            # distinct values must be counted across pieces: one count over the union of all of them, but for the
+            # hour windows inside a UTC day, whose counts the rollups keep (see `aligned_days`)
+            aligned = aligned_days(pieces, query.zone, window) if part == WINDOW else None
             sources = [distinct_values_sql(query, part, d, p, first, last) for first, last in pieces.raw]
             sources.extend(rollup.distinct_sql(pieces))
-            selects.append(_count_distinct_sql(head, sources, d))
+            if aligned is not None:
+                sources.extend(rollup.aligned_edges_sql(aligned))
+                selects.extend(rollup.hour_counts_sql(head, aligned))
+            if sources:
+                selects.append(_count_distinct_sql(head, sources, d))
             continue
         if query.spec.is_bucketed_max and part != CARRY:
             # a bucket may be split between raw edges and quarter hours: its maximum is taken across both
@@ -412,6 +422,45 @@ class _RollupRead:
             f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {d.group_text('x.g')} AS g, max(x.m) AS m "
             f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2, 3, 4"
         ]
+
+    def hour_counts_sql(self, head: str, aligned: AlignedDays) -> list[str]:
+        """COUNT_UNIQUE: the rolled-up count of each hour window inside an aligned UTC day (one row a window)."""
+        if aligned.quarters_per_window != 4:
+            return []
+        selects = []
+        for alignment, days in aligned.by_alignment.items():
+            first = alignment * HOUR_SLOTS + 1
+            last = alignment * HOUR_SLOTS + (24 if alignment == 0 else 23)
+            start = f"(r.day + ((h.slot - {first}) * 4 + {alignment}) * interval '15 minutes')"
+            w = self._window(start)
+            selects.append(
+                f"SELECT {head}, {w} AS w, NULL AS c, (h.n)::text AS n1, NULL AS n2 "
+                f"FROM {self._table('metering_rollup', quarters=False)}, unnest(r.quarters, r.q1) AS h(slot, n) "
+                f"WHERE {self._where(days)} AND h.slot >= {first} AND h.slot <= {last}"
+            )
+        return selects
+
+    def aligned_edges_sql(self, aligned: AlignedDays) -> list[str]:
+        """COUNT_UNIQUE: the values of the windows of aligned days that cross midnight, or (DAY windows) of the
+        day's two windows, as (w, c, t): a value is in the part of the day before quarter `a` when its first
+        quarter is, in the part from quarter `q` on when its last one is (the quarters are sorted)."""
+        size = aligned.quarters_per_window
+        sources = []
+        for alignment, days in aligned.by_alignment.items():
+            where = f"FROM {self._table('metering_rollup_distinct', quarters=False)} WHERE {self._where(days)}"
+            if alignment > 0:
+                w = self._window("r.day::timestamp")
+                sources.append(
+                    f"SELECT DISTINCT {w} AS w, NULL AS c, r.value AS t {where} AND r.quarters[1] < {alignment}"
+                )
+            if alignment > 0 or size == QUARTERS_PER_DAY:
+                tail = QUARTERS_PER_DAY - size + alignment
+                w = self._window(f"(r.day + {tail} * interval '15 minutes')")
+                sources.append(
+                    f"SELECT DISTINCT {w} AS w, NULL AS c, r.value AS t {where} "
+                    f"AND r.quarters[array_upper(r.quarters, 1)] >= {tail}"
+                )
+        return sources
 
     def distinct_sql(self, pieces: Pieces) -> list[str]:
         """COUNT_UNIQUE: the rolled-up distinct values of whole days and of quarter ranges, as (w, c, t)."""

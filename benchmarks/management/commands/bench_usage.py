@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from benchmarks.runner import BenchmarkError
-from benchmarks.usage import WINDOW_SIZES, ZONES, usage_benchmark_run
+from benchmarks.usage import METERS, WINDOW_SIZES, ZONES, usage_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_usage_bench"
 TARGETS_MS = {"typical customer": ("p50", 5.0), "heavy customer": ("p95", 15.0), "all customers": ("p50", 100.0)}
@@ -39,6 +39,14 @@ class Command(BaseCommand):
             help="also load the same events into ClickHouse (a fresh chdb data directory at PATH, replaced) and "
             "print PostgreSQL raw, PostgreSQL with rollups and ClickHouse side by side, with load times and sizes",
         )
+        parser.add_argument(
+            "--load-only",
+            action="store_true",
+            help="load the events and keep the database, nothing else (time it later with --reuse)",
+        )
+        parser.add_argument(
+            "--meters", default=",".join(METERS), help="comma-separated meters to build and time (default: all)"
+        )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
             "--window-sizes", default=",".join(WINDOW_SIZES), help="comma-separated window sizes ('' = no windows)"
@@ -70,6 +78,8 @@ class Command(BaseCommand):
                 log=log,
                 progress=progress,
                 over_http=options["http"],
+                load_only=options["load_only"],
+                meters=tuple(label.strip() for label in options["meters"].split(",") if label.strip()),
                 zones=tuple(zone.strip() for zone in options["zones"].split(",") if zone.strip()),
                 window_sizes=tuple(size.strip().upper() for size in options["window_sizes"].split(",")),
                 clickhouse_path=options["clickhouse"],
@@ -78,6 +88,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         self.stdout.write("")
+        if options["load_only"]:
+            self.stdout.write(f"{run.events:,} events loaded in {run.load_seconds or 0:.0f} s and kept")
+            return
         loaded = f"loaded in {run.load_seconds:.0f} s" if run.load_seconds is not None else "reused"
         self.stdout.write(f"{run.events:,} events ({loaded}); one month of usage per query")
         if options["http"]:

@@ -36,6 +36,12 @@ QUARTERS_PER_DAY = DAY // QUARTER
 # the customer of the rows that hold all customers together (ingestion refuses blank customer ids)
 EVERYONE = ""
 _MICROSECOND = dt.timedelta(microseconds=1)
+# COUNT_UNIQUE rollups also count the distinct values of every hour that lies whole inside the UTC day, for each of
+# the four quarter-hour alignments of local hours (`a`, the quarter of the UTC hour where local hours start): slot
+# `a * HOUR_SLOTS + k` is the k-th hour window of alignment `a` (window 0, before the first local hour starts, and
+# window 24 of a > 0 cross midnight: they are not counted, their values are read from the distinct rows instead).
+HOUR_SLOTS = 25
+_WINDOW_QUARTERS = {"HOUR": 4, "DAY": QUARTERS_PER_DAY}
 
 
 def rollup_fingerprint(spec) -> str:
@@ -50,6 +56,8 @@ def rollup_fingerprint(spec) -> str:
             "bucket_size": spec.bucket_size,
             "group_by": spec.group_by,
             "filters": [[f.key, f.operator, list(f.values)] for f in spec.filters],
+            # COUNT_UNIQUE rows gained hourly counts: older ones lack them
+            **({"hour_counts": 1} if spec.aggregation_type == AggregationType.COUNT_UNIQUE else {}),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -267,3 +275,41 @@ def repeatable_read(connection, *, read_only: bool):
             yield
     finally:
         raw.isolation_level, raw.read_only = saved
+
+
+@dataclass
+class AlignedDays:
+    """COUNT_UNIQUE windows of whole covered UTC days whose offset stays one whole number of quarter hours all day:
+    their hour or day windows start at quarter `alignment` of every UTC hour (HOUR) or of the day (DAY)."""
+
+    quarters_per_window: int
+    by_alignment: dict[int, list[tuple[dt.date, dt.date]]] = field(default_factory=dict)
+
+
+def aligned_days(pieces: Pieces, zone, window: str) -> AlignedDays | None:
+    """Take the whole UTC days out of `pieces.quarters` that `AlignedDays` can answer (None: no such window size);
+    the rest stays in `pieces.quarters` for the quarter-hour reading."""
+    size = _WINDOW_QUARTERS.get(window)
+    if size is None or not pieces.quarters:
+        return None
+    aligned = AlignedDays(size)
+    rest: list[tuple[dt.datetime, dt.datetime]] = []
+    for start, end in pieces.quarters:
+        cursor = start
+        day = start.astimezone(UTC).date()
+        while day_start(day) < end:
+            whole = day_start(day) >= start and day_start(day + DAY) <= end
+            offsets = _offsets(zone, day)
+            if whole and len(offsets) == 1:
+                (offset,) = offsets
+                alignment = (-(offset // QUARTER)) % size
+                if cursor < day_start(day):
+                    _append(rest, cursor, day_start(day))
+                days = aligned.by_alignment.setdefault(alignment, [])
+                _append(days, day, day + DAY)
+                cursor = day_start(day + DAY)
+            day += DAY
+        if cursor < end:
+            _append(rest, cursor, end)
+    pieces.quarters = rest
+    return aligned

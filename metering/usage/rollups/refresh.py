@@ -27,6 +27,7 @@ from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import TOTAL, WINDOW, bucket_cells_sql, distinct_values_sql, part_sql
 from metering.usage.rollups.read import (
     EVERYONE,
+    HOUR_SLOTS,
     day_runs,
     day_start,
     day_total_kept,
@@ -138,7 +139,8 @@ def _rollup_insert_sql(
     definition: _Definition, first: dt.date, after: dt.date, dialect: Dialect
 ) -> tuple[str, dict[str, object]]:
     """INSERT of the rollup rows of `[first, after)`: per day and customer, and for all customers together, the
-    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours)."""
+    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours, and the
+    distinct counts of the hours inside the day per alignment, `HOUR_SLOTS`)."""
     spec = definition.spec
     params = Params()
     query = UsageQuery(
@@ -152,9 +154,18 @@ def _rollup_insert_sql(
     definition_id, everyone = params(definition.id), params(EVERYONE)
     if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
         values = distinct_values_sql(query, WINDOW, dialect, params, query.start, query.end)
+        slot = f"(a.a * {HOUR_SLOTS} + ({_quarter_of_day('w')} - a.a + 4) / 4)::smallint"
         sql = f"""
             WITH found AS MATERIALIZED (SELECT v.w, v.c, v.t FROM ({values}) v WHERE v.t IS NOT NULL),
-            every AS (SELECT w, c, t FROM found UNION ALL SELECT DISTINCT w, {everyone}, t FROM found)
+            every AS MATERIALIZED (SELECT w, c, t FROM found UNION ALL SELECT DISTINCT w, {everyone}, t FROM found),
+            slots AS (SELECT DISTINCT w::date AS day, c, {slot} AS slot, t FROM every, generate_series(0, 3) AS a(a)),
+            hours AS (
+                INSERT INTO metering_rollup (definition_id, day, customer, quarters, q1)
+                SELECT {definition_id}, day, c, array_agg(slot ORDER BY slot), array_agg(n ORDER BY slot)
+                FROM (SELECT day, c, slot, count(*) AS n FROM slots
+                      WHERE mod(slot, {HOUR_SLOTS}) BETWEEN 1 AND CASE WHEN slot < {HOUR_SLOTS} THEN 24 ELSE 23 END
+                      GROUP BY day, c, slot) counts
+                GROUP BY day, c)
             INSERT INTO metering_rollup_distinct (definition_id, day, customer, value, quarters)
             SELECT {definition_id}, w::date, c, t, array_agg({_quarter_of_day("w")} ORDER BY w)
             FROM every GROUP BY w::date, c, t"""

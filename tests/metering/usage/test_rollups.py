@@ -12,7 +12,14 @@ from django.test.utils import CaptureQueriesContext
 from metering.models import Event
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor
-from metering.usage.rollups.read import coverage_lookup, plan_pieces, repeatable_read, rollup_fingerprint
+from metering.usage.rollups.read import (
+    Pieces,
+    aligned_days,
+    coverage_lookup,
+    plan_pieces,
+    repeatable_read,
+    rollup_fingerprint,
+)
 from metering.usage.rollups.refresh import rollups_refresh
 from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
@@ -79,6 +86,30 @@ def seed(environment):
                     customer=customer,
                     properties=f'{{"v": {hour * 3 + minute % 7 - 20 + index}, "g": "{"ab"[(hour + index) % 2]}"}}',
                 )
+    # around midnight and in every quarter of a few hours, repeating values across quarters: the distinct values of
+    # an hour or a local day are a union across quarters and across two UTC days
+    for day in (15, 16):
+        for hour in (0, 1, 23):
+            for minute in (5, 20, 35, 50):
+                for index, customer in enumerate(("a", "heavy")):
+                    send(
+                        environment,
+                        event_name="usage",
+                        timestamp=f"2025-01-{day:02d}T{hour:02d}:{minute:02d}",
+                        customer=customer,
+                        properties=f'{{"v": {(minute // 15 + hour + index) % 3}, "g": "{"ab"[minute // 30]}"}}',
+                    )
+    # around Lord Howe Island's DST end (2025-04-06 02:00 local, +11:00 to +10:30, 15:00 UTC): local hours start at
+    # :00 UTC before and at :30 UTC after, within one UTC day
+    for day, hour, minute in (("04", 14, 50), ("05", 1, 20), ("05", 14, 50), ("05", 15, 10), ("05", 15, 40)):
+        for index, customer in enumerate(("a", "heavy")):
+            send(
+                environment,
+                event_name="usage",
+                timestamp=f"2025-04-{day}T{hour:02d}:{minute:02d}",
+                customer=customer,
+                properties=f'{{"v": {(hour + index) % 4}, "g": "{"ab"[minute // 30]}"}}',
+            )
     # two events of one customer at the same instant: LATEST breaks the tie by delivery
     send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 41}')
     send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 42}')
@@ -91,6 +122,7 @@ def queries(spec, environment):
     midnight_anchor = MonthAnchor.from_anchor(at("2024-12-03T00:00"), UTC)
     zone = ZoneInfo("Asia/Kolkata")
     new_york, kathmandu = ZoneInfo("America/New_York"), ZoneInfo("Asia/Kathmandu")
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
     new_york_anchor = MonthAnchor.from_anchor(at("2024-12-03T05:00"), new_york)
     return [
         UsageQuery(**common, start=at("2025-01-01T00:00"), end=at("2025-02-01T00:00")),
@@ -156,6 +188,38 @@ def queries(spec, environment):
             anchor=new_york_anchor,
         ),
         UsageQuery(**common, start=at("2025-03-05T00:00"), end=at("2025-11-08T00:00"), zone=new_york, by_customer=True),
+        # hour and day windows of whole local months, hours starting at :30 and :15 UTC
+        UsageQuery(
+            **common,
+            start=at("2024-12-31T18:30"),
+            end=at("2025-01-31T18:30"),
+            zone=zone,
+            window_size="HOUR",
+            customer="heavy",
+        ),
+        UsageQuery(
+            **common, start=at("2024-12-31T18:15"), end=at("2025-01-31T18:15"), zone=kathmandu, window_size="HOUR"
+        ),
+        UsageQuery(
+            **common,
+            start=at("2025-01-01T18:30"),
+            end=at("2025-01-29T18:30"),
+            zone=zone,
+            window_size="DAY",
+            customer="a",
+        ),
+        # across Lord Howe Island's half-hour DST change
+        UsageQuery(
+            **common,
+            start=at("2025-04-03T13:00"),
+            end=at("2025-04-08T13:30"),
+            zone=lord_howe,
+            window_size="HOUR",
+            customer="heavy",
+        ),
+        UsageQuery(
+            **common, start=at("2025-04-02T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe, window_size="DAY"
+        ),
     ]
 
 
@@ -222,6 +286,55 @@ def test_the_statement_reads_raw_events_only_for_what_rollups_cannot_answer(envi
         UsageQuery(**common, start=at("2025-01-02T18:30"), end=at("2025-01-29T18:30"), **kolkata)
     )
     assert "unnest(r.quarters" in statement and "FROM metering_event e" not in statement
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_distinct_values_of_hours_inside_utc_days_come_from_their_counts(environment):
+    spec = AggregationSpec.from_meter(meter(environment, "COUNT_UNIQUE"))
+    seed(environment)
+    rollups_refresh()
+    common = {"spec": spec, "environment_id": environment.pk, "customer": "heavy"}
+    for zone in ("UTC", "Asia/Kolkata", "Asia/Kathmandu"):
+        # whole UTC days: each hour inside a day is one counted slot; only the hours across midnight (Kolkata's
+        # start at :30, Kathmandu's at :15) union the values of two days, from their first and last quarters
+        statement = usage_statement(
+            UsageQuery(
+                **common,
+                start=at("2025-01-03T00:00"),
+                end=at("2025-01-28T00:00"),
+                zone=ZoneInfo(zone),
+                window_size="HOUR",
+            )
+        )
+        assert "unnest(r.quarters, r.q1) AS h(slot, n)" in statement
+        assert "unnest(r.quarters) AS x" not in statement and "FROM metering_event e" not in statement
+        assert ("r.quarters[1] <" in statement) == (zone != "UTC")
+    # local days cutting UTC days: each UTC day's values go to its two local days by their first and last quarters
+    statement = usage_statement(
+        UsageQuery(
+            **common,
+            start=at("2025-01-03T00:00"),
+            end=at("2025-01-28T00:00"),
+            zone=ZoneInfo("Asia/Kolkata"),
+            window_size="DAY",
+        )
+    )
+    assert "r.quarters[1] < 74" in statement and "r.quarters[array_upper(r.quarters, 1)] >= 74" in statement
+    assert "unnest(r.quarters) AS x" not in statement and "FROM metering_event e" not in statement
+    hours = run_usage_queries(
+        [UsageQuery(**common, start=at("2025-01-15T00:00"), end=at("2025-01-16T02:00"), window_size="HOUR")]
+    )[0]
+    # heavy: 00:05 1, 00:20 2, 00:35 0, 00:50 1 → 3 values; 01:xx 2, 0, 1, 2 → 3; 23:xx 0, 1, 2, 0 → 3; on the 16th
+    # (an even day) the first seeding adds -2 at 00:14 → 4
+    assert [(window.start, window.value) for window in hours.windows if window.start.hour in (0, 1, 23)] == [
+        (at("2025-01-15T00:00"), 3),
+        (at("2025-01-15T01:00"), 3),
+        (at("2025-01-15T23:00"), 3),
+        (at("2025-01-16T00:00"), 4),
+        (at("2025-01-16T01:00"), 3),
+    ]
+    assert_same_as_raw(spec, environment)
 
 
 @postgres_only
@@ -364,6 +477,29 @@ def test_plan_pieces_keeps_partial_days_and_gaps_raw_without_quarters():
 
     pieces = plan_pieces(at("2025-01-03T01:00"), at("2025-01-04T01:00"), days, **whole_days_only)
     assert (pieces.raw, pieces.days) == ([(at("2025-01-03T01:00"), at("2025-01-04T01:00"))], [])
+
+
+def test_aligned_days_are_whole_utc_days_of_one_offset():
+    kolkata, new_york = ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")
+    pieces = Pieces(quarters=[(at("2025-01-03T09:45"), at("2025-01-06T00:00"))])
+    aligned = aligned_days(pieces, kolkata, "HOUR")
+    assert aligned is not None and aligned.quarters_per_window == 4
+    assert aligned.by_alignment == {2: [(dt.date(2025, 1, 4), dt.date(2025, 1, 6))]}  # local hours start at :30
+    assert pieces.quarters == [(at("2025-01-03T09:45"), at("2025-01-04T00:00"))]  # the partial day stays
+
+    # New York's spring-forward day (two offsets in one UTC day) stays with the quarter-hour reading
+    pieces = Pieces(quarters=[(at("2025-03-08T00:00"), at("2025-03-11T00:00"))])
+    aligned = aligned_days(pieces, new_york, "DAY")
+    assert aligned is not None and aligned.quarters_per_window == 96
+    assert aligned.by_alignment == {
+        20: [(dt.date(2025, 3, 8), dt.date(2025, 3, 9))],  # local midnight at 05:00 UTC (-05:00)
+        16: [(dt.date(2025, 3, 10), dt.date(2025, 3, 11))],  # at 04:00 UTC (-04:00)
+    }
+    assert pieces.quarters == [(at("2025-03-09T00:00"), at("2025-03-10T00:00"))]
+
+    pieces = Pieces(quarters=[(at("2025-01-03T00:00"), at("2025-01-06T00:00"))])
+    assert aligned_days(pieces, kolkata, "WEEK") is None
+    assert pieces.quarters == [(at("2025-01-03T00:00"), at("2025-01-06T00:00"))]
 
 
 def test_plan_pieces_reads_whole_quarter_hours_where_days_do_not_fit():
