@@ -25,8 +25,9 @@ def stream_events(signed_in):
     long_customer = "customer-with-a-rather-long-external-identifier-0001"
     send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:00", customer="acme", event_id="ok",
          properties={"model": "gpt-4", "tokens": 12})  # fmt: skip
+    properties = {"model": "gpt-4", "tokens": 7, "region": "eu-west-1", "path": "/v1/chat"}
     send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:01", customer=long_customer,
-         event_id="nf", properties={"model": "gpt-4", "tokens": 7, "region": "eu-west-1", "path": "/v1/chat"})  # fmt: skip
+         event_id="nf", properties=properties)  # fmt: skip
     send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:02", customer="acme", event_id="filtered",
          properties={"model": "gpt-3.5", "tokens": 3})  # fmt: skip
     send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:03", customer="acme", event_id="broken",
