@@ -42,16 +42,16 @@ class Environment(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_public_id("env")
+        super().save(*args, **kwargs)
+
     @property
     def is_production(self) -> bool:
         """Production is the environment whose slug says so (`production`, `prod-eu`); every other one (sandbox,
         staging, dev) is shown with a banner so test data is never mistaken for the real thing."""
         return "prod" in self.slug
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id("env")
-        super().save(*args, **kwargs)
 
 
 class ApiKeyQuerySet(models.QuerySet):
