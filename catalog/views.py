@@ -19,7 +19,6 @@ from catalog.forms import (
     add_details_errors,
 )
 from catalog.models import HIDDEN_FEATURE_STATUSES, Feature, FeatureStatus, FeatureType, MeterStatus
-from catalog.rules import lookup_key_from_name
 from catalog.services import draft_discard, feature_publish, feature_update
 from catalog.services import feature_archive as feature_archive_service
 from flexmeter.dashboard import dashboard_view, paginate, render_page
@@ -292,9 +291,19 @@ def feature_wizard_event_check(request: HttpRequest, public_id: str) -> HttpResp
 @require_GET
 @dashboard_view
 def feature_wizard_lookup_key(request: HttpRequest) -> HttpResponse:
-    """The lookup key the basics step would derive from the typed name (rules.lookup_key_from_name), live."""
-    key = lookup_key_from_name(request.GET.get("name", "").strip())
-    return render(request, "catalog/partials/lookup_key_preview.html", {"derived_key": key})
+    """Live under the basics step: the lookup key the feature will get (typed or derived), whether a feature
+    already holds it, and features with nearly the same name (an out-of-band swap under the name)."""
+    draft_id = request.GET.get("draft", "")
+    draft = (
+        Feature.objects.for_environment(request.environment).filter(public_id=draft_id).first() if draft_id else None
+    )
+    notice = wizard.basics_notice(
+        environment=request.environment,
+        name=request.GET.get("name", ""),
+        lookup_key=request.GET.get("lookup_key", ""),
+        exclude=draft,
+    )
+    return render(request, "catalog/partials/lookup_key_preview.html", {**notice, "oob": True})
 
 
 @require_POST

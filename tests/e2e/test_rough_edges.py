@@ -82,3 +82,18 @@ def test_filtered_out_has_its_own_colour(stream_events, screenshot):
     expect(page.locator(".page-header .badge")).to_have_text("Filtered out")
     expect(page.locator(".report-summary")).to_contain_text("Filtered out on purpose.")
     screenshot(page, "debugger-detail-filtered")
+
+
+def test_wizard_says_the_lookup_key_is_taken_before_continue(signed_in, screenshot):
+    from tests.catalog.factories import FeatureFactory
+
+    FeatureFactory(environment=Environment.objects.get(slug="production"), name="LLM Tokens", lookup_key="llm_tokens")
+    page = signed_in
+    page.goto("/catalog/features/new/")
+    page.locator("#id_name").press_sequentially("LLM tokens", delay=20)
+    expect(page.get_by_test_id("lookup-key-taken")).to_contain_text("llm_tokens is already used by LLM Tokens")
+    expect(page.get_by_test_id("similar-names")).to_contain_text("LLM Tokens")
+    screenshot(page, "wizard-basics-key-taken")
+    page.locator("#id_lookup_key").press_sequentially("llm_tokens_2", delay=20)
+    expect(page.get_by_test_id("lookup-key-free")).to_contain_text("llm_tokens_2 is free.")
+    assert page.url.endswith("/catalog/features/new/")  # all of it before Continue
