@@ -262,3 +262,72 @@ class FeatureEditForm(forms.Form):
         if with_value:
             changes["value"] = data["value"]
         return changes
+
+
+class FeatureFiltersAddForm(forms.Form):
+    """Filter values to add to a published feature's meter (SPEC §2.1, §6.3): more values for an existing filter,
+    or one new filter. Nothing shown here can remove or change a value, so the merge rule (`filters_merge`,
+    additive) is the only thing a save can do; its errors come back under `filters[N]…` and land on the input
+    they concern (`error_paths`, built per request).
+    """
+
+    new_key = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "region", "class": "mono", "autocomplete": "off"})
+    )
+    new_operator = forms.CharField(
+        required=False, widget=forms.Select(choices=[(op, OPERATOR_LABELS[op]) for op in FILTER_OPERATORS])
+    )
+    new_values = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "eu-west, eu-central", "autocomplete": "off"})
+    )
+
+    def __init__(self, *args, existing: list[dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.existing = existing
+        for index, item in enumerate(existing):
+            self.fields[f"add_{index}"] = forms.CharField(
+                required=False,
+                label=f"Add values to {item['key']}",
+                widget=forms.TextInput(attrs={"placeholder": "value, another value", "autocomplete": "off"}),
+            )
+        self.error_paths: dict[str, str] = {}
+
+    def rows(self) -> list[dict]:
+        """The existing filters with their add-values input, for the template."""
+        return [
+            {
+                "key": item["key"],
+                "operator": item.get("operator", "in"),
+                "values": item["values"],
+                "field": self[f"add_{index}"],
+            }  # fmt: skip
+            for index, item in enumerate(self.existing)
+        ]
+
+    def as_filters(self) -> list[dict]:
+        """The additions as PUT /v1/features filters (empty when nothing was typed), remembering which input each
+        `filters[N]` came from."""
+        filters: list[dict] = []
+        self.error_paths = {}
+        for index, item in enumerate(self.existing):
+            values = _comma_list(self.cleaned_data.get(f"add_{index}"))
+            if values:
+                position = len(filters)
+                filters.append({"key": item["key"], "operator": item.get("operator", "in"), "values": values})
+                self.error_paths.update({f"filters[{position}]": f"add_{index}",
+                                         f"filters[{position}].values": f"add_{index}",
+                                         f"filters[{position}].operator": f"add_{index}"})  # fmt: skip
+        key = (self.cleaned_data.get("new_key") or "").strip()
+        values = _comma_list(self.cleaned_data.get("new_values"))
+        if key or values:
+            position = len(filters)
+            filters.append({"key": key, "operator": self.cleaned_data.get("new_operator") or "in", "values": values})
+            self.error_paths.update({f"filters[{position}]": "new_key", f"filters[{position}].key": "new_key",
+                                     f"filters[{position}].values": "new_values",
+                                     f"filters[{position}].operator": "new_operator"})  # fmt: skip
+        self.error_paths["filters"] = "new_key"
+        return filters
+
+
+def _comma_list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]

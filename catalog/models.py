@@ -34,8 +34,10 @@ class BucketSize(models.TextChoices):
 
 
 class ResetUsage(models.TextChoices):
-    BILLING_PERIOD = "BILLING_PERIOD"
-    NEVER = "NEVER"
+    """Labels are the dashboard's words (the wizard's reset step), so admin says the same thing."""
+
+    BILLING_PERIOD = "BILLING_PERIOD", "Periodic (resets each billing period)"
+    NEVER = "NEVER", "Cumulative (never resets)"
 
 
 class MeterStatus(models.TextChoices):

@@ -16,10 +16,10 @@ from catalog.forms import (
     FeatureBasicsForm,
     FeatureEditForm,
     FeatureFilterFormSet,
+    FeatureFiltersAddForm,
     add_details_errors,
 )
 from catalog.models import HIDDEN_FEATURE_STATUSES, Feature, FeatureStatus, FeatureType, MeterStatus
-from catalog.rules import lookup_key_from_name
 from catalog.services import draft_discard, feature_publish, feature_update
 from catalog.services import feature_archive as feature_archive_service
 from flexmeter.dashboard import dashboard_view, paginate, render_page
@@ -74,17 +74,34 @@ def feature_edit(request: HttpRequest, public_id: str) -> HttpResponse:
         return redirect("catalog:feature_detail", public_id=feature.public_id)
     with_value = feature.type in {FeatureType.STATIC, FeatureType.CONFIG}
     form = FeatureEditForm(request.POST or None, initial=FeatureEditForm.initial_for(feature))
-    if request.method == "POST" and form.is_valid():
+    meter = feature.meter if feature.type == FeatureType.METERED else None
+    filters_form = (
+        FeatureFiltersAddForm(request.POST or None, existing=list(meter.filters or []), prefix="filters")
+        if meter is not None
+        else None
+    )
+    if request.method == "POST" and form.is_valid() and (filters_form is None or filters_form.is_valid()):
+        changes = form.as_changes(with_value=with_value)
+        added = filters_form.as_filters() if filters_form is not None else []
+        if added:
+            changes["filters"] = added
         try:
-            feature_update(feature=feature, data=form.as_changes(with_value=with_value))
+            feature_update(feature=feature, data=changes)
         except ValidationFailed as exc:
-            add_details_errors(form, exc.details, FeatureEditForm.error_paths)
+            filter_errors = {path: text for path, text in exc.details.items() if path.startswith("filters")}
+            other_errors = {path: text for path, text in exc.details.items() if not path.startswith("filters")}
+            add_details_errors(form, other_errors, FeatureEditForm.error_paths)
+            if filters_form is not None:
+                add_details_errors(filters_form, filter_errors, filters_form.error_paths)
+        except AlreadyExists as exc:  # the added filters make the meter a duplicate of another published one
+            target = filters_form if filters_form is not None else form
+            target.add_error(None, exc.message)
         else:
             messages.success(request, f"Saved changes to “{feature.name}”.")
             return redirect("catalog:feature_detail", public_id=feature.public_id)
-    status = 422 if form.errors else 200
-    context = {"feature": feature, "form": form, "with_value": with_value}
-    return render(request, "catalog/feature_edit.html", context, status=status)
+    errors = form.errors or (filters_form is not None and filters_form.errors)
+    context = {"feature": feature, "form": form, "with_value": with_value, "filters_form": filters_form}
+    return render(request, "catalog/feature_edit.html", context, status=422 if errors else 200)
 
 
 @require_POST
@@ -292,9 +309,19 @@ def feature_wizard_event_check(request: HttpRequest, public_id: str) -> HttpResp
 @require_GET
 @dashboard_view
 def feature_wizard_lookup_key(request: HttpRequest) -> HttpResponse:
-    """The lookup key the basics step would derive from the typed name (rules.lookup_key_from_name), live."""
-    key = lookup_key_from_name(request.GET.get("name", "").strip())
-    return render(request, "catalog/partials/lookup_key_preview.html", {"derived_key": key})
+    """Live under the basics step: the lookup key the feature will get (typed or derived), whether a feature
+    already holds it, and features with nearly the same name (an out-of-band swap under the name)."""
+    draft_id = request.GET.get("draft", "")
+    draft = (
+        Feature.objects.for_environment(request.environment).filter(public_id=draft_id).first() if draft_id else None
+    )
+    notice = wizard.basics_notice(
+        environment=request.environment,
+        name=request.GET.get("name", ""),
+        lookup_key=request.GET.get("lookup_key", ""),
+        exclude=draft,
+    )
+    return render(request, "catalog/partials/lookup_key_preview.html", {**notice, "oob": True})
 
 
 @require_POST

@@ -89,10 +89,37 @@ def _basics_save(environment: Environment, feature: Feature | None, data: dict) 
 
 
 def _basics_context(environment: Environment, feature: Feature | None, form: forms.Form | None) -> dict:
-    return {
-        "type_cards": choice_cards(FEATURE_TYPE_HELP, _bound(form, "type")),
-        "derived_key": rules.lookup_key_from_name(_bound(form, "name").strip()),
-    }
+    notice = basics_notice(
+        environment=environment, name=_bound(form, "name"), lookup_key=_bound(form, "lookup_key"), exclude=feature
+    )
+    return {"type_cards": choice_cards(FEATURE_TYPE_HELP, _bound(form, "type")), **notice}
+
+
+def basics_notice(*, environment: Environment, name: str, lookup_key: str = "", exclude: Feature | None = None) -> dict:
+    """What the basics step says while the user types, before Continue: the lookup key the feature will get (typed,
+    or derived from the name by the rule), the feature that already uses it (`taken_by`, the same check as saving),
+    and other features whose names differ only by case, separators or spaces ("LLM Tokens" / "LLM tokens").
+
+    Drafts reserve nothing (only published and archived features hold a key), so they are neither clashes nor
+    near duplicates.
+    """
+    typed = lookup_key.strip()
+    key = typed or rules.lookup_key_from_name(name.strip())
+    held = Feature.objects.for_environment(environment).filter(
+        status__in=[FeatureStatus.PUBLISHED, FeatureStatus.ARCHIVED]
+    )
+    if exclude is not None:
+        held = held.exclude(pk=exclude.pk)
+    taken_by = held.filter(lookup_key=key).first() if key else None
+    similar = []
+    if name.strip():
+        wanted = rules.name_likeness_key(name)
+        similar = [
+            feature
+            for feature in held.only("public_id", "name", "lookup_key", "status").order_by("name")
+            if rules.name_likeness_key(feature.name) == wanted
+        ][:5]
+    return {"derived_key": key, "key_typed": bool(typed), "taken_by": taken_by, "similar_features": similar}
 
 
 # --- event name -------------------------------------------------------------------------------------------------

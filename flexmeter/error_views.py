@@ -1,10 +1,12 @@
-"""Django's last-resort error views (`handler400`, `handler500`): the JSON envelope under /v1, and a 503 that asks
-the client to retry when the database could not be reached, whether the failure was in a view or a middleware."""
+"""Django's last-resort error views (`handler400`, `handler404`, `handler500`): the JSON envelope under /v1, a
+404 page in the dashboard's own frame, and a 503 that asks the client to retry when the database could not be
+reached, whether the failure was in a view or a middleware."""
 
 import sys
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views import defaults
 
 from flexmeter.db import is_database_unavailable
@@ -24,6 +26,19 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return error_response(code="validation_error", message=f"Bad request: {exception}", status=400)
     return defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A 404 page, also with DEBUG on (DashboardErrorMiddleware calls this for a dashboard view's Http404, before
+    Django's debug page): in the dashboard's frame for a signed-in user, a plain page for anyone else (a portal
+    visitor, a signed-out user), so nothing of the dashboard shows to them."""
+    if request.path.startswith(API_PREFIX):
+        return error_response(code="not_found", message=f"No API endpoint at {request.path}", status=404)
+    message = str(exception) if exception is not None and exception.args else ""
+    user = getattr(request, "user", None)
+    signed_in = bool(user is not None and user.is_authenticated and getattr(request, "environment", None))
+    template = "flexmeter/not_found.html" if signed_in else "404.html"
+    return render(request, template, {"message": message, "path": request.path}, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseNotFound
+from django.http import Http404, HttpRequest, HttpResponseBadRequest, HttpResponseNotFound
 from django.middleware.csrf import CsrfViewMiddleware
 
 from flexmeter.auth import api_key_precheck, unauthorized_response
@@ -155,7 +155,9 @@ def _query_text_problems(request: HttpRequest) -> dict[str, str]:
 
 class DashboardErrorMiddleware:
     """A domain error that escapes a dashboard view (a meter stored before a rule that it now breaks, say) is shown
-    as a page with its message and status, not as a 500: the user can act on the message."""
+    as a page with its message and status, not as a 500: the user can act on the message. A view's Http404 (an
+    unknown event id) is the 404 page, with DEBUG on too: the demo runs with DEBUG and must not show Django's
+    debug page for a mistyped id."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -164,7 +166,13 @@ class DashboardErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
-        if request.path.startswith(API_PREFIX) or not isinstance(exception, FlexmeterError):
+        if request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exception, Http404):  # a proper page even with DEBUG on, never Django's debug page
+            from flexmeter.error_views import not_found
+
+            return not_found(request, exception)
+        if not isinstance(exception, FlexmeterError):
             return None
         from django.shortcuts import render
 

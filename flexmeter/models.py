@@ -47,6 +47,12 @@ class Environment(models.Model):
             self.public_id = new_public_id("env")
         super().save(*args, **kwargs)
 
+    @property
+    def is_production(self) -> bool:
+        """Production is the environment whose slug says so (`production`, `prod-eu`); every other one (sandbox,
+        staging, dev) is shown with a banner so test data is never mistaken for the real thing."""
+        return "prod" in self.slug
+
 
 class ApiKeyQuerySet(models.QuerySet):
     def for_environment(self, environment: Environment) -> "ApiKeyQuerySet":

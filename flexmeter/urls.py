@@ -8,6 +8,7 @@ from metering.api.ingest_view import ingest_event
 api_urls = path("v1/", api.urls)
 
 handler400 = "flexmeter.error_views.bad_request"
+handler404 = "flexmeter.error_views.not_found"
 handler500 = "flexmeter.error_views.server_error"
 
 

@@ -12,6 +12,10 @@ from django.core.management.base import OutputWrapper
 BAR_WIDTH = 24
 
 
+def _unstyled(text: str) -> str:
+    return text
+
+
 def duration_text(seconds: float) -> str:
     seconds = max(0, int(seconds + 0.5))
     hours, rest = divmod(seconds, 3600)
@@ -85,7 +89,8 @@ class ProgressBar:
         text = self.line(now, final=final)
         text = f"\r\x1b[2K{text}" + ("\n" if final else "") if self.tty else text + "\n"
         if isinstance(self.stream, OutputWrapper):
-            self.stream.write(text, ending="")
+            # a command's stderr styles every write as an error (red on a terminal); progress is not an error
+            self.stream.write(text, style_func=_unstyled, ending="")
         else:
             self.stream.write(text)
         self.stream.flush()

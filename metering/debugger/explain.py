@@ -33,6 +33,14 @@ from metering.usage.spec import AggregationSpec, Filter
 STATUS_PROCESSED = "processed"
 STATUS_UNMATCHED = "unmatched"
 STATUS_CUSTOMER_NOT_FOUND = "customer_not_found"
+#: Not a §7 status of the API: how the dashboard shows an `unmatched` event that a meter's filter left out on
+#: purpose (`DebugReport.cause == CAUSE_FILTERED_OUT`), so it is not mistaken for a broken one.
+STATUS_FILTERED_OUT = "filtered_out"
+
+# Why nothing counted an `unmatched` event (`DebugReport.cause`):
+CAUSE_NO_METER = "no_meter"  # no published meter counts its event name
+CAUSE_FILTERED_OUT = "filtered_out"  # every meter of its name rejected it by a filter: excluded on purpose
+CAUSE_NO_VALUE = "no_value"  # a meter's filters let it through, but it has no usable value: broken
 
 _MISSING = object()
 
@@ -84,14 +92,34 @@ class FedFeature:
 
 @dataclass
 class DebugReport:
+    """The §7 report. `status` is the API's three-valued status; `cause` says why an `unmatched` event counted
+    nowhere (CAUSE_*; None when something matched), and `shown_status` is the dashboard's status, which tells an
+    event filtered out on purpose from a broken one."""
+
     status: str
     customer_lookup: CustomerLookup
     meters: list[MeterMatch] = field(default_factory=list)
     near_misses: list[NearMiss] = field(default_factory=list)
     features: list[FedFeature] = field(default_factory=list)
+    cause: str | None = None
+
+    @property
+    def shown_status(self) -> str:
+        return STATUS_FILTERED_OUT if self.cause == CAUSE_FILTERED_OUT else self.status
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def unmatched_cause(matches: list[MeterMatch]) -> str:
+    """Why no meter counted the event, from its per-meter results. Meters whose definition cannot be evaluated
+    count nothing and are left out, as the stream leaves them out."""
+    evaluated = [match for match in matches if match.reason_code != "meter_invalid"]
+    if not evaluated:
+        return CAUSE_NO_METER
+    if all(match.reason_code == "filter_failed" for match in evaluated):
+        return CAUSE_FILTERED_OUT
+    return CAUSE_NO_VALUE
 
 
 def event_debug_report(*, environment, event: Event | EventInput) -> DebugReport:
@@ -115,6 +143,8 @@ def event_debug_report(*, environment, event: Event | EventInput) -> DebugReport
     else:
         status = STATUS_UNMATCHED
     report = DebugReport(status=status, customer_lookup=lookup, meters=matches)
+    if not matched_ids:
+        report.cause = unmatched_cause(matches)
     if matched_ids:
         features = (
             Feature.objects.for_environment(environment)
@@ -189,10 +219,10 @@ def _explain(meter: Meter, spec, filter_columns, value_column, row, properties) 
         matched=False,
     )
     if spec is None:
-        match.reason_code, match.reason = "meter_invalid", "The meter's definition cannot be evaluated"
+        match.reason_code, match.reason = "meter_invalid", "Not counted: this meter’s definition cannot be evaluated."
         return match
     if not row:
-        match.reason_code, match.reason = "event_missing", "The event is no longer stored"
+        match.reason_code, match.reason = "event_missing", "Not counted: the event is no longer stored."
         return match
     for filter_, column in zip(spec.filters, filter_columns, strict=True):
         if not row[column]:
@@ -217,23 +247,33 @@ def _explain(meter: Meter, spec, filter_columns, value_column, row, properties) 
     return match
 
 
+def quoted_list(values, *, conjunction: str = "or") -> str:
+    """`“a”`, `“a” or “b”`, `“a”, “b” or “c”`: values as a person writes them in a sentence."""
+    quoted = [f"“{value}”" for value in values]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} {conjunction} {quoted[-1]}"
+
+
+_FILTER_WORDS = {
+    "in": "counts only events whose {key} is {values}",
+    "not_in": "leaves out events whose {key} is {values}",
+    "contains": "counts only events whose {key} contains {values}",
+    "not_contains": "leaves out events whose {key} contains {values}",
+}
+
+
 def _filter_reason(filter_: Filter, properties: dict) -> tuple[str, dict]:
     value = properties.get(filter_.key, _MISSING)
     actual = None if value is _MISSING else canonical_text(value)
-    expected = ", ".join(repr(v) for v in filter_.values)
-    verb = {
-        "in": "to be one of",
-        "not_in": "not to be one of",
-        "contains": "to contain one of",
-        "not_contains": "not to contain any of",
-    }[filter_.operator]
+    rule = _FILTER_WORDS[filter_.operator].format(key=f"“{filter_.key}”", values=quoted_list(filter_.values))
     if value is _MISSING:
-        got = "it is missing"
+        got = f"this event has no “{filter_.key}” property"
     elif actual is None:
-        got = f"it is {value_kind(value)}, which has no text to compare"
+        got = f"this event’s “{filter_.key}” is {value_kind(value)}, which has no text to compare"
     else:
-        got = f"got {actual!r}"
-    reason = f"Filter on '{filter_.key}' failed: expected {verb} [{expected}], {got}"
+        got = f"this event’s “{filter_.key}” is “{actual}”"
+    reason = f"Filtered out: this meter {rule}, and {got}."
     detail = {
         "key": filter_.key,
         "operator": filter_.operator,
@@ -249,19 +289,32 @@ def _value_reason(spec: AggregationSpec, properties: dict) -> tuple[str, str]:
         for name in sorted(spec.expression.properties):
             value = properties.get(name, _MISSING)
             if value is not _MISSING and numeric_value(value) is None:
-                return "expression_error", (f"Expression error: property '{name}' is {value_kind(value)}, not a number")
+                return "expression_error", (
+                    f"Not counted: this meter’s expression reads “{name}” as a number, and this event’s “{name}” "
+                    f"is {value_kind(value)}."
+                )
             if value is not _MISSING and cel_input(value) is None:
-                return "expression_error", f"Expression error: property '{name}' is out of range ({NUMBER_RULE})"
+                return "expression_error", (
+                    f"Not counted: this event’s “{name}” is out of range for the meter’s expression ({NUMBER_RULE})."
+                )
         return "expression_error", (
-            "Expression error: the result is not a finite number (division by zero, sqrt or log of a value "
-            "outside its domain, or an overflow)"
+            "Not counted: this meter’s expression gives no finite number for this event (a division by zero, the "
+            "square root or logarithm of a value outside its domain, or an overflow)."
         )
     value = properties.get(spec.field, _MISSING)
-    if value is _MISSING:
-        return "field_missing", f"Property '{spec.field}' is missing"
     if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
-        return "not_countable", f"Property '{spec.field}' is {value_kind(value)}, which has no text to count"
-    return "not_numeric", f"Property '{spec.field}' is {value_kind(value)}, not a number"
+        needs = f"this meter counts the distinct values of “{spec.field}”"
+    else:
+        needs = f"this meter reads the number in “{spec.field}”"
+    if value is _MISSING:
+        return "field_missing", f"Not counted: {needs}, and this event has no “{spec.field}” property."
+    if spec.aggregation_type == AggregationType.COUNT_UNIQUE:
+        return "not_countable", (
+            f"Not counted: {needs}, and this event’s “{spec.field}” is {value_kind(value)}, which has no text to count."
+        )
+    return "not_numeric", (
+        f"Not counted: {needs}, and this event’s “{spec.field}” is {value_kind(value)}, not a number."
+    )
 
 
 def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list[NearMiss]:
@@ -278,7 +331,7 @@ def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list
                     meter_name=meter.name,
                     expected=meter.event_name,
                     actual=event_name,
-                    message=f"Meter '{meter.name}' counts '{meter.event_name}', this event is '{event_name}'",
+                    message=f"Meter “{meter.name}” counts “{meter.event_name}” events; this event is “{event_name}”.",
                 )
             )
     keys = {name_likeness_key(key): key for key in properties}
@@ -295,7 +348,7 @@ def _near_misses(meters: list[Meter], event_name: str, properties: dict) -> list
                         meter_name=meter.name,
                         expected=wanted_key,
                         actual=actual,
-                        message=f"Meter '{meter.name}' reads '{wanted_key}', this event has '{actual}'",
+                        message=f"Meter “{meter.name}” reads “{wanted_key}”; this event has “{actual}”.",
                     )
                 )
     return misses

@@ -18,23 +18,35 @@ from django.db.models.expressions import RawSQL
 
 from catalog.expressions import ExpressionError
 from catalog.models import Meter
-from catalog.rules import similar_names
+from catalog.rules import name_likeness_key, similar_names
 from flexmeter.errors import ValidationFailed
 from flexmeter.models import Environment
 from metering.clickhouse import reads as clickhouse_reads
 from metering.clickhouse.config import EventsBackend, events_backend
-from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_PROCESSED, STATUS_UNMATCHED
+from metering.debugger.explain import (
+    CAUSE_FILTERED_OUT,
+    CAUSE_NO_METER,
+    CAUSE_NO_VALUE,
+    STATUS_CUSTOMER_NOT_FOUND,
+    STATUS_FILTERED_OUT,
+    STATUS_PROCESSED,
+    STATUS_UNMATCHED,
+)
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import customer_ids_by_external_id, event_row_condition, events_matching, keyset_page
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
 from metering.usage.dialects.clickhouse import ClickHouseDialect
-from metering.usage.predicate import any_match_sql
+from metering.usage.predicate import any_match_sql, filtered_out_sql
 from metering.usage.spec import AggregationSpec
 
-STATUSES = (STATUS_PROCESSED, STATUS_UNMATCHED, STATUS_CUSTOMER_NOT_FOUND)
+#: The statuses the stream shows: the §7 three, with `unmatched` split into broken (`unmatched`) and left out on
+#: purpose by a meter's filter (`filtered_out`), as `DebugReport.shown_status` does for one event.
+STATUSES = (STATUS_PROCESSED, STATUS_CUSTOMER_NOT_FOUND, STATUS_UNMATCHED, STATUS_FILTERED_OUT)
 STREAM_PAGE_SIZE = 50
+#: How many of the latest events the name filter looks at to point out other spellings of a name.
+NAME_SAMPLE = 5000
 
 
 # --- the published meters -----------------------------------------------------------------------------------
@@ -56,6 +68,11 @@ def matched_expression(specs: list[AggregationSpec]) -> RawSQL:
     return event_row_condition(lambda d, p: any_match_sql(specs, d, p))
 
 
+def filtered_out_expression(specs: list[AggregationSpec]) -> RawSQL:
+    """A boolean ORM expression: did every published meter of this row's event name reject it by a filter?"""
+    return event_row_condition(lambda d, p: filtered_out_sql(specs, d, p))
+
+
 # --- the stream ---------------------------------------------------------------------------------------------
 
 
@@ -73,11 +90,21 @@ class StreamRow:
 
 
 @dataclass(frozen=True)
+class NameHints:
+    """For a typed event-name filter: the other spellings it also shows (`LLM.tokens` for `llm.tokens`), and
+    names that differ from it only by separators or whitespace, which it does not show (`llm_tokens`)."""
+
+    also_shown: list[str]
+    near: list[str]
+
+
+@dataclass(frozen=True)
 class StreamPage:
     rows: list[StreamRow]
     has_more: bool
     first_key: str | None
     last_key: str | None
+    name_hints: NameHints | None = None
 
 
 def properties_preview(properties, *, limit: int = 80) -> str:
@@ -105,10 +132,26 @@ def properties_preview(properties, *, limit: int = 80) -> str:
     return preview if len(preview) <= limit else preview[: limit - 1].rstrip() + "…"
 
 
-def _status_of(matched: bool, customer_id: str | None) -> str:
+def _status_of(matched: bool, filtered_out: bool, customer_id: str | None) -> str:
     if not matched:
-        return STATUS_UNMATCHED
+        return STATUS_FILTERED_OUT if filtered_out else STATUS_UNMATCHED
     return STATUS_PROCESSED if customer_id else STATUS_CUSTOMER_NOT_FOUND
+
+
+def event_name_hints(*, environment: Environment, typed: str, specs: list[AggregationSpec]) -> NameHints:
+    """Names of the latest NAME_SAMPLE events and of the published meters that the name filter `typed` also
+    shows (another case), or that it misses though they differ only by separators or whitespace."""
+    recent = Event.objects.for_environment(environment).order_by("-timestamp", "-id")
+    names = set(recent.values_list("event_name", flat=True)[:NAME_SAMPLE]) | {spec.event_name for spec in specs}
+    wanted = typed.casefold()
+    shown = sorted(name for name in names if name.casefold().startswith(wanted) and name != typed)
+    key = name_likeness_key(typed)
+    near = sorted(
+        name
+        for name in names
+        if not name.casefold().startswith(wanted) and key and name_likeness_key(name).startswith(key)
+    )
+    return NameHints(also_shown=shown[:10], near=near[:10])
 
 
 def event_stream_page(
@@ -128,7 +171,9 @@ def event_stream_page(
 
     `cursor` continues to older events (the `last_key` of the previous page); `newer_than` instead returns only
     events after that key (the stream's `first_key`), for auto-refresh. `status` keeps rows of one status,
-    decided by the same predicate that labels them.
+    decided by the same predicate that labels them. `event_name` keeps names that start with it, in any case
+    (`llm.tokens` also shows `LLM.tokens`); a first page also says which other names that showed or missed
+    (`name_hints`).
     """
     if status and status not in STATUSES:
         raise ValidationFailed(details={"status": f"must be one of {', '.join(STATUSES)}"})
@@ -150,14 +195,23 @@ def event_stream_page(
         external_id=OuterRef("external_customer_id"),
         status=CustomerStatus.ACTIVE,
     ).values("public_id")[:1]
+    specs = published_specs(environment)
     events = events_matching(
         Event.objects.for_environment(environment).between(start, end),
-        event_name=event_name,
         external_customer_id=external_customer_id,
         source=source,
-    ).annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
+    )
+    if event_name:
+        events = events.filter(event_name__istartswith=event_name)
+    events = events.annotate(
+        matched=matched_expression(specs),
+        filtered_out=filtered_out_expression(specs),
+        customer_public_id=Subquery(customers),
+    )
     if status == STATUS_UNMATCHED:
-        events = events.filter(matched=False)
+        events = events.filter(matched=False, filtered_out=False)
+    elif status == STATUS_FILTERED_OUT:
+        events = events.filter(filtered_out=True)
     elif status == STATUS_PROCESSED:
         events = events.filter(matched=True, customer_public_id__isnull=False)
     elif status == STATUS_CUSTOMER_NOT_FOUND:
@@ -166,12 +220,17 @@ def event_stream_page(
     stream_rows = [
         StreamRow(
             event=row,
-            status=_status_of(bool(row.matched), row.customer_public_id),
+            status=_status_of(bool(row.matched), bool(row.filtered_out), row.customer_public_id),
             customer_id=row.customer_public_id,
         )
         for row in page.events
     ]
-    return StreamPage(rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
+    hints = None
+    if event_name and not cursor and not newer_than:
+        hints = event_name_hints(environment=environment, typed=event_name, specs=specs)
+    return StreamPage(
+        rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key, name_hints=hints
+    )
 
 
 def _clickhouse_stream_page(
@@ -231,11 +290,17 @@ def _aware(value) -> dt.datetime:
 # --- unmatched event names ----------------------------------------------------------------------------------
 
 
+#: The order of the unmatched page's groups: broken events first, events left out on purpose last.
+UNMATCHED_CAUSES = (CAUSE_NO_VALUE, CAUSE_NO_METER, CAUSE_FILTERED_OUT)
+
+
 @dataclass(frozen=True)
 class UnmatchedName:
-    """Events of one name that no published meter counted: how many, when last, and how many meters read it."""
+    """Events of one name that no published meter counted, for one cause (CAUSE_*): how many, when last, how
+    many customers sent them and how many meters read the name."""
 
     event_name: str
+    cause: str
     count: int
     last_seen: dt.datetime
     customers: int
@@ -243,23 +308,36 @@ class UnmatchedName:
     did_you_mean: list[str]
 
 
+@dataclass(frozen=True)
+class UnmatchedGroup:
+    cause: str
+    names: list[UnmatchedName]
+
+    @property
+    def count(self) -> int:
+        return sum(name.count for name in self.names)
+
+
 def unmatched_event_names(
     *, environment: Environment, start: dt.datetime | None = None, end: dt.datetime | None = None
 ) -> list[UnmatchedName]:
-    """Unmatched events grouped by event name, most frequent first, in one query (the stream's predicate)."""
+    """Unmatched events grouped by event name and cause, most frequent first, in one query (the stream's
+    predicates): filtered out by every meter of the name, or broken (no usable value, or no meter for the name)."""
     specs = published_specs(environment)
     backend = events_backend()
     dialect = ClickHouseDialect(backend.database) if backend.is_clickhouse else dialect_for(connection)
     params = Params()
+    filtered = f"CASE WHEN {filtered_out_sql(specs, dialect, params)} THEN 1 ELSE 0 END"
     where = [f"e.environment_id = {params(environment.pk)}", f"NOT {any_match_sql(specs, dialect, params)}"]
     if start is not None:
         where.append(f"e.timestamp >= {dialect.timestamp(params, start)}")
     if end is not None:
         where.append(f"e.timestamp < {dialect.timestamp(params, end)}")
     sql = (
-        f"SELECT e.event_name, count(*), max(e.timestamp), count(DISTINCT e.external_customer_id) "
+        f"SELECT e.event_name, {filtered} AS filtered_out, count(*), max(e.timestamp), "
+        f"count(DISTINCT e.external_customer_id) "
         f"FROM {dialect.events_source(Event._meta.db_table)} WHERE {' AND '.join(where)} "
-        f"GROUP BY e.event_name ORDER BY count(*) DESC, e.event_name"
+        f"GROUP BY e.event_name, filtered_out ORDER BY count(*) DESC, e.event_name"
     )
     if backend.is_clickhouse:
         rows = clickhouse_reads.query_rows(backend, sql, params)
@@ -270,14 +348,24 @@ def unmatched_event_names(
     per_name: dict[str, int] = {}
     for spec in specs:
         per_name[spec.event_name] = per_name.get(spec.event_name, 0) + 1
-    return [
-        UnmatchedName(
-            event_name=name,
-            count=count,
-            last_seen=_aware(last),
-            customers=customers,
-            meters_with_name=per_name.get(name, 0),
-            did_you_mean=similar_names(name, per_name),
+    names = []
+    for name, filtered_out, count, last, customers in rows:
+        cause = CAUSE_FILTERED_OUT if filtered_out else (CAUSE_NO_VALUE if per_name.get(name) else CAUSE_NO_METER)
+        names.append(
+            UnmatchedName(
+                event_name=name,
+                cause=cause,
+                count=count,
+                last_seen=_aware(last),
+                customers=customers,
+                meters_with_name=per_name.get(name, 0),
+                did_you_mean=similar_names(name, per_name),
+            )
         )
-        for name, count, last, customers in rows
-    ]
+    return names
+
+
+def unmatched_groups(names: list[UnmatchedName]) -> list[UnmatchedGroup]:
+    """`names` by cause, in UNMATCHED_CAUSES order, leaving out causes without events."""
+    groups = [UnmatchedGroup(cause, [name for name in names if name.cause == cause]) for cause in UNMATCHED_CAUSES]
+    return [group for group in groups if group.names]

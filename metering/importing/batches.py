@@ -84,7 +84,7 @@ def _batches(source: EventSource, *, batch_size: int) -> Iterator[_Batch]:
 
 class BatchMode(enum.Enum):
     """What a prepared batch carries for the writer: events for `events_store`, COPY text for `CopyWriter`, or
-    for a dry run only the ids and customers to look up."""
+    for a dry run only the ids to look up. Every mode carries the customers, counted per external id."""
 
     EVENTS = "events"
     COPY = "copy"
@@ -121,13 +121,14 @@ def batches_prepared(
             unique=len(unique),
             unmetered=sum(1 for event in batch.events if event.event_name not in metered),
         )
+        # every mode reports unknown customers, so a dry run and a real run print the same summary
+        prepared.customers = dict(Counter(event.external_customer_id for event in unique.values()))
         if mode is BatchMode.EVENTS:
             prepared.events = list(unique.values())
         elif mode is BatchMode.COPY:
             prepared.copy_data = copy_text(environment_id, sorted(unique.values(), key=_event_id))
         else:
             prepared.event_ids = list(unique)
-            prepared.customers = dict(Counter(event.external_customer_id for event in unique.values()))
         yield prepared
 
 

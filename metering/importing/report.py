@@ -22,7 +22,7 @@ class ImportReport:
     stored: int = 0
     duplicates: int = 0
     unmetered: int = 0
-    unknown_customers: int | None = None
+    unknown_customers: int = 0
     seconds: float = 0.0
     samples: list[Rejected] = field(default_factory=list)
     ignored_columns: tuple[str, ...] = ()
@@ -38,29 +38,32 @@ class ImportReport:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
     def lines(self) -> list[str]:
-        """The human summary printed by `import_events`."""
+        """The human summary printed by `import_events`: the same lines for a dry run and a real run, the dry run
+        saying "would" where the real run says what it did."""
+        would = "would " if self.dry_run else ""
         if self.dry_run:
-            head = (
-                f"Dry run: nothing was written. {self.source} holds {self.records:,} records for environment "
-                f"{self.environment} (validated in {self.seconds:.1f} s, {self.rate:,.0f} records/s)."
-            )
-            stored = f"  would store:        {self.stored:,} events ({self.duplicates:,} would replace stored events)"
+            head = f"Dry run of {self.source} for environment {self.environment}"
         else:
-            head = (
-                f"Imported {self.source} into environment {self.environment}: {self.records:,} records in "
-                f"{self.seconds:.1f} s ({self.rate:,.0f} records/s)."
-            )
-            stored = f"  stored:             {self.stored:,} events ({self.duplicates:,} replaced stored events)"
-        lines = [head, stored]
+            head = f"Imported {self.source} into environment {self.environment}"
+        head += f": {self.records:,} records in {self.seconds:.1f} s ({self.rate:,.0f} records/s)."
+        if self.dry_run:
+            head += " Nothing was written."
+        replaced = "would replace" if self.dry_run else "replaced"
+        lines = [
+            head,
+            f"  {'would store' if self.dry_run else 'stored'}:{' ' * (8 if self.dry_run else 13)}"
+            f"{_events(self.stored)} ({self.duplicates:,} {replaced} stored events)",
+        ]
         if self.collapsed:
-            lines.append(f"  repeated event_id:  {self.collapsed:,} (the last occurrence in each batch was kept)")
-        invalid = f"  invalid:            {self.invalid:,}"
+            kept = "would be kept" if self.dry_run else "was kept"
+            lines.append(f"  repeated event_id:  {self.collapsed:,} (the last occurrence in each batch {kept})")
+        invalid = f"  invalid:            {self.invalid:,} record{'' if self.invalid == 1 else 's'}"
         if self.invalid and self.rejects_path:
-            invalid += f" (written to {self.rejects_path})"
+            invalid += f" ({would}written to {self.rejects_path})"
         lines.append(invalid)
-        lines.append(f"  no published meter: {self.unmetered:,} events (matched by event name; stored all the same)")
-        if self.unknown_customers is not None:
-            lines.append(f"  unknown customer:   {self.unknown_customers:,} events (stored all the same)")
+        stored_anyway = f"{'would be ' if self.dry_run else ''}stored all the same"
+        lines.append(f"  no published meter: {_events(self.unmetered)} (matched by event name; {stored_anyway})")
+        lines.append(f"  unknown customer:   {_events(self.unknown_customers)} ({stored_anyway})")
         if self.ignored_columns:
             lines.append(f"  ignored columns:    {', '.join(self.ignored_columns)}")
         if self.samples:
@@ -68,3 +71,7 @@ class ImportReport:
             lines.append(f"Invalid records{more}:")
             lines.extend(f"  line {sample.line}: {sample.reason()}" for sample in self.samples)
         return lines
+
+
+def _events(count: int) -> str:
+    return f"{count:,} event{'' if count == 1 else 's'}"

@@ -88,7 +88,6 @@ def events_import(
         dry_run=dry_run,
         ignored_columns=source.ignored_columns,
         rejects_path=rejects_path,
-        unknown_customers=0 if dry_run else None,
     )
     metered = metered_event_names(environment)
     started = time.monotonic()
@@ -170,12 +169,11 @@ def _import_batches(report, environment, source, metered, batch_size, dry_run, r
                     report.samples.append(rejected)
             report.valid += batch.valid
             report.unmetered += batch.unmetered
+            if batch.customers:
+                report.unknown_customers += _unknown_customer_count(environment, batch.customers)
             if batch.event_ids is not None:
                 report.stored += batch.unique
                 report.duplicates += _stored_count(environment, batch.event_ids) if batch.event_ids else 0
-                report.unknown_customers += (
-                    _unknown_customer_count(environment, batch.customers) if batch.customers else 0
-                )
             elif batch.unique:
                 with _ctrl_c_deferred():
                     result = writer.store(batch)

@@ -14,18 +14,19 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
-from metering.views.event_filters import STATUS_LABELS
+from metering.views.event_filters import STATUS_DESCRIPTIONS, STATUS_LABELS
 
 register = template.Library()
 
 
 @register.simple_tag
 def status_badge(status: str) -> SafeString:
-    """The §7 status as a coloured badge: processed, unmatched, customer not found."""
+    """The status as a coloured badge: processed, customer not found, unmatched (broken) or filtered out."""
     return format_html(
-        '<span class="badge badge-status-{}" data-status="{}"><span class="dot"></span>{}</span>',
+        '<span class="badge badge-status-{}" data-status="{}" title="{}"><span class="dot"></span>{}</span>',
         status,
         status,
+        STATUS_DESCRIPTIONS.get(status, ""),
         STATUS_LABELS.get(status, status),
     )
 

@@ -76,3 +76,21 @@ def match_columns(spec: AggregationSpec, d: Dialect, p: Params) -> MatchColumns:
         filters=[f"CASE WHEN {filter_sql(f, d, p)} THEN 1 ELSE 0 END" for f in spec.filters],
         value=None if value is None else d.as_text(value),
     )
+
+
+def any_selected_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
+    """True when row `e` passes rules 1 and 2 (name and every filter) of at least one of `specs`, whether or not
+    it has a usable value (FALSE without meters)."""
+    if not specs:
+        return "(1 = 0)"
+    return "(" + " OR ".join("(" + " AND ".join(selection_sql(spec, d, p)) + ")" for spec in specs) + ")"
+
+
+def filtered_out_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
+    """True when row `e` is left out on purpose: some meter of `specs` counts its event name, and each of those
+    meters rejects it by a filter (rule 2). An event that passes a meter's filters but has no usable value is not
+    filtered out: it is broken (rule 3)."""
+    names = sorted({spec.event_name for spec in specs})
+    if not names:
+        return "(1 = 0)"
+    return f"(e.event_name IN ({', '.join(p(name) for name in names)}) AND NOT {any_selected_sql(specs, d, p)})"

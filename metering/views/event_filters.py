@@ -10,7 +10,19 @@ from django.utils import timezone
 from flexmeter.forms import named_select
 from metering.debugger.stream import STATUSES
 
-STATUS_LABELS = {"processed": "Processed", "unmatched": "Unmatched", "customer_not_found": "Customer not found"}
+STATUS_LABELS = {
+    "processed": "Processed",
+    "customer_not_found": "Customer not found",
+    "unmatched": "Unmatched",
+    "filtered_out": "Filtered out",
+}
+#: What each status means, for the badge's title and the status filter's help.
+STATUS_DESCRIPTIONS = {
+    "processed": "Counted by at least one meter, for a known customer.",
+    "customer_not_found": "Counted by a meter, but no customer has this external id yet.",
+    "unmatched": "Counted by no meter: no meter reads this name, or the event has no usable value.",
+    "filtered_out": "Left out on purpose: every meter of this event name excludes it with a filter.",
+}
 
 # name → (label, how far back from now); "" is all time
 RANGES = {

@@ -20,7 +20,7 @@ from flexmeter.errors import ValidationFailed
 from metering import exactjson
 from metering.api.schemas import event_to_dict, timestamp_out
 from metering.debugger.explain import DebugReport, NearMiss, event_debug_report
-from metering.debugger.stream import event_stream_page, unmatched_event_names
+from metering.debugger.stream import event_stream_page, unmatched_event_names, unmatched_groups
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store
 from metering.models import Event
@@ -72,7 +72,7 @@ def near_miss_hints(misses: list[NearMiss]) -> list[dict]:
 def _report_context(report: DebugReport) -> dict:
     return {
         "report": report,
-        "status_label": STATUS_LABELS[report.status],
+        "status_label": STATUS_LABELS[report.shown_status],
         "hints": near_miss_hints(report.near_misses),
         "matched_count": sum(1 for meter in report.meters if meter.matched),
     }
@@ -202,5 +202,11 @@ def event_unmatched(request: HttpRequest) -> HttpResponse:
     """Event names that nothing meters, with counts and last seen: what to create a feature for, or to fix."""
     form = UnmatchedFilterForm(request.GET)
     names = unmatched_event_names(environment=request.environment, start=form.since())
-    context = {"form": form, "names": names, "total": sum(name.count for name in names)}
+    context = {
+        "form": form,
+        "names": names,
+        "groups": unmatched_groups(names),
+        "total": sum(name.count for name in names),
+        "event_names": len({name.event_name for name in names}),
+    }
     return render_page(request, "metering/events/unmatched.html", context, partial="unmatched-results")

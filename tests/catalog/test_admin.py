@@ -174,3 +174,13 @@ def test_soft_delete_action_archives_the_meter_and_deleted_features_are_read_onl
     assert (feature.status, feature.meter.status) == (FeatureStatus.DELETED, MeterStatus.ARCHIVED)
     response = dashboard.get(reverse("admin:catalog_feature_change", args=[feature.pk]))
     assert response.context["has_change_permission"] is False
+
+
+def test_admin_names_the_reset_with_the_dashboards_words(dashboard, environment):
+    """Admin said "Billing Period / Never" where the dashboard's wizard says Periodic / Cumulative."""
+    html = dashboard.get(reverse("admin:catalog_meter_add")).content.decode()
+    assert ">Periodic (resets each billing period)</option>" in html
+    assert ">Cumulative (never resets)</option>" in html
+    assert "Billing Period" not in html and ">Never</option>" not in html
+    listing = dashboard.get(reverse("admin:catalog_meter_changelist")).content.decode()
+    assert "Periodic (resets each billing period)" in listing and "Cumulative (never resets)" in listing

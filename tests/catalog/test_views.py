@@ -172,6 +172,49 @@ def test_feature_edit_shows_rule_errors_next_to_fields(dashboard: Client, enviro
     assert tokens.unit_singular == "token"
 
 
+EDIT_BASICS = {"name": "Model tokens", "unit_singular": "token", "unit_plural": "tokens", "alert_condition": "above"}
+
+
+def test_feature_edit_adds_filter_values_and_filters(dashboard: Client, environment, tokens):
+    url = reverse("catalog:feature_edit", args=[tokens.public_id])
+    html = dashboard.get(url).content.decode()
+    assert 'id="filters"' in html and 'data-testid="existing-filter"' in html
+    assert '<label for="id_filters-add_0">Add values to <code>region</code></label>' in html
+    response = dashboard.post(url, {**EDIT_BASICS, "filters-add_0": "eu, apac", "filters-new_key": "model",
+                                    "filters-new_operator": "not_in", "filters-new_values": "gpt-3.5"})  # fmt: skip
+    assert response.status_code == 302
+    tokens.meter.refresh_from_db()
+    assert tokens.meter.filters == [
+        {"key": "region", "operator": "in", "values": ["eu", "us", "apac"]},  # added, duplicate "eu" ignored
+        {"key": "model", "operator": "not_in", "values": ["gpt-3.5"]},
+    ]
+    response = dashboard.post(url, EDIT_BASICS)  # nothing typed: the filters stay as they are
+    assert response.status_code == 302
+    tokens.meter.refresh_from_db()
+    assert [item["values"] for item in tokens.meter.filters] == [["eu", "us", "apac"], ["gpt-3.5"]]
+
+
+def test_feature_edit_filter_errors_land_on_their_inputs(dashboard: Client, environment, tokens):
+    url = reverse("catalog:feature_edit", args=[tokens.public_id])
+    response = dashboard.post(url, {**EDIT_BASICS, "filters-new_key": "region", "filters-new_operator": "not_in",
+                                    "filters-new_values": "mars"})  # fmt: skip
+    assert response.status_code == 422
+    operator_field = response.content.decode().split('for="id_filters-new_operator"', 1)[1].split("</div>", 1)[0]
+    assert "Cannot change the operator of existing filter &#x27;region&#x27; (in)" in operator_field
+    response = dashboard.post(url, {**EDIT_BASICS, "filters-new_key": "model", "filters-new_values": ""})
+    assert response.status_code == 422
+    values_field = response.content.decode().split('for="id_filters-new_values"', 1)[1].split("</div>", 1)[0]
+    assert "field-error" in values_field
+    tokens.meter.refresh_from_db()
+    assert tokens.meter.filters == [{"key": "region", "operator": "in", "values": ["eu", "us"]}]
+
+
+def test_feature_edit_has_no_filters_section_without_a_meter(dashboard: Client, environment):
+    flag = FeatureFactory(environment=environment, type=FeatureType.BOOLEAN, meter=None)
+    html = dashboard.get(reverse("catalog:feature_edit", args=[flag.public_id])).content.decode()
+    assert 'id="filters"' not in html
+
+
 def test_feature_archive(dashboard: Client, environment, tokens):
     response = dashboard.post(reverse("catalog:feature_archive", args=[tokens.public_id]), follow=True)
     tokens.refresh_from_db()

@@ -388,3 +388,41 @@ def test_lookup_key_preview_uses_the_rule(dashboard: Client, environment):
     url = reverse("catalog:feature_wizard_lookup_key")
     assert "<code>api_calls_v2</code>" in dashboard.get(url, {"name": "API Calls (v2)"}).content.decode()
     assert "Derived from the name when left empty." in dashboard.get(url, {"name": "!!!"}).content.decode()
+
+
+def test_lookup_key_preview_says_live_when_the_key_is_taken(dashboard: Client, environment, other_environment):
+    taken = FeatureFactory(environment=environment, name="LLM Tokens", lookup_key="llm_tokens")
+    FeatureFactory(environment=other_environment, name="API calls", lookup_key="api_calls")
+    url = reverse("catalog:feature_wizard_lookup_key")
+    html = dashboard.get(url, {"name": "LLM tokens"}).content.decode()
+    assert 'data-testid="lookup-key-taken"' in html
+    link = f'<a href="/catalog/features/{taken.public_id}/">LLM Tokens</a>'
+    assert f"<code>llm_tokens</code> is already used by {link}" in html
+    assert "Type another lookup key, or change the name." in html
+    html = dashboard.get(url, {"name": "LLM tokens", "lookup_key": "llm_tokens_v2"}).content.decode()
+    assert 'data-testid="lookup-key-free"' in html and "<code>llm_tokens_v2</code> is free." in html
+    html = dashboard.get(url, {"name": "Anything", "lookup_key": "llm_tokens"}).content.decode()
+    assert "Choose another lookup key." in html
+    html = dashboard.get(url, {"name": "API calls"}).content.decode()  # another environment's key is free here
+    assert "Left empty, it will be <code>api_calls</code> (free)." in html
+
+
+def test_near_duplicate_names_are_pointed_out_while_typing(dashboard: Client, environment):
+    FeatureFactory(environment=environment, name="LLM Tokens", lookup_key="llm_tokens")
+    url = reverse("catalog:feature_wizard_lookup_key")
+    html = dashboard.get(url, {"name": "llm-tokens", "lookup_key": "tokens_2"}).content.decode()
+    assert 'id="name-notice" hx-swap-oob="true"' in html
+    assert 'data-testid="similar-names"' in html and ">LLM Tokens</a> <code>llm_tokens</code>" in html
+    assert 'data-testid="similar-names"' not in dashboard.get(url, {"name": "LLM credits"}).content.decode()
+
+
+def test_basics_step_shows_the_clash_and_near_names_on_render_too(dashboard: Client, environment):
+    FeatureFactory(environment=environment, name="LLM Tokens", lookup_key="llm_tokens")
+    response = dashboard.post(START, {"name": "LLM tokens", "type": "metered"})
+    html = response.content.decode()
+    assert response.status_code == 422
+    assert 'data-testid="lookup-key-taken"' in html and 'data-testid="similar-names"' in html
+    draft = start_metered(dashboard, "Tokens")
+    html = dashboard.get(step_url(draft, "basics")).content.decode()
+    assert f"?draft={draft.public_id}" in html
+    assert 'data-testid="lookup-key-taken"' not in html  # a draft does not clash with itself

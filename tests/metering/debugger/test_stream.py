@@ -5,7 +5,8 @@ import pytest
 from catalog.models import MeterStatus
 from flexmeter.errors import ValidationFailed
 from metering.debugger.explain import event_debug_report
-from metering.debugger.stream import event_stream_page, properties_preview, unmatched_event_names
+from metering.debugger.stream import event_stream_page, properties_preview, unmatched_event_names, unmatched_groups
+from metering.models import Event
 from tests.catalog.factories import MeterFactory
 from tests.metering.debugger.test_explain import EVENTS, METERS, NON_ADDITIVE
 from tests.metering.factories import CustomerFactory
@@ -23,21 +24,24 @@ def test_every_row_status_equals_the_debugger_status(environment):
         send(environment, event_name="llm", timestamp=f"2025-01-02T{index:02d}:00", properties=properties,
              customer=customer)  # fmt: skip
     send(environment, event_name="API.Calls", timestamp="2025-01-03T00:00")
+    MeterFactory(environment=environment, event_name="gated", filters=[{"key": "region", "values": ["eu"]}])
+    send(environment, event_name="gated", timestamp="2025-01-03T00:01", properties={"region": "us"})
     page = event_stream_page(environment=environment)
-    assert len(page.rows) == len(EVENTS) + 1
+    assert len(page.rows) == len(EVENTS) + 2
     statuses = set()
     for row in page.rows:
         report = event_debug_report(environment=environment, event=row.event)
-        assert row.status == report.status, row.event.properties
+        assert row.status == report.shown_status, row.event.properties
         statuses.add(row.status)
-    assert statuses == {"processed", "unmatched", "customer_not_found"}
+    assert statuses == {"processed", "unmatched", "customer_not_found", "filtered_out"}
 
 
 @pytest.mark.parametrize(
     ("properties", "status"),
     [
         ({"tokens": 5, "region": "eu"}, "processed"),
-        ({"tokens": 5, "region": "us"}, "unmatched"),
+        ({"tokens": 5, "region": "us"}, "filtered_out"),
+        ({"tokens": 5}, "filtered_out"),
         ({"region": "eu"}, "unmatched"),
         ({"tokens": "five", "region": "eu"}, "unmatched"),
         ({"tokens": " 1e3 ", "region": "eu"}, "processed"),
@@ -149,3 +153,58 @@ def test_properties_preview():
     )
     assert properties_preview({}) == ""
     assert properties_preview({"k": "v" * 200}, limit=20).endswith("…")
+
+
+def test_an_event_one_meter_filters_out_and_another_cannot_read_is_broken(environment):
+    """Filtered out means every meter of the name rejects it by a filter; a meter whose filters let it through but
+    which finds no value makes it broken (unmatched)."""
+    MeterFactory(environment=environment, event_name="llm", fingerprint="a",
+                 filters=[{"key": "model", "operator": "in", "values": ["gpt-4"]}])  # fmt: skip
+    MeterFactory(environment=environment, event_name="llm", fingerprint="b", aggregation_type="SUM",
+                 aggregation_field="tokens", filters=[{"key": "model", "values": ["gpt-3.5"]}])  # fmt: skip
+    send(environment, event_name="llm", timestamp="2025-01-02T00:00", properties={"model": "gpt-3.5"}, event_id="x")
+    send(environment, event_name="llm", timestamp="2025-01-02T00:01", properties={"model": "o1"}, event_id="y")
+    rows = {row.event.event_id: row for row in event_stream_page(environment=environment).rows}
+    assert (rows["x"].status, rows["y"].status) == ("unmatched", "filtered_out")
+    for event_id in ("x", "y"):
+        report = event_debug_report(environment=environment, event=Event.objects.get(event_id=event_id))
+        assert (report.status, report.shown_status) == ("unmatched", rows[event_id].status)
+    assert event_debug_report(environment=environment, event=Event.objects.get(event_id="x")).cause == "no_value"
+    [filtered] = event_stream_page(environment=environment, status="filtered_out").rows
+    assert filtered.event.event_id == "y"
+
+
+def test_unmatched_names_carry_their_cause(environment):
+    MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="tokens",
+                 filters=[{"key": "model", "operator": "in", "values": ["gpt-4"]}])  # fmt: skip
+    send(environment, event_name="llm", timestamp="2025-01-02T00:00", properties={"model": "gpt-3.5", "tokens": 1})
+    send(environment, event_name="llm", timestamp="2025-01-02T00:01", properties={"model": "gpt-3.5", "tokens": 2})
+    send(environment, event_name="llm", timestamp="2025-01-02T00:02", properties={"model": "gpt-4"})
+    send(environment, event_name="other", timestamp="2025-01-02T00:03")
+    names = unmatched_event_names(environment=environment)
+    assert [(n.event_name, n.cause, n.count) for n in names] == [
+        ("llm", "filtered_out", 2),
+        ("llm", "no_value", 1),
+        ("other", "no_meter", 1),
+    ]
+    groups = unmatched_groups(names)
+    assert [(g.cause, g.count, [n.event_name for n in g.names]) for g in groups] == [
+        ("no_value", 1, ["llm"]),
+        ("no_meter", 1, ["other"]),
+        ("filtered_out", 2, ["llm"]),
+    ]
+
+
+def test_name_filter_is_a_case_insensitive_prefix_with_hints(environment):
+    MeterFactory(environment=environment, event_name="llm.tokens")
+    for index, name in enumerate(["llm.tokens", "LLM.tokens", "llm.tokens.v2", "llm_tokens", "other", "100%_done"]):
+        send(environment, event_name=name, timestamp=f"2025-01-02T00:0{index}", event_id=name)
+    page = event_stream_page(environment=environment, event_name="llm.tokens")
+    assert [row.event.event_id for row in page.rows] == ["llm.tokens.v2", "LLM.tokens", "llm.tokens"]
+    assert page.name_hints.also_shown == ["LLM.tokens", "llm.tokens.v2"]
+    assert page.name_hints.near == ["llm_tokens"]
+    assert [r.event.event_id for r in event_stream_page(environment=environment, event_name="100%").rows] == [
+        "100%_done"
+    ]
+    assert [r.event.event_id for r in event_stream_page(environment=environment, event_name="100_").rows] == []
+    assert event_stream_page(environment=environment, event_name="llm", cursor=page.last_key).name_hints is None

@@ -147,7 +147,7 @@ def test_rejects_file_holds_each_invalid_record_with_its_reasons(tmp_path, envir
         {"line": 3, "errors": {"": entries[1]["errors"][""]}, "text": "{broken"},
     ]
     assert entries[1]["errors"][""].startswith("is not valid JSON")
-    assert f"invalid:            2 (written to {rejects})" in out
+    assert f"invalid:            2 records (written to {rejects})" in out
     assert Event.objects.filter(environment=environment).count() == 1
 
 
@@ -273,18 +273,19 @@ def test_dry_run_validates_and_reports_without_writing(tmp_path, environment):
         event(5, timestamp="2026-13-01T00:00:00Z"),
     )
     out, _ = run_failing(write(tmp_path, "events.jsonl", text), dry_run=True)
-    assert "Dry run: nothing was written" in out
+    assert out.startswith("Dry run of ") and "events.jsonl for environment production: 5 records in" in out
+    assert out.splitlines()[0].endswith("Nothing was written.")
     assert "would store:        4 events (1 would replace stored events)" in out
     assert "invalid:            1" in out
     assert "line 5: timestamp:" in out
     assert "no published meter: 2 events (matched by event name" in out
-    assert "unknown customer:   1 events" in out
+    assert "unknown customer:   1 event (would be stored all the same)" in out
     assert list(Event.objects.values_list("event_id", flat=True)) == ["imp-1"]
 
 
 def test_dry_run_of_a_clean_file_succeeds(tmp_path, environment):
     out, _ = run(write(tmp_path, "events.jsonl", jsonl(event(1))), dry_run=True)
-    assert "would store:        1 events (0 would replace stored events)" in out
+    assert "would store:        1 event (0 would replace stored events)" in out
     assert not Event.objects.exists()
 
 
@@ -435,6 +436,56 @@ def test_progress_is_drawn_on_stderr_unless_verbosity_is_zero(tmp_path, environm
     assert err == ""
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_not_drawn_in_the_error_style():
+    """Commands draw the bar on stderr, whose OutputWrapper styles every write as an error (red on a terminal);
+    the bar is progress, not an error, and is written unstyled."""
+    from django.core.management.base import OutputWrapper
+
+    terminal = _Terminal()
+    stderr = OutputWrapper(terminal)
+    stderr.style_func = lambda text: f"<error>{text}</error>"  # what a colour terminal gets: ERROR
+    ticks = iter([0.0, 10.0, 20.0])
+    bar = ProgressBar(stderr, total=1000, interval=0, clock=lambda: next(ticks))
+    bar.update(items=500, done=500)
+    bar.finish()
+    drawn = terminal.getvalue()
+    assert "<error>" not in drawn
+    assert "[############------------]  50%  500 events" in drawn and drawn.endswith("in 0:20\n")
+
+
+def test_dry_run_and_real_run_print_the_same_summary(tmp_path, environment):
+    MeterFactory(environment=environment, event_name="api.calls")
+    CustomerFactory(environment=environment, external_id="acme")
+    path = write(tmp_path, "events.jsonl", jsonl(event(1), event(2, external_customer_id="ghost"),
+                                                 event(3, event_name="other"), "not json"))  # fmt: skip
+    dry, _ = run_failing(path, dry_run=True)
+    real, _ = run_failing(path)
+
+    def labels(out: str) -> list[str]:
+        return [line.split(":")[0].replace("would store", "stored") for line in out.splitlines()[1:]]
+
+    assert labels(dry) == labels(real)
+    assert dry.splitlines()[1:5] == [
+        "  would store:        3 events (0 would replace stored events)",
+        "  invalid:            1 record",
+        "  no published meter: 1 event (matched by event name; would be stored all the same)",
+        "  unknown customer:   1 event (would be stored all the same)",
+    ]
+    assert real.splitlines()[1:5] == [
+        "  stored:             3 events (0 replaced stored events)",
+        "  invalid:            1 record",
+        "  no published meter: 1 event (matched by event name; stored all the same)",
+        "  unknown customer:   1 event (stored all the same)",
+    ]
+    assert dry.splitlines()[0].startswith(f"Dry run of {path} for environment production: 4 records in ")
+    assert real.splitlines()[0].startswith(f"Imported {path} into environment production: 4 records in ")
+
+
 def test_source_open_reports_rejected_records_in_order(tmp_path):
     source = source_open(write(tmp_path, "events.jsonl", jsonl(event(1), "x")))
     try:
@@ -482,7 +533,7 @@ def test_rerunning_an_import_with_an_out_of_range_line_imports_the_rest_every_ti
 def test_dry_run_applies_the_same_rule(tmp_path, environment):
     path = write(tmp_path, "events.jsonl", jsonl(event(1), _with_number(2, "1e999999"), _with_number(3, "1e-16384")))
     out, error = run_failing(path, dry_run=True)
-    assert "would store:        1 events (0 would replace stored events)" in out
+    assert "would store:        1 event (0 would replace stored events)" in out
     assert "invalid:            2" in out
     assert "line 2: properties.v: is out of range" in out
     assert not Event.objects.exists()

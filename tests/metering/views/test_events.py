@@ -55,7 +55,9 @@ def test_stream_lists_newest_first_with_statuses(dashboard, world):
         ({"status": "unmatched"}, ["um-2", "um-1"]),
         ({"status": "processed"}, ["ok-1"]),
         ({"status": "customer_not_found"}, ["nf-1"]),
-        ({"event_name": "api.calls"}, ["nf-1", "ok-1"]),
+        ({"event_name": "api.calls"}, ["um-1", "nf-1", "ok-1"]),  # any case: API.calls is the one hunted
+        ({"event_name": "API"}, ["um-1", "nf-1", "ok-1"]),  # a prefix
+        ({"event_name": "model"}, ["um-2"]),
         ({"external_customer_id": "ghost"}, ["nf-1"]),
         ({"start": "2025-01-02T00:02", "end": "2025-01-02T00:03"}, ["um-1"]),
     ],
@@ -141,7 +143,7 @@ def test_detail_shows_near_misses(dashboard, world):
     assert "Did you mean <code>api.calls</code>?" in html
     html = dashboard.get(DETAIL, {"id": "um-2"}).content.decode()
     assert "Property <code>Credits</code> differs from field <code>credits</code> only by case" in html
-    assert "Property &#x27;credits&#x27; is missing" in html
+    assert "Not counted: this meter reads the number in “credits”, and this event has no “credits” property." in html
 
 
 def test_detail_shows_a_failing_filter_expected_vs_actual(dashboard, environment):
@@ -204,7 +206,7 @@ def test_unmatched_names_page(dashboard, world):
     html = dashboard.get(UNMATCHED).content.decode()
     assert "API.calls" in html and "model.usage" in html
     assert "Did you mean</strong> <code>api.calls</code>?" in html  # API.calls
-    assert "Failed a filter or had no usable value (1 meter reads this name)" in html  # model.usage
+    assert "Passed the filters but had no usable value (1 meter reads this name)" in html  # model.usage
     assert "api.calls</span>" not in html.split("<tbody>", 1)[1]
 
 
@@ -215,3 +217,70 @@ def test_unmatched_empty_state(dashboard, environment):
 def test_pages_require_login(client, environment):
     for url in (STREAM, DETAIL, TEST, UNMATCHED):
         assert client.get(url).status_code == 302
+
+
+@pytest.fixture
+def filtered_world(environment):
+    """A gpt-4 meter: a gpt-3.5 event is left out on purpose, one without tokens is broken."""
+    MeterFactory(
+        environment=environment, name="GPT-4 tokens", event_name="llm.tokens", aggregation_type="SUM",
+        aggregation_field="tokens", filters=[{"key": "model", "operator": "in", "values": ["gpt-4", "gpt-4o"]}],
+    )  # fmt: skip
+    CustomerFactory(environment=environment, external_id="acme")
+    send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:00", customer="acme", event_id="ok",
+         properties={"model": "gpt-4", "tokens": 10})  # fmt: skip
+    send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:01", customer="acme", event_id="filtered",
+         properties={"model": "gpt-3.5", "tokens": 10})  # fmt: skip
+    send(environment, event_name="llm.tokens", timestamp="2025-01-02T00:02", customer="acme", event_id="broken",
+         properties={"model": "gpt-4"})  # fmt: skip
+    send(environment, event_name="LLM.tokens", timestamp="2025-01-02T00:03", customer="acme", event_id="shouting",
+         properties={"model": "gpt-4", "tokens": 1})  # fmt: skip
+    send(environment, event_name="llm_tokens", timestamp="2025-01-02T00:04", customer="acme", event_id="underscore")
+    return environment
+
+
+def test_filtered_out_is_its_own_status_in_the_stream(dashboard, filtered_world):
+    html = dashboard.get(STREAM).content.decode()
+    statuses = {part.split('"', 1)[0]: part for part in html.split('data-event-id="')[1:]}
+    assert 'data-status="filtered_out"' in statuses["filtered"] and ">Filtered out<" in statuses["filtered"]
+    assert 'data-status="unmatched"' in statuses["broken"] and ">Unmatched<" in statuses["broken"]
+    assert 'data-status="unmatched"' in statuses["shouting"]
+    assert row_ids(dashboard.get(STREAM, {"status": "filtered_out"}).content.decode()) == ["filtered"]
+    assert row_ids(dashboard.get(STREAM, {"status": "unmatched"}).content.decode()) == [
+        "underscore", "shouting", "broken",
+    ]  # fmt: skip
+
+
+def test_detail_of_a_filtered_out_event_says_it_is_on_purpose(dashboard, filtered_world):
+    html = dashboard.get(DETAIL, {"id": "filtered"}).content.decode()
+    assert 'data-shown-status="filtered_out"' in html and 'data-status="unmatched"' in html
+    assert "Filtered out on purpose." in html
+    assert (
+        "Filtered out: this meter counts only events whose “model” is “gpt-4” or “gpt-4o”, and this event’s “model” "
+        "is “gpt-3.5”." in html
+    )
+    assert "[&#x27;" not in html and "['" not in html
+    html = dashboard.get(DETAIL, {"id": "broken"}).content.decode()
+    assert 'data-shown-status="unmatched"' in html and "Filtered out on purpose." not in html
+
+
+def test_name_filter_points_out_other_spellings(dashboard, filtered_world):
+    html = dashboard.get(STREAM, {"event_name": "llm.tokens"}).content.decode()
+    assert row_ids(html) == ["shouting", "broken", "filtered", "ok"]
+    hints = html.split('data-testid="name-hints"', 1)[1].split("</div>\n  </div>", 1)[0]
+    assert "also showing <code>LLM.tokens</code>" in hints
+    assert "Near names not shown:" in hints and ">llm_tokens</a>" in hints
+    assert "event_name=llm_tokens" in hints
+
+
+def test_unmatched_page_groups_by_cause(dashboard, filtered_world):
+    html = dashboard.get(UNMATCHED).content.decode()
+    causes = [part.split('"', 1)[0] for part in html.split('data-cause="')[1:]]
+    assert causes == ["no_value", "no_meter", "filtered_out"]
+    filtered = html.split('data-cause="filtered_out"', 1)[1]
+    assert "Filtered out on purpose" in filtered and "llm.tokens" in filtered
+    assert "status=filtered_out" in filtered
+    broken = html.split('data-cause="no_value"', 1)[1].split('data-cause="no_meter"', 1)[0]
+    assert "llm.tokens" in broken and "Broken: no usable value" in broken
+    no_meter = html.split('data-cause="no_meter"', 1)[1].split('data-cause="filtered_out"', 1)[0]
+    assert "LLM.tokens" in no_meter and "llm_tokens" in no_meter and "Did you mean" in no_meter
