@@ -7,8 +7,14 @@ formatted digits: plain notation (no exponent), trailing fractional zeros stripp
 """
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+# The one rounding rule of numbers shown for reading (pages, chart labels; never CSV or the API): whole numbers
+# from READ_WHOLE_FROM up, READ_DECIMALS decimals from 1 up, READ_SIGNIFICANT significant digits below 1.
+READ_WHOLE_FROM = Decimal(10_000)
+READ_DECIMALS = 2
+READ_SIGNIFICANT = 3
 
 
 def decimal_text(number: Decimal, *, grouped: bool = False) -> str:
@@ -29,18 +35,51 @@ def unit_label(*, value: Decimal | None, singular: str, plural: str) -> str:
     return unit or plural or singular
 
 
-def format_quantity(value: Any, *, unit_singular: str = "", unit_plural: str = "") -> str:
+def readable_decimal(number: Decimal) -> Decimal:
+    """`number` rounded for reading (half up): `513.02887…` → `513.03`, `12345.6` → `12346`, `0.0012345` →
+    `0.00123`. Values with no more digits than the rule keeps come back unchanged (`2.5` stays `2.5`)."""
+    if not number.is_finite() or number == 0:
+        return number
+    magnitude = abs(number)
+    if magnitude >= READ_WHOLE_FROM:
+        places = 0
+    elif magnitude >= 1:
+        places = READ_DECIMALS
+    else:
+        places = READ_SIGNIFICANT - 1 - magnitude.adjusted()
+    if -number.as_tuple().exponent <= places:  # type: ignore[operator]
+        return number
+    return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def _as_decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        value = repr(value)
+    return Decimal(str(value).strip())
+
+
+def format_quantity(value: Any, *, unit_singular: str = "", unit_plural: str = "", readable: bool = False) -> str:
     """`1 credit`, `0 credits`, `2.5 credits`, `1,234,567 credits`: exact decimal digits, thousands separators,
     the singular only for exactly 1. No units → just the number. `None` (an empty AVG/MIN/MAX/LATEST) → `—`.
+
+    `readable` rounds the digits by `readable_decimal` (pages only; the unit still follows the exact value).
     """
     if value is None:
         return "—"
-    if isinstance(value, float):
-        value = repr(value)
-    number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    text = decimal_text(number, grouped=True)
+    number = _as_decimal(value)
+    text = decimal_text(readable_decimal(number) if readable else number, grouped=True)
     unit = unit_label(value=number, singular=unit_singular, plural=unit_plural)
     return f"{text} {unit}" if unit else text
+
+
+def quantity_is_rounded(value: Any) -> bool:
+    """Whether the readable text of `value` differs from its exact text (a page then offers the exact value)."""
+    if value is None:
+        return False
+    number = _as_decimal(value)
+    return readable_decimal(number) != number
 
 
 def rfc3339(moment: dt.datetime) -> str:

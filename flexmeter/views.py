@@ -1,4 +1,4 @@
-"""Dashboard pages shared by every app: home, API keys, environments and the environment switcher."""
+"""Dashboard pages shared by every app: API keys, environments and the environment switcher."""
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -14,11 +14,6 @@ from flexmeter.models import ApiKey, Environment
 from flexmeter.services import api_key_create, api_key_revoke, environment_get_or_create
 
 REVEAL_SESSION_KEY = "api_key_reveal"
-
-
-@dashboard_view
-def home(request: HttpRequest) -> HttpResponse:
-    return redirect("catalog:feature_list")
 
 
 @dashboard_view

@@ -4,13 +4,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from flexmeter import portal_views, views
+from metering.views.overview import overview
 
 app_name = "flexmeter"
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", views.home, name="home"),
+    path("", overview, name="home"),
     path("portal/<str:token>/", portal_views.portal_page, name="portal"),
     path("settings/api-keys/", views.api_key_list, name="api_key_list"),
     path("settings/api-keys/new/", views.api_key_create_view, name="api_key_create"),

@@ -34,12 +34,14 @@ from metering.ingest.writer import events_store
 from metering.models import Customer
 from metering.progress import ProgressBar
 from metering.services import customer_create
+from metering.usage.periods import billing_period_at
 
 DEMO_SEED = 20260101
 DEMO_EVENTS = 100_000
 DEMO_DAYS = 60
 BATCH_SIZE = 5000
 SOURCE = "demo-seed"
+PERIOD_HISTORY = dt.timedelta(days=7)
 
 
 def _metered(name, lookup_key, event_name, aggregation, *, units, description, reset="BILLING_PERIOD", **extra):
@@ -224,6 +226,16 @@ class DemoSeedReport:
         ]
 
 
+def current_period_with_history(anchor: dt.datetime, *, period: str, now: dt.datetime) -> dt.datetime:
+    """`anchor`, moved back a day at a time while the billing period it gives at `now` began less than
+    PERIOD_HISTORY (a period of the period's length for weekly customers: half of it) ago, so every demo customer's
+    current period already holds usage (an anchor minutes before the seed would show zeros everywhere)."""
+    wanted = PERIOD_HISTORY if period != "WEEKLY" else PERIOD_HISTORY / 2
+    while now - billing_period_at(anchor=anchor, period=period, at=now)[0] < wanted:
+        anchor -= dt.timedelta(days=1)
+    return anchor
+
+
 def demo_customers(rng: random.Random, *, now: dt.datetime) -> list[DemoCustomer]:
     """Customers with a long-tailed size distribution and varied billing anchors and cadences."""
     customers = []
@@ -244,6 +256,7 @@ def demo_customers(rng: random.Random, *, now: dt.datetime) -> list[DemoCustomer
             period = "QUARTERLY"
         elif index == 7:
             period = "WEEKLY"
+        anchor = current_period_with_history(anchor.replace(hour=0, minute=0), period=period, now=now)
         data = {
             "external_id": external_id,
             "name": name,

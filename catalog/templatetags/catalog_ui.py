@@ -8,7 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from catalog.models import AggregationType, BucketSize, ResetUsage
-from flexmeter.decimals import format_quantity
+from flexmeter.decimals import format_quantity, quantity_is_rounded
 
 register = template.Library()
 
@@ -164,12 +164,17 @@ def curl_command(context, meter) -> str:
 
 @register.simple_tag
 def quantity(value, feature=None) -> str:
-    """A number with the feature's units: `1 credit`, `5 credits` (SPEC §2.2)."""
-    return format_quantity(
-        value,
-        unit_singular=getattr(feature, "unit_singular", "") or "",
-        unit_plural=getattr(feature, "unit_plural", "") or "",
-    )
+    """A number with the feature's units for reading: `1 credit`, `5 credits` (SPEC §2.2), rounded by the rule
+    of `flexmeter.decimals.readable_decimal`; a rounded number carries its exact text one hover away (`title`)."""
+    units = {
+        "unit_singular": getattr(feature, "unit_singular", "") or "",
+        "unit_plural": getattr(feature, "unit_plural", "") or "",
+    }
+    text = format_quantity(value, readable=True, **units)
+    if not quantity_is_rounded(value):
+        return text
+    exact = format_quantity(value, **units)
+    return format_html('<span class="qty-rounded" title="Exactly {}" data-exact="{}">{}</span>', exact, exact, text)
 
 
 @register.filter

@@ -1,8 +1,9 @@
-"""Usage reads of the dashboard's Usage pages. Every number comes from the engine (`run_usage_queries`).
+"""Usage reads of the dashboard's Usage pages and its overview. Every usage number comes from the engine
+(`run_usage_queries`, which reads whole days from rollups); event counts come from `metering.activity`.
 
 Per feature, across customers: customers have different billing anchors, so "the current period across
 customers" has no single meaning. The feature page therefore uses one calendar window in UTC that the user picks
-(this month by default) for the total, the chart *and* the per-customer table, and says so; a customer's own
+(the last 30 days by default: a chart of a month's days whatever the date) for the total, the chart *and* the per-customer table, and says so; a customer's own
 billing period is on that customer's usage page (`customer_current_usage`).
 """
 
@@ -15,11 +16,14 @@ from typing import cast
 
 from django.utils import timezone as django_timezone
 
+from catalog.models import Feature
+from metering.debugger.stream import UnmatchedName, unmatched_event_names
 from metering.models import Customer, CustomerStatus
+from metering.selectors import event_counts_by_day
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at, bucket_starts
 from metering.usage.selectors import FeatureUsage, customer_current_usage, meter_usage, usage_query_build
-from metering.usage.spec import AggregationSpec, UsageResult, UsageWindow
+from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageResult, UsageWindow
 
 UTC = dt.UTC
 # name → label; the window each one covers is computed by `calendar_window`
@@ -30,6 +34,7 @@ WINDOWS = {
     "30d": "Last 30 days",
     "90d": "Last 90 days",
 }
+DEFAULT_WINDOW = "30d"
 CHART_SIZES = {"HOUR": "Hourly", "DAY": "Daily", "WEEK": "Weekly"}
 MAX_BARS = 200
 
@@ -48,12 +53,18 @@ def calendar_window(name: str, *, now: dt.datetime) -> tuple[dt.datetime, dt.dat
 
 
 def chart_size_for(size: str, *, start: dt.datetime, end: dt.datetime) -> str:
-    """The asked bar size, coarsened when the window would need more than MAX_BARS bars."""
+    """The asked bar size, coarsened when the window would need more than MAX_BARS bars (pages say so: see
+    `chart_sizes_offered`)."""
     sizes = list(CHART_SIZES)
     index = sizes.index(size) if size in CHART_SIZES else sizes.index("DAY")
     while index < len(sizes) - 1 and len(bucket_starts(start=start, end=end, size=sizes[index])) > MAX_BARS:
         index += 1
     return sizes[index]
+
+
+def chart_sizes_offered(*, start: dt.datetime, end: dt.datetime) -> dict[str, bool]:
+    """Each bar size and whether the window can be drawn with it (at most MAX_BARS bars)."""
+    return {size: len(bucket_starts(start=start, end=end, size=size)) <= MAX_BARS for size in CHART_SIZES}
 
 
 def windows_filled(windows: list[UsageWindow], starts: list[dt.datetime]) -> list[UsageWindow]:
@@ -178,4 +189,135 @@ def portal_usage(*, customer, now: dt.datetime | None = None) -> PortalUsage:
         period_end=usage.period_end,
         chart_size=size,
         features=[PortalFeature(usage=row, series=windows_filled(row.windows, starts)) for row in usage.features],
+    )
+
+
+@dataclass(frozen=True)
+class FeatureTrend:
+    """A metered feature's total over a window and its per-day series (every day present). `problem` is set, and
+    the numbers empty, when the feature's meter cannot be computed any more."""
+
+    feature: Feature
+    total: Decimal | None
+    series: list[UsageWindow]
+    problem: str = ""
+
+    @property
+    def has_usage(self) -> bool:
+        return any(window.value is not None for window in self.series)
+
+
+def feature_trends(*, features: list, start: dt.datetime, end: dt.datetime) -> list[FeatureTrend]:
+    """Total and daily series of each metered feature over `[start, end)`, all features in one engine statement
+    (whole days come from rollups), in the order given."""
+    queries, computable, trends = [], [], {}
+    starts = bucket_starts(start=start, end=end, size="DAY")
+    for feature in features:
+        try:
+            spec = AggregationSpec.from_meter(feature.meter)
+        except MeterNotComputable as exc:
+            trends[feature.pk] = FeatureTrend(feature=feature, total=None, series=[], problem=exc.message)
+            continue
+        queries.append(usage_query_build(spec=spec, environment_id=feature.environment_id, start=start, end=end,
+                                         window_size="DAY"))  # fmt: skip
+        computable.append(feature)
+    for feature, result in zip(computable, run_usage_queries(queries) if queries else [], strict=True):
+        result = cast(UsageResult, result)
+        trends[feature.pk] = FeatureTrend(feature=feature, total=result.value,
+                                          series=windows_filled(result.windows, starts))  # fmt: skip
+    return [trends[feature.pk] for feature in features]
+
+
+# --- the overview (the dashboard's home) ------------------------------------------------------------------------
+
+OVERVIEW_DAYS = 7
+OVERVIEW_FEATURES = 6
+OVERVIEW_CUSTOMERS = 5
+OVERVIEW_REASONS = 3
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: dt.date
+    events: int
+
+
+@dataclass(frozen=True)
+class ActiveCustomer:
+    external_id: str
+    value: Decimal | None
+    customer: Customer | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the overview shows: events today and over the last OVERVIEW_DAYS UTC days (per day, oldest first),
+    the last 24 hours' events that no meter counted (the most frequent names first), each metered feature over
+    the usage window, and the customers with the most usage of the leading feature."""
+
+    now: dt.datetime
+    today: int
+    week: int
+    days: list[DayCount]
+    last_day_events: int
+    unmatched: list[UnmatchedName]
+    unmatched_events: int
+    window_start: dt.datetime
+    window_end: dt.datetime
+    features: list[FeatureTrend]
+    leading: FeatureTrend | None
+    customers: list[ActiveCustomer]
+
+    @property
+    def unmatched_share(self) -> Decimal | None:
+        if not self.last_day_events:
+            return None
+        return Decimal(self.unmatched_events * 100) / Decimal(self.last_day_events)
+
+
+def overview_read(*, environment, features: list, now: dt.datetime | None = None) -> Overview:
+    """The overview's numbers in a handful of statements that read indexes and rollups, never a whole table:
+    event counts per day (the (environment, timestamp) index), unmatched names of the last 24 hours (the
+    debugger's own predicate), every feature's total and daily series in one engine statement, and the leading
+    feature's usage per customer."""
+    now = now or django_timezone.now()
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - dt.timedelta(days=OVERVIEW_DAYS - 1)
+    per_day = event_counts_by_day(environment=environment, start=first, end=today + dt.timedelta(days=1))
+    starts = bucket_starts(start=first, end=today + dt.timedelta(days=1), size="DAY")
+    days = [DayCount(day.date(), per_day.get(day.date(), 0)) for day in starts]
+    since = now - dt.timedelta(hours=24)
+    last_day_events = sum(event_counts_by_day(environment=environment, start=since, end=now).values())
+    unmatched = unmatched_event_names(environment=environment, start=since, end=now)
+    start, end = calendar_window(DEFAULT_WINDOW, now=now)
+    trends = feature_trends(features=features, start=start, end=end)
+    ranked = sorted(trends, key=lambda trend: (not trend.has_usage, trend.problem != "", -(trend.total or 0)))
+    leading = ranked[0] if ranked and ranked[0].has_usage else None
+    customers: list[ActiveCustomer] = []
+    if leading is not None:
+        spec = AggregationSpec.from_meter(leading.feature.meter)
+        query = usage_query_build(spec=spec, environment_id=environment.pk, start=start, end=end, by_customer=True)
+        per_customer = cast(dict[str, Decimal | None], run_usage_queries([query])[0])
+        top = sorted(per_customer.items(), key=lambda item: (item[1] is None, -(item[1] or 0), item[0]))
+        top = top[:OVERVIEW_CUSTOMERS]
+        known = {
+            customer.external_id: customer
+            for customer in Customer.objects.filter(
+                environment_id=environment.pk, status=CustomerStatus.ACTIVE, external_id__in=[key for key, _ in top]
+            )
+        }
+        customers = [ActiveCustomer(external_id, value, known.get(external_id)) for external_id, value in top]
+    return Overview(
+        now=now,
+        today=days[-1].events,
+        week=sum(day.events for day in days),
+        days=days,
+        last_day_events=last_day_events,
+        unmatched=unmatched[:OVERVIEW_REASONS],
+        unmatched_events=sum(name.count for name in unmatched),
+        window_start=start,
+        window_end=end,
+        features=ranked[:OVERVIEW_FEATURES],
+        leading=leading,
+        customers=customers,
     )

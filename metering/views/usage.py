@@ -24,18 +24,21 @@ from flexmeter.errors import NotFound
 from metering import selectors
 from metering.usage.dashboard import (
     CHART_SIZES,
+    DEFAULT_WINDOW,
     WINDOWS,
     billing_periods,
     bucket_starts,
     calendar_window,
     chart_size_for,
+    chart_sizes_offered,
     customer_feature_series,
     customer_rows_sorted,
+    feature_trends,
     feature_usage_overview,
     windows_filled,
 )
 from metering.usage.selectors import customer_current_usage
-from metering.views.charts import bar_chart
+from metering.views.charts import bar_chart, sparkline
 
 SORTS = {"usage": "Usage, high to low", "usage_asc": "Usage, low to high", "customer": "Customer id"}
 
@@ -63,8 +66,19 @@ def usage_index(request: HttpRequest) -> HttpResponse:
             error = f"No active customer has the external id “{external_id}”."
         else:
             return redirect("metering:usage_customer", public_id=customer.public_id)
-    context = {"features": list(metered_features(environment=request.environment)), "customer_query": external_id,
-               "error": error}  # fmt: skip
+    features = list(metered_features(environment=request.environment))
+    start, end = calendar_window(DEFAULT_WINDOW, now=timezone.now())
+    trends = feature_trends(features=features, start=start, end=end)
+    context = {
+        "rows": [(trend, sparkline([w.value for w in trend.series], label=f"{trend.feature.name} per day"))
+                 for trend in trends],  # fmt: skip
+        "window": DEFAULT_WINDOW,
+        "window_label": WINDOWS[DEFAULT_WINDOW],
+        "start": start,
+        "last_day": end - dt.timedelta(microseconds=1),
+        "customer_query": external_id,
+        "error": error,
+    }
     return render(request, "metering/usage/index.html", context, status=404 if error else 200)
 
 
@@ -80,7 +94,7 @@ def _feature_or_404(request: HttpRequest, public_id: str) -> Feature:
 
 def _feature_usage(request: HttpRequest, feature: Feature):
     form = FeatureUsageForm(request.GET)
-    window = form.value("window", "this_month")
+    window = form.value("window", DEFAULT_WINDOW)
     start, end = calendar_window(window, now=timezone.now())
     size = chart_size_for(form.value("size", "DAY"), start=start, end=end)
     overview = feature_usage_overview(feature=feature, start=start, end=end, window_size=size)
@@ -95,6 +109,7 @@ def usage_feature(request: HttpRequest, public_id: str) -> HttpResponse:
     feature = _feature_or_404(request, public_id)
     form, window, start, end, size, overview, rows = _feature_usage(request, feature)
     series = windows_filled(overview.windows, bucket_starts(start=start, end=end, size=size))
+    asked = form.value("size", "DAY")
     context = {
         "feature": feature,
         "meter": feature.meter,
@@ -102,14 +117,19 @@ def usage_feature(request: HttpRequest, public_id: str) -> HttpResponse:
         "windows": WINDOWS,
         "window": window,
         "sizes": CHART_SIZES,
+        "size_choices": [
+            (key, CHART_SIZES[key], offered) for key, offered in chart_sizes_offered(start=start, end=end).items()
+        ],
         "size": size,
         "size_label": CHART_SIZES[size],
+        "size_fallback": CHART_SIZES[asked] if asked != size else "",
         "sorts": SORTS,
         "sort": form.value("sort", "usage"),
         "start": start,
         "last_day": end - dt.timedelta(microseconds=1),
         "total": overview.total,
-        "chart": bar_chart(series, size=size, unit_singular=feature.unit_singular, unit_plural=feature.unit_plural),
+        "chart": bar_chart(series, size=size, unit_singular=feature.unit_singular, unit_plural=feature.unit_plural,
+                           empty=f"No {feature.meter.event_name} events counted in this window."),  # fmt: skip
         "has_usage": any(point.value is not None for point in series),
         "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
         "customer_count": len(overview.customers),
@@ -185,12 +205,14 @@ def usage_customer(request: HttpRequest, public_id: str) -> HttpResponse:
     periods, index, usage = _customer_usage(request, customer)
     features = [row.feature for row in usage.features]
     chosen = next((f for f in features if f.public_id == request.GET.get("feature")), features[0] if features else None)
-    chart = ""
+    chart, chart_unit = "", "day"
     if chosen is not None:
         size = chart_size_for("DAY", start=usage.period_start, end=usage.period_end)
+        chart_unit = size.lower()
         series = customer_feature_series(feature=chosen, customer=customer, environment=request.environment,
                                          start=usage.period_start, end=usage.period_end, window_size=size)  # fmt: skip
-        chart = bar_chart(series, size=size, unit_singular=chosen.unit_singular, unit_plural=chosen.unit_plural)
+        chart = bar_chart(series, size=size, unit_singular=chosen.unit_singular, unit_plural=chosen.unit_plural,
+                          empty="No usage in this period.")  # fmt: skip
     context = {
         "customer": customer,
         "usage": usage,
@@ -199,6 +221,7 @@ def usage_customer(request: HttpRequest, public_id: str) -> HttpResponse:
         "last_day": usage.period_end - dt.timedelta(microseconds=1),
         "chosen": chosen,
         "chart": chart,
+        "chart_unit": chart_unit,
     }
     return render_page(request, "metering/usage/customer.html", context, partial="customer-usage-body")
 

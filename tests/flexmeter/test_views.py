@@ -31,8 +31,9 @@ def test_login_page_and_sign_in(client: Client, environment):
     response = client.post(
         reverse("flexmeter:login"), {"username": "ada", "password": "correct horse battery staple"}, follow=True
     )
-    assert response.redirect_chain[-1][0] == reverse("catalog:feature_list")
-    assert b"Create your first feature" in response.content
+    assert response.redirect_chain[-1][0] == reverse("flexmeter:home")  # the overview is the home page
+    assert b"<h1>Overview</h1>" in response.content
+    assert b"No metered features yet" in response.content
 
 
 def test_wrong_password_shows_an_error(client: Client, environment):

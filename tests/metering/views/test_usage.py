@@ -53,7 +53,7 @@ def credits(environment, now):
 
 
 def test_feature_page_total_table_and_chart(dashboard, credits):
-    response = dashboard.get(reverse("metering:usage_feature", args=[credits.public_id]))
+    response = dashboard.get(reverse("metering:usage_feature", args=[credits.public_id]), {"window": "this_month"})
     html = response.content.decode()
     assert response.status_code == 200
     assert 'data-testid="feature-total">10.6 credits<' in html
@@ -67,7 +67,8 @@ def test_feature_page_total_equals_the_api(dashboard, api, credits, now):
     start, end = calendar_window("this_month", now=now)
     body = api.post("/v1/events/usage/meter", {"meter_id": credits.meter.public_id, "start_time": start.isoformat(),
                                                "end_time": end.isoformat()}).json()  # fmt: skip
-    html = dashboard.get(reverse("metering:usage_feature", args=[credits.public_id])).content.decode()
+    url = reverse("metering:usage_feature", args=[credits.public_id])
+    html = dashboard.get(url, {"window": "this_month"}).content.decode()
     assert Decimal(str(body["value"])) == Decimal("10.6")
     assert f'data-testid="feature-total">{body["value"]} credits<' in html
 
@@ -91,11 +92,25 @@ def test_feature_page_garbage_parameters_fall_back(dashboard, credits):
     url = reverse("metering:usage_feature", args=[credits.public_id])
     response = dashboard.get(url, {"window": "forever", "size": "YEAR", "sort": "x", "page": "abc"})
     assert response.status_code == 200
-    assert 'data-testid="feature-total">10.6 credits<' in response.content.decode()
+    total = response.content.decode().split('data-testid="feature-total">', 1)[1].split("<", 1)[0]
+    default = dashboard.get(url).content.decode().split('data-testid="feature-total">', 1)[1].split("<", 1)[0]
+    assert total == default and total.endswith(" credits")
+
+
+def test_feature_page_defaults_to_the_last_30_days(dashboard, credits, now):
+    """A calendar month on its 2nd day is one bar and 29 empty days: the default is 30 whole days ending today."""
+    html = dashboard.get(reverse("metering:usage_feature", args=[credits.public_id])).content.decode()
+    assert 'class="active" aria-current="true">Last 30 days<' in html
+    start, end = calendar_window("30d", now=now)
+    assert f"{start:%b} {start.day} – " in html
+    assert html.count("<tr><th scope=\"row\">") == 30  # one row per day in the chart's data table
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    expected = Decimal("10.6") + (100 if start <= month_start - dt.timedelta(days=2) else 0)
+    assert f'data-testid="feature-total">{expected} credits<' in html
 
 
 def test_feature_csv_has_exact_values(dashboard, credits):
-    response = dashboard.get(reverse("metering:usage_feature_csv", args=[credits.public_id]))
+    response = dashboard.get(reverse("metering:usage_feature_csv", args=[credits.public_id]), {"window": "this_month"})
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [(row["external_customer_id"], row["value"]) for row in rows] == [
