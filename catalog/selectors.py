@@ -1,6 +1,8 @@
 """Reads of the catalog, always scoped to one environment (an object of another environment is simply not found)."""
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
@@ -80,3 +82,34 @@ def metered_features(
     if feature_ids or lookup_keys:
         features = features.filter(Q(public_id__in=feature_ids) | Q(lookup_key__in=lookup_keys))
     return features.select_related("meter").order_by("name", "id")
+
+
+@dataclass(frozen=True)
+class FeatureActivity:
+    """What the feature page shows about a metered feature's usage: its total over a window (`window_label`), whether
+    any event of its meter's name was ever stored, and a customer external id the sample event can name (one that
+    exists; empty when the environment has no customer yet)."""
+
+    total: Decimal | None
+    window_label: str
+    has_events: bool
+    sample_customer: str
+
+
+FeatureActivityReader = Callable[..., FeatureActivity | None]
+# Catalog never reads metering's tables: metering registers this reader when it loads (`MeteringConfig.ready`).
+# Without it the feature page shows no usage figure and the sample names a placeholder customer.
+_feature_activity_reader: FeatureActivityReader | None = None
+
+
+def feature_activity_reader_register(reader: FeatureActivityReader) -> None:
+    """Install `reader(feature=) -> FeatureActivity | None`."""
+    global _feature_activity_reader
+    _feature_activity_reader = reader
+
+
+def feature_activity(*, feature: Feature) -> FeatureActivity | None:
+    """The usage summary of a published metered feature, or None (not metered, or no reader installed)."""
+    if _feature_activity_reader is None or feature.meter is None or feature.type != FeatureType.METERED:
+        return None
+    return _feature_activity_reader(feature=feature)

@@ -64,7 +64,8 @@ def feature_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         return redirect(
             "catalog:feature_wizard_step", public_id=feature.public_id, step=wizard.furthest_step(feature).name
         )
-    return render(request, "catalog/feature_detail.html", {"feature": feature, "meter": feature.meter})
+    context = {"feature": feature, "meter": feature.meter, "activity": selectors.feature_activity(feature=feature)}
+    return render(request, "catalog/feature_detail.html", context)
 
 
 @dashboard_view

@@ -13,9 +13,12 @@ class MeteringConfig(AppConfig):
 
         parse_events_url(settings.EVENTS_URL, cluster=settings.EVENTS_CLICKHOUSE_CLUSTER)  # malformed: refuse to start
 
+        from catalog.selectors import feature_activity_reader_register
         from catalog.wizard import property_keys_reader_register
         from metering.selectors import recent_property_keys
+        from metering.usage.dashboard import feature_activity_read
         from metering.usage.dialects.sqlite import on_connection_created
 
         connection_created.connect(on_connection_created, dispatch_uid="metering.usage.dialects.sqlite")
         property_keys_reader_register(recent_property_keys)
+        feature_activity_reader_register(feature_activity_read)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("customers/", customers.customer_list, name="customer_list"),
     path("customers/new/", customers.customer_create_view, name="customer_create"),
     path("customers/<str:public_id>/", customers.customer_detail, name="customer_detail"),
+    path("customers/<str:public_id>/edit/", customers.customer_edit_view, name="customer_edit"),
     path("customers/<str:public_id>/portal/", customers.customer_portal_open, name="customer_portal_open"),
     path("customers/<str:public_id>/portal/revoke/", customers.customer_portal_revoke, name="customer_portal_revoke"),
     path("events/", events.event_stream, name="event_stream"),

@@ -136,24 +136,26 @@ def sample_properties(meter) -> dict:
     return properties
 
 
-def sample_event(meter) -> dict:
+def sample_event(meter, customer: str = "") -> dict:
+    """The smallest event that counts for `meter`, sent by `customer` (an existing customer's external id when the
+    page knows one; a placeholder otherwise)."""
     return {
         "event_name": meter.event_name if meter else "",
-        "external_customer_id": SAMPLE_CUSTOMER_ID,
+        "external_customer_id": customer or SAMPLE_CUSTOMER_ID,
         "properties": sample_properties(meter),
     }
 
 
 @register.filter
-def sample_event_json(meter) -> str:
-    return json.dumps(sample_event(meter), indent=2)
+def sample_event_json(meter, customer: str = "") -> str:
+    return json.dumps(sample_event(meter, customer), indent=2)
 
 
 @register.simple_tag(takes_context=True)
-def curl_command(context, meter) -> str:
+def curl_command(context, meter, customer: str = "") -> str:
     """A copy-paste `curl` that sends the sample event to this server's API."""
     base = context["request"].build_absolute_uri("/").rstrip("/")
-    body = json.dumps(sample_event(meter), indent=2).replace("'", "'\\''")
+    body = json.dumps(sample_event(meter, customer), indent=2).replace("'", "'\\''")
     return (
         f"curl -X POST {base}/v1/events \\\n"
         f'  -H "x-api-key: $FLEXMETER_API_KEY" \\\n'

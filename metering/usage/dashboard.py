@@ -17,9 +17,10 @@ from typing import cast
 from django.utils import timezone as django_timezone
 
 from catalog.models import Feature
+from catalog.selectors import FeatureActivity
 from metering.debugger.stream import UnmatchedName, unmatched_event_names
-from metering.models import Customer, CustomerStatus
-from metering.selectors import event_counts_by_day
+from metering.models import Customer, CustomerStatus, Event
+from metering.selectors import CustomerActivity, customers_activity, event_counts_by_day
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at, bucket_starts
 from metering.usage.selectors import FeatureUsage, customer_current_usage, meter_usage, usage_query_build
@@ -292,7 +293,11 @@ def overview_read(*, environment, features: list, now: dt.datetime | None = None
     start, end = calendar_window(DEFAULT_WINDOW, now=now)
     trends = feature_trends(features=features, start=start, end=end)
     ranked = sorted(trends, key=lambda trend: (not trend.has_usage, trend.problem != "", -(trend.total or 0)))
-    leading = ranked[0] if ranked and ranked[0].has_usage else None
+    used = [trend for trend in ranked if trend.has_usage]
+    # "most active" reads best as most events: the leading COUNT feature when there is one
+    leading = next((trend for trend in used if trend.feature.meter.aggregation_type == "COUNT"), None) or next(
+        iter(used), None
+    )
     customers: list[ActiveCustomer] = []
     if leading is not None:
         spec = AggregationSpec.from_meter(leading.feature.meter)
@@ -321,3 +326,34 @@ def overview_read(*, environment, features: list, now: dt.datetime | None = None
         leading=leading,
         customers=customers,
     )
+
+
+def feature_activity_read(*, feature, now: dt.datetime | None = None) -> FeatureActivity | None:
+    """The feature page's usage summary (registered with the catalog at start-up): the total over the default
+    window (one engine statement), whether its meter's event name has any stored event, and the external id of
+    a customer the sample event can name — the last one that sent this event name when it exists, else the
+    newest customer."""
+    start, end = calendar_window(DEFAULT_WINDOW, now=now or django_timezone.now())
+    [trend] = feature_trends(features=[feature], start=start, end=end)
+    events = Event.objects.filter(environment_id=feature.environment_id, event_name=feature.meter.event_name)
+    latest = events.order_by("-timestamp", "-id").values_list("external_customer_id", flat=True).first()
+    customers = Customer.objects.filter(environment_id=feature.environment_id, status=CustomerStatus.ACTIVE)
+    sample = latest if latest is not None and customers.filter(external_id=latest).exists() else None
+    if sample is None:
+        sample = customers.order_by("-created_at", "-id").values_list("external_id", flat=True).first() or ""
+    return FeatureActivity(
+        total=None if trend.problem else trend.total,
+        window_label=WINDOWS[DEFAULT_WINDOW],
+        has_events=latest is not None,
+        sample_customer=sample,
+    )
+
+
+CUSTOMER_ACTIVITY_DAYS = 7
+
+
+def customer_list_activity(*, environment, customers: list, now: dt.datetime | None = None) -> dict[str, CustomerActivity]:
+    """Events over the last CUSTOMER_ACTIVITY_DAYS days and last-seen time of each listed customer, by external id
+    (read through the index per customer, so a page costs what its customers sent, not the table)."""
+    since = (now or django_timezone.now()) - dt.timedelta(days=CUSTOMER_ACTIVITY_DAYS)
+    return customers_activity(environment=environment, external_ids=[c.external_id for c in customers], since=since)

@@ -196,7 +196,8 @@ def sparkline(values: Sequence[Decimal | int | None], *, label: str) -> SafeStri
         for index, value in enumerate(numbers)
     )
     return format_html(
-        '<svg class="sparkline" viewBox="0 0 {} {}" width="{}" height="{}" role="img" aria-label="{}" '
+        '<svg class="sparkline" viewBox="0 0 {} {}" width="{}" height="{}" preserveAspectRatio="none" role="img" '
+        'aria-label="{}" '
         'xmlns="http://www.w3.org/2000/svg"><polyline points="{}" fill="none"/></svg>',
         SPARK_WIDTH,
         SPARK_HEIGHT,

@@ -10,10 +10,13 @@ from catalog.forms import add_details_errors
 from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, NotFound, ValidationFailed
 from metering import selectors
+from metering.debugger.explain import STATUS_PROCESSED
 from metering.portal import portal_session_create, portal_sessions_revoke
-from metering.services import customer_create
+from metering.debugger.stream import event_stream_page
+from metering.services import customer_create, customer_update
+from metering.usage.dashboard import CUSTOMER_ACTIVITY_DAYS, customer_list_activity
 from metering.views.filtersets import CustomerFilterSet
-from metering.views.forms import CustomerCreateForm
+from metering.views.forms import CustomerCreateForm, CustomerEditForm
 
 RECENT_EVENTS = 10
 
@@ -22,9 +25,13 @@ RECENT_EVENTS = 10
 @dashboard_view
 def customer_list(request: HttpRequest) -> HttpResponse:
     filterset = CustomerFilterSet(request.GET, queryset=selectors.customer_list(environment=request.environment))
+    page = paginate(request, filterset.qs)
+    activity = customer_list_activity(environment=request.environment, customers=list(page.object_list))
     context = {
         "filterset": filterset,
-        "page": paginate(request, filterset.qs),
+        "page": page,
+        "rows": [(customer, activity[customer.external_id]) for customer in page.object_list],
+        "activity_days": CUSTOMER_ACTIVITY_DAYS,
         "is_filtered": any(request.GET.get(key) for key in ("q", "billing_period")),
     }
     return render_page(request, "metering/customer_list.html", context, partial="customer-results")
@@ -56,10 +63,28 @@ def _active_customer_or_404(request: HttpRequest, public_id: str):
 @dashboard_view
 def customer_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     customer = _active_customer_or_404(request, public_id)
-    recent = selectors.events_page(
+    recent = event_stream_page(
         environment=request.environment, external_customer_id=customer.external_id, page_size=RECENT_EVENTS
     )
-    return render(request, "metering/customer_detail.html", {"customer": customer, "events": recent.events})
+    problems = sum(row.status != STATUS_PROCESSED for row in recent.rows)
+    context = {"customer": customer, "rows": recent.rows, "problems": problems}
+    return render(request, "metering/customer_detail.html", context)
+
+
+@dashboard_view
+def customer_edit_view(request: HttpRequest, public_id: str) -> HttpResponse:
+    customer = _active_customer_or_404(request, public_id)
+    form = CustomerEditForm(request.POST or None, initial=CustomerEditForm.initial_for(customer))
+    if request.method == "POST" and form.is_valid():
+        try:
+            customer = customer_update(customer=customer, data=form.as_data())
+        except (ValidationFailed, AlreadyExists) as exc:
+            add_details_errors(form, exc.details or {"": exc.message}, CustomerEditForm.error_paths)
+        else:
+            messages.success(request, f"Saved changes to “{customer}”.")
+            return redirect("metering:customer_detail", public_id=customer.public_id)
+    status = 422 if form.errors else 200
+    return render(request, "metering/customer_edit.html", {"form": form, "customer": customer}, status=status)
 
 
 @require_POST

@@ -22,3 +22,15 @@ class CustomerCreateForm(forms.Form):
         if self.cleaned_data.get("email"):
             data["email"] = self.cleaned_data["email"]
         return data
+
+
+class CustomerEditForm(CustomerCreateForm):
+    """The same fields as creation; an empty email clears it. Changing the external id re-points the customer at
+    the events sent with the new id (the service keeps it unique)."""
+
+    @classmethod
+    def initial_for(cls, customer) -> dict:
+        return {key: getattr(customer, key) for key in ("external_id", "name", "email", "billing_period")}
+
+    def as_data(self) -> dict:
+        return {**self.cleaned_data, "email": self.cleaned_data.get("email") or ""}

@@ -18,6 +18,7 @@ def continue_to(page, heading: str) -> None:
 
 def test_metered_sum_feature_with_a_filter_through_the_whole_wizard(signed_in, screenshot):
     page = signed_in
+    page.goto("/catalog/features/")
     screenshot(page, "features-empty")
     page.click("text=Add feature >> nth=0")
     expect(page.locator("#wizard-step h2")).to_have_text("What are you selling?")
