@@ -1,4 +1,5 @@
-"""Dashboard benchmark: server time of the debugger and usage pages with 1,000,000 events in PostgreSQL.
+"""Dashboard benchmark: server time of the overview, customer, debugger and usage pages with 1,000,000 events
+(`--events`) in PostgreSQL.
 
 The parent process creates a throw-away database (its name must contain `bench`), runs itself again with
 `DATABASE_URL` pointing there (so nothing can touch the development database), and drops the database at the
@@ -180,6 +181,11 @@ def dashboard_benchmark_measure(*, events: int, repeat: int, log: Callable[[str]
     processed = Event.objects.filter(event_name="llm.request").order_by("-timestamp").values_list("event_id", flat=True)
     customer = environment.customers.get(external_id="cust-7")
     pages = [
+        ("overview (home)", "/"),
+        ("usage index (3 features, 30 days)", "/usage/"),
+        ("customers list (25, events + last seen)", "/customers/"),
+        ("customer detail (recent events, status)", f"/customers/{customer.public_id}/"),
+        ("feature detail (usage summary)", f"/catalog/features/{requests.public_id}/"),
         ("stream", "/events/"),
         ("stream, unmatched only", "/events/?status=unmatched"),
         ("stream, one customer", "/events/?external_customer_id=cust-7"),
@@ -196,5 +202,5 @@ def dashboard_benchmark_measure(*, events: int, repeat: int, log: Callable[[str]
         samples.sort()
         p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
         timings.append(PageTiming(label, path, count, statistics.median(samples), p95, len(samples)))
-        log(f"{label:<34} {statistics.median(samples):8.1f} ms p50 {p95:8.1f} ms p95   {count:2d} queries")
+        log(f"{label:<42} {statistics.median(samples):8.1f} ms p50 {p95:8.1f} ms p95   {count:2d} queries")
     return timings

@@ -403,22 +403,22 @@ class CustomerActivity:
     last_seen: dt.datetime | None
 
 
-_EVENT_NAMES_SQL = """
+_NAMES_CTE = """
 WITH RECURSIVE names(name) AS (
     SELECT min(event_name) FROM {table} WHERE environment_id = %s
     UNION ALL
     SELECT (SELECT min(event_name) FROM {table} WHERE environment_id = %s AND event_name > names.name)
     FROM names WHERE names.name IS NOT NULL
 )
-SELECT name FROM names WHERE name IS NOT NULL
 """
 
 
 def event_names(*, environment: Environment) -> list[str]:
     """Every event name the environment has stored, found by skipping through the (environment, event_name, …)
     index one name at a time (a loose index scan): cost grows with the number of names, not of events."""
+    sql = _NAMES_CTE.format(table=Event._meta.db_table) + "SELECT name FROM names WHERE name IS NOT NULL"
     with connection.cursor() as cursor:
-        cursor.execute(_EVENT_NAMES_SQL.format(table=Event._meta.db_table), [environment.pk, environment.pk])
+        cursor.execute(sql, [environment.pk, environment.pk])
         return [name for (name,) in cursor.fetchall()]
 
 
@@ -426,26 +426,26 @@ def customers_activity(
     *, environment: Environment, external_ids: Iterable[str], since: dt.datetime
 ) -> dict[str, CustomerActivity]:
     """Events since `since` and last-seen time of each external id, every one in the answer (0 and None when it
-    sent nothing). Per (event name, customer) pair it reads a range and one entry of the (environment, event name,
-    customer, timestamp) index, so the cost follows these customers' recent events, not the table."""
+    sent nothing), in one statement. The event names are found by a loose index scan (`event_names`); then per
+    (event name, customer) pair it reads one range and one entry of the (environment, event name, customer,
+    timestamp) index, so the cost follows these customers' recent events and the number of names, not the table."""
     wanted = sorted(set(external_ids))
     activity = {external_id: CustomerActivity(events=0, last_seen=None) for external_id in wanted}
-    names = event_names(environment=environment) if wanted else []
-    if not names:
+    if not wanted:
         return activity
     table = Event._meta.db_table
-    pairs = " UNION ALL ".join(["SELECT %s AS name, %s AS customer"] * (len(names) * len(wanted)))
-    params: list = [value for name in names for external_id in wanted for value in (name, external_id)]
-    sql = (
-        f"SELECT p.customer, "
-        f"(SELECT count(*) FROM {table} e WHERE e.environment_id = %s AND e.event_name = p.name "
-        f"AND e.external_customer_id = p.customer AND e.timestamp >= %s), "
-        f"(SELECT max(e.timestamp) FROM {table} e WHERE e.environment_id = %s AND e.event_name = p.name "
-        f"AND e.external_customer_id = p.customer) "
-        f"FROM ({pairs}) p"
+    customers = " UNION ALL ".join(["SELECT %s AS customer"] * len(wanted))
+    sql = _NAMES_CTE.format(table=table) + (
+        f"SELECT w.customer, "
+        f"(SELECT count(*) FROM {table} e WHERE e.environment_id = %s AND e.event_name = n.name "
+        f"AND e.external_customer_id = w.customer AND e.timestamp >= %s), "
+        f"(SELECT max(e.timestamp) FROM {table} e WHERE e.environment_id = %s AND e.event_name = n.name "
+        f"AND e.external_customer_id = w.customer) "
+        f"FROM names n CROSS JOIN ({customers}) w WHERE n.name IS NOT NULL"
     )
+    params = [environment.pk, environment.pk, environment.pk, since, environment.pk, *wanted]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [environment.pk, since, environment.pk, *params])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     for external_id, events, last_seen in rows:
         current = activity[external_id]
