@@ -381,18 +381,22 @@ def _moment(value) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def event_counts_by_day(*, environment: Environment, start: dt.datetime, end: dt.datetime) -> dict[dt.date, int]:
-    """Events per UTC day of their timestamp in `[start, end)`, in one query that reads only the
-    (environment, timestamp, id) index; days without events are absent."""
+def event_counts_by_day(
+    *, environment: Environment, start: dt.datetime, end: dt.datetime, since: dt.datetime
+) -> tuple[dict[dt.date, int], int]:
+    """Events per UTC day of their timestamp in `[start, end)` (days without events are absent), and how many of
+    them are from `since` on, in one query that reads only the (environment, timestamp, id) index."""
     day = "date(e.timestamp)" if connection.vendor == "sqlite" else "(e.timestamp AT TIME ZONE 'UTC')::date"
     sql = (
-        f"SELECT {day} AS day, count(*) FROM {Event._meta.db_table} e "
+        f"SELECT {day} AS day, count(*), sum(CASE WHEN e.timestamp >= %s THEN 1 ELSE 0 END) "
+        f"FROM {Event._meta.db_table} e "
         "WHERE e.environment_id = %s AND e.timestamp >= %s AND e.timestamp < %s GROUP BY 1"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [environment.pk, start, end])
+        cursor.execute(sql, [since, environment.pk, start, end])
         rows = cursor.fetchall()
-    return {(dt.date.fromisoformat(day) if isinstance(day, str) else day): count for day, count in rows}
+    per_day = {(dt.date.fromisoformat(day) if isinstance(day, str) else day): count for day, count, _ in rows}
+    return per_day, sum(int(recent or 0) for _, _, recent in rows)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Usage reads of the dashboard's Usage pages and its overview. Every usage number comes from the engine
-(`run_usage_queries`, which reads whole days from rollups); event counts come from `metering.activity`.
+"""Page reads of the dashboard's Usage pages, its overview and the feature page's usage summary. Every usage
+number comes from the engine (`run_usage_queries`, which reads whole days from rollups); event counts and last-seen
+times come from index-only reads in `metering.selectors`.
 
 Per feature, across customers: customers have different billing anchors, so "the current period across
 customers" has no single meaning. The feature page therefore uses one calendar window in UTC that the user picks
-(the last 30 days by default: a chart of a month's days whatever the date) for the total, the chart *and* the per-customer table, and says so; a customer's own
-billing period is on that customer's usage page (`customer_current_usage`).
+(the last 30 days by default: a month of daily bars whatever the date) for the total, the chart *and* the
+per-customer table, and says so; a customer's own billing period is on that customer's usage page
+(`customer_current_usage`).
 """
 
 from __future__ import annotations
@@ -208,9 +210,12 @@ class FeatureTrend:
         return any(window.value is not None for window in self.series)
 
 
-def feature_trends(*, features: list, start: dt.datetime, end: dt.datetime) -> list[FeatureTrend]:
+def feature_trends(
+    *, features: list, start: dt.datetime, end: dt.datetime, extra: list | None = None
+) -> list[FeatureTrend]:
     """Total and daily series of each metered feature over `[start, end)`, all features in one engine statement
-    (whole days come from rollups), in the order given."""
+    (whole days come from rollups), in the order given. `extra` queries ride along in the same statement; their
+    results replace them in the list, in place."""
     queries, computable, trends = [], [], {}
     starts = bucket_starts(start=start, end=end, size="DAY")
     for feature in features:
@@ -222,10 +227,13 @@ def feature_trends(*, features: list, start: dt.datetime, end: dt.datetime) -> l
         queries.append(usage_query_build(spec=spec, environment_id=feature.environment_id, start=start, end=end,
                                          window_size="DAY"))  # fmt: skip
         computable.append(feature)
-    for feature, result in zip(computable, run_usage_queries(queries) if queries else [], strict=True):
+    extra = extra if extra is not None else []
+    results = run_usage_queries(queries + extra) if queries or extra else []
+    for feature, result in zip(computable, results[: len(queries)], strict=True):
         result = cast(UsageResult, result)
         trends[feature.pk] = FeatureTrend(feature=feature, total=result.value,
                                           series=windows_filled(result.windows, starts))  # fmt: skip
+    extra[:] = results[len(queries) :]
     return [trends[feature.pk] for feature in features]
 
 
@@ -276,6 +284,14 @@ class Overview:
         return Decimal(self.unmatched_events * 100) / Decimal(self.last_day_events)
 
 
+def _computable(feature) -> bool:
+    try:
+        AggregationSpec.from_meter(feature.meter)
+    except MeterNotComputable:
+        return False
+    return True
+
+
 def overview_read(*, environment, features: list, now: dt.datetime | None = None) -> Overview:
     """The overview's numbers in a handful of statements that read indexes and rollups, never a whole table:
     event counts per day (the (environment, timestamp) index), unmatched names of the last 24 hours (the
@@ -284,25 +300,30 @@ def overview_read(*, environment, features: list, now: dt.datetime | None = None
     now = now or django_timezone.now()
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - dt.timedelta(days=OVERVIEW_DAYS - 1)
-    per_day = event_counts_by_day(environment=environment, start=first, end=today + dt.timedelta(days=1))
+    per_day, last_day_events = event_counts_by_day(
+        environment=environment, start=first, end=today + dt.timedelta(days=1), since=now - dt.timedelta(hours=24)
+    )
     starts = bucket_starts(start=first, end=today + dt.timedelta(days=1), size="DAY")
     days = [DayCount(day.date(), per_day.get(day.date(), 0)) for day in starts]
-    since = now - dt.timedelta(hours=24)
-    last_day_events = sum(event_counts_by_day(environment=environment, start=since, end=now).values())
-    unmatched = unmatched_event_names(environment=environment, start=since, end=now)
+    unmatched = unmatched_event_names(environment=environment, start=now - dt.timedelta(hours=24), end=now)
     start, end = calendar_window(DEFAULT_WINDOW, now=now)
-    trends = feature_trends(features=features, start=start, end=end)
-    ranked = sorted(trends, key=lambda trend: (not trend.has_usage, trend.problem != "", -(trend.total or 0)))
-    used = [trend for trend in ranked if trend.has_usage]
-    # "most active" reads best as most events: the leading COUNT feature when there is one
-    leading = next((trend for trend in used if trend.feature.meter.aggregation_type == "COUNT"), None) or next(
-        iter(used), None
+    # "most active" reads best as most events: customers by the first COUNT feature when there is one, computed
+    # in the same engine statement as every feature's trend
+    candidates = [feature for feature in features if _computable(feature)]
+    leading_feature = next((f for f in candidates if f.meter.aggregation_type == "COUNT"), None) or next(
+        iter(candidates), None
     )
+    extra = []
+    if leading_feature is not None:
+        spec = AggregationSpec.from_meter(leading_feature.meter)
+        extra.append(usage_query_build(spec=spec, environment_id=environment.pk, start=start, end=end,
+                                       by_customer=True))  # fmt: skip
+    trends = feature_trends(features=features, start=start, end=end, extra=extra)
+    ranked = sorted(trends, key=lambda trend: (not trend.has_usage, trend.problem != "", -(trend.total or 0)))
+    leading = next((trend for trend in trends if trend.feature == leading_feature and trend.has_usage), None)
     customers: list[ActiveCustomer] = []
     if leading is not None:
-        spec = AggregationSpec.from_meter(leading.feature.meter)
-        query = usage_query_build(spec=spec, environment_id=environment.pk, start=start, end=end, by_customer=True)
-        per_customer = cast(dict[str, Decimal | None], run_usage_queries([query])[0])
+        per_customer = cast(dict[str, Decimal | None], extra[0])
         top = sorted(per_customer.items(), key=lambda item: (item[1] is None, -(item[1] or 0), item[0]))
         top = top[:OVERVIEW_CUSTOMERS]
         known = {
@@ -352,7 +373,9 @@ def feature_activity_read(*, feature, now: dt.datetime | None = None) -> Feature
 CUSTOMER_ACTIVITY_DAYS = 7
 
 
-def customer_list_activity(*, environment, customers: list, now: dt.datetime | None = None) -> dict[str, CustomerActivity]:
+def customer_list_activity(
+    *, environment, customers: list, now: dt.datetime | None = None
+) -> dict[str, CustomerActivity]:
     """Events over the last CUSTOMER_ACTIVITY_DAYS days and last-seen time of each listed customer, by external id
     (read through the index per customer, so a page costs what its customers sent, not the table)."""
     since = (now or django_timezone.now()) - dt.timedelta(days=CUSTOMER_ACTIVITY_DAYS)

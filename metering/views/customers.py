@@ -11,8 +11,8 @@ from flexmeter.dashboard import dashboard_view, paginate, render_page
 from flexmeter.errors import AlreadyExists, NotFound, ValidationFailed
 from metering import selectors
 from metering.debugger.explain import STATUS_PROCESSED
-from metering.portal import portal_session_create, portal_sessions_revoke
 from metering.debugger.stream import event_stream_page
+from metering.portal import portal_session_create, portal_sessions_revoke
 from metering.services import customer_create, customer_update
 from metering.usage.dashboard import CUSTOMER_ACTIVITY_DAYS, customer_list_activity
 from metering.views.filtersets import CustomerFilterSet

@@ -70,8 +70,10 @@ def usage_index(request: HttpRequest) -> HttpResponse:
     start, end = calendar_window(DEFAULT_WINDOW, now=timezone.now())
     trends = feature_trends(features=features, start=start, end=end)
     context = {
-        "rows": [(trend, sparkline([w.value for w in trend.series], label=f"{trend.feature.name} per day"))
-                 for trend in trends],  # fmt: skip
+        "rows": [
+            (trend, sparkline([w.value for w in trend.series], label=f"{trend.feature.name} per day"))
+            for trend in trends
+        ],  # fmt: skip
         "window": DEFAULT_WINDOW,
         "window_label": WINDOWS[DEFAULT_WINDOW],
         "start": start,
@@ -128,8 +130,13 @@ def usage_feature(request: HttpRequest, public_id: str) -> HttpResponse:
         "start": start,
         "last_day": end - dt.timedelta(microseconds=1),
         "total": overview.total,
-        "chart": bar_chart(series, size=size, unit_singular=feature.unit_singular, unit_plural=feature.unit_plural,
-                           empty=f"No {feature.meter.event_name} events counted in this window."),  # fmt: skip
+        "chart": bar_chart(
+            series,
+            size=size,
+            unit_singular=feature.unit_singular,
+            unit_plural=feature.unit_plural,
+            empty=f"No {feature.meter.event_name} events counted in this window.",
+        ),  # fmt: skip
         "has_usage": any(point.value is not None for point in series),
         "page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
         "customer_count": len(overview.customers),

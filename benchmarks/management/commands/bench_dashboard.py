@@ -6,7 +6,8 @@ from benchmarks.runner import BenchmarkError
 
 class Command(BaseCommand):
     help = (
-        "Time the overview, customer, event debugger and usage pages (server time through Django's test Client, p50/p95) with "
+        "Time the overview, customer, event debugger and usage pages (server time through Django's test Client, "
+        "p50/p95) with "
         "1,000,000 synthetic events in a throw-away PostgreSQL database that the command creates and drops "
         "(its name must contain 'bench'; never the development database)."
     )

@@ -44,7 +44,15 @@ def test_hourly_labels_sit_on_calendar_hours_and_read_forwards():
     # issue #18: a week of hourly bars was labelled every 21 hours: "Nov 26, 21:00, 18:00, …"
     start = dt.datetime(2025, 11, 26, tzinfo=UTC)
     week = series(start, dt.timedelta(hours=1), [1] * 168)
-    assert x_labels(bar_chart(week, size="HOUR")) == ["Nov 26", "Nov 27", "Nov 28", "Nov 29", "Nov 30", "Dec 1", "Dec 2"]
+    assert x_labels(bar_chart(week, size="HOUR")) == [
+        "Nov 26",
+        "Nov 27",
+        "Nov 28",
+        "Nov 29",
+        "Nov 30",
+        "Dec 1",
+        "Dec 2",
+    ]
     two_days = series(start, dt.timedelta(hours=1), [1] * 48)
     assert x_labels(bar_chart(two_days, size="HOUR")) == ["Nov 26", "06:00", "12:00", "18:00", "Nov 27", "06:00",
                                                            "12:00", "18:00"]  # fmt: skip
@@ -54,7 +62,7 @@ def test_the_chart_carries_its_data_as_a_table_and_says_when_it_is_empty():
     day = dt.datetime(2025, 3, 1, tzinfo=UTC)
     svg = bar_chart(series(day, dt.timedelta(days=1), ["513.02887188321385902031", None]), size="DAY",
                     unit_singular="seat", unit_plural="seats")  # fmt: skip
-    assert "<details class=\"chart-data\"><summary>Show the data as a table</summary>" in svg
+    assert '<details class="chart-data"><summary>Show the data as a table</summary>' in svg
     assert '<tr><th scope="row">Mar 1, 2025</th><td class="num" title="Exactly 513.02887188321385902031 seats">' \
            "513.03 seats</td></tr>" in svg  # fmt: skip
     assert '<tr><th scope="row">Mar 2, 2025</th><td class="num">No events</td></tr>' in svg

@@ -103,7 +103,7 @@ def test_feature_page_defaults_to_the_last_30_days(dashboard, credits, now):
     assert 'class="active" aria-current="true">Last 30 days<' in html
     start, end = calendar_window("30d", now=now)
     assert f"{start:%b} {start.day} – " in html
-    assert html.count("<tr><th scope=\"row\">") == 30  # one row per day in the chart's data table
+    assert html.count('<tr><th scope="row">') == 30  # one row per day in the chart's data table
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     expected = Decimal("10.6") + (100 if start <= month_start - dt.timedelta(days=2) else 0)
     assert f'data-testid="feature-total">{expected} credits<' in html
