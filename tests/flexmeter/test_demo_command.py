@@ -1,6 +1,7 @@
 """manage.py demo: seeds an empty database once, resets the admin login and rotates the demo key (SPEC §9)."""
 
 import io
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import authenticate
@@ -78,3 +79,24 @@ def test_demo_uses_the_given_address():
 def test_demo_rejects_negative_event_counts():
     with pytest.raises(CommandError):
         call_command("demo", no_serve=True, events=-1, stdout=io.StringIO())
+
+
+def test_the_demo_has_plans_and_one_is_at_its_limit(environment):
+    from entitlements.models import Plan, Subscription
+    from entitlements.selectors import customer_entitlements
+    from flexmeter.demo import demo_plans_seed
+    from metering.demo_data import demo_seed
+
+    demo_seed(environment=environment, events=4000)
+    assert demo_plans_seed(environment=environment) == Customer.objects.for_environment(environment).count()
+    assert set(Plan.objects.for_environment(environment).values_list("lookup_key", flat=True)) == {
+        "starter", "growth", "enterprise",
+    }  # fmt: skip
+    acme = Customer.objects.get(environment=environment, external_id="acme-corp")
+    assert Subscription.objects.get(customer=acme).plan.lookup_key == "starter"
+    calls = next(
+        item for item in customer_entitlements(customer=acme).features if item.feature.lookup_key == "api_calls"
+    )
+    assert calls.combined is not None and calls.access.usage and calls.access.usage > 0
+    assert calls.access.usage >= Decimal(calls.combined.primary.entitlement.usage_limit)  # at its limit
+    assert not calls.access.has_access and calls.access.reason == "usage_limit_reached"

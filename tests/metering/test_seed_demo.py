@@ -108,3 +108,34 @@ def test_seed_demo_command_reports_and_validates_options(environment):
     assert Event.objects.for_environment(environment).exists()
     with pytest.raises(CommandError):
         call_command("seed_demo", days=0, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        dt.datetime(2026, 12, 2, 12, 35, tzinfo=dt.UTC),  # issue #18: Acme's period began minutes before the seed
+        dt.datetime(2026, 3, 1, 0, 5, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 18, 15, 30, tzinfo=dt.UTC),
+        dt.datetime(2027, 1, 31, 23, 55, tzinfo=dt.UTC),
+    ],
+)
+def test_every_demo_customer_has_a_week_of_its_current_period_behind_it(now):
+    import random
+
+    from metering.demo_data import DEMO_SEED, demo_customers
+    from metering.usage.periods import billing_period_at
+
+    for customer in demo_customers(random.Random(DEMO_SEED), now=now):
+        anchor, period = customer.data["billing_anchor"], customer.data["billing_period"]
+        start, _ = billing_period_at(anchor=anchor, period=period, at=now)
+        wanted = dt.timedelta(days=3, hours=12) if period == "WEEKLY" else dt.timedelta(days=7)
+        assert now - start >= wanted, (customer.external_id, start)
+        assert (anchor.hour, anchor.minute) == (0, 0)
+
+
+def test_acme_shows_usage_in_its_current_period(environment):
+    now = dt.datetime(2026, 12, 2, 12, 35, tzinfo=dt.UTC)
+    demo_seed(environment=environment, now=now, events=4000)
+    acme = Customer.objects.get(environment=environment, external_id="acme-corp")
+    usage = {item.feature.name: item.value for item in customer_current_usage(customer=acme, at=now).features}
+    assert usage["API Calls"] > 0 and usage["Seats"] > 0
