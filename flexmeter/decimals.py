@@ -7,7 +7,7 @@ formatted digits: plain notation (no exponent), trailing fractional zeros stripp
 """
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 # The one rounding rule of numbers shown for reading (pages, chart labels; never CSV or the API): whole numbers
@@ -49,7 +49,9 @@ def readable_decimal(number: Decimal) -> Decimal:
         places = READ_SIGNIFICANT - 1 - magnitude.adjusted()
     if -number.as_tuple().exponent <= places:  # type: ignore[operator]
         return number
-    return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    # enough precision for every digit kept, so a 30-digit number rounds instead of raising InvalidOperation
+    context = Context(prec=max(28, magnitude.adjusted() + places + 2))
+    return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=context)
 
 
 def _as_decimal(value: Any) -> Decimal:

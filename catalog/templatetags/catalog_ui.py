@@ -165,16 +165,17 @@ def curl_command(context, meter, customer: str = "") -> str:
 
 
 @register.simple_tag
-def quantity(value, feature=None) -> str:
+def quantity(value, feature=None, exact=False) -> str:
     """A number with the feature's units for reading: `1 credit`, `5 credits` (SPEC §2.2), rounded by the rule
-    of `flexmeter.decimals.readable_decimal`; a rounded number carries its exact text one hover away (`title`)."""
+    of `flexmeter.decimals.readable_decimal`; a rounded number carries its exact text one hover away (`title`).
+    `exact=True` for settings a person typed (thresholds): every digit, as entered."""
     units = {
         "unit_singular": getattr(feature, "unit_singular", "") or "",
         "unit_plural": getattr(feature, "unit_plural", "") or "",
     }
+    if exact or not quantity_is_rounded(value):
+        return format_quantity(value, **units)
     text = format_quantity(value, readable=True, **units)
-    if not quantity_is_rounded(value):
-        return text
     exact = format_quantity(value, **units)
     return format_html('<span class="qty-rounded" title="Exactly {}" data-exact="{}">{}</span>', exact, exact, text)
 
