@@ -22,7 +22,7 @@ def endpoint_get(*, environment: Environment, endpoint_id: str) -> WebhookEndpoi
 
 def message_list(
     *, environment: Environment, endpoint: WebhookEndpoint | None = None, status: str | None = None
-) -> QuerySet[WebhookMessage]:
+) -> QuerySet:
     """Messages newest first, each with its endpoint and the number of attempts logged."""
     if status and status not in MessageStatus.values:
         raise ValidationFailed(details={"status": f"must be one of {', '.join(MessageStatus.values)}"})
