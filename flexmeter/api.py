@@ -58,6 +58,7 @@ _NOT_FOUND_WITHOUT_PATH_ID = {
     ("get", "/v1/subscriptions"),
     ("get", "/v1/customers/usage"),
     ("put", "/v1/customers"),
+    ("get", "/v1/webhooks/messages"),
 }
 # Creating or changing a resource with a unique key (external id, lookup key, definition) can clash: 409.
 _CONFLICTING_WRITE = re.compile(r"/v1/(meters|features|customers|plans|entitlements|subscriptions)(/\{\w+\}(/clone)?)?")
@@ -169,6 +170,7 @@ def _mount_routers() -> None:
     from metering.api.events import events_router
     from metering.api.portal import portal_router
     from metering.api.usage import usage_customers_router, usage_events_router
+    from webhooks.api import webhooks_router
 
     api.add_router("/meters", meters_router)
     api.add_router("/features", features_router)
@@ -182,6 +184,7 @@ def _mount_routers() -> None:
     api.add_router("/entitlements", entitlements_router)
     api.add_router("/subscriptions", subscriptions_router)
     api.add_router("/customers", customer_entitlements_router)
+    api.add_router("/webhooks", webhooks_router)
 
 
 _mount_routers()

@@ -258,6 +258,9 @@ try:
 except ValueError:
     raise ImproperlyConfigured("WEBHOOKS_RETRY_SCHEDULE must be comma-separated numbers of seconds.") from None
 WEBHOOKS_DISABLE_AFTER = env_seconds("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600)
+# The events.unmatched digest goes out at most once per this interval; its links point at FLEXMETER_BASE_URL.
+WEBHOOKS_UNMATCHED_DIGEST_EVERY = env_seconds("WEBHOOKS_UNMATCHED_DIGEST_EVERY", 900)
+FLEXMETER_BASE_URL = os.environ.get("FLEXMETER_BASE_URL", "http://127.0.0.1:8000")
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -37,4 +37,5 @@ urlpatterns = [
     path("catalog/", include("catalog.urls")),
     path("", include("metering.urls")),
     path("", include("entitlements.urls")),
+    path("", include("webhooks.urls")),
 ]

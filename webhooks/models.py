@@ -152,3 +152,15 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} @ {self.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UnmatchedDigestCursor(models.Model):
+    """How far the `events.unmatched` digest of an environment has read: events with a larger id are not reported
+    yet. Advanced in the transaction that queues the digest, so an event is reported once."""
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="+")
+    last_event_id = models.BigIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.environment} after event #{self.last_event_id}"

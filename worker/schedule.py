@@ -20,4 +20,7 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("refresh_rollups", tasks.refresh_rollups, lambda: settings.WORKER_ROLLUPS_EVERY),
     PeriodicJob("deliver_webhooks", tasks.deliver_webhooks, lambda: settings.WEBHOOKS_DELIVER_EVERY),
+    PeriodicJob(
+        "digest_unmatched_events", tasks.digest_unmatched_events, lambda: settings.WEBHOOKS_UNMATCHED_DIGEST_EVERY
+    ),
 )

@@ -4,6 +4,7 @@ from django.tasks import task
 
 from metering.usage.rollups.refresh import rollups_refresh
 from webhooks.delivery import deliveries_run
+from webhooks.digest import unmatched_digests_publish
 
 
 @task
@@ -20,3 +21,10 @@ def deliver_webhooks() -> dict[str, int]:
     """Deliver the webhook messages that are due (at most ~30 s of work per run, so the other jobs keep their turn).
     Safe after a crash: a message whose delivery was cut off is due again when its claim's lease runs out."""
     return deliveries_run(budget_seconds=30).as_dict()
+
+
+@task
+def digest_unmatched_events() -> dict[str, int]:
+    """Queue the events.unmatched digest of every environment that has subscribers and unreported unmatched events.
+    Safe after a crash: the cursor of reported events moves in the transaction that queues the digest."""
+    return {"digests": unmatched_digests_publish()}

@@ -1,0 +1,108 @@
+"""The events.unmatched digest: counts by reason and name, example ids, debugger links; at most one per interval
+per endpoint, none when everything counted, and each event reported once."""
+
+import pytest
+
+from metering.debugger.stream import event_stream_page
+from tests.catalog.factories import MeterFactory
+from tests.metering.factories import CustomerFactory, EventFactory
+from webhooks.digest import unmatched_digests_publish
+from webhooks.models import EventType, WebhookEndpoint, WebhookMessage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def subscribed(environment):
+    return WebhookEndpoint.objects.create(
+        environment=environment, url="https://hooks.example.com/in", event_types=[EventType.EVENTS_UNMATCHED]
+    )
+
+
+def events(environment, name, customer, count, prefix):
+    return [
+        EventFactory(environment=environment, event_name=name, external_customer_id=customer, event_id=f"{prefix}-{n}")
+        for n in range(count)
+    ]
+
+
+def test_a_digest_counts_by_reason_and_name_with_examples_and_links(environment, subscribed, settings):
+    settings.FLEXMETER_BASE_URL = "https://meter.example.com/"
+    MeterFactory(environment=environment, event_name="api.calls")
+    MeterFactory(environment=environment, event_name="ai.tokens", aggregation_type="SUM", aggregation_field="tokens")
+    CustomerFactory(environment=environment, external_id="acme")
+    events(environment, "api.calls", "acme", 3, "ok")  # counted
+    events(environment, "api.call", "acme", 7, "typo")  # no meter
+    events(environment, "API.calls", "acme", 2, "case")  # no meter
+    events(environment, "api.calls", "ghost", 4, "ghost")  # unknown customer
+    EventFactory(environment=environment, event_name="ai.tokens", external_customer_id="acme", event_id="no-field")
+
+    assert unmatched_digests_publish() == 1
+    (message,) = WebhookMessage.objects.all()
+    assert (message.endpoint, message.event_type) == (subscribed, "events.unmatched")
+    digest = message.payload
+    assert digest["environment_id"] == environment.public_id
+    assert digest["total"] == 14
+    assert [(r["reason"], r["count"]) for r in digest["by_reason"]] == [("unmatched", 10), ("customer_not_found", 4)]
+    assert digest["by_reason"][0]["debugger_url"] == "https://meter.example.com/events/?status=unmatched"
+    assert digest["by_reason"][1]["debugger_url"] == "https://meter.example.com/events/?status=customer_not_found"
+    assert digest["event_names"] == [
+        {"event_name": "api.call", "reason": "unmatched", "count": 7},
+        {"event_name": "api.calls", "reason": "customer_not_found", "count": 4},
+        {"event_name": "API.calls", "reason": "unmatched", "count": 2},
+        {"event_name": "ai.tokens", "reason": "unmatched", "count": 1},
+    ]
+    examples = digest["examples"]
+    assert len([e for e in examples if e["reason"] == "unmatched"]) == 5
+    assert sorted(e["event_id"] for e in examples if e["reason"] == "customer_not_found") == [
+        "ghost-0",
+        "ghost-1",
+        "ghost-2",
+        "ghost-3",
+    ]
+    assert "no-field" in {e["event_id"] for e in examples}
+
+    # The digest agrees with the debugger's own status of each event.
+    stream = {row.event.event_id: row.status for row in event_stream_page(environment=environment, page_size=100).rows}
+    for example in examples:
+        assert stream[example["event_id"]] == example["reason"]
+
+    # Nothing new: no second digest; new unmatched events: one more, with only them.
+    assert unmatched_digests_publish() == 0
+    events(environment, "later", "acme", 2, "later")
+    assert unmatched_digests_publish() == 1
+    latest = WebhookMessage.objects.order_by("-id").first().payload
+    assert latest["total"] == 2 and latest["event_names"] == [
+        {"event_name": "later", "reason": "unmatched", "count": 2}
+    ]
+
+
+def test_nothing_is_sent_when_every_event_counted_or_nobody_subscribes(environment, other_environment, subscribed):
+    MeterFactory(environment=environment, event_name="api.calls")
+    CustomerFactory(environment=environment, external_id="acme")
+    events(environment, "api.calls", "acme", 3, "ok")
+    events(other_environment, "nothing.reads.this", "acme", 3, "other")
+    WebhookEndpoint.objects.create(
+        environment=other_environment, url="https://x.example", event_types=[EventType.FEATURE_USAGE_ALERT]
+    )
+    assert unmatched_digests_publish() == 0
+    assert WebhookMessage.objects.count() == 0
+
+
+def test_the_digest_job_runs_once_per_interval(settings):
+    from worker.schedule import PERIODIC_JOBS
+    from worker.tasks import digest_unmatched_events
+
+    jobs = {job.name: job for job in PERIODIC_JOBS}
+    job = jobs["digest_unmatched_events"]
+    assert (job.task, job.every_seconds()) == (digest_unmatched_events, 900.0)
+    assert digest_unmatched_events.call() == {"digests": 0}
+
+
+def test_constant_queries_per_environment(environment, subscribed, django_assert_max_num_queries):
+    # 60 events of 30 names cost what 1 event costs: the statements do not grow with events or names.
+    for n in range(30):
+        events(environment, f"name.{n}", f"c{n}", 2, f"e{n}")
+    with django_assert_max_num_queries(16):
+        assert unmatched_digests_publish() == 1
+    assert WebhookMessage.objects.get().payload["more_event_names"] == 10

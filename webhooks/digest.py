@@ -1,0 +1,119 @@
+"""The `events.unmatched` digest (SPEC §11): per environment with an endpoint subscribed to it, the events stored
+since the last digest that count for nothing — no published meter matched them, or they matched but name a customer
+that does not exist — counted by reason and event name, with a few example ids and a link to the debugger.
+
+Which events those are is the debugger's decision: the meter match is the predicate module's SQL through
+`metering.debugger.stream.matched_expression`, never a rule of its own here. The worker runs this once per
+`WEBHOOKS_UNMATCHED_DIGEST_EVERY`, so each endpoint gets at most one digest per interval, and none when nothing
+went unmatched."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, CharField, Count, Max, OuterRef, Subquery, Value, When
+from django.urls import reverse
+from django.utils import timezone
+
+from flexmeter.models import Environment
+from metering.debugger.explain import STATUS_CUSTOMER_NOT_FOUND, STATUS_UNMATCHED
+from metering.debugger.stream import matched_expression, published_specs
+from metering.models import Customer, CustomerStatus, Event
+from webhooks.models import EventType, UnmatchedDigestCursor, WebhookEndpoint
+from webhooks.outbox import publish
+
+EXAMPLES_PER_REASON = 5
+NAMES_LISTED = 20
+REASON_TEXT = {
+    STATUS_UNMATCHED: "no published meter matched",
+    STATUS_CUSTOMER_NOT_FOUND: "matched a meter, but the customer does not exist",
+}
+
+
+def _environments_subscribed() -> list[Environment]:
+    environment_ids = {
+        endpoint.environment_id
+        for endpoint in WebhookEndpoint.objects.filter(enabled=True).only("environment_id", "event_types")
+        if EventType.EVENTS_UNMATCHED in (endpoint.event_types or [])
+    }
+    return list(Environment.objects.filter(pk__in=environment_ids).order_by("pk"))
+
+
+def _debugger_url(status: str) -> str:
+    return f"{settings.FLEXMETER_BASE_URL.rstrip('/')}{reverse('metering:event_stream')}?status={status}"
+
+
+def digest_payload(*, environment: Environment, after_id: int, up_to_id: int) -> dict | None:
+    """The digest of events `after_id < id <= up_to_id` of `environment`, or None when all of them counted."""
+    customers = Customer.objects.filter(
+        environment_id=OuterRef("environment_id"),
+        external_id=OuterRef("external_customer_id"),
+        status=CustomerStatus.ACTIVE,
+    ).values("public_id")[:1]
+    events = (
+        Event.objects.filter(environment=environment, id__gt=after_id, id__lte=up_to_id)
+        .annotate(matched=matched_expression(published_specs(environment)), customer_public_id=Subquery(customers))
+        .annotate(
+            reason=Case(
+                When(matched=False, then=Value(STATUS_UNMATCHED)),
+                When(customer_public_id__isnull=True, then=Value(STATUS_CUSTOMER_NOT_FOUND)),
+                default=Value(""),
+                output_field=CharField(),
+            )
+        )
+        .exclude(reason="")
+    )
+    groups = list(
+        events.values("reason", "event_name").annotate(count=Count("id")).order_by("-count", "event_name", "reason")
+    )
+    if not groups:
+        return None
+    by_reason = {reason: 0 for reason in REASON_TEXT}
+    for group in groups:
+        by_reason[group["reason"]] += group["count"]
+    examples = []
+    for reason in REASON_TEXT:
+        if by_reason[reason]:
+            examples += [
+                {"event_id": event_id, "event_name": name, "reason": reason}
+                for event_id, name in events.filter(reason=reason)
+                .order_by("-id")
+                .values_list("event_id", "event_name")[:EXAMPLES_PER_REASON]
+            ]
+    return {
+        "environment_id": environment.public_id,
+        "total": sum(by_reason.values()),
+        "by_reason": [
+            {"reason": reason, "description": text, "count": by_reason[reason], "debugger_url": _debugger_url(reason)}
+            for reason, text in REASON_TEXT.items()
+        ],
+        "event_names": [
+            {"event_name": g["event_name"], "reason": g["reason"], "count": g["count"]} for g in groups[:NAMES_LISTED]
+        ],
+        "more_event_names": max(0, len(groups) - NAMES_LISTED),
+        "examples": examples,
+        "debugger_url": _debugger_url(STATUS_UNMATCHED),
+    }
+
+
+def unmatched_digests_publish() -> int:
+    """Queue one digest per environment with subscribed endpoints and unreported unmatched events; return how many
+    environments got one. The window ends at the largest event id read at the start, so events stored meanwhile
+    wait for the next digest; the cursor moves in the transaction that queues the digest."""
+    sent = 0
+    for environment in _environments_subscribed():
+        with transaction.atomic():
+            cursor, _ = UnmatchedDigestCursor.objects.select_for_update().get_or_create(environment=environment)
+            up_to_id = Event.objects.filter(environment=environment, id__gt=cursor.last_event_id).aggregate(
+                last=Max("id")
+            )["last"]
+            if up_to_id is None:
+                continue
+            payload = digest_payload(environment=environment, after_id=cursor.last_event_id, up_to_id=up_to_id)
+            if payload is not None:
+                publish(environment, EventType.EVENTS_UNMATCHED, [payload])
+                cursor.last_sent_at = timezone.now()
+                sent += 1
+            cursor.last_event_id = up_to_id
+            cursor.save(update_fields=["last_event_id", "last_sent_at"])
+    return sent
