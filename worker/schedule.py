@@ -20,4 +20,5 @@ class PeriodicJob:
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("refresh_rollups", tasks.refresh_rollups, lambda: settings.WORKER_ROLLUPS_EVERY),
     PeriodicJob("deliver_webhooks", tasks.deliver_webhooks, lambda: settings.WEBHOOKS_DELIVER_EVERY),
+    PeriodicJob("evaluate_alerts", tasks.evaluate_alerts, lambda: settings.WORKER_ALERTS_EVERY),
 )

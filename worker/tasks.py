@@ -2,6 +2,7 @@
 
 from django.tasks import task
 
+from alerts.services import alerts_evaluate
 from metering.usage.rollups.refresh import rollups_refresh
 from webhooks.delivery import deliveries_run
 
@@ -20,3 +21,10 @@ def deliver_webhooks() -> dict[str, int]:
     """Deliver the webhook messages that are due (at most ~30 s of work per run, so the other jobs keep their turn).
     Safe after a crash: a message whose delivery was cut off is due again when its claim's lease runs out."""
     return deliveries_run(budget_seconds=30).as_dict()
+
+
+@task
+def evaluate_alerts() -> dict[str, int | bool]:
+    """Evaluate the alert states and entitlement limits of the (feature, customer) pairs ingest marked (SPEC §11).
+    Safe to run again after a crash: a pass that did not commit left its marks, and nothing fires twice."""
+    return alerts_evaluate().as_dict()
