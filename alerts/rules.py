@@ -3,11 +3,12 @@
 `above`: the level is the most severe one whose threshold the usage exceeds (`usage > threshold`). `below`: the most
 severe one whose threshold the usage has fallen under (`usage < threshold`). Thresholds are ordered by the catalog's
 rules (info ≤ warning ≤ critical for above, the reverse for below), so the most severe level reached is the
-highest threshold exceeded, or the lowest one fallen under.
+highest threshold exceeded, or the lowest one fallen under. No usage counts as 0.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from alerts.models import AlertLevel
@@ -16,37 +17,46 @@ SEVERITY: dict[str, int] = {AlertLevel.OK: 0, AlertLevel.INFO: 1, AlertLevel.WAR
 LEVELS_BY_SEVERITY = (AlertLevel.CRITICAL, AlertLevel.WARNING, AlertLevel.INFO)
 
 
-def alerts_enabled(settings: dict | None) -> bool:
-    settings = settings or {}
-    return bool(settings.get("alert_enabled")) and any(level in settings for level in LEVELS_BY_SEVERITY)
+@dataclass(frozen=True)
+class LevelRule:
+    """A feature's `alert_settings`, parsed once: the condition and the thresholds, most severe level first."""
 
+    condition: str
+    thresholds: tuple[tuple[str, Decimal], ...]
 
-def thresholds(settings: dict) -> dict[str, Decimal]:
-    """{level: threshold} of the configured levels."""
-    return {level: Decimal(settings[level]["threshold"]) for level in LEVELS_BY_SEVERITY if level in settings}
-
-
-def condition_of(settings: dict) -> str:
-    for level in LEVELS_BY_SEVERITY:
-        if level in settings:
-            return settings[level].get("condition") or "above"
-    return "above"
-
-
-def alert_level(settings: dict, usage: Decimal | None) -> str:
-    """The level of `usage` (no usage counts as 0) under the feature's `alert_settings`; `ok` when alerts are off."""
-    if not alerts_enabled(settings):
+    def level(self, usage: Decimal | None) -> str:
+        used = usage if usage is not None else Decimal(0)
+        below = self.condition == "below"
+        for level, threshold in self.thresholds:
+            if (used < threshold) if below else (used > threshold):
+                return level
         return AlertLevel.OK
-    used = usage if usage is not None else Decimal(0)
-    below = condition_of(settings) == "below"
-    for level, threshold in thresholds(settings).items():  # most severe first
-        if (used < threshold) if below else (used > threshold):
-            return level
-    return AlertLevel.OK
+
+    def crossed(self, from_level: str, to_level: str) -> Decimal | None:
+        """The threshold a change crossed: that of the more severe of the two levels (None if it has none now)."""
+        severe = from_level if SEVERITY[from_level] > SEVERITY[to_level] else to_level
+        return dict(self.thresholds).get(severe)
 
 
-def threshold_crossed(settings: dict, from_level: str, to_level: str) -> Decimal | None:
-    """The threshold a change crossed: that of the more severe of the two levels (None if it has none now)."""
-    severe = from_level if SEVERITY[from_level] > SEVERITY[to_level] else to_level
-    found = thresholds(settings or {}).get(severe)
-    return found
+def level_rule(settings: dict | None) -> LevelRule | None:
+    """The rule of a feature's `alert_settings`, or None when its alerts are off (or name no level)."""
+    settings = settings or {}
+    levels = [level for level in LEVELS_BY_SEVERITY if isinstance(settings.get(level), dict)]
+    if not settings.get("alert_enabled") or not levels:
+        return None
+    condition = next((settings[level].get("condition") for level in levels if settings[level].get("condition")), "")
+    return LevelRule(
+        condition=condition or "above",
+        thresholds=tuple((level, Decimal(settings[level]["threshold"])) for level in levels),
+    )
+
+
+def alert_level(settings: dict | None, usage: Decimal | None) -> str:
+    """The level of `usage` under the feature's `alert_settings`; `ok` when its alerts are off."""
+    rule = level_rule(settings)
+    return rule.level(usage) if rule is not None else AlertLevel.OK
+
+
+def threshold_crossed(settings: dict | None, from_level: str, to_level: str) -> Decimal | None:
+    rule = level_rule(settings)
+    return rule.crossed(from_level, to_level) if rule is not None else None

@@ -23,12 +23,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts.models import AlertLevel, AlertLogEntry, AlertState, LimitReached
-from alerts.rules import alert_level, alerts_enabled, condition_of, threshold_crossed
+from alerts.rules import LevelRule, level_rule
 from catalog.models import Feature, FeatureStatus, FeatureType, Meter
 from entitlements.models import Entitlement, Subscription
 from entitlements.rules import Source, combine_sources, reset_window
@@ -96,12 +97,24 @@ def _evaluator_lock() -> Iterator[bool]:
 # --- one pass ------------------------------------------------------------------------------------------------
 
 
+class _Customer(NamedTuple):
+    """What a pass needs of a customer (plain tuples: a pass may read tens of thousands)."""
+
+    pk: int
+    environment_id: int
+    external_id: str
+    public_id: str
+    billing_anchor: dt.datetime
+    billing_period: str
+
+
 @dataclass(frozen=True)
 class _Pair:
-    """A (feature, customer) to evaluate over `[start, end)`."""
+    """A (feature, customer) to evaluate over `[start, end)` with the feature's rule."""
 
     feature: Feature
-    customer: Customer
+    rule: LevelRule
+    customer: _Customer
     start: dt.datetime
     end: dt.datetime
 
@@ -109,7 +122,7 @@ class _Pair:
 @dataclass
 class _Limit:
     feature: Feature
-    customer: Customer
+    customer: _Customer
     start: dt.datetime
     end: dt.datetime
     limit: Decimal
@@ -150,14 +163,17 @@ def _plan(marks: list[tuple], now: dt.datetime) -> _Plan:
     event name, for each marked customer that exists."""
     wanted_customers = sorted({(environment_id, customer) for _, environment_id, customer, _, _ in marks})
     source, params = _rows({"e": "bigint", "x": "text"}, [{"e": e, "x": x} for e, x in wanted_customers])
-    customers = {
-        (customer.environment_id, customer.external_id): customer
-        for customer in Customer.objects.raw(
-            f"SELECT c.* FROM {Customer._meta.db_table} c JOIN {source} ON c.environment_id = v.e "
-            "AND c.external_id = v.x WHERE c.status = %s",
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.id, c.environment_id, c.external_id, c.public_id, c.billing_anchor, c.billing_period "
+            f"FROM {Customer._meta.db_table} c JOIN {source} ON c.environment_id = v.e AND c.external_id = v.x "
+            "WHERE c.status = %s",
             [*params, CustomerStatus.ACTIVE],
         )
-    }
+        customers = {
+            (row[1], row[2]): _Customer(row[0], row[1], row[2], row[3], _aware(row[4]), row[5])
+            for row in cursor.fetchall()
+        }
     names = {(environment_id, name) for _, environment_id, _, name, _ in marks}
     features = list(
         Feature.objects.filter(
@@ -172,7 +188,7 @@ def _plan(marks: list[tuple], now: dt.datetime) -> _Plan:
         meter = feature.meter
         if meter is not None and (feature.environment_id, meter.event_name) in names:
             by_name[(feature.environment_id, meter.event_name)].append(feature)
-    touched: dict[tuple[int, int], tuple[Feature, Customer]] = {}
+    touched: dict[tuple[int, int], tuple[Feature, _Customer]] = {}
     for _, environment_id, external_id, name, _ in marks:
         customer = customers.get((environment_id, external_id))
         if customer is None:
@@ -180,20 +196,32 @@ def _plan(marks: list[tuple], now: dt.datetime) -> _Plan:
         for feature in by_name.get((environment_id, name), ()):
             touched[(feature.pk, customer.pk)] = (feature, customer)
     plan = _Plan()
+    rules = {feature.pk: level_rule(feature.alert_settings) for feature in features}
+    periods: dict[tuple[dt.datetime, str], tuple[dt.datetime, dt.datetime]] = {}
     for feature, customer in touched.values():
-        if alerts_enabled(feature.alert_settings):
-            start, end = customer_period(customer, now)
-            plan.alerts.append(_Pair(feature, customer, start, end))
+        rule = rules[feature.pk]
+        if rule is not None:
+            key = (customer.billing_anchor, customer.billing_period)
+            if key not in periods:
+                periods[key] = billing_period_at(anchor=key[0], period=key[1], at=now)
+            plan.alerts.append(_Pair(feature, rule, customer, *periods[key]))
     plan.limits = _limits(touched, now)
     return plan
 
 
-def customer_period(customer: Customer, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def customer_period(customer, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The billing period an alert state belongs to (SPEC §5.4): the customer's current one."""
     return billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
 
 
-def _limits(touched: Mapping[tuple[int, int], tuple[Feature, Customer]], now: dt.datetime) -> list[_Limit]:
+def _aware(value) -> dt.datetime:
+    """A timestamp column read through a plain cursor (SQLite gives the ORM's UTC text)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value
+
+
+def _limits(touched: Mapping[tuple[int, int], tuple[Feature, _Customer]], now: dt.datetime) -> list[_Limit]:
     """Metered entitlements with a limit of the touched pairs, combined as SPEC §10 combines sources, with the
     primary source's reset window: two statements for any number of customers."""
     if not touched:
@@ -295,19 +323,20 @@ _Change = tuple[_Pair, str, str, Decimal, int]  # pair, from level, to level, us
 def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationReport) -> set[tuple[int, str]]:
     """Write the changes of a pass in the caller's transaction; returns the (environment, customer) whose change
     another evaluator won (their marks stay, to be evaluated again)."""
-    states = _current_states(plan.alerts)
+    moment = _Moments()
+    states = _current_states(plan.alerts, moment)
     new_rows: list[dict] = []
     changed_rows: list[dict] = []
     changes: dict[tuple[int, int], _Change] = {}
     for pair in plan.alerts:
         used = _value(usage, pair)
-        level = alert_level(pair.feature.alert_settings, used)
+        level = pair.rule.level(used)
         state_id, current, version = states.get((pair.feature.pk, pair.customer.pk), (None, AlertLevel.OK, 0))
         if level == current:
             continue
         key = (pair.feature.pk, pair.customer.pk)
         changes[key] = (pair, current, level, used, version + 1)
-        row = {"l": level, "u": decimal_text(used), "t": _moment(now)}
+        row = {"l": level, "u": decimal_text(used), "t": moment(now)}
         if state_id is None:
             new_rows.append(
                 {
@@ -315,9 +344,9 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
                     "e": pair.customer.environment_id,
                     "f": pair.feature.pk,
                     "c": pair.customer.pk,
-                    "ps": _moment(pair.start),
-                    "pe": _moment(pair.end),
-                }  # fmt: skip
+                    "ps": moment(pair.start),
+                    "pe": moment(pair.end),
+                }
             )
         else:
             changed_rows.append({**row, "sid": state_id, "ver": version, "f": pair.feature.pk, "c": pair.customer.pk})
@@ -353,22 +382,22 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
     if recorded:
         log_rows = []
         for pair, current, level, used, sequence in recorded:
-            threshold = threshold_crossed(pair.feature.alert_settings, current, level)
+            threshold = pair.rule.crossed(current, level)
             log_rows.append(
                 {
                     "e": pair.customer.environment_id,
                     "f": pair.feature.pk,
                     "c": pair.customer.pk,
-                    "ps": _moment(pair.start),
-                    "pe": _moment(pair.end),
+                    "ps": moment(pair.start),
+                    "pe": moment(pair.end),
                     "s": sequence,
                     "fl": current,
                     "tl": level,
-                    "cn": condition_of(pair.feature.alert_settings),
+                    "cn": pair.rule.condition,
                     "u": decimal_text(used),
                     "th": "" if threshold is None else decimal_text(threshold),
-                    "t": _moment(now),
-                }  # fmt: skip
+                    "t": moment(now),
+                }
             )
         source, params = _rows(
             {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "s": "integer",
@@ -380,14 +409,16 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
             f"SELECT v.e, v.f, v.c, v.ps, v.pe, v.s, v.fl, v.tl, v.cn, v.u, v.th, v.t FROM {source}",
             params,
         )
-    reached = _limits_record(plan.limits, usage, now, LimitReached._meta.db_table)
+    reached = _limits_record(plan.limits, usage, now, LimitReached._meta.db_table, moment)
     report.changes += len(recorded)
     report.limits_reached += len(reached)
     report.outbox += _outbox(recorded, reached, now)
     return lost
 
 
-def _limits_record(limits: list[_Limit], usage: Mapping, now: dt.datetime, table: str) -> list[tuple[_Limit, Decimal]]:
+def _limits_record(
+    limits: list[_Limit], usage: Mapping, now: dt.datetime, table: str, moment: _Moments
+) -> list[tuple[_Limit, Decimal]]:
     """Record every limit reached (`usage >= limit`) not yet recorded for its reset period; returns the new ones."""
     hits = {(item.feature.pk, item.customer.pk): (item, _value(usage, item)) for item in limits}
     hits = {key: (item, used) for key, (item, used) in hits.items() if used >= item.limit}
@@ -398,13 +429,13 @@ def _limits_record(limits: list[_Limit], usage: Mapping, now: dt.datetime, table
             "e": item.customer.environment_id,
             "f": item.feature.pk,
             "c": item.customer.pk,
-            "ps": _moment(item.start),
-            "pe": _moment(item.end),
+            "ps": moment(item.start),
+            "pe": moment(item.end),
             "u": decimal_text(used),
             "lim": decimal_text(item.limit),
             "soft": item.is_soft,
-            "t": _moment(now),
-        }  # fmt: skip
+            "t": moment(now),
+        }
         for item, used in hits.values()
     ]
     source, params = _rows(
@@ -423,27 +454,29 @@ def _limits_record(limits: list[_Limit], usage: Mapping, now: dt.datetime, table
 def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now: dt.datetime) -> int:
     """One outbox row per subscribed endpoint for every change and limit reached, in the caller's transaction."""
     by_environment: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    text = _Texts()
+    evaluated_at = rfc3339(now)
     for pair, current, level, used, _sequence in recorded:
-        threshold = threshold_crossed(pair.feature.alert_settings, current, level)
+        threshold = pair.rule.crossed(current, level)
         by_environment[pair.customer.environment_id][FEATURE_ALERT].append(
             {
-                **_subject(pair.feature, pair.customer, pair.start, pair.end),
+                **_subject(pair.feature, pair.customer, text(pair.start), text(pair.end)),
                 "from_level": str(current),
                 "to_level": str(level),
-                "condition": condition_of(pair.feature.alert_settings),
+                "condition": pair.rule.condition,
                 "usage": decimal_text(used),
                 "threshold": None if threshold is None else decimal_text(threshold),
-                "evaluated_at": rfc3339(now),
+                "evaluated_at": evaluated_at,
             }
         )
     for item, used in reached:
         by_environment[item.customer.environment_id][LIMIT_REACHED].append(
             {
-                **_subject(item.feature, item.customer, item.start, item.end),
+                **_subject(item.feature, item.customer, text(item.start), text(item.end)),
                 "usage": decimal_text(used),
                 "usage_limit": decimal_text(item.limit),
                 "is_soft_limit": item.is_soft,
-                "evaluated_at": rfc3339(now),
+                "evaluated_at": evaluated_at,
             }
         )
     if not by_environment:
@@ -456,15 +489,15 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
     )
 
 
-def _subject(feature: Feature, customer: Customer, start: dt.datetime, end: dt.datetime) -> dict:
+def _subject(feature: Feature, customer: _Customer, start: str, end: str) -> dict:
     return {
         "feature_id": feature.public_id,
         "feature_lookup_key": feature.lookup_key,
         "feature_name": feature.name,
         "customer_id": customer.public_id,
         "external_customer_id": customer.external_id,
-        "period_start": rfc3339(start),
-        "period_end": rfc3339(end),
+        "period_start": start,
+        "period_end": end,
     }
 
 
@@ -477,13 +510,13 @@ def _publish(environment: Environment, event_type: str, payloads: Sequence[dict]
     return publish(environment, event_type, payloads)
 
 
-def _current_states(pairs: list[_Pair]) -> dict[tuple[int, int], tuple[int, str, int]]:
+def _current_states(pairs: list[_Pair], moment: _Moments) -> dict[tuple[int, int], tuple[int, str, int]]:
     """{(feature pk, customer pk): (state id, level, version)} of the pairs' current periods, in one statement."""
     if not pairs:
         return {}
     source, params = _rows(
         {"f": "bigint", "c": "bigint", "ps": "timestamptz"},
-        [{"f": p.feature.pk, "c": p.customer.pk, "ps": _moment(p.start)} for p in pairs],
+        [{"f": p.feature.pk, "c": p.customer.pk, "ps": moment(p.start)} for p in pairs],
     )
     sql = (
         f"SELECT s.id, s.feature_id, s.customer_id, s.level, s.version FROM {AlertState._meta.db_table} s "
@@ -521,11 +554,30 @@ def _rows(columns: dict[str, str], rows: list[dict]) -> tuple[str, list]:
     return f"(SELECT {picks} FROM json_each(%s) AS j) AS v", [data]
 
 
-def _moment(value: dt.datetime) -> str:
-    """A timestamp as the database stores it (SQLite compares the ORM's own text)."""
-    if connection.vendor == "postgresql":
-        return value.isoformat()
-    return str(connection.ops.adapt_datetimefield_value(value))
+class _Moments(dict):
+    """Timestamps as the database stores them (SQLite compares the ORM's own text), each converted once: the
+    customers of a pass share a few period bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.postgresql = connection.vendor == "postgresql"
+        self.adapt = connection.ops.adapt_datetimefield_value
+
+    def __call__(self, value: dt.datetime) -> str:
+        found = self.get(value)
+        if found is None:
+            found = self[value] = value.isoformat() if self.postgresql else str(self.adapt(value))
+        return found
+
+
+class _Texts(dict):
+    """RFC 3339 text of timestamps, each converted once."""
+
+    def __call__(self, value: dt.datetime) -> str:
+        found = self.get(value)
+        if found is None:
+            found = self[value] = rfc3339(value)
+        return found
 
 
 def _execute(sql: str, params: list) -> None:

@@ -169,8 +169,8 @@ def test_a_lost_compare_and_set_records_nothing_and_keeps_the_mark(environment, 
     calls(environment, 2, customer="a")
     real_states = services._current_states
 
-    def stale(pairs):
-        found = real_states(pairs)
+    def stale(pairs, moment):
+        found = real_states(pairs, moment)
         AlertState.objects.filter(feature=feature, customer=cust).update(version=7)  # another evaluator's change
         return found
 
