@@ -37,9 +37,11 @@ from flexmeter.decimals import decimal_text, rfc3339
 from flexmeter.models import Environment
 from metering.models import Customer, CustomerStatus, UsageMark
 from metering.usage.periods import billing_period_at
+from webhooks.models import EventType
+from webhooks.outbox import publish
 
-FEATURE_ALERT = "feature.usage.alert"
-LIMIT_REACHED = "entitlement.usage_limit_reached"
+FEATURE_ALERT = EventType.FEATURE_USAGE_ALERT.value
+LIMIT_REACHED = EventType.ENTITLEMENT_USAGE_LIMIT_REACHED.value
 MARKS_PER_PASS = 50_000
 MAX_PASSES = 20
 _LOCK_KEY = 7_163_512_689_012  # the evaluator's PostgreSQL advisory lock
@@ -503,10 +505,6 @@ def _subject(feature: Feature, customer: _Customer, start: str, end: str) -> dic
 
 def _publish(environment: Environment, event_type: str, payloads: Sequence[dict]) -> int:
     """Outbox rows for every endpoint of `environment` subscribed to `event_type`, in the caller's transaction."""
-    try:
-        from webhooks.outbox import publish  # type: ignore[import-not-found]
-    except ImportError:  # TEMPORARY until the webhooks app lands on main
-        return 0
     return publish(environment, event_type, payloads)
 
 

@@ -11,6 +11,8 @@ from metering.models import UsageMark
 from tests.alerts.helpers import alerting_feature, calls, customer, evaluate
 from tests.entitlements.helpers import grant
 from tests.metering.usage.helpers import at, send
+from webhooks.models import WebhookMessage
+from webhooks.services import endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +123,14 @@ def test_only_marked_pairs_of_alerting_features_and_known_customers_are_evaluate
     assert UsageMark.objects.count() == 0
 
 
+def subscribe(environment, *event_types):
+    return endpoint_create(
+        environment=environment, data={"url": "https://hooks.example.com/in", "event_types": list(event_types)}
+    )
+
+
 def test_a_failed_pass_records_nothing_and_keeps_its_marks(environment, monkeypatch):
+    subscribe(environment, "feature.usage.alert")
     alerting_feature(environment, warning="1", critical="3")
     customer(environment, "a")
     customer(environment, "b")
@@ -131,14 +140,16 @@ def test_a_failed_pass_records_nothing_and_keeps_its_marks(environment, monkeypa
     def fail(*args, **kwargs):
         raise RuntimeError("killed mid-way")
 
-    monkeypatch.setattr(services, "_outbox", fail)  # after the states and the log are written
+    monkeypatch.setattr(services, "_marks_delete", fail)  # the last write of a pass: states, log, outbox are written
     with pytest.raises(RuntimeError):
         evaluate()
-    assert (AlertState.objects.count(), AlertLogEntry.objects.count(), UsageMark.objects.count()) == (0, 0, 2)
+    assert (AlertState.objects.count(), AlertLogEntry.objects.count(), WebhookMessage.objects.count()) == (0, 0, 0)
+    assert UsageMark.objects.count() == 2
     monkeypatch.undo()
     evaluate()
     evaluate()
     assert sorted(log_rows()) == [("a", "ok", "warning", "2", "1"), ("b", "ok", "critical", "4", "3")]
+    assert WebhookMessage.objects.count() == 2
 
 
 def test_a_write_during_a_pass_keeps_its_mark_for_the_next_pass(environment, monkeypatch):
@@ -241,6 +252,31 @@ def test_outbox_payloads(environment, monkeypatch):
     assert (limit["usage"], limit["usage_limit"], limit["is_soft_limit"]) == ("2", "2", False)
 
 
+def test_each_change_and_limit_reached_queues_one_message_per_subscribed_endpoint(environment, other_environment):
+    subscribe(environment, "feature.usage.alert", "entitlement.usage_limit_reached")
+    subscribe(environment, "feature.usage.alert")
+    subscribe(environment, "events.unmatched")
+    subscribe(other_environment, "feature.usage.alert")
+    feature = alerting_feature(environment, critical="2")
+    cust = customer(environment, "a")
+    grant(environment, cust, feature, usage_limit=3, start="2026-01-01T00:00")
+    calls(environment, 3, customer="a")
+    report = evaluate()
+    assert report.outbox == 3
+    messages = sorted(WebhookMessage.objects.values_list("event_type", "payload"), key=lambda row: row[0])
+    assert [kind for kind, _ in messages] == [
+        "entitlement.usage_limit_reached",
+        "feature.usage.alert",
+        "feature.usage.alert",
+    ]
+    assert messages[1][1]["usage"] == "3" and messages[1][1]["to_level"] == "critical"
+    assert messages[0][1]["usage_limit"] == "3"
+    evaluate()
+    calls(environment, 1, customer="a")
+    evaluate()  # still critical, limit already reached this period
+    assert WebhookMessage.objects.count() == 3
+
+
 @pytest.mark.parametrize("customers", [3, 30])
 def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environment, customers, monkeypatch):
     monkeypatch.setattr(services, "_customer_windows_usage", _one_statement_usage)
@@ -255,7 +291,10 @@ def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environmen
     assert AlertLogEntry.objects.count() == customers
     assert LimitReached.objects.count() == customers
     statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    expected = 15 if connection.vendor == "postgresql" else 12
+    # marks, customers, features, subscriptions, entitlements, usage (one statement; PostgreSQL adds its rollup
+    # lookup), states, new states, log, limits reached, environments, endpoints per event type (2), marks deleted;
+    # PostgreSQL also takes and releases the evaluator's advisory lock
+    expected = 17 if connection.vendor == "postgresql" else 14
     assert len(statements) == expected, "\n".join(s[:120] for s in statements)
 
 
