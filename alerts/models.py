@@ -3,6 +3,10 @@
 Numbers (usage, thresholds, limits) are kept as exact decimal text, as everywhere else. Unique constraints make
 "the same crossing never fires twice" a property of the database: one state per (feature, customer, period), one
 log row per (state, change number), one limit-reached row per (feature, customer, reset period).
+
+A pass may write tens of thousands of rows in one transaction, so the foreign keys are not database constraints:
+PostgreSQL would check each of them row by row at commit (it was most of a pass's time). The evaluator reads the
+referenced rows in the same pass, and deletions cascade through the ORM (`on_delete`) as before.
 """
 
 from django.db import models
@@ -27,9 +31,9 @@ class AlertState(models.Model):
     read (compare and set), and each change's log row carries the new version.
     """
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
-    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     level = models.CharField(max_length=16, choices=AlertLevel.choices, default=AlertLevel.OK)
@@ -51,9 +55,9 @@ class AlertLogEntry(models.Model):
     """One state change: from → to, the usage that caused it and the threshold crossed (the threshold of the more
     severe of the two levels), at `evaluated_at`. `sequence` is the state's version after the change."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
-    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     sequence = models.PositiveIntegerField()
@@ -84,9 +88,9 @@ class LimitReached(models.Model):
     """An entitlement's usage reached its limit (`usage_limit_reached`): raised once per (feature, customer, reset
     period), whatever happens to usage afterwards."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
-    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     usage = models.CharField(max_length=100)

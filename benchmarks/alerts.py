@@ -125,6 +125,9 @@ def _timed_pass(now: dt.datetime):
         started = time.perf_counter()
         report = alerts_evaluate(now=now)
         seconds = time.perf_counter() - started
+    slowest = sorted(captured.captured_queries, key=lambda query: -float(query["time"]))[:4]
+    for query in slowest:
+        print(f"    {float(query['time']):7.2f} s  {query['sql'][:150]}")
     return seconds, report, len(captured.captured_queries)
 
 
@@ -146,8 +149,12 @@ def run(*, database_url: str, events: int, customers: int, keep: bool) -> int:
         environment = Environment.objects.create(name="Bench", slug="bench")
         Customer.objects.bulk_create(
             (
-                Customer(environment=environment, external_id=f"cust-{n}", public_id=f"cust_bench{n}",
-                         billing_anchor=anchor + dt.timedelta(minutes=n % 1440))  # fmt: skip
+                Customer(
+                    environment=environment,
+                    external_id=f"cust-{n}",
+                    public_id=f"cust_bench{n}",
+                    billing_anchor=anchor + dt.timedelta(minutes=n % 1440),
+                )  # fmt: skip
                 for n in range(customers)
             ),
             batch_size=5000,

@@ -305,3 +305,14 @@ def _one_statement_usage(*, meter, windows):
     (start, end), *_ = set(windows.values())
     found = meter_usage_by_customer(meter=meter, start=start, end=end)
     return {external_id: found.get(external_id) for external_id in windows}
+
+
+def test_deleting_a_customer_or_feature_deletes_its_alert_rows(environment):
+    feature = alerting_feature(environment, critical="1")
+    cust = customer(environment, "a")
+    grant(environment, cust, feature, usage_limit=1, start="2026-01-01T00:00")
+    calls(environment, 2, customer="a")
+    evaluate()
+    assert (AlertState.objects.count(), AlertLogEntry.objects.count(), LimitReached.objects.count()) == (1, 1, 1)
+    cust.delete()
+    assert (AlertState.objects.count(), AlertLogEntry.objects.count(), LimitReached.objects.count()) == (0, 0, 0)

@@ -41,7 +41,10 @@ def test_the_feature_page_counts_levels_and_lists_customers_in_alarm(dashboard, 
     assert 'data-testid="alarming-acme"' in panel and 'data-testid="alarming-beta"' in panel
     assert panel.index("alarming-acme") < panel.index("alarming-beta")  # most severe first
     timeline = panel[panel.index('data-testid="alert-timeline"') :]
-    assert sorted(zip(_levels(timeline)[::2], _levels(timeline)[1::2], strict=True)) == [("ok", "critical"), ("ok", "info")]
+    assert sorted(zip(_levels(timeline)[::2], _levels(timeline)[1::2], strict=True)) == [
+        ("ok", "critical"),
+        ("ok", "info"),
+    ]
     assert "above <strong" not in timeline and "above 5" in timeline
 
 
@@ -55,7 +58,7 @@ def test_the_customer_usage_page_draws_thresholds_on_a_usage_bar(dashboard, envi
     # scale = 1.15 × max(5, usage 6) = 6.9: marks at 5/6.9, 3/6.9, 1/6.9 of the bar; usage fills 6/6.9
     assert marks == [("critical", "72.5"), ("warning", "43.5"), ("info", "14.5")]
     assert 'class="fill" style="width:87.0%"' in row
-    assert "<strong class=\"qty\">6</strong> this period" in row
+    assert '<strong class="qty">6</strong> this period' in row
 
 
 def test_the_customer_page_shows_levels_and_the_timeline(dashboard, environment, alarm):
@@ -63,7 +66,7 @@ def test_the_customer_page_shows_levels_and_the_timeline(dashboard, environment,
     html = dashboard.get(reverse("metering:customer_detail", args=[beta.public_id])).content.decode()
     panel = html[html.index('id="customer-alerts"') :]
     assert _levels(panel[panel.index('data-testid="alert-api_calls"') :])[0] == "info"
-    assert "usage <strong class=\"qty\">2</strong>, above 1" in panel
+    assert 'usage <strong class="qty">2</strong>, above 1' in panel
 
 
 def test_a_feature_without_alerts_says_how_to_turn_them_on(dashboard, environment):
