@@ -51,9 +51,10 @@ def _load_events(environment_id: int, *, events: int, customers: int, start: dt.
             INSERT INTO metering_event (environment_id, event_id, event_name, external_customer_id, "timestamp",
                                         ingested_at, source, properties)
             SELECT %(environment)s, 'evt-' || g, (%(names)s::text[])[1 + (g / %(customers)s) %% 5],
-                   'cust-' || (g %% %(customers)s), %(start)s + ((g::bigint * %(span)s) / %(events)s) * interval '1 second',
-                   now(), 'bench',
-                   jsonb_build_object('amount', g %% 100, 'user', 'u' || (g %% 37), 'balance', 1000 - (g * 1000 / %(events)s))
+                   'cust-' || (g %% %(customers)s),
+                   %(start)s + ((g::bigint * %(span)s) / %(events)s) * interval '1 second', now(), 'bench',
+                   jsonb_build_object('amount', g %% 100, 'user', 'u' || (g %% 37),
+                                      'balance', 1000 - (g * 1000 / %(events)s))
             FROM generate_series(0, %(events)s - 1) AS g
             """,
             {
@@ -78,7 +79,8 @@ def _catalog(environment, *, per_pair: float):
         ("COUNT_UNIQUE", "user", {"info": 5, "warning": 20, "critical": 36}, "above"),
         ("LATEST", "balance", {"info": 900, "warning": 500, "critical": 100}, "below"),
     ]
-    for number, (name, (aggregation, field, levels, condition)) in enumerate(zip(EVENT_NAMES, definitions)):
+    pairs = zip(EVENT_NAMES, definitions, strict=True)
+    for number, (name, (aggregation, field, levels, condition)) in enumerate(pairs):
         meter = Meter.objects.create(
             environment=environment,
             name=f"Bench {aggregation}",
