@@ -37,6 +37,7 @@ from flexmeter.decimals import decimal_text, rfc3339
 from flexmeter.models import Environment
 from metering.models import Customer, CustomerStatus, UsageMark
 from metering.usage.periods import billing_period_at
+from metering.usage.selectors import usage_for_customer_windows
 from webhooks.models import EventType
 from webhooks.outbox import publish
 
@@ -297,15 +298,6 @@ def _usage(plan: _Plan) -> dict[tuple[int, str, dt.datetime, dt.datetime], Decim
 
 
 def _customer_windows_usage(*, meter: Meter, windows: Mapping[str, tuple[dt.datetime, dt.datetime]]):
-    try:
-        from metering.usage.selectors import usage_for_customer_windows  # type: ignore[attr-defined]
-    except ImportError:  # TEMPORARY until the bulk selector lands on main: one engine call per customer
-        from metering.usage.selectors import meter_usage
-
-        return {
-            external_id: meter_usage(meter=meter, customer_external_id=external_id, start=start, end=end).value
-            for external_id, (start, end) in windows.items()
-        }
     return usage_for_customer_windows(meter=meter, windows=windows)
 
 

@@ -279,7 +279,6 @@ def test_each_change_and_limit_reached_queues_one_message_per_subscribed_endpoin
 
 @pytest.mark.parametrize("customers", [3, 30])
 def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environment, customers, monkeypatch):
-    monkeypatch.setattr(services, "_customer_windows_usage", _one_statement_usage)
     feature = alerting_feature(environment, critical="1")
     for number in range(customers):
         cust = customer(environment, f"c{number}")
@@ -296,15 +295,6 @@ def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environmen
     # PostgreSQL also takes and releases the evaluator's advisory lock
     expected = 17 if connection.vendor == "postgresql" else 14
     assert len(statements) == expected, "\n".join(s[:120] for s in statements)
-
-
-def _one_statement_usage(*, meter, windows):
-    """The bulk selector's contract: one statement for all customers (by_customer over the shared window)."""
-    from metering.usage.selectors import meter_usage_by_customer
-
-    (start, end), *_ = set(windows.values())
-    found = meter_usage_by_customer(meter=meter, start=start, end=end)
-    return {external_id: found.get(external_id) for external_id in windows}
 
 
 def test_deleting_a_customer_or_feature_deletes_its_alert_rows(environment):

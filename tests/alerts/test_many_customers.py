@@ -36,9 +36,6 @@ def _statements(captured) -> list[str]:
 
 
 def test_ten_thousand_crossings_in_one_pass_cost_what_three_do(environment, monkeypatch):
-    from tests.alerts.test_evaluation import _one_statement_usage
-
-    monkeypatch.setattr(services, "_customer_windows_usage", _one_statement_usage)
     published = []
     monkeypatch.setattr(services, "_publish", lambda env, kind, payloads: published.extend(payloads) or len(payloads))
     feature = alerting_feature(environment, warning="1")
