@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "worker",
     "webhooks",
+    "alerts",
 ]
 # The bench_* commands are development tools in the top-level `benchmarks` package, which is not installed with
 # the product: they join only when asked for and when run from a checkout, so `manage.py help` never lists them.
@@ -239,6 +240,8 @@ def env_seconds(name: str, default: float) -> float:
 WORKER_ROLLUPS_EVERY = env_seconds("WORKER_ROLLUPS_EVERY", 300)
 # A running job whose worker has not been seen for this long is put back on the queue (the worker was killed).
 WORKER_ABANDONED_AFTER = env_seconds("WORKER_ABANDONED_AFTER", 60)
+# Seconds between alert evaluations of the pairs ingest marked (SPEC §11: at least every 60 s).
+WORKER_ALERTS_EVERY = env_seconds("WORKER_ALERTS_EVERY", 30)
 
 # Webhook delivery (SPEC §11): how often the worker looks for due messages, how long one POST may take, how many run
 # at once, how long a claim holds a message before another run may take it (a killed worker's messages are retried

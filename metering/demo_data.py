@@ -105,6 +105,13 @@ FEATURES: list[dict[str, Any]] = [
         {"type": "SUM", "expression": "input_tokens + output_tokens"},
         units=("token", "tokens"),
         description="Input plus output tokens of each LLM request, computed with a CEL expression.",
+        # the heaviest demo customers pass these within a billing period, so the demo shows alerts in alarm
+        alert_settings={
+            "alert_enabled": True,
+            "info": {"threshold": "100000", "condition": "above"},
+            "warning": {"threshold": "250000", "condition": "above"},
+            "critical": {"threshold": "400000", "condition": "above"},
+        },
         metadata={"category": "ai"},
     ),
     _metered(

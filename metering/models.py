@@ -122,3 +122,29 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} {self.event_id}"
+
+
+class UsageMark(models.Model):
+    """A (environment, customer, event name) that ingest wrote events for since the alert evaluator last read it.
+
+    Written by every events writer in the same transaction as the events (one upsert per batch); `version` grows on
+    every touch, so the evaluator deletes only the marks no write touched after it read them (SPEC §11). The
+    evaluator lives in `alerts`; metering never imports it.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    external_customer_id = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=255)
+    version = models.PositiveBigIntegerField(default=1)
+    marked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "metering_usage_mark"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "external_customer_id", "event_name"], name="usage_mark_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_customer_id} {self.event_name} v{self.version}"

@@ -23,4 +23,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(
         "digest_unmatched_events", tasks.digest_unmatched_events, lambda: settings.WEBHOOKS_UNMATCHED_DIGEST_EVERY
     ),
+    PeriodicJob("evaluate_alerts", tasks.evaluate_alerts, lambda: settings.WORKER_ALERTS_EVERY),
 )

@@ -2,6 +2,7 @@
 
 from django.tasks import task
 
+from alerts.services import alerts_evaluate
 from metering.usage.rollups.refresh import rollups_refresh
 from webhooks.delivery import deliveries_run
 from webhooks.digest import unmatched_digests_publish
@@ -28,3 +29,10 @@ def digest_unmatched_events() -> dict[str, int]:
     """Queue the events.unmatched digest of every environment that has subscribers and unreported unmatched events.
     Safe after a crash: the cursor of reported events moves in the transaction that queues the digest."""
     return {"digests": unmatched_digests_publish()}
+
+
+@task
+def evaluate_alerts() -> dict[str, int | bool]:
+    """Evaluate the alert states and entitlement limits of the (feature, customer) pairs ingest marked (SPEC §11).
+    Safe to run again after a crash: a pass that did not commit left its marks, and nothing fires twice."""
+    return alerts_evaluate().as_dict()

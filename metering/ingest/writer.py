@@ -21,6 +21,7 @@ from flexmeter.db import server_bound_cursor
 from flexmeter.models import Environment
 from flexmeter.services import api_key_authenticate, api_key_ctes
 from metering.clickhouse.config import events_backend
+from metering.ingest.marks import marks_cte, pairs_from_copy_text, usage_marks_write
 from metering.ingest.validation import EventInput
 from metering.models import Event
 
@@ -95,7 +96,7 @@ _UPSERT_TAIL = """
         ingested_at = EXCLUDED.ingested_at,
         source = EXCLUDED.source,
         properties = EXCLUDED.properties
-    RETURNING (xmax = 0) AS inserted
+    RETURNING (xmax = 0) AS inserted, environment_id, external_customer_id, event_name
 """
 _STAGING_TABLE = "metering_event_staging"
 # Raw psycopg connections that already have the session's staging table (one per pooled connection).
@@ -119,8 +120,12 @@ def _values(event: EventInput, ingested_at: dt.datetime) -> tuple:
 
 
 def _count_duplicates_sql(insert_sql: str, *, before: str = "") -> str:
-    """Wrap an upsert so the statement answers one number: how many rows replaced an existing event."""
-    return f"WITH {before} written AS ({insert_sql}) SELECT count(*) FILTER (WHERE NOT inserted) FROM written"
+    """Wrap an upsert so the statement answers one number: how many rows replaced an existing event. The same
+    statement marks the written (customer, event name) pairs for the alert evaluator."""
+    return (
+        f"WITH {before} written AS ({insert_sql}), {marks_cte('written')} "
+        "SELECT count(*) FILTER (WHERE NOT inserted) FROM written"
+    )
 
 
 def _store_postgresql_values(environment_id: int, events: list[EventInput], ingested_at: dt.datetime) -> int:
@@ -150,7 +155,8 @@ def _store_postgresql_values_for_key(
     sql = (
         f"WITH {key_ctes}, written AS ("
         f"INSERT INTO metering_event ({_COLUMNS}) SELECT api_key.environment_id, v.* "
-        f"FROM api_key CROSS JOIN (VALUES {values}) AS v ({_KEYED_VALUES_COLUMNS}) {_UPSERT_TAIL}) "
+        f"FROM api_key CROSS JOIN (VALUES {values}) AS v ({_KEYED_VALUES_COLUMNS}) {_UPSERT_TAIL}), "
+        f"{marks_cte('written')} "
         "SELECT (SELECT count(*) FROM api_key), count(*) FILTER (WHERE NOT inserted) FROM written"
     )
     with server_bound_cursor() as cursor:  # prepared after a few requests: no parsing or planning per event
@@ -169,33 +175,41 @@ def _store_postgresql_batch(environment_id: int, events: list[EventInput], inges
         for event in events:
             copy.write_row(_row(environment_id, event, ingested_at))
 
-    return _copy_or_upsert(write, _COLUMNS, direct=True)
+    pairs = {(event.external_customer_id, event.event_name) for event in events}
+    return _copy_or_upsert(write, _COLUMNS, direct=True, marks=(environment_id, pairs))
 
 
 def events_store_copy_text(data: bytes, *, columns: str, direct: bool) -> int:
     """Store ready-made PostgreSQL COPY text (rows of `columns`, unique ids in event_id order, `ingested_at`
     included) with the same semantics as `events_store`; returns how many replaced a stored event. `direct`
-    first tries a plain COPY into the table, worth it when the ids are probably all new."""
-    return _copy_or_upsert(lambda copy: copy.write(data), columns, direct=direct)
+    first tries a plain COPY into the table, worth it when the ids are probably all new. The rows must share one
+    environment (an import's batches do)."""
+    marks = None
+    if direct and data:
+        environment_id = int(data[: data.index(b"\t")])
+        marks = (environment_id, pairs_from_copy_text(data, columns))
+    return _copy_or_upsert(lambda copy: copy.write(data), columns, direct=direct, marks=marks)
 
 
-def _copy_or_upsert(write: Callable[[Any], None], columns: str, *, direct: bool) -> int:
+def _copy_or_upsert(
+    write: Callable[[Any], None], columns: str, *, direct: bool, marks: tuple[int, set[tuple[str, str]]] | None
+) -> int:
     """Try a plain COPY into the table (when `direct`); when any id already exists, upsert through staging.
 
     A COPY into the indexed table costs PostgreSQL about a third less than staging + upsert. It is all or
     nothing: a unique violation (an id already stored, or being stored by a concurrent delivery, which the COPY
     waits for) rolls back just this attempt, and the upsert then replaces those events. Rows go in event_id
     order on both paths so concurrent batches take row locks in the same order and cannot deadlock. `write`
-    writes the rows into a psycopg `Copy`; it may be called twice.
+    writes the rows into a psycopg `Copy`; it may be called twice. `marks` (environment id, customer and event name
+    pairs) are the usage marks of a direct COPY; the upsert marks what it wrote in its own statement.
     """
     if direct:
         try:
-            with (
-                transaction.atomic(),
-                connection.cursor() as cursor,
-                cursor.copy(f"COPY metering_event ({columns}) FROM STDIN") as copy,
-            ):
-                write(copy)
+            with transaction.atomic(), connection.cursor() as cursor:
+                with cursor.copy(f"COPY metering_event ({columns}) FROM STDIN") as copy:
+                    write(copy)
+                if marks is not None:
+                    usage_marks_write(environment_id=marks[0], pairs=marks[1])
             return 0
         except psycopg.errors.UniqueViolation:
             pass
@@ -257,6 +271,9 @@ def _store_generic(environment: Environment, events: list[EventInput], ingested_
     ingested = adapt_datetime(ingested_at)
     duplicates = 0
     with transaction.atomic(), connection.cursor() as cursor:
+        usage_marks_write(
+            environment_id=environment.pk, pairs={(event.external_customer_id, event.event_name) for event in events}
+        )
         for start in range(0, len(events), _SQLITE_CHUNK):
             chunk = events[start : start + _SQLITE_CHUNK]
             duplicates += Event.objects.filter(

@@ -18,7 +18,7 @@ from tests.worker.jobs import slow_on_first_attempt
 from worker.models import PeriodicSchedule, WorkerProcess
 from worker.schedule import PERIODIC_JOBS, PeriodicJob
 from worker.services import abandoned_tasks_requeue, periodic_jobs_enqueue_due, worker_heartbeat
-from worker.tasks import refresh_rollups
+from worker.tasks import evaluate_alerts, refresh_rollups
 
 pytestmark = pytest.mark.django_db
 # The scheduling rules are pinned on the rollup job alone; other periodic jobs (webhook delivery…) have their own tests.
@@ -33,6 +33,11 @@ def test_the_rollup_refresh_is_a_periodic_job_every_300_seconds_by_default():
     assert [(job.name, job.task, job.every_seconds()) for job in ROLLUPS] == [
         ("refresh_rollups", refresh_rollups, 300.0)
     ]
+
+
+def test_alert_evaluation_is_a_periodic_job_every_30_seconds_by_default():
+    jobs = {job.name: (job.task, job.every_seconds()) for job in PERIODIC_JOBS}
+    assert jobs["evaluate_alerts"] == (evaluate_alerts, 30.0)
 
 
 def test_a_due_job_is_enqueued_once_and_next_due_one_interval_later():

@@ -120,8 +120,9 @@ def test_feature_csv_has_exact_values(dashboard, credits):
 
 
 def test_feature_page_query_count(dashboard, credits, django_assert_max_num_queries):
-    # session, user, env, feature, usage (statement and rollup lookup), customers, switcher
-    with django_assert_max_num_queries(6 + usage_statements()):
+    # session, user, env, feature, usage (statement and rollup lookup), customers, switcher; alerts panel: levels
+    # counted, the most severe states, the timeline
+    with django_assert_max_num_queries(6 + usage_statements() + 3):
         assert dashboard.get(reverse("metering:usage_feature", args=[credits.public_id])).status_code == 200
 
 
@@ -170,8 +171,9 @@ def test_customer_csv(dashboard, credits):
 
 def test_customer_page_query_count(dashboard, credits, django_assert_max_num_queries):
     customer = credits.environment.customers.get(external_id="acme")
-    # session, user, env, customer, features, usage, chart (each a statement and a rollup lookup), switcher
-    with django_assert_max_num_queries(6 + 2 * usage_statements()):
+    # session, user, env, customer, features, usage, chart (each a statement and a rollup lookup), switcher; alerts
+    # panel: states of the period, timeline, limits reached
+    with django_assert_max_num_queries(6 + 2 * usage_statements() + 3):
         assert dashboard.get(reverse("metering:usage_customer", args=[customer.public_id])).status_code == 200
 
 

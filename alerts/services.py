@@ -1,0 +1,581 @@
+"""Alert evaluation (SPEC §11): consume the usage marks ingest wrote, evaluate the affected (feature, customer) pairs
+with usage computed in bulk, record every state change once, and hand the webhook outbox its rows.
+
+One pass costs a fixed number of statements whatever the number of customers: the marks, the customers they name,
+the features their event names feed, the customers' subscriptions and entitlements, one usage statement per meter
+(per distinct window a customer needs on it), the current states, then the writes — new states, changed states
+(compare and set on the state's version), log rows, limits reached, outbox rows and the marks consumed — each one
+statement over a JSON array of rows.
+
+Safety: the writes of a pass are one transaction, so a pass that fails half-way (killed, an exception) leaves the
+marks in place and records nothing: the next pass does it again. Marks are deleted only if their version is still
+the one read, so a write that lands during a pass is evaluated by the next one. Evaluators do not overlap (a
+PostgreSQL advisory lock; SQLite runs each pass in one IMMEDIATE transaction, under its write lock), and if they
+ever did, the unique constraints and the compare-and-set would still let each crossing fire once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from alerts.models import AlertLevel, AlertLogEntry, AlertState, LimitReached
+from alerts.rules import LevelRule, level_rule
+from catalog.models import Feature, FeatureStatus, FeatureType, Meter
+from entitlements.models import Entitlement, Subscription
+from entitlements.rules import Source, combine_sources, reset_window
+from flexmeter.decimals import decimal_text, rfc3339
+from flexmeter.models import Environment
+from metering.models import Customer, CustomerStatus, UsageMark
+from metering.usage.periods import billing_period_at
+from metering.usage.selectors import usage_for_customer_windows
+from webhooks.models import EventType
+from webhooks.outbox import publish
+
+FEATURE_ALERT = EventType.FEATURE_USAGE_ALERT.value
+LIMIT_REACHED = EventType.ENTITLEMENT_USAGE_LIMIT_REACHED.value
+MARKS_PER_PASS = 50_000
+MAX_PASSES = 20
+_LOCK_KEY = 7_163_512_689_012  # the evaluator's PostgreSQL advisory lock
+
+
+@dataclass
+class EvaluationReport:
+    """What one evaluation run did (kept in the worker's job result)."""
+
+    marks: int = 0
+    pairs: int = 0
+    changes: int = 0
+    limits_reached: int = 0
+    outbox: int = 0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return dict(self.__dict__)
+
+
+def alerts_evaluate(*, now: dt.datetime | None = None, marks_per_pass: int = MARKS_PER_PASS) -> EvaluationReport:
+    """Evaluate every pair ingest marked, pass after pass until the marks are consumed (at most `MAX_PASSES`).
+
+    Skips (`skipped`) when another evaluator is running. Safe to run again at any time.
+    """
+    report = EvaluationReport()
+    with _evaluator_lock() as held:
+        if not held:
+            report.skipped = True
+            return report
+        for _ in range(MAX_PASSES):
+            if _evaluation_pass(now or timezone.now(), marks_per_pass, report) < marks_per_pass:
+                break
+    return report
+
+
+@contextlib.contextmanager
+def _evaluator_lock() -> Iterator[bool]:
+    """One evaluator at a time on PostgreSQL: a session advisory lock, released at the end (or when a killed
+    worker's connection closes). SQLite needs none: each pass holds its write lock throughout."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
+
+
+# --- one pass ------------------------------------------------------------------------------------------------
+
+
+class _Customer(NamedTuple):
+    """What a pass needs of a customer (plain tuples: a pass may read tens of thousands)."""
+
+    pk: int
+    environment_id: int
+    external_id: str
+    public_id: str
+    billing_anchor: dt.datetime
+    billing_period: str
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A (feature, customer) to evaluate over `[start, end)` with the feature's rule."""
+
+    feature: Feature
+    rule: LevelRule
+    customer: _Customer
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass
+class _Limit:
+    feature: Feature
+    customer: _Customer
+    start: dt.datetime
+    end: dt.datetime
+    limit: Decimal
+    is_soft: bool
+
+
+@dataclass
+class _Plan:
+    alerts: list[_Pair] = field(default_factory=list)
+    limits: list[_Limit] = field(default_factory=list)
+
+
+def _evaluation_pass(now: dt.datetime, limit: int, report: EvaluationReport) -> int:
+    """Read up to `limit` marks, evaluate what they name, record it and delete the marks; returns the marks read."""
+    # On SQLite the whole pass is one IMMEDIATE transaction. On PostgreSQL only the writes are: the usage engine
+    # then reads each meter in its own consistent snapshot, and no lock is held while it computes.
+    whole = transaction.atomic() if connection.vendor != "postgresql" else contextlib.nullcontext()
+    with whole:
+        marks = list(
+            UsageMark.objects.order_by("id").values_list(
+                "id", "environment_id", "external_customer_id", "event_name", "version"
+            )[:limit]
+        )
+        if not marks:
+            return 0
+        plan = _plan(marks, now)
+        usage = _usage(plan)
+        with transaction.atomic():
+            lost = _record(plan, usage, now, report)
+            _marks_delete([(m[0], m[4]) for m in marks if (m[1], m[2]) not in lost])
+    report.marks += len(marks)
+    report.pairs += len(plan.alerts)
+    return len(marks)
+
+
+def _plan(marks: list[tuple], now: dt.datetime) -> _Plan:
+    """The pairs the marks name: every alerting feature (and every metered entitlement with a limit) fed by a marked
+    event name, for each marked customer that exists."""
+    wanted_customers = sorted({(environment_id, customer) for _, environment_id, customer, _, _ in marks})
+    source, params = _rows({"e": "bigint", "x": "text"}, [{"e": e, "x": x} for e, x in wanted_customers])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.id, c.environment_id, c.external_id, c.public_id, c.billing_anchor, c.billing_period "
+            f"FROM {Customer._meta.db_table} c JOIN {source} ON c.environment_id = v.e AND c.external_id = v.x "
+            "WHERE c.status = %s",
+            [*params, CustomerStatus.ACTIVE],
+        )
+        customers = {
+            (row[1], row[2]): _Customer(row[0], row[1], row[2], row[3], _aware(row[4]), row[5])
+            for row in cursor.fetchall()
+        }
+    names = {(environment_id, name) for _, environment_id, _, name, _ in marks}
+    features = list(
+        Feature.objects.filter(
+            environment_id__in={environment_id for environment_id, _ in names},
+            type=FeatureType.METERED,
+            status=FeatureStatus.PUBLISHED,
+            meter__event_name__in={name for _, name in names},
+        ).select_related("meter")
+    )
+    by_name: dict[tuple[int, str], list[Feature]] = defaultdict(list)
+    for feature in features:
+        meter = feature.meter
+        if meter is not None and (feature.environment_id, meter.event_name) in names:
+            by_name[(feature.environment_id, meter.event_name)].append(feature)
+    touched: dict[tuple[int, int], tuple[Feature, _Customer]] = {}
+    for _, environment_id, external_id, name, _ in marks:
+        customer = customers.get((environment_id, external_id))
+        if customer is None:
+            continue
+        for feature in by_name.get((environment_id, name), ()):
+            touched[(feature.pk, customer.pk)] = (feature, customer)
+    plan = _Plan()
+    rules = {feature.pk: level_rule(feature.alert_settings) for feature in features}
+    periods: dict[tuple[dt.datetime, str], tuple[dt.datetime, dt.datetime]] = {}
+    for feature, customer in touched.values():
+        rule = rules[feature.pk]
+        if rule is not None:
+            key = (customer.billing_anchor, customer.billing_period)
+            if key not in periods:
+                periods[key] = billing_period_at(anchor=key[0], period=key[1], at=now)
+            plan.alerts.append(_Pair(feature, rule, customer, *periods[key]))
+    plan.limits = _limits(touched, now)
+    return plan
+
+
+def customer_period(customer, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The billing period an alert state belongs to (SPEC §5.4): the customer's current one."""
+    return billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
+
+
+def _aware(value) -> dt.datetime:
+    """A timestamp column read through a plain cursor (SQLite gives the ORM's UTC text)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value
+
+
+def _limits(touched: Mapping[tuple[int, int], tuple[Feature, _Customer]], now: dt.datetime) -> list[_Limit]:
+    """Metered entitlements with a limit of the touched pairs, combined as SPEC §10 combines sources, with the
+    primary source's reset window: two statements for any number of customers."""
+    if not touched:
+        return []
+    customers = {customer.pk: customer for _, customer in touched.values()}
+    source, params = _rows({"c": "bigint"}, [{"c": pk} for pk in sorted(customers)])
+    moment = connection.ops.adapt_datetimefield_value(now)
+    subscriptions = list(
+        Subscription.objects.raw(
+            f"SELECT s.* FROM {Subscription._meta.db_table} s JOIN {source} ON s.customer_id = v.c "
+            "WHERE s.start_date <= %s AND (s.end_date IS NULL OR s.end_date > %s)",
+            [*params, moment, moment],
+        )
+    )
+    if not subscriptions:
+        return []
+    features = {feature.pk: feature for feature, _ in touched.values()}
+    entitlements = defaultdict(list)
+    for entitlement in Entitlement.objects.filter(
+        plan_id__in={s.plan_id for s in subscriptions}, feature_id__in=list(features)
+    ):
+        entitlements[entitlement.plan_id].append(entitlement)
+    grants: dict[tuple[int, int], list[Source]] = defaultdict(list)
+    for subscription in subscriptions:
+        for entitlement in entitlements.get(subscription.plan_id, ()):
+            if (entitlement.feature_id, subscription.customer_id) in touched:
+                grants[(entitlement.feature_id, subscription.customer_id)].append(Source(entitlement, subscription))
+    found = []
+    for (feature_pk, customer_pk), sources in grants.items():
+        combined = combine_sources(features[feature_pk], sources)
+        if combined.primary is None or combined.usage_limit is None:
+            continue
+        customer = customers[customer_pk]
+        window = reset_window(
+            period=combined.primary.entitlement.usage_reset_period,
+            subscription=combined.primary.subscription,
+            customer=customer,
+            at=now,
+        )
+        found.append(
+            _Limit(
+                features[feature_pk], customer, window.start, window.end, combined.usage_limit, combined.is_soft_limit
+            )
+        )
+    return found
+
+
+def _usage(plan: _Plan) -> dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None]:
+    """Usage of every pair of the plan: one statement per meter (per distinct window a customer needs on it)."""
+    rounds: dict[int, list[dict[str, tuple[dt.datetime, dt.datetime]]]] = defaultdict(list)
+    meters: dict[int, Meter] = {}
+    items: list[_Pair | _Limit] = [*plan.alerts, *plan.limits]
+    for item in items:
+        meter = item.feature.meter
+        assert meter is not None
+        meters[meter.pk] = meter
+        window = (item.start, item.end)
+        for windows in rounds[meter.pk]:
+            if windows.get(item.customer.external_id, window) == window:
+                windows[item.customer.external_id] = window
+                break
+        else:
+            rounds[meter.pk].append({item.customer.external_id: window})
+    found: dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None] = {}
+    for meter_pk, per_round in rounds.items():
+        for windows in per_round:
+            values = _customer_windows_usage(meter=meters[meter_pk], windows=windows)
+            for external_id, (start, end) in windows.items():
+                found[(meter_pk, external_id, start, end)] = values.get(external_id)
+    return found
+
+
+def _customer_windows_usage(*, meter: Meter, windows: Mapping[str, tuple[dt.datetime, dt.datetime]]):
+    return usage_for_customer_windows(meter=meter, windows=windows)
+
+
+def _value(usage: Mapping, item: _Pair | _Limit) -> Decimal:
+    meter = item.feature.meter
+    assert meter is not None
+    value = usage.get((meter.pk, item.customer.external_id, item.start, item.end))
+    return value if value is not None else Decimal(0)
+
+
+# --- writes --------------------------------------------------------------------------------------------------
+
+
+_Change = tuple[_Pair, str, str, Decimal, int]  # pair, from level, to level, usage, sequence
+
+
+def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationReport) -> set[tuple[int, str]]:
+    """Write the changes of a pass in the caller's transaction; returns the (environment, customer) whose change
+    another evaluator won (their marks stay, to be evaluated again)."""
+    moment = _Moments()
+    states = _current_states(plan.alerts, moment)
+    new_rows: list[dict] = []
+    changed_rows: list[dict] = []
+    changes: dict[tuple[int, int], _Change] = {}
+    for pair in plan.alerts:
+        used = _value(usage, pair)
+        level = pair.rule.level(used)
+        state_id, current, version = states.get((pair.feature.pk, pair.customer.pk), (None, AlertLevel.OK, 0))
+        if level == current:
+            continue
+        key = (pair.feature.pk, pair.customer.pk)
+        changes[key] = (pair, current, level, used, version + 1)
+        row = {"l": level, "u": decimal_text(used), "t": moment(now)}
+        if state_id is None:
+            new_rows.append(
+                {
+                    **row,
+                    "e": pair.customer.environment_id,
+                    "f": pair.feature.pk,
+                    "c": pair.customer.pk,
+                    "ps": moment(pair.start),
+                    "pe": moment(pair.end),
+                }
+            )
+        else:
+            changed_rows.append({**row, "sid": state_id, "ver": version, "f": pair.feature.pk, "c": pair.customer.pk})
+    won: set[tuple[int, int]] = set()
+    state_table = AlertState._meta.db_table
+    if new_rows:
+        source, params = _rows(
+            {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "l": "text",
+             "u": "text", "t": "timestamptz"}, new_rows,
+        )  # fmt: skip
+        won |= _returning(
+            f"INSERT INTO {state_table} (environment_id, feature_id, customer_id, period_start, period_end, level, "
+            f"usage, version, updated_at) SELECT v.e, v.f, v.c, v.ps, v.pe, v.l, v.u, 1, v.t FROM {source} WHERE true "
+            "ON CONFLICT (feature_id, customer_id, period_start) DO NOTHING RETURNING feature_id, customer_id",
+            params,
+        )
+    if changed_rows:
+        source, params = _rows(
+            {"sid": "bigint", "ver": "integer", "f": "bigint", "c": "bigint", "l": "text", "u": "text",
+             "t": "timestamptz"}, changed_rows,
+        )  # fmt: skip
+        won |= _returning(
+            f"UPDATE {state_table} SET level = v.l, usage = v.u, version = v.ver + 1, updated_at = v.t FROM {source} "
+            f"WHERE {state_table}.id = v.sid AND {state_table}.version = v.ver RETURNING feature_id, customer_id",
+            params,
+        )
+    lost = {
+        (changes[key][0].customer.environment_id, changes[key][0].customer.external_id)
+        for key in changes
+        if key not in won
+    }
+    recorded = [changes[key] for key in changes if key in won]
+    if recorded:
+        log_rows = []
+        for pair, current, level, used, sequence in recorded:
+            threshold = pair.rule.crossed(current, level)
+            log_rows.append(
+                {
+                    "e": pair.customer.environment_id,
+                    "f": pair.feature.pk,
+                    "c": pair.customer.pk,
+                    "ps": moment(pair.start),
+                    "pe": moment(pair.end),
+                    "s": sequence,
+                    "fl": current,
+                    "tl": level,
+                    "cn": pair.rule.condition,
+                    "u": decimal_text(used),
+                    "th": "" if threshold is None else decimal_text(threshold),
+                    "t": moment(now),
+                }
+            )
+        source, params = _rows(
+            {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "s": "integer",
+             "fl": "text", "tl": "text", "cn": "text", "u": "text", "th": "text", "t": "timestamptz"}, log_rows,
+        )  # fmt: skip
+        _execute(
+            f"INSERT INTO {AlertLogEntry._meta.db_table} (environment_id, feature_id, customer_id, period_start, "
+            "period_end, sequence, from_level, to_level, condition, usage, threshold, evaluated_at) "
+            f"SELECT v.e, v.f, v.c, v.ps, v.pe, v.s, v.fl, v.tl, v.cn, v.u, v.th, v.t FROM {source}",
+            params,
+        )
+    reached = _limits_record(plan.limits, usage, now, LimitReached._meta.db_table, moment)
+    report.changes += len(recorded)
+    report.limits_reached += len(reached)
+    report.outbox += _outbox(recorded, reached, now)
+    return lost
+
+
+def _limits_record(
+    limits: list[_Limit], usage: Mapping, now: dt.datetime, table: str, moment: _Moments
+) -> list[tuple[_Limit, Decimal]]:
+    """Record every limit reached (`usage >= limit`) not yet recorded for its reset period; returns the new ones."""
+    hits = {(item.feature.pk, item.customer.pk): (item, _value(usage, item)) for item in limits}
+    hits = {key: (item, used) for key, (item, used) in hits.items() if used >= item.limit}
+    if not hits:
+        return []
+    rows = [
+        {
+            "e": item.customer.environment_id,
+            "f": item.feature.pk,
+            "c": item.customer.pk,
+            "ps": moment(item.start),
+            "pe": moment(item.end),
+            "u": decimal_text(used),
+            "lim": decimal_text(item.limit),
+            "soft": item.is_soft,
+            "t": moment(now),
+        }
+        for item, used in hits.values()
+    ]
+    source, params = _rows(
+        {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "u": "text",
+         "lim": "text", "soft": "boolean", "t": "timestamptz"}, rows,
+    )  # fmt: skip
+    new = _returning(
+        f"INSERT INTO {table} (environment_id, feature_id, customer_id, period_start, period_end, usage, usage_limit, "
+        f"is_soft_limit, evaluated_at) SELECT v.e, v.f, v.c, v.ps, v.pe, v.u, v.lim, v.soft, v.t FROM {source} "
+        "WHERE true ON CONFLICT (feature_id, customer_id, period_start) DO NOTHING RETURNING feature_id, customer_id",
+        params,
+    )
+    return [hits[key] for key in hits if key in new]
+
+
+def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now: dt.datetime) -> int:
+    """One outbox row per subscribed endpoint for every change and limit reached, in the caller's transaction."""
+    by_environment: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    text = _Texts()
+    evaluated_at = rfc3339(now)
+    for pair, current, level, used, _sequence in recorded:
+        threshold = pair.rule.crossed(current, level)
+        by_environment[pair.customer.environment_id][FEATURE_ALERT].append(
+            {
+                **_subject(pair.feature, pair.customer, text(pair.start), text(pair.end)),
+                "from_level": str(current),
+                "to_level": str(level),
+                "condition": pair.rule.condition,
+                "usage": decimal_text(used),
+                "threshold": None if threshold is None else decimal_text(threshold),
+                "evaluated_at": evaluated_at,
+            }
+        )
+    for item, used in reached:
+        by_environment[item.customer.environment_id][LIMIT_REACHED].append(
+            {
+                **_subject(item.feature, item.customer, text(item.start), text(item.end)),
+                "usage": decimal_text(used),
+                "usage_limit": decimal_text(item.limit),
+                "is_soft_limit": item.is_soft,
+                "evaluated_at": evaluated_at,
+            }
+        )
+    if not by_environment:
+        return 0
+    environments = Environment.objects.in_bulk(list(by_environment))
+    return sum(
+        _publish(environments[environment_id], event_type, payloads)
+        for environment_id, by_type in by_environment.items()
+        for event_type, payloads in by_type.items()
+    )
+
+
+def _subject(feature: Feature, customer: _Customer, start: str, end: str) -> dict:
+    return {
+        "feature_id": feature.public_id,
+        "feature_lookup_key": feature.lookup_key,
+        "feature_name": feature.name,
+        "customer_id": customer.public_id,
+        "external_customer_id": customer.external_id,
+        "period_start": start,
+        "period_end": end,
+    }
+
+
+def _publish(environment: Environment, event_type: str, payloads: Sequence[dict]) -> int:
+    """Outbox rows for every endpoint of `environment` subscribed to `event_type`, in the caller's transaction."""
+    return publish(environment, event_type, payloads)
+
+
+def _current_states(pairs: list[_Pair], moment: _Moments) -> dict[tuple[int, int], tuple[int, str, int]]:
+    """{(feature pk, customer pk): (state id, level, version)} of the pairs' current periods, in one statement."""
+    if not pairs:
+        return {}
+    source, params = _rows(
+        {"f": "bigint", "c": "bigint", "ps": "timestamptz"},
+        [{"f": p.feature.pk, "c": p.customer.pk, "ps": moment(p.start)} for p in pairs],
+    )
+    sql = (
+        f"SELECT s.id, s.feature_id, s.customer_id, s.level, s.version FROM {AlertState._meta.db_table} s "
+        f"JOIN {source} ON s.feature_id = v.f AND s.customer_id = v.c AND s.period_start = v.ps"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(f, c): (state_id, level, version) for state_id, f, c, level, version in cursor.fetchall()}
+
+
+def _marks_delete(marks: list[tuple[int, int]]) -> None:
+    """Delete the marks still at the version read: a mark touched since stays for the next pass."""
+    if not marks:
+        return
+    source, params = _rows({"i": "bigint", "ver": "bigint"}, [{"i": i, "ver": ver} for i, ver in marks])
+    table = UsageMark._meta.db_table
+    _execute(
+        f"DELETE FROM {table} WHERE id IN (SELECT m.id FROM {table} m JOIN {source} ON m.id = v.i "
+        "AND m.version = v.ver)",
+        params,
+    )
+
+
+# --- set-based SQL over one JSON parameter -------------------------------------------------------------------
+
+
+def _rows(columns: dict[str, str], rows: list[dict]) -> tuple[str, list]:
+    """A FROM item `v` whose rows come from one JSON parameter: any number of rows, one statement, one parameter
+    (PostgreSQL types the columns with `columns`; SQLite reads them as stored)."""
+    data = json.dumps(rows)
+    if connection.vendor == "postgresql":
+        spec = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+        return f"jsonb_to_recordset(%s::jsonb) AS v({spec})", [data]
+    picks = ", ".join(f"j.value ->> '{name}' AS {name}" for name in columns)
+    return f"(SELECT {picks} FROM json_each(%s) AS j) AS v", [data]
+
+
+class _Moments(dict):
+    """Timestamps as the database stores them (SQLite compares the ORM's own text), each converted once: the
+    customers of a pass share a few period bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.postgresql = connection.vendor == "postgresql"
+        self.adapt = connection.ops.adapt_datetimefield_value
+
+    def __call__(self, value: dt.datetime) -> str:
+        found = self.get(value)
+        if found is None:
+            found = self[value] = value.isoformat() if self.postgresql else str(self.adapt(value))
+        return found
+
+
+class _Texts(dict):
+    """RFC 3339 text of timestamps, each converted once."""
+
+    def __call__(self, value: dt.datetime) -> str:
+        found = self.get(value)
+        if found is None:
+            found = self[value] = rfc3339(value)
+        return found
+
+
+def _execute(sql: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _returning(sql: str, params: list) -> set[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {tuple(row) for row in cursor.fetchall()}
