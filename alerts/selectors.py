@@ -114,3 +114,42 @@ def customer_alerts(
     )
     limits = list(LimitReached.objects.filter(customer=customer).select_related("feature")[:TIMELINE_LENGTH])
     return CustomerAlerts(features, timeline, limits)
+
+
+@dataclass(frozen=True)
+class EnvironmentAlarms:
+    """What is in alarm now across an environment: customers per level in their current periods, the most severe
+    (feature, customer) states, and the limits reached in windows still running."""
+
+    counts: dict[str, int]
+    alarming: list[AlertState]
+    limits: list[LimitReached]
+
+    @property
+    def level_counts(self) -> list[tuple[str, int]]:
+        return [
+            (level, self.counts.get(level, 0)) for level in (AlertLevel.CRITICAL, AlertLevel.WARNING, AlertLevel.INFO)
+        ]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.alarming or self.limits)
+
+
+def environment_alarms(*, environment, now: dt.datetime | None = None) -> EnvironmentAlarms:
+    """The overview's alarm panel in three statements."""
+    now = now or timezone.now()
+    current = AlertState.objects.filter(environment=environment, period_start__lte=now, period_end__gt=now).exclude(
+        level=AlertLevel.OK
+    )
+    counts = Counter({row["level"]: row["n"] for row in current.values("level").annotate(n=Count("id"))})
+    alarming = sorted(
+        current.select_related("feature", "customer").order_by("-updated_at")[:200],
+        key=lambda state: (-SEVERITY[state.level], -state.updated_at.timestamp()),
+    )[:ALARMING_SHOWN]
+    limits = list(
+        LimitReached.objects.filter(environment=environment, period_start__lte=now, period_end__gt=now)
+        .select_related("feature", "customer")
+        .order_by("-evaluated_at")[:ALARMING_SHOWN]
+    )
+    return EnvironmentAlarms(dict(counts), alarming, limits)

@@ -2,7 +2,7 @@
 
 from django import template
 
-from alerts.selectors import customer_alerts, feature_alerts
+from alerts.selectors import customer_alerts, environment_alarms, feature_alerts
 
 register = template.Library()
 
@@ -26,6 +26,12 @@ def customer_alerts_panel(customer, usage=None):
         "alerts": customer_alerts(customer=customer, period_start=period_start, feature_usage=feature_usage),
         "with_usage": usage is not None,
     }
+
+
+@register.inclusion_tag("alerts/partials/overview_alarms.html")
+def overview_alarms_panel(environment):
+    """The overview's "in alarm" card: customers per level, the most severe states and the plan limits reached."""
+    return {"alarms": environment_alarms(environment=environment)}
 
 
 @register.inclusion_tag("alerts/partials/level_badge.html")

@@ -76,3 +76,19 @@ def test_a_feature_without_alerts_says_how_to_turn_them_on(dashboard, environmen
     html = dashboard.get(reverse("metering:usage_feature", args=[feature.public_id])).content.decode()
     assert "Alerts are off for this feature" in html
     assert at("2026-01-01T00:00")  # the helper module is shared with the evaluation tests
+
+
+def test_the_overview_lists_what_is_in_alarm_most_severe_first(dashboard, alarm):
+    html = dashboard.get(reverse("flexmeter:home")).content.decode()
+    panel = html[html.index('id="overview-alarms"') :]
+    assert re.search(r'data-testid="overview-alarm-count-critical">.*?<strong>1</strong> customer<', panel, re.S)
+    assert re.search(r'data-testid="overview-alarm-count-warning">.*?<strong>0</strong> customers<', panel, re.S)
+    assert re.search(r'data-testid="overview-alarm-count-info">.*?<strong>1</strong> customer<', panel, re.S)
+    assert panel.index('overview-alarm-acme"') < panel.index('overview-alarm-beta"')
+    acme = panel[panel.index('overview-alarm-acme"') : panel.index("</tr>", panel.index('overview-alarm-acme"'))]
+    assert _levels(acme) == ["critical"] and ">6<" in acme.replace(" ", "")
+
+
+def test_the_overview_says_when_nothing_is_in_alarm(dashboard, environment):
+    html = dashboard.get(reverse("flexmeter:home")).content.decode()
+    assert "Nothing is in alarm" in html

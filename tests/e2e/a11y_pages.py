@@ -23,6 +23,8 @@ class A11yData:
     entitlement: str
     portal_token: str
     api_key: str  # raw key of the environment, for sending events
+    webhook_endpoint: str
+    webhook_message: str
 
 
 Path = Callable[[A11yData], str]
@@ -55,6 +57,7 @@ DASHBOARD_PAGES: list[tuple[str, Path]] = [
     ("customer-list", lambda d: "/customers/"),
     ("customer-new", lambda d: "/customers/new/"),
     ("customer-detail", lambda d: f"/customers/{d.customer}/"),
+    ("customer-edit", lambda d: f"/customers/{d.customer}/edit/"),
     ("customer-access", lambda d: f"/customers/{d.customer}/access/?feature=api_calls"),
     ("usage-index", lambda d: "/usage/"),
     ("usage-feature", lambda d: f"/usage/features/{d.feature}/"),
@@ -68,6 +71,10 @@ DASHBOARD_PAGES: list[tuple[str, Path]] = [
     ("debugger-test", lambda d: "/events/test/"),
     ("api-keys", lambda d: "/settings/api-keys/"),
     ("environments", lambda d: "/settings/environments/"),
+    ("webhooks", lambda d: "/settings/webhooks/"),
+    ("webhook-new", lambda d: "/settings/webhooks/new/"),
+    ("webhook-endpoint", lambda d: f"/settings/webhooks/{d.webhook_endpoint}/"),
+    ("webhook-delivery", lambda d: f"/settings/webhooks/deliveries/{d.webhook_message}/"),
 ]
 
 
@@ -83,6 +90,7 @@ def seed_a11y_data() -> A11yData:
     from metering.portal import portal_session_create
     from tests.catalog.factories import FeatureFactory, MeterFactory
     from tests.factories import ApiKeyFactory, EnvironmentFactory
+    from webhooks.services import endpoint_create, endpoint_send_test
 
     environment = Environment.objects.filter(slug="production").first() or EnvironmentFactory(
         slug="production", name="Production"
@@ -109,6 +117,11 @@ def seed_a11y_data() -> A11yData:
     draft = FeatureFactory(
         environment=environment, status=FeatureStatus.DRAFT, name="GPU hours", lookup_key="", meter=meter
     )
+    endpoint = endpoint_create(
+        environment=environment,
+        data={"url": "https://hooks.example.com/flexmeter", "event_types": ["feature.usage.alert"]},
+    )
+    message = endpoint_send_test(endpoint=endpoint)
     newest = event_stream_page(environment=environment, page_size=1).rows[0].event
     unmatched = event_stream_page(environment=environment, status="unmatched", page_size=1).rows[0].event
     return A11yData(
@@ -122,6 +135,8 @@ def seed_a11y_data() -> A11yData:
         entitlement=entitlement.public_id,
         portal_token=portal_session_create(customer=customer).token,
         api_key=key.raw_key,
+        webhook_endpoint=endpoint.public_id,
+        webhook_message=message.public_id,
     )
 
 

@@ -101,8 +101,9 @@ def test_overview_queries_stay_constant(dashboard, catalog, environment, now, dj
         FeatureFactory(environment=environment, name=f"Extra {index}", lookup_key=f"extra_{index}",
                        meter=MeterFactory(environment=environment, event_name=f"extra.{index}"))  # fmt: skip
     # session, user, environment, features, per-day counts, last 24 hours, unmatched names (meters), the usage
-    # statement of every feature, the leading feature per customer, its customers, switcher
-    with django_assert_max_num_queries(10 + 2 * usage_statements()):
+    # statement of every feature, the leading feature per customer, its customers, switcher; the alarm panel's level
+    # counts, most severe states and limits reached
+    with django_assert_max_num_queries(13 + 2 * usage_statements()):
         assert dashboard.get(reverse("flexmeter:home")).status_code == 200
 
 
