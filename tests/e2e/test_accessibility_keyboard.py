@@ -62,6 +62,12 @@ def contrast(css_a: str, css_b: str) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
+def focus_settled(page) -> None:
+    """Wait until focus has been placed after an htmx swap (the page moves it once the swap settles, a moment after
+    the URL changes); times out, failing the test, if focus stays on <body>."""
+    page.wait_for_function("document.activeElement && document.activeElement !== document.body")
+
+
 def focused(page) -> dict:
     """The focused element with a visible focus indicator of ≥ 3:1 (WCAG 2.1 1.4.11); fails on a focus lost to
     <body>."""
@@ -170,17 +176,18 @@ def test_wizard_by_keyboard_only_keeps_focus_and_announces_each_step(page):
         page.keyboard.press("Enter")
     expect(page.locator("#wizard-step h2")).to_have_text("When does usage start again?")
     expect(announced(page)).to_contain_text("When does usage start again?")
-    assert page.evaluate("document.activeElement.matches('#wizard-step h2')")
+    page.wait_for_function("document.activeElement.matches('#wizard-step h2')")  # placed once the swap settles
 
     tab_to(page, lambda s: s["text"].startswith("Continue"))
     page.keyboard.press("Enter")
     expect(page.locator("#wizard-step h2")).to_have_text("What is one unit called?")
-    assert page.evaluate("document.activeElement.matches('#wizard-step h2')")
+    page.wait_for_function("document.activeElement.matches('#wizard-step h2')")  # placed once the swap settles
     tab_to(page, lambda s: s["name"] == "unit_singular")
     page.keyboard.type("minute")
     # An error keeps focus on the field in error, marked invalid and described by its message.
     page.keyboard.press("Enter")  # the plural is missing
     expect(page.locator("#wizard-step .field-error")).to_have_count(1)
+    page.wait_for_function("document.activeElement.name === 'unit_plural'")  # placed once the swap settles
     state = focused(page)
     assert state["name"] == "unit_plural"
     described = page.evaluate(
@@ -235,12 +242,14 @@ def test_usage_page_by_keyboard_keeps_focus_across_htmx_paging_and_filtering(pag
     tab_to(page, lambda s: s["text"] == "Next", limit=120)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"page=2"))
+    focus_settled(page)
     state = focused(page)
     assert state["text"] == "Next", state  # the same control in the new page of customers
     tab_to(page, lambda s: s["text"] == "Previous", backwards=True)
     page.keyboard.press("Enter")
     expect(page).not_to_have_url(re.compile(r"page=2"))
     # The first page has no "Previous" link: focus goes to the pagination's other control, not to <body>.
+    focus_settled(page)
     assert focused(page)["text"] == "Next"
 
     tab_to(page, lambda s: s["name"] == "q", backwards=True, limit=120)
