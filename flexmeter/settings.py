@@ -279,4 +279,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # Django's Tasks framework logs every start and finish at INFO: with webhook delivery every 2 s that floods the
+    # demo's terminal. Failures are logged at ERROR and still show.
+    "loggers": {"django.tasks": {"level": os.environ.get("LOG_LEVEL", "WARNING")}},
 }
