@@ -1,5 +1,7 @@
 """The stream's per-row status and status filter agree with the debugger (SPEC §7) and with the totals."""
 
+import os
+
 import pytest
 
 from catalog.models import MeterStatus
@@ -12,7 +14,17 @@ from tests.metering.debugger.test_explain import EVENTS, METERS, NON_ADDITIVE
 from tests.metering.factories import CustomerFactory
 from tests.metering.usage.helpers import at, send
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    # Known gap (issue #12): the ClickHouse stream (metering/clickhouse/reads.py) does not yet have the "filtered out"
+    # status nor the case-insensitive prefix name filter that the SQL stream gained; these tests pin them, so on chdb
+    # they are expected to fail until it does. Non-strict: the ones the gap does not touch pass there as well.
+    pytest.mark.xfail(
+        os.environ.get("FLEXMETER_TEST_EVENTS") == "chdb",
+        reason="ClickHouse stream lacks the filtered-out status and the prefix name filter (issue #12)",
+        strict=False,
+    ),
+]
 
 
 def test_every_row_status_equals_the_debugger_status(environment):
