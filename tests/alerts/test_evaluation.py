@@ -292,8 +292,8 @@ def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environmen
     statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     # marks, customers, features, subscriptions, entitlements, usage (one statement; PostgreSQL adds its rollup
     # lookup), states, new states, log, limits reached, environments, endpoints per event type (2), marks deleted;
-    # PostgreSQL also takes and releases the evaluator's advisory lock
-    expected = 17 if connection.vendor == "postgresql" else 14
+    # PostgreSQL also takes and releases the evaluator's advisory lock and sets the marks deletion's join method
+    expected = 18 if connection.vendor == "postgresql" else 14
     assert len(statements) == expected, "\n".join(s[:120] for s in statements)
 
 
