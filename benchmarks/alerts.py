@@ -54,7 +54,7 @@ def _load_events(environment_id: int, *, events: int, customers: int, start: dt.
                    'cust-' || (g %% %(customers)s),
                    %(start)s + ((g::bigint * %(span)s) / %(events)s) * interval '1 second', now(), 'bench',
                    jsonb_build_object('amount', g %% 100, 'user', 'u' || (g %% 37),
-                                      'balance', 1000 - (g * 1000 / %(events)s))
+                                      'balance', 1000 - (g::bigint * 1000 / %(events)s))
             FROM generate_series(0, %(events)s - 1) AS g
             """,
             {
@@ -169,6 +169,9 @@ def run(*, database_url: str, events: int, customers: int, keep: bool) -> int:
         started = time.perf_counter()
         report = rollups_refresh()
         print(f"rollups: {report.days} days in {time.perf_counter() - started:.1f} s (as the worker's refresh does)")
+        with connection.cursor() as cursor:
+            # statistics, as autovacuum gathers them soon after a bulk load: without them the planner guesses
+            cursor.execute("ANALYZE")
         _mark_all(environment.pk, customers)
         first = _timed_pass(now)
         _mark_all(environment.pk, customers)
