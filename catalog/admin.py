@@ -4,19 +4,24 @@ Forms validate through `catalog.rules` (same messages as the API, shown on the m
 through `catalog.services`, so admin cannot create what the API would reject. Once published, a meter's
 definition and a feature's type, lookup key and meter are read-only. Nothing is hard-deleted here: meters are
 archived and features soft-deleted with the list actions, so usage history never loses its meaning.
+
+Nothing is typed as JSON: filters and metadata are rows of inputs (`catalog.admin_fields`), alerts are the
+dashboard's own fields (`catalog.forms.AlertFieldsForm`), and choices carry the dashboard's words (the models'
+choice labels, `catalog.forms.OPERATOR_LABELS`).
 """
 
-import json
-from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponseRedirect
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from catalog import rules, services
-from catalog.models import Feature, FeatureStatus, Meter, MeterStatus
+from catalog.admin_fields import FilterRowsField, MetadataRowsField, RowsField
+from catalog.forms import ALERT_CONDITION_CHOICES, ALERT_ERROR_PATHS, AlertFieldsForm
+from catalog.models import Feature, FeatureStatus, FeatureType, Meter, MeterStatus
 from flexmeter.errors import FlexmeterError, ValidationFailed
 
 METER_FIELD_OF_PATH = {
@@ -31,7 +36,8 @@ METER_FIELD_OF_PATH = {
     "aggregation.group_by": "group_by",
     "reset_usage": "reset_usage",
 }
-FEATURE_FIELD_OF_PATH = {"meter_id": "meter", "meter": "meter"}
+FEATURE_FIELD_OF_PATH = {"meter_id": "meter", "meter": "meter", **ALERT_ERROR_PATHS}
+ALERT_FIELDS = ("alert_enabled", "alert_condition", "info_threshold", "warning_threshold", "critical_threshold")
 METER_DEFINITION_FIELDS = (
     "environment",
     "event_name",
@@ -53,9 +59,19 @@ def _form_field_of(path: str, mapping: dict[str, str]) -> str:
 
 
 def add_rule_errors(form: forms.ModelForm, exc: ValidationFailed, mapping: dict[str, str]) -> None:
-    """Show each rule error on its form field (with its JSON path when that is more precise than the field)."""
+    """Show each rule error on its form field (with its JSON path when that is more precise than the field).
+
+    A rows field (filters, metadata) words the error after its row and marks that row's input invalid.
+    """
     for path, message in exc.details.items():
         field = _form_field_of(path, mapping)
+        rows_field = form.fields.get(field)
+        if isinstance(rows_field, RowsField) and path not in mapping:
+            text, cell = rows_field.row_error(path, message, form[field].data)
+            if cell is not None:
+                rows_field.widget.invalid.add(cell)  # type: ignore[attr-defined]
+            form.add_error(field, text)
+            continue
         text = message if path in mapping or path == field else f"{path}: {message}"
         if field in form.fields:
             form.add_error(field, text)
@@ -64,9 +80,26 @@ def add_rule_errors(form: forms.ModelForm, exc: ValidationFailed, mapping: dict[
 
 
 class MeterAdminForm(forms.ModelForm):
+    filters = FilterRowsField(
+        help_text="An event counts only when every filter matches. Once the meter is published, filters can only be "
+        "added to: a new value, or a new filter."
+    )
+
     class Meta:
         model = Meter
         fields = ("environment", "name", *METER_DEFINITION_FIELDS[1:], "filters")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "bucket_size" in self.fields:
+            self.fields["bucket_size"].choices = [("", "No buckets"), *self.fields["bucket_size"].choices[1:]]
+        if "aggregation_field" in self.fields:
+            self.fields["aggregation_field"].help_text = "The event property to aggregate (Count needs none)."
+        if "aggregation_expression" in self.fields:
+            self.fields["aggregation_expression"].widget.attrs["rows"] = 3
+            self.fields[
+                "aggregation_expression"
+            ].help_text = "A CEL expression instead of a field, e.g. input_tokens + output_tokens."
 
     def meter_data(self) -> dict[str, Any]:
         """The form as an API-shaped definition (`catalog.rules` input); read-only fields come from the instance."""
@@ -127,18 +160,6 @@ class MeterAdminForm(forms.ModelForm):
         return cleaned
 
 
-class DecimalJSONDecoder(json.JSONDecoder):
-    """Reads JSON numbers with a fraction or exponent as `Decimal`, never as a float that keeps ~17 digits."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{**kwargs, "parse_float": Decimal})
-
-
-def exact_numbers_as_text(value: Any) -> Any:
-    """The JSON value with every Decimal turned into its text: decimal settings are stored as strings (SPEC §6.1)."""
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
-
-
 class ServiceErrorsMixin:
     """A service error that slips past form validation (a concurrent duplicate) becomes a message, not a 500."""
 
@@ -159,6 +180,29 @@ class MeterAdmin(ServiceErrorsMixin, admin.ModelAdmin):
     list_select_related = ("environment",)
     readonly_fields = ("public_id", "status", "fingerprint", "created_at", "updated_at")
     actions = ("archive_meters",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Meter | None = None):
+        fieldsets: list = [
+            (None, {"fields": ("environment", "name")}),
+            ("What counts", {"fields": ("event_name", "filters")}),
+            (
+                "Aggregation",
+                {
+                    "fields": (
+                        "aggregation_type",
+                        "aggregation_field",
+                        "aggregation_expression",
+                        "multiplier",
+                        "bucket_size",
+                        "group_by",
+                    )
+                },
+            ),
+            ("Usage reset", {"fields": ("reset_usage",)}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": self.readonly_fields}))
+        return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Meter | None = None):
         if obj is not None and obj.status != MeterStatus.DRAFT:
@@ -186,7 +230,11 @@ class MeterAdmin(ServiceErrorsMixin, admin.ModelAdmin):
         self.message_user(request, f"Archived {queryset.count()} meter(s).", messages.SUCCESS)
 
 
-class FeatureAdminForm(forms.ModelForm):
+class FeatureAdminForm(AlertFieldsForm, forms.ModelForm):
+    """The alert fields come from the dashboard's edit form (`AlertFieldsForm`) and build `alert_settings`."""
+
+    metadata = MetadataRowsField(help_text="Text values your own systems read; at most 50 keys.")
+
     class Meta:
         model = Feature
         fields = (
@@ -199,25 +247,26 @@ class FeatureAdminForm(forms.ModelForm):
             "value",
             "unit_singular",
             "unit_plural",
-            "alert_settings",
             "metadata",
         )
+        labels = {"unit_singular": "Unit (singular)", "unit_plural": "Unit (plural)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        instance = kwargs.get("instance")
+        if instance is not None:
+            kwargs["initial"] = {**self.alert_initial(instance.alert_settings), **(kwargs.get("initial") or {})}
         super().__init__(*args, **kwargs)
-        if "alert_settings" in self.fields:
-            self.fields["alert_settings"].decoder = DecimalJSONDecoder
-            self.fields["alert_settings"].encoder = DjangoJSONEncoder
         if "meter" in self.fields:
             self.fields["meter"].queryset = Meter.objects.published().select_related("environment")
             self.fields["meter"].help_text = "Metered features only: a published meter of the same environment."
-
-    def clean_alert_settings(self) -> Any:
-        """Thresholds typed as JSON numbers keep every digit (read as Decimal, checked and stored as text)."""
-        return exact_numbers_as_text(self.cleaned_data.get("alert_settings"))
+        for level in rules.ALERT_LEVELS:
+            self.fields[f"{level}_threshold"].label = f"{level.capitalize()} threshold"
+            self.fields[f"{level}_threshold"].widget.attrs["inputmode"] = "decimal"
 
     def feature_data(self) -> dict[str, Any]:
-        data = {**self.cleaned_data}
+        """The form as an API-shaped feature (`catalog.rules` input): alert fields become `alert_settings`."""
+        data = {key: value for key, value in self.cleaned_data.items() if key not in ALERT_FIELDS}
+        data["alert_settings"] = self.alert_settings()
         meter = data.pop("meter", None)
         data.pop("environment", None)
         if meter is not None:
@@ -273,9 +322,52 @@ class FeatureAdmin(ServiceErrorsMixin, admin.ModelAdmin):
     actions = ("delete_features",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Feature | None = None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return (*self.readonly_fields, "alerts", "metadata_entries")
         if obj is not None:
             return (*self.readonly_fields, "environment", "type", "lookup_key", "meter")
         return self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Feature | None = None):
+        """Editable: the alert and metadata inputs. Read-only (a deleted feature): the same settings in words."""
+        editable = obj is None or self.has_change_permission(request, obj)
+        alerts = (
+            ("alert_enabled", "alert_condition", ("info_threshold", "warning_threshold", "critical_threshold"))
+            if editable
+            else ("alerts",)
+        )
+        fieldsets: list = [(None, {"fields": ("environment", "name", "type", "lookup_key", "description")})]
+        # A saved feature's type is fixed, so it shows only its own type's part.
+        if obj is None or obj.type == FeatureType.METERED:
+            fieldsets.append(("Metered features", {"fields": ("meter", "unit_singular", "unit_plural")}))
+        if obj is None or obj.type in (FeatureType.STATIC, FeatureType.CONFIG):
+            fieldsets.append(("Static and config features", {"fields": ("value",)}))
+        fieldsets += [
+            ("Alerts", {"fields": alerts, "description": AlertFieldsForm.threshold_help}),
+            ("Metadata", {"fields": ("metadata",) if editable else ("metadata_entries",)}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": self.readonly_fields}))
+        return fieldsets
+
+    @admin.display(description="Alerts")
+    def alerts(self, obj: Feature) -> str:
+        settings = obj.alert_settings or {}
+        levels = [level for level in rules.ALERT_LEVELS if level in settings]
+        if not levels:
+            return "Off"
+        given = settings[levels[0]]["condition"]
+        condition = dict(ALERT_CONDITION_CHOICES).get(given, given)
+        state = "On" if settings.get("alert_enabled") else "Off"
+        thresholds = ", ".join(f"{level} {settings[level]['threshold']}" for level in levels)
+        return f"{state}: {condition.lower()} — {thresholds}"
+
+    @admin.display(description="Metadata")
+    def metadata_entries(self, obj: Feature) -> str:
+        entries = (obj.metadata or {}).items()
+        if not entries:
+            return "None"
+        return format_html_join(mark_safe("<br>"), "<code>{}</code> = {}", entries)
 
     def has_delete_permission(self, request: HttpRequest, obj: Feature | None = None) -> bool:
         return False

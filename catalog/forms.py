@@ -7,7 +7,7 @@ the rule's JSON-path errors are mapped back onto these fields with `add_details_
 from django import forms
 
 from catalog.models import AggregationType, BucketSize, FeatureType, ResetUsage
-from catalog.rules import FILTER_OPERATORS
+from catalog.rules import ALERT_LEVELS, FILTER_OPERATORS
 
 FEATURE_TYPE_HELP = {
     FeatureType.METERED: ("Metered", "Usage is counted from events you send, e.g. API calls or tokens."),
@@ -16,28 +16,29 @@ FEATURE_TYPE_HELP = {
     FeatureType.CONFIG: ("Config", "A configuration value your app reads, e.g. a rate limit."),
 }
 
+# The title of each card is the type's label (the dashboard's word, also admin's): (title, description, example).
 AGGREGATION_HELP = {
-    AggregationType.COUNT: ("Count", "Counts the matching events; no property needed.", "1,000 API calls"),
-    AggregationType.SUM: ("Sum", "Adds up a numeric property across the matching events.", "12,400 tokens"),
-    AggregationType.AVG: ("Average", "The mean of a numeric property over the period.", "230 ms response time"),
-    AggregationType.MIN: ("Minimum", "The smallest value of a numeric property seen in the period.", "lowest balance"),
-    AggregationType.MAX: (
-        "Maximum",
-        "The largest value seen; with buckets, the peaks per bucket added up.",
-        "peak seats",
-    ),
-    AggregationType.COUNT_UNIQUE: ("Count unique", "Counts distinct values of a property.", "monthly active users"),
-    AggregationType.LATEST: ("Latest", "The value of the most recent event in the period.", "current plan size"),
-    AggregationType.SUM_WITH_MULTIPLIER: (
-        "Sum with multiplier",
-        "Adds up a property, then multiplies the total by a fixed rate.",
-        "bytes × 0.000001 = MB",
-    ),
-    AggregationType.WEIGHTED_SUM: (
-        "Weighted sum",
-        "Values are changes to a level; the result is that level averaged over time.",
-        "GB stored over the month",
-    ),
+    kind: (AggregationType(kind).label, *texts)
+    for kind, texts in {
+        AggregationType.COUNT: ("Counts the matching events; no property needed.", "1,000 API calls"),
+        AggregationType.SUM: ("Adds up a numeric property across the matching events.", "12,400 tokens"),
+        AggregationType.AVG: ("The mean of a numeric property over the period.", "230 ms response time"),
+        AggregationType.MIN: ("The smallest value of a numeric property seen in the period.", "lowest balance"),
+        AggregationType.MAX: (
+            "The largest value seen; with buckets, the peaks per bucket added up.",
+            "peak seats",
+        ),
+        AggregationType.COUNT_UNIQUE: ("Counts distinct values of a property.", "monthly active users"),
+        AggregationType.LATEST: ("The value of the most recent event in the period.", "current plan size"),
+        AggregationType.SUM_WITH_MULTIPLIER: (
+            "Adds up a property, then multiplies the total by a fixed rate.",
+            "bytes × 0.000001 = MB",
+        ),
+        AggregationType.WEIGHTED_SUM: (
+            "Values are changes to a level; the result is that level averaged over time.",
+            "GB stored over the month",
+        ),
+    }.items()
 }
 
 RESET_HELP = {
@@ -194,17 +195,30 @@ class FeatureFilterRowForm(forms.Form):
 FeatureFilterFormSet = forms.formset_factory(FeatureFilterRowForm, extra=0, max_num=50, absolute_max=50)
 
 
-class FeatureEditForm(forms.Form):
-    """The mutable fields of a published feature (SPEC §2.2): name, description, value, units, alert settings."""
+ALERT_CONDITION_CHOICES = [("above", "Usage goes above"), ("below", "Usage drops below")]
+ALERT_THRESHOLD_HELP = (
+    "For “above”, info ≤ warning ≤ critical; for “below”, the reverse. Leave a level empty to skip it."
+)
+#: Where `alert_settings_clean` errors land among the alert fields.
+ALERT_ERROR_PATHS = {
+    "alert_settings": "alert_enabled",
+    "alert_settings.alert_enabled": "alert_enabled",
+    **{f"alert_settings.{level}.threshold": f"{level}_threshold" for level in ALERT_LEVELS},
+    **{f"alert_settings.{level}.condition": "alert_condition" for level in ALERT_LEVELS},
+    **{f"alert_settings.{level}": f"{level}_threshold" for level in ALERT_LEVELS},
+}
 
-    name = forms.CharField(required=False)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    value = forms.CharField(required=False)
-    unit_singular = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credit"}))
-    unit_plural = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credits"}))
+
+class AlertFieldsForm(forms.Form):
+    """A feature's alert settings as form fields: on/off, one direction, a threshold per level (SPEC §2.2 has the
+    levels share one condition). Shared by the dashboard's edit page and Django admin, so both say the same thing
+    and build the same `alert_settings` for `catalog.rules` to check."""
+
+    threshold_help = ALERT_THRESHOLD_HELP
+
     alert_enabled = forms.BooleanField(required=False, label="Send usage alerts")
     alert_condition = forms.CharField(
-        required=False, widget=forms.Select(choices=[("above", "Usage goes above"), ("below", "Usage drops below")])
+        required=False, label="Alert when", widget=forms.Select(choices=ALERT_CONDITION_CHOICES)
     )
     info_threshold = forms.CharField(required=False, label="Info", widget=forms.TextInput(attrs={"placeholder": "—"}))
     warning_threshold = forms.CharField(
@@ -214,50 +228,67 @@ class FeatureEditForm(forms.Form):
         required=False, label="Critical", widget=forms.TextInput(attrs={"placeholder": "—"})
     )
 
+    @staticmethod
+    def alert_initial(alert_settings: dict | None) -> dict:
+        alerts = alert_settings or {}
+        given = [alerts[level]["condition"] for level in ("critical", "warning", "info") if level in alerts]
+        condition = given[0] if given else "above"
+        return {
+            "alert_enabled": bool(alerts.get("alert_enabled")),
+            "alert_condition": condition,
+            **{f"{lvl}_threshold": alerts.get(lvl, {}).get("threshold", "") for lvl in ALERT_LEVELS},
+        }
+
+    def alert_settings(self) -> dict:
+        """The fields as API `alert_settings` (levels left empty are left out; `{}` when off with no level)."""
+        data = self.cleaned_data
+        levels = {
+            level: {"threshold": data[f"{level}_threshold"].strip(), "condition": data["alert_condition"] or "above"}
+            for level in ALERT_LEVELS
+            if data[f"{level}_threshold"].strip()
+        }
+        return {"alert_enabled": data["alert_enabled"], **levels} if data["alert_enabled"] or levels else {}
+
+
+class FeatureEditForm(AlertFieldsForm):
+    """The mutable fields of a published feature (SPEC §2.2): name, description, value, units, alert settings."""
+
+    name = forms.CharField(required=False)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    value = forms.CharField(required=False)
+    unit_singular = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credit"}))
+    unit_plural = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "credits"}))
+
+    field_order = ["name", "description", "value", "unit_singular", "unit_plural"]
+
     error_paths = {
         "name": "name",
         "description": "description",
         "value": "value",
         "unit_singular": "unit_singular",
         "unit_plural": "unit_plural",
-        "alert_settings": "alert_enabled",
-        "alert_settings.alert_enabled": "alert_enabled",
-        **{f"alert_settings.{level}.threshold": f"{level}_threshold" for level in ("info", "warning", "critical")},
-        **{f"alert_settings.{level}.condition": "alert_condition" for level in ("info", "warning", "critical")},
-        **{f"alert_settings.{level}": f"{level}_threshold" for level in ("info", "warning", "critical")},
+        **ALERT_ERROR_PATHS,
     }
 
     @classmethod
     def initial_for(cls, feature) -> dict:
-        alerts = feature.alert_settings or {}
-        condition = next(
-            (alerts[lvl]["condition"] for lvl in ("critical", "warning", "info") if lvl in alerts), "above"
-        )
         return {
             "name": feature.name,
             "description": feature.description,
             "value": feature.value,
             "unit_singular": feature.unit_singular,
             "unit_plural": feature.unit_plural,
-            "alert_enabled": bool(alerts.get("alert_enabled")),
-            "alert_condition": condition,
-            **{f"{lvl}_threshold": alerts.get(lvl, {}).get("threshold", "") for lvl in ("info", "warning", "critical")},
+            **cls.alert_initial(feature.alert_settings),
         }
 
     def as_changes(self, *, with_value: bool) -> dict:
         data = self.cleaned_data
-        levels = {
-            level: {"threshold": data[f"{level}_threshold"].strip(), "condition": data["alert_condition"] or "above"}
-            for level in ("info", "warning", "critical")
-            if data[f"{level}_threshold"].strip()
-        }
-        alert_settings = {"alert_enabled": data["alert_enabled"], **levels} if data["alert_enabled"] or levels else {}
         changes = {
             "name": data["name"],
             "description": data["description"],
             "unit_singular": data["unit_singular"],
             "unit_plural": data["unit_plural"],
-            "alert_settings": alert_settings,
+            "alert_settings": self.alert_settings(),
         }
         if with_value:
             changes["value"] = data["value"]

@@ -9,15 +9,17 @@ from flexmeter.models import Environment
 
 
 class AggregationType(models.TextChoices):
-    COUNT = "COUNT"
-    SUM = "SUM"
-    AVG = "AVG"
-    MIN = "MIN"
-    MAX = "MAX"
-    COUNT_UNIQUE = "COUNT_UNIQUE"
-    LATEST = "LATEST"
-    SUM_WITH_MULTIPLIER = "SUM_WITH_MULTIPLIER"
-    WEIGHTED_SUM = "WEIGHTED_SUM"
+    """Labels are the dashboard's words (its pages, the wizard and admin all read them from here)."""
+
+    COUNT = "COUNT", "Count"
+    SUM = "SUM", "Sum"
+    AVG = "AVG", "Average"
+    MIN = "MIN", "Minimum"
+    MAX = "MAX", "Maximum"
+    COUNT_UNIQUE = "COUNT_UNIQUE", "Count unique"
+    LATEST = "LATEST", "Latest"
+    SUM_WITH_MULTIPLIER = "SUM_WITH_MULTIPLIER", "Sum with multiplier"
+    WEIGHTED_SUM = "WEIGHTED_SUM", "Weighted sum"
 
 
 class BucketSize(models.TextChoices):
@@ -80,14 +82,19 @@ class Meter(models.Model):
     public_id = models.CharField(max_length=40, unique=True, editable=False)
     name = models.CharField(max_length=255)
     event_name = models.CharField(max_length=255)
-    aggregation_type = models.CharField(max_length=32, choices=AggregationType.choices, default=AggregationType.COUNT)
-    aggregation_field = models.CharField(max_length=255, blank=True, default="")
-    aggregation_expression = models.TextField(blank=True, default="")
+    # Verbose names are the dashboard's words for these fields (admin's labels and columns).
+    aggregation_type = models.CharField(
+        "aggregation", max_length=32, choices=AggregationType.choices, default=AggregationType.COUNT
+    )
+    aggregation_field = models.CharField("field", max_length=255, blank=True, default="")
+    aggregation_expression = models.TextField("expression", blank=True, default="")
     multiplier = models.CharField(max_length=64, blank=True, default="")
     bucket_size = models.CharField(max_length=16, choices=BucketSize.choices, blank=True, default="")
     group_by = models.CharField(max_length=255, blank=True, default="")
     filters = models.JSONField(default=list, blank=True)
-    reset_usage = models.CharField(max_length=32, choices=ResetUsage.choices, default=ResetUsage.BILLING_PERIOD)
+    reset_usage = models.CharField(
+        "usage reset", max_length=32, choices=ResetUsage.choices, default=ResetUsage.BILLING_PERIOD
+    )
     status = models.CharField(max_length=16, choices=MeterStatus.choices, default=MeterStatus.PUBLISHED)
     fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -14,18 +14,6 @@ register = template.Library()
 
 SAMPLE_CUSTOMER_ID = "customer_123"
 
-AGGREGATION_LABELS = {
-    AggregationType.COUNT: "Count",
-    AggregationType.SUM: "Sum",
-    AggregationType.AVG: "Average",
-    AggregationType.MIN: "Minimum",
-    AggregationType.MAX: "Maximum",
-    AggregationType.COUNT_UNIQUE: "Count unique",
-    AggregationType.LATEST: "Latest",
-    AggregationType.SUM_WITH_MULTIPLIER: "Sum with multiplier",
-    AggregationType.WEIGHTED_SUM: "Weighted sum",
-}
-
 OPERATOR_WORDS = {"in": "is", "not_in": "is not", "contains": "contains", "not_contains": "does not contain"}
 
 
@@ -37,7 +25,9 @@ def _quantity(meter) -> SafeString:
 
 @register.filter
 def aggregation_label(aggregation_type: str) -> str:
-    return AGGREGATION_LABELS.get(aggregation_type, aggregation_type)
+    if aggregation_type in AggregationType.values:
+        return AggregationType(aggregation_type).label
+    return aggregation_type
 
 
 @register.filter

@@ -139,7 +139,7 @@ def test_admin_keeps_every_digit_of_a_multiplier(dashboard, environment):
         "bucket_size": "",
         "group_by": "",
         "reset_usage": "BILLING_PERIOD",
-        "filters": "[]",
+        "filters-rows": "0",
     }
     response = dashboard.post(reverse("admin:catalog_meter_add"), data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -193,11 +193,9 @@ def test_usage_page_shows_an_average_with_all_its_digits(dashboard, environment)
     assert "12,345,678,901.66666666666666666667" in page
 
 
-def test_admin_keeps_every_digit_of_thresholds_typed_as_json_numbers(dashboard, environment):
+def test_admin_keeps_every_digit_of_thresholds(dashboard, environment):
     from tests.catalog.factories import MeterFactory
 
-    alerts = f'{{"alert_enabled": true, "warning": {{"threshold": {THRESHOLD_LOW}, "condition": "above"}}, '
-    alerts += f'"critical": {{"threshold": {THRESHOLD_HIGH}, "condition": "above"}}}}'
     data = {
         "environment": environment.pk,
         "name": "Storage",
@@ -208,8 +206,12 @@ def test_admin_keeps_every_digit_of_thresholds_typed_as_json_numbers(dashboard, 
         "value": "",
         "unit_singular": "",
         "unit_plural": "",
-        "alert_settings": alerts,
-        "metadata": "{}",
+        "alert_enabled": "on",
+        "alert_condition": "above",
+        "info_threshold": "",
+        "warning_threshold": THRESHOLD_LOW,
+        "critical_threshold": THRESHOLD_HIGH,
+        "metadata-rows": "0",
     }
     response = dashboard.post(reverse("admin:catalog_feature_add"), data)
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -218,12 +220,13 @@ def test_admin_keeps_every_digit_of_thresholds_typed_as_json_numbers(dashboard, 
         "warning": {"threshold": THRESHOLD_LOW, "condition": "above"},
         "critical": {"threshold": THRESHOLD_HIGH, "condition": "above"},
     }
-    wrong_order = alerts.replace(THRESHOLD_LOW, "1" + THRESHOLD_LOW)
     refused = dashboard.post(
-        reverse("admin:catalog_feature_add"), {**data, "name": "Other", "alert_settings": wrong_order}
+        reverse("admin:catalog_feature_add"), {**data, "name": "Other", "warning_threshold": "1" + THRESHOLD_LOW}
     )
     assert refused.status_code == 200
-    assert "must not exceed the critical threshold" in str(refused.context["adminform"].form.errors["alert_settings"])
+    assert refused.context["adminform"].form.errors["warning_threshold"] == [
+        f"must not exceed the critical threshold ({THRESHOLD_HIGH}) for condition above"
+    ]
 
 
 def test_feature_edit_page_keeps_every_digit_of_thresholds(dashboard, environment):

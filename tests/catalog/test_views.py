@@ -128,7 +128,9 @@ def test_feature_detail_of_a_draft_resumes_the_wizard(dashboard: Client, environ
 
 def test_feature_edit_changes_mutable_fields(dashboard: Client, environment, tokens):
     url = reverse("catalog:feature_edit", args=[tokens.public_id])
-    assert dashboard.get(url).status_code == 200
+    page = dashboard.get(url)
+    assert page.status_code == 200
+    assert "For “above”, info ≤ warning ≤ critical; for “below”, the reverse." in page.content.decode()
     response = dashboard.post(
         url,
         {
