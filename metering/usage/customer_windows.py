@@ -88,7 +88,9 @@ def _raw_source(query: UsageQuery, d: Dialect, p: Params, ranges: list[tuple[str
         "(SELECT json_extract(j.value, '$[0]') AS c, json_extract(j.value, '$[1]') AS lo, "
         f"json_extract(j.value, '$[2]') AS hi FROM json_each({p(rows)}) j) cw"
     )
-    return f"{relation} JOIN {table} e ON {on}"
+    # SQLite keeps the left side of a CROSS JOIN as the outer loop: otherwise it may read the JSON ranges once per
+    # event (10,000 customers took over a minute)
+    return f"{relation} CROSS JOIN {table} e ON {on}"
 
 
 @dataclass(frozen=True)
