@@ -28,6 +28,19 @@ def no_alerts():
             "critical_threshold": ""}  # fmt: skip
 
 
+def published_meter(environment):
+    """A published COUNT meter of `e` with one filter, r ∈ {eu}."""
+    return services.meter_create(
+        environment=environment,
+        data={
+            "name": "x",
+            "event_name": "e",
+            "aggregation": {"type": "COUNT"},
+            "filters": [{"key": "r", "values": ["eu"]}],
+        },
+    )
+
+
 def meter_form(environment, **overrides):
     data = {
         "environment": environment.pk,
@@ -87,15 +100,7 @@ def test_admin_rejects_a_duplicate_published_meter(dashboard, environment):
 
 
 def test_published_meter_definition_is_read_only_and_filters_additive(dashboard, environment):
-    meter = services.meter_create(
-        environment=environment,
-        data={
-            "name": "x",
-            "event_name": "e",
-            "aggregation": {"type": "COUNT"},
-            "filters": [{"key": "r", "values": ["eu"]}],
-        },
-    )
+    meter = published_meter(environment)
     url = reverse("admin:catalog_meter_change", args=[meter.pk])
     form = dashboard.get(url).context["adminform"].form
     assert "event_name" not in form.fields
@@ -399,15 +404,7 @@ def test_saving_a_feature_unchanged_keeps_its_alerts_and_metadata(dashboard, env
 
 
 def test_admin_adds_a_filter_to_a_published_meter_through_a_new_row(dashboard, environment):
-    meter = services.meter_create(
-        environment=environment,
-        data={
-            "name": "x",
-            "event_name": "e",
-            "aggregation": {"type": "COUNT"},
-            "filters": [{"key": "r", "values": ["eu"]}],
-        },
-    )
+    meter = published_meter(environment)
     url = reverse("admin:catalog_meter_change", args=[meter.pk])
     response = dashboard.post(
         url, {"name": "x", **filter_rows(("r", "in", "eu"), ("tier", "not_in", "free"), ("", "in", ""))}
