@@ -158,6 +158,15 @@ def recent_property_keys(*, environment: Environment, event_name: str) -> list[s
     return sorted(keys)
 
 
+def recent_event_names(*, environment: Environment, limit: int) -> set[str]:
+    """The distinct event names of the environment's latest `limit` events (newest by timestamp)."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.recent_event_names(backend, environment_id=environment.pk, limit=limit)
+    recent = Event.objects.for_environment(environment).order_by("-timestamp", "-id")
+    return set(recent.values_list("event_name", flat=True)[:limit])
+
+
 @dataclass(frozen=True)
 class EventsPage:
     """One page of the event stream, newest first. `last_key` is the cursor for the next (older) page."""
