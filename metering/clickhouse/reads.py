@@ -179,6 +179,35 @@ def recent_event_names(backend: EventsBackend, *, environment_id: int, limit: in
     return {row[0] for row in query_rows(backend, sql, p)}
 
 
+def event_counts_by_day(
+    backend: EventsBackend, *, environment_id: int, start: dt.datetime, end: dt.datetime, since: dt.datetime
+) -> list[tuple[dt.date, int, int]]:
+    """(UTC day, events, events from `since` on) for each day of `[start, end)` that has events."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    sql = (
+        f"SELECT toDate(e.timestamp, 'UTC') AS day, count(), countIf(e.timestamp >= {d.timestamp(p, since)}) "
+        f"FROM {d.events_source('')} WHERE e.environment_id = {p(environment_id)} "
+        f"AND e.timestamp >= {d.timestamp(p, start)} AND e.timestamp < {d.timestamp(p, end)} GROUP BY day"
+    )
+    return [(day, int(count), int(recent)) for day, count, recent in query_rows(backend, sql, p)]
+
+
+def customers_activity(
+    backend: EventsBackend, *, environment_id: int, external_ids: list[str], since: dt.datetime
+) -> list[tuple[str, int, dt.datetime]]:
+    """(external id, events from `since` on, last timestamp ever) of each of these ids that sent an event; the sort
+    key starts with (environment, customer), so only these customers' rows are read."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    sql = (
+        f"SELECT e.external_customer_id, countIf(e.timestamp >= {d.timestamp(p, since)}), max(e.timestamp) "
+        f"FROM {d.events_source('')} WHERE e.environment_id = {p(environment_id)} "
+        f"AND has({p(list(external_ids))}, e.external_customer_id) GROUP BY e.external_customer_id"
+    )
+    return [(customer, int(events), _utc(last)) for customer, events, last in query_rows(backend, sql, p)]
+
+
 def event_count(backend: EventsBackend, *, conditions: Conditions) -> int:
     d = ClickHouseDialect(backend.database)
     p = Params()
