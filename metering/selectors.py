@@ -167,6 +167,14 @@ def recent_event_names(*, environment: Environment, limit: int) -> set[str]:
     return set(recent.values_list("event_name", flat=True)[:limit])
 
 
+def any_event_stored() -> bool:
+    """Whether the events backend holds any event, in any environment."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.any_event_stored(backend)
+    return Event.objects.exists()
+
+
 def latest_event_customer(*, environment_id: int, event_name: str) -> str | None:
     """The external customer id of the newest event with this name (None when the name has no event)."""
     backend = events_backend()

@@ -208,6 +208,12 @@ def customers_activity(
     return [(customer, int(events), _utc(last)) for customer, events, last in query_rows(backend, sql, p)]
 
 
+def any_event_stored(backend: EventsBackend) -> bool:
+    """Whether any environment has a stored (not deleted) event."""
+    d = ClickHouseDialect(backend.database)
+    return bool(query_rows(backend, f"SELECT count() FROM (SELECT 1 FROM {d.events_source('')} LIMIT 1)", {})[0][0])
+
+
 def event_count(backend: EventsBackend, *, conditions: Conditions) -> int:
     d = ClickHouseDialect(backend.database)
     p = Params()
