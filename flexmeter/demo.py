@@ -18,8 +18,9 @@ from entitlements.services import entitlement_create, entitlement_update, plan_c
 from flexmeter.models import ApiKey, Environment
 from flexmeter.services import api_key_create, api_key_revoke, environment_get_or_create
 from metering.demo_data import DEMO_EVENTS, DemoSeedReport, demo_seed
-from metering.models import Customer, Event
+from metering.models import Customer
 from metering.progress import ProgressBar
+from metering.selectors import any_event_stored
 
 DEMO_USERNAME = "admin"
 DEMO_KEY_NAME = "Demo key (manage.py demo)"
@@ -37,9 +38,7 @@ class DemoSetup:
 
 def database_is_empty() -> bool:
     """No catalog, customers or events in any environment (environments and users alone do not count)."""
-    return not (
-        Event.objects.exists() or Meter.objects.exists() or Feature.objects.exists() or Customer.objects.exists()
-    )
+    return not (any_event_stored() or Meter.objects.exists() or Feature.objects.exists() or Customer.objects.exists())
 
 
 def demo_admin_reset(*, username: str = DEMO_USERNAME) -> str:

@@ -158,6 +158,40 @@ def recent_property_keys(*, environment: Environment, event_name: str) -> list[s
     return sorted(keys)
 
 
+def recent_event_names(*, environment: Environment, limit: int) -> set[str]:
+    """The distinct event names of the environment's latest `limit` events (newest by timestamp)."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.recent_event_names(backend, environment_id=environment.pk, limit=limit)
+    recent = Event.objects.for_environment(environment).order_by("-timestamp", "-id")
+    return set(recent.values_list("event_name", flat=True)[:limit])
+
+
+def any_event_stored() -> bool:
+    """Whether the events backend holds any event, in any environment."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        return clickhouse_reads.any_event_stored(backend)
+    return Event.objects.exists()
+
+
+def latest_event_customer(*, environment_id: int, event_name: str) -> str | None:
+    """The external customer id of the newest event with this name (None when the name has no event)."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        page = clickhouse_reads.events_page(
+            backend,
+            environment_id=environment_id,
+            conditions=lambda d, p: clickhouse_reads.column_conditions(
+                d, p, environment_id=environment_id, event_name=event_name
+            ),
+            page_size=1,
+        )
+        return page.events[0].external_customer_id if page.events else None
+    events = Event.objects.filter(environment_id=environment_id, event_name=event_name)
+    return events.order_by("-timestamp", "-id").values_list("external_customer_id", flat=True).first()
+
+
 @dataclass(frozen=True)
 class EventsPage:
     """One page of the event stream, newest first. `last_key` is the cursor for the next (older) page."""
@@ -386,6 +420,12 @@ def event_counts_by_day(
 ) -> tuple[dict[dt.date, int], int]:
     """Events per UTC day of their timestamp in `[start, end)` (days without events are absent), and how many of
     them are from `since` on, in one query that reads only the (environment, timestamp, id) index."""
+    backend = events_backend()
+    if backend.is_clickhouse:
+        counted = clickhouse_reads.event_counts_by_day(
+            backend, environment_id=environment.pk, start=start, end=end, since=since
+        )
+        return {day: count for day, count, _ in counted}, sum(recent for _, _, recent in counted)
     day = "date(e.timestamp)" if connection.vendor == "sqlite" else "(e.timestamp AT TIME ZONE 'UTC')::date"
     sql = (
         f"SELECT {day} AS day, count(*), sum(CASE WHEN e.timestamp >= %s THEN 1 ELSE 0 END) "
@@ -437,6 +477,24 @@ def customers_activity(
     activity = {external_id: CustomerActivity(events=0, last_seen=None) for external_id in wanted}
     if not wanted:
         return activity
+    backend = events_backend()
+    rows: Iterable[tuple]
+    if backend.is_clickhouse:
+        rows = clickhouse_reads.customers_activity(
+            backend, environment_id=environment.pk, external_ids=wanted, since=since
+        )
+    else:
+        rows = _customers_activity_rows(environment=environment, wanted=wanted, since=since)
+    for external_id, events, last_seen in rows:
+        current = activity[external_id]
+        seen = _moment(last_seen) if last_seen is not None else None
+        latest = max((moment for moment in (current.last_seen, seen) if moment is not None), default=None)
+        activity[external_id] = CustomerActivity(events=current.events + events, last_seen=latest)
+    return activity
+
+
+def _customers_activity_rows(*, environment: Environment, wanted: list[str], since: dt.datetime) -> list[tuple]:
+    """(external id, events since, last seen) per event name and wanted customer, from the Django database."""
     table = Event._meta.db_table
     customers = " UNION ALL ".join(["SELECT %s AS customer"] * len(wanted))
     sql = _NAMES_CTE.format(table=table) + (
@@ -450,10 +508,4 @@ def customers_activity(
     params = [environment.pk, environment.pk, environment.pk, since, environment.pk, *wanted]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    for external_id, events, last_seen in rows:
-        current = activity[external_id]
-        seen = _moment(last_seen) if last_seen is not None else None
-        latest = max((moment for moment in (current.last_seen, seen) if moment is not None), default=None)
-        activity[external_id] = CustomerActivity(events=current.events + events, last_seen=latest)
-    return activity
+        return cursor.fetchall()

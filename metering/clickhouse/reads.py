@@ -87,11 +87,16 @@ def column_conditions(
     event_id: str | None = None,
     source: str | None = None,
     event_names: list[str] | None = None,
+    event_name_prefix: str | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
 ) -> list[str]:
-    """Columns equal to the given values (an empty value does not filter) and `start <= timestamp < end`."""
+    """Columns equal to the given values (an empty value does not filter), an event name that starts with
+    `event_name_prefix` in any case (the debugger stream's name filter), and `start <= timestamp < end`."""
     parts = [f"e.environment_id = {p(environment_id)}"]
+    if event_name_prefix:
+        # startsWith, not ILIKE: `%` and `_` typed in the filter are characters of the name, not wildcards
+        parts.append(f"startsWith(lowerUTF8(e.event_name), lowerUTF8({p(event_name_prefix)}))")
     for column, value in (
         ("event_name", event_name),
         ("external_customer_id", external_customer_id),
@@ -161,6 +166,52 @@ def events_page(
         first_key=cursor_encode(events[0]) if events else None,
         last_key=cursor_encode(events[-1]) if events else None,
     )
+
+
+def recent_event_names(backend: EventsBackend, *, environment_id: int, limit: int) -> set[str]:
+    """The distinct event names of the environment's latest `limit` events (newest by timestamp, then delivery)."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    sql = (
+        f"SELECT DISTINCT event_name FROM (SELECT e.event_name AS event_name FROM {d.events_source('')} "
+        f"WHERE e.environment_id = {p(environment_id)} ORDER BY {_ORDER_DESC} LIMIT {int(limit)})"
+    )
+    return {row[0] for row in query_rows(backend, sql, p)}
+
+
+def event_counts_by_day(
+    backend: EventsBackend, *, environment_id: int, start: dt.datetime, end: dt.datetime, since: dt.datetime
+) -> list[tuple[dt.date, int, int]]:
+    """(UTC day, events, events from `since` on) for each day of `[start, end)` that has events."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    sql = (
+        f"SELECT toDate(e.timestamp, 'UTC') AS day, count(), countIf(e.timestamp >= {d.timestamp(p, since)}) "
+        f"FROM {d.events_source('')} WHERE e.environment_id = {p(environment_id)} "
+        f"AND e.timestamp >= {d.timestamp(p, start)} AND e.timestamp < {d.timestamp(p, end)} GROUP BY day"
+    )
+    return [(day, int(count), int(recent)) for day, count, recent in query_rows(backend, sql, p)]
+
+
+def customers_activity(
+    backend: EventsBackend, *, environment_id: int, external_ids: list[str], since: dt.datetime
+) -> list[tuple[str, int, dt.datetime]]:
+    """(external id, events from `since` on, last timestamp ever) of each of these ids that sent an event; the sort
+    key starts with (environment, customer), so only these customers' rows are read."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    sql = (
+        f"SELECT e.external_customer_id, countIf(e.timestamp >= {d.timestamp(p, since)}), max(e.timestamp) "
+        f"FROM {d.events_source('')} WHERE e.environment_id = {p(environment_id)} "
+        f"AND has({p(list(external_ids))}, e.external_customer_id) GROUP BY e.external_customer_id"
+    )
+    return [(customer, int(events), _utc(last)) for customer, events, last in query_rows(backend, sql, p)]
+
+
+def any_event_stored(backend: EventsBackend) -> bool:
+    """Whether any environment has a stored (not deleted) event."""
+    d = ClickHouseDialect(backend.database)
+    return bool(query_rows(backend, f"SELECT count() FROM (SELECT 1 FROM {d.events_source('')} LIMIT 1)", {})[0][0])
 
 
 def event_count(backend: EventsBackend, *, conditions: Conditions) -> int:

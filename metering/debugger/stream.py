@@ -9,7 +9,7 @@ clause.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.db import connection
@@ -34,7 +34,13 @@ from metering.debugger.explain import (
 )
 from metering.exactjson import UnreadableJSON
 from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import customer_ids_by_external_id, event_row_condition, events_matching, keyset_page
+from metering.selectors import (
+    customer_ids_by_external_id,
+    event_row_condition,
+    events_matching,
+    keyset_page,
+    recent_event_names,
+)
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Params
 from metering.usage.dialects.clickhouse import ClickHouseDialect
@@ -132,17 +138,37 @@ def properties_preview(properties, *, limit: int = 80) -> str:
     return preview if len(preview) <= limit else preview[: limit - 1].rstrip() + "…"
 
 
+#: The three facts a row's status is made of: counted by a published meter (`matched`), left out on purpose by the
+#: filters of every meter of its name (`filtered_out`), and sent for an active customer (`known`).
+FACTS = ("matched", "filtered_out", "known")
+#: What each status requires of those facts (None: either). The row's label (`_status_of`) and the status filter
+#: of both backends read this one table, so a row always carries the status whose filter shows it.
+STATUS_FACTS: dict[str, tuple[bool | None, bool | None, bool | None]] = {
+    STATUS_PROCESSED: (True, None, True),
+    STATUS_CUSTOMER_NOT_FOUND: (True, None, False),
+    STATUS_UNMATCHED: (False, False, None),
+    STATUS_FILTERED_OUT: (False, True, None),
+}
+
+
+def status_requires(status: str) -> dict[str, bool]:
+    """The facts the `status` filter keeps rows by, by name (FACTS), leaving out the ones it does not look at."""
+    return {fact: wanted for fact, wanted in zip(FACTS, STATUS_FACTS[status], strict=True) if wanted is not None}
+
+
 def _status_of(matched: bool, filtered_out: bool, customer_id: str | None) -> str:
-    if not matched:
-        return STATUS_FILTERED_OUT if filtered_out else STATUS_UNMATCHED
-    return STATUS_PROCESSED if customer_id else STATUS_CUSTOMER_NOT_FOUND
+    row = (matched, filtered_out, customer_id is not None)
+    for status, facts in STATUS_FACTS.items():
+        if all(wanted is None or wanted == fact for wanted, fact in zip(facts, row, strict=True)):
+            return status
+    # filtered_out_sql is true only when no meter of the name selects the row, so no meter can count it
+    raise AssertionError(f"a row cannot be both counted and filtered out by every meter: {row}")
 
 
 def event_name_hints(*, environment: Environment, typed: str, specs: list[AggregationSpec]) -> NameHints:
     """Names of the latest NAME_SAMPLE events and of the published meters that the name filter `typed` also
     shows (another case), or that it misses though they differ only by separators or whitespace."""
-    recent = Event.objects.for_environment(environment).order_by("-timestamp", "-id")
-    names = set(recent.values_list("event_name", flat=True)[:NAME_SAMPLE]) | {spec.event_name for spec in specs}
+    names = recent_event_names(environment=environment, limit=NAME_SAMPLE) | {spec.event_name for spec in specs}
     wanted = typed.casefold()
     shown = sorted(name for name in names if name.casefold().startswith(wanted) and name != typed)
     key = name_likeness_key(typed)
@@ -177,47 +203,70 @@ def event_stream_page(
     """
     if status and status not in STATUSES:
         raise ValidationFailed(details={"status": f"must be one of {', '.join(STATUSES)}"})
+    specs = published_specs(environment)
+    requires = status_requires(status) if status else {}
     backend = events_backend()
-    if backend.is_clickhouse:
-        return _clickhouse_stream_page(
-            backend,
-            environment=environment,
-            filters={"event_name": event_name, "external_customer_id": external_customer_id, "source": source},
-            start=start,
-            end=end,
-            status=status,
-            cursor=cursor,
-            newer_than=newer_than,
-            page_size=page_size,
-        )
+    read = _clickhouse_stream_page if backend.is_clickhouse else _django_stream_page
+    page = read(
+        backend,
+        environment=environment,
+        specs=specs,
+        columns={"event_name_prefix": event_name, "external_customer_id": external_customer_id, "source": source},
+        start=start,
+        end=end,
+        requires=requires,
+        cursor=cursor,
+        newer_than=newer_than,
+        page_size=page_size,
+    )
+    if event_name and not cursor and not newer_than:
+        page = replace(page, name_hints=event_name_hints(environment=environment, typed=event_name, specs=specs))
+    return page
+
+
+def _django_stream_page(
+    backend: EventsBackend,
+    *,
+    environment: Environment,
+    specs: list[AggregationSpec],
+    columns: dict[str, str | None],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    requires: dict[str, bool],
+    cursor: str | None,
+    newer_than: str | None,
+    page_size: int,
+) -> StreamPage:
+    """The page with events in the Django database: statuses and the active customer of each row in one query."""
     customers = Customer.objects.filter(
         environment_id=OuterRef("environment_id"),
         external_id=OuterRef("external_customer_id"),
         status=CustomerStatus.ACTIVE,
     ).values("public_id")[:1]
-    specs = published_specs(environment)
     events = events_matching(
         Event.objects.for_environment(environment).between(start, end),
-        external_customer_id=external_customer_id,
-        source=source,
+        external_customer_id=columns["external_customer_id"],
+        source=columns["source"],
     )
-    if event_name:
-        events = events.filter(event_name__istartswith=event_name)
+    if columns["event_name_prefix"]:
+        events = events.filter(event_name__istartswith=columns["event_name_prefix"])
     events = events.annotate(
         matched=matched_expression(specs),
         filtered_out=filtered_out_expression(specs),
         customer_public_id=Subquery(customers),
     )
-    if status == STATUS_UNMATCHED:
-        events = events.filter(matched=False, filtered_out=False)
-    elif status == STATUS_FILTERED_OUT:
-        events = events.filter(filtered_out=True)
-    elif status == STATUS_PROCESSED:
-        events = events.filter(matched=True, customer_public_id__isnull=False)
-    elif status == STATUS_CUSTOMER_NOT_FOUND:
-        events = events.filter(matched=True, customer_public_id__isnull=True)
-    page = keyset_page(events, page_size=page_size, older_than=cursor, older_than_field="cursor", newer_than=newer_than)
-    stream_rows = [
+    lookups = dict(
+        ("customer_public_id__isnull", not wanted) if fact == "known" else (fact, wanted)
+        for fact, wanted in requires.items()
+    )
+    page = keyset_page(
+        events.filter(**lookups),
+        page_size=page_size,
+        older_than=cursor,
+        older_than_field="cursor",
+        newer_than=newer_than,
+    )
+    rows = [
         StreamRow(
             event=row,
             status=_status_of(bool(row.matched), bool(row.filtered_out), row.customer_public_id),
@@ -225,47 +274,45 @@ def event_stream_page(
         )
         for row in page.events
     ]
-    hints = None
-    if event_name and not cursor and not newer_than:
-        hints = event_name_hints(environment=environment, typed=event_name, specs=specs)
-    return StreamPage(
-        rows=stream_rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key, name_hints=hints
-    )
+    return StreamPage(rows=rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 
 def _clickhouse_stream_page(
     backend: EventsBackend,
     *,
     environment: Environment,
-    filters: dict[str, str | None],
+    specs: list[AggregationSpec],
+    columns: dict[str, str | None],
     start: dt.datetime | None,
     end: dt.datetime | None,
-    status: str | None,
+    requires: dict[str, bool],
     cursor: str | None,
     newer_than: str | None,
     page_size: int,
 ) -> StreamPage:
-    """The same page with events in ClickHouse: the status predicate runs there, on `events FINAL`; customers live
-    in the Django database, so a status filter passes the environment's active external ids as one array."""
-    specs = published_specs(environment)
+    """The same page with events in ClickHouse: the same predicates run there, on `events FINAL`, as the columns
+    `matched` and `filtered_out`; customers live in the Django database, so a filter on them passes the
+    environment's active external ids as one array, and the page's customers are looked up after it."""
     active: list[str] = []
-    if status in (STATUS_PROCESSED, STATUS_CUSTOMER_NOT_FOUND):
+    if "known" in requires:
         active = list(Customer.objects.for_environment(environment).active().values_list("external_id", flat=True))
 
     def conditions(d, p) -> list[str]:
-        parts = clickhouse_reads.column_conditions(d, p, environment_id=environment.pk, start=start, end=end, **filters)
-        if status == STATUS_UNMATCHED:
-            parts.append(f"NOT {any_match_sql(specs, d, p)}")
-        elif status:
-            known = f"has({p(active)}, e.external_customer_id)"
-            parts += [any_match_sql(specs, d, p), known if status == STATUS_PROCESSED else f"NOT {known}"]
-        return parts
+        parts = clickhouse_reads.column_conditions(d, p, environment_id=environment.pk, start=start, end=end, **columns)
+        # `matched` and `filtered_out` are the aliases of the page's extra columns below
+        fact_sql = {"matched": "matched", "filtered_out": "filtered_out"}
+        if "known" in requires:
+            fact_sql["known"] = f"has({p(active)}, e.external_customer_id)"
+        return parts + [fact_sql[fact] if wanted else f"NOT {fact_sql[fact]}" for fact, wanted in requires.items()]
 
     page = clickhouse_reads.events_page(
         backend,
         environment_id=environment.pk,
         conditions=conditions,
-        extra_columns=lambda d, p: [f"{any_match_sql(specs, d, p)} AS matched"],
+        extra_columns=lambda d, p: [
+            f"{any_match_sql(specs, d, p)} AS matched",
+            f"{filtered_out_sql(specs, d, p)} AS filtered_out",
+        ],
         page_size=page_size,
         older_than=cursor,
         newer_than=newer_than,
@@ -274,9 +321,10 @@ def _clickhouse_stream_page(
         environment=environment, external_ids={event.external_customer_id for event in page.events}
     )
     rows = []
-    for event, (matched,) in zip(page.events, page.extras, strict=True):
+    for event, (matched, filtered_out) in zip(page.events, page.extras, strict=True):
         customer_id = customer_ids.get(event.external_customer_id)
-        rows.append(StreamRow(event=event, status=_status_of(bool(matched), customer_id), customer_id=customer_id))
+        status = _status_of(bool(matched), bool(filtered_out), customer_id)
+        rows.append(StreamRow(event=event, status=status, customer_id=customer_id))
     return StreamPage(rows=rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 

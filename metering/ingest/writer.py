@@ -50,7 +50,14 @@ def events_store(*, environment: Environment, events: list[EventInput]) -> Inges
     if backend.is_clickhouse:
         from metering.ingest.clickhouse import clickhouse_events_store  # the optional extra, only when selected
 
-        return clickhouse_events_store(backend=backend, environment_id=environment.pk, events=events)
+        result = clickhouse_events_store(backend=backend, environment_id=environment.pk, events=events)
+        # After the events, not in their transaction (ClickHouse has none with the Django database): an evaluator
+        # pass that reads the mark then sees the events; if the process dies in between, the client got no 202
+        # and its retry writes the marks.
+        usage_marks_write(
+            environment_id=environment.pk, pairs={(event.external_customer_id, event.event_name) for event in events}
+        )
+        return result
     if len({event.event_id for event in events}) != len(events):
         events = list({event.event_id: event for event in events}.values())
     ingested_at = timezone.now()

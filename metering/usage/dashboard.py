@@ -21,8 +21,8 @@ from django.utils import timezone as django_timezone
 from catalog.models import Feature
 from catalog.selectors import FeatureActivity
 from metering.debugger.stream import UnmatchedName, unmatched_event_names
-from metering.models import Customer, CustomerStatus, Event
-from metering.selectors import CustomerActivity, customers_activity, event_counts_by_day
+from metering.models import Customer, CustomerStatus
+from metering.selectors import CustomerActivity, customers_activity, event_counts_by_day, latest_event_customer
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import add_months, billing_period_at, bucket_starts
 from metering.usage.selectors import FeatureUsage, customer_current_usage, meter_usage, usage_query_build
@@ -356,8 +356,7 @@ def feature_activity_read(*, feature, now: dt.datetime | None = None) -> Feature
     newest customer."""
     start, end = calendar_window(DEFAULT_WINDOW, now=now or django_timezone.now())
     [trend] = feature_trends(features=[feature], start=start, end=end)
-    events = Event.objects.filter(environment_id=feature.environment_id, event_name=feature.meter.event_name)
-    latest = events.order_by("-timestamp", "-id").values_list("external_customer_id", flat=True).first()
+    latest = latest_event_customer(environment_id=feature.environment_id, event_name=feature.meter.event_name)
     customers = Customer.objects.filter(environment_id=feature.environment_id, status=CustomerStatus.ACTIVE)
     sample = latest if latest is not None and customers.filter(external_id=latest).exists() else None
     if sample is None:

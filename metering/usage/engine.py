@@ -641,21 +641,26 @@ def group_values(
     """
     if not queries or not keys:
         return [[] for _ in queries]
-    d = dialect_for(connections[using])
+    backend = events_backend()
+    d = ClickHouseDialect(backend.database) if backend.is_clickhouse else dialect_for(connections[using])
     p = Params()
-    table = Event._meta.db_table
+    source = d.events_source(Event._meta.db_table)
     selects = []
     for tag, query in enumerate(queries):
         columns = ", ".join(f"{d.canonical(p, key)} AS k{index}" for index, key in enumerate(keys))
         lower = None if query.spec.is_cumulative else query.start
         where = _where(query, d, p, lower, query.end)
-        selects.append(f"SELECT DISTINCT {tag} AS tag, {columns} FROM {table} e WHERE {where}")
+        selects.append(f"SELECT DISTINCT {tag} AS tag, {columns} FROM {source} WHERE {where}")
     statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    if backend.is_clickhouse:
+        rows = clickhouse_client(backend).query(statement, parameters=p.values).result_rows
+    else:
+        with server_bound_cursor(connections[using]) as cursor:
+            cursor.execute(statement, p.values)
+            rows = cursor.fetchall()
     found: list[list[tuple[str | None, ...]]] = [[] for _ in queries]
-    with server_bound_cursor(connections[using]) as cursor:
-        cursor.execute(statement, p.values)
-        for tag, *values in cursor.fetchall():
-            found[tag].append(tuple(values))
+    for tag, *values in rows:
+        found[tag].append(tuple(values))
     return found
 
 

@@ -31,3 +31,27 @@ class EventFactory(factory.django.DjangoModelFactory):
     external_customer_id = "customer-0"
     timestamp = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(minutes=1))
     properties = factory.LazyFunction(dict)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """With events in ClickHouse (FLEXMETER_TEST_EVENTS=chdb) no reader looks at the Django table, so the event
+        goes to ClickHouse's writer instead (still without validation or usage marks); an unsaved `Event` returns."""
+        from metering.clickhouse.config import events_backend
+
+        backend = events_backend()
+        if not backend.is_clickhouse:
+            return super()._create(model_class, *args, **kwargs)
+        from metering.ingest.clickhouse import clickhouse_events_store
+        from metering.ingest.validation import EventInput
+
+        event = model_class(*args, **kwargs)
+        stored = EventInput(
+            event_id=event.event_id,
+            event_name=event.event_name,
+            external_customer_id=event.external_customer_id,
+            timestamp=event.timestamp,
+            source=event.source,
+            properties=event.properties,
+        )
+        clickhouse_events_store(backend=backend, environment_id=event.environment_id, events=[stored])
+        return event

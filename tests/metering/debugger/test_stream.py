@@ -1,30 +1,17 @@
 """The stream's per-row status and status filter agree with the debugger (SPEC §7) and with the totals."""
 
-import os
-
 import pytest
 
 from catalog.models import MeterStatus
 from flexmeter.errors import ValidationFailed
 from metering.debugger.explain import event_debug_report
 from metering.debugger.stream import event_stream_page, properties_preview, unmatched_event_names, unmatched_groups
-from metering.models import Event
 from tests.catalog.factories import MeterFactory
 from tests.metering.debugger.test_explain import EVENTS, METERS, NON_ADDITIVE
 from tests.metering.factories import CustomerFactory
-from tests.metering.usage.helpers import at, send
+from tests.metering.usage.helpers import at, send, stored_one
 
-pytestmark = [
-    pytest.mark.django_db,
-    # Known gap (issue #12): the ClickHouse stream (metering/clickhouse/reads.py) does not yet have the "filtered out"
-    # status nor the case-insensitive prefix name filter that the SQL stream gained; these tests pin them, so on chdb
-    # they are expected to fail until it does. Non-strict: the ones the gap does not touch pass there as well.
-    pytest.mark.xfail(
-        os.environ.get("FLEXMETER_TEST_EVENTS") == "chdb",
-        reason="ClickHouse stream lacks the filtered-out status and the prefix name filter (issue #12)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.django_db
 
 
 def test_every_row_status_equals_the_debugger_status(environment):
@@ -46,6 +33,30 @@ def test_every_row_status_equals_the_debugger_status(environment):
         assert row.status == report.shown_status, row.event.properties
         statuses.add(row.status)
     assert statuses == {"processed", "unmatched", "customer_not_found", "filtered_out"}
+
+
+def test_each_status_filter_shows_exactly_the_rows_labelled_with_it(environment):
+    MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="tokens",
+                 filters=[{"key": "region", "operator": "in", "values": ["eu"]}])  # fmt: skip
+    CustomerFactory(environment=environment, external_id="known")
+    sent = [
+        ("p1", "known", {"tokens": 5, "region": "eu"}),
+        ("n1", "ghost", {"tokens": 5, "region": "eu"}),
+        ("f1", "known", {"tokens": 5, "region": "us"}),
+        ("f2", "ghost", {"tokens": 5}),
+        ("u1", "known", {"region": "eu"}),
+        ("u2", "ghost", {"tokens": "five", "region": "eu"}),
+    ]
+    for minute, (event_id, customer, properties) in enumerate(sent):
+        send(environment, event_name="llm", timestamp=f"2025-01-02T00:0{minute}", customer=customer,
+             properties=properties, event_id=event_id)  # fmt: skip
+    labelled = {row.event.event_id: row.status for row in event_stream_page(environment=environment).rows}
+    assert labelled == {"p1": "processed", "n1": "customer_not_found", "f1": "filtered_out", "f2": "filtered_out",
+                        "u1": "unmatched", "u2": "unmatched"}  # fmt: skip
+    for status in ("processed", "customer_not_found", "unmatched", "filtered_out"):
+        rows = event_stream_page(environment=environment, status=status).rows
+        assert {row.event.event_id for row in rows} == {id_ for id_, shown in labelled.items() if shown == status}
+        assert {row.status for row in rows} == {status}
 
 
 @pytest.mark.parametrize(
@@ -179,11 +190,13 @@ def test_an_event_one_meter_filters_out_and_another_cannot_read_is_broken(enviro
     rows = {row.event.event_id: row for row in event_stream_page(environment=environment).rows}
     assert (rows["x"].status, rows["y"].status) == ("unmatched", "filtered_out")
     for event_id in ("x", "y"):
-        report = event_debug_report(environment=environment, event=Event.objects.get(event_id=event_id))
+        report = event_debug_report(environment=environment, event=stored_one(environment, event_id))
         assert (report.status, report.shown_status) == ("unmatched", rows[event_id].status)
-    assert event_debug_report(environment=environment, event=Event.objects.get(event_id="x")).cause == "no_value"
+    assert event_debug_report(environment=environment, event=stored_one(environment, "x")).cause == "no_value"
     [filtered] = event_stream_page(environment=environment, status="filtered_out").rows
     assert filtered.event.event_id == "y"
+    [broken] = event_stream_page(environment=environment, status="unmatched").rows
+    assert broken.event.event_id == "x"
 
 
 def test_unmatched_names_carry_their_cause(environment):
