@@ -133,6 +133,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # How long a request waits for a pooled connection before it is answered 503 (psycopg's default is 30 s).
         "timeout": env_number("DATABASE_POOL_TIMEOUT", 10),
     }
+    # Django turns psycopg's prepared statements off (for transaction-mode poolers in front of PostgreSQL). Only
+    # `flexmeter.db.server_bound_cursor` statements can be prepared (Django's own cursors bind on the client), and
+    # they are the hot ones — usage, access checks, single-event ingest — whose planning would otherwise cost more
+    # than running them. 0 turns it off again (a pooler that cannot hold prepared statements).
+    _prepare_after = int(env_number("DATABASE_PREPARE_THRESHOLD", 5))
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = _prepare_after or None
 
 # A request that fails because the database cannot be reached is answered 503 with this Retry-After (seconds).
 DATABASE_UNAVAILABLE_RETRY_AFTER = 5

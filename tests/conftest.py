@@ -115,3 +115,14 @@ def events_under_test(request, settings):
     settings.EVENTS_URL = backend.url
     yield backend
     drop()
+
+
+@pytest.fixture(autouse=True)
+def coverage_forgotten():
+    """Each test starts with no remembered rollup coverage (metering/usage/rollups/read.py): a test's first usage
+    read looks coverage up, as a process's first read does."""
+    from metering.usage.rollups import read
+
+    read._recent_coverage.clear()
+    yield
+    read._recent_coverage.clear()

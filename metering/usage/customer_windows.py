@@ -12,7 +12,6 @@ Statement text depends on the meter, not on the number of customers: the relatio
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -32,8 +31,13 @@ from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.rollups.read import (
     UTC,
+    Coverage,
     Pieces,
+    coverage_check_sql,
+    coverage_forget,
     coverage_lookup,
+    coverage_recent,
+    coverage_remember,
     day_fits,
     plan_pieces,
     quarters_fit,
@@ -194,7 +198,6 @@ def customer_windows_usage(
         return {customer: cast(UsageResult, result).value for customer, result in zip(singles, results, strict=True)}
     connection = connections[using]
     d = dialect_for(connection)
-    p = Params()
     # the shape every customer's query shares: everyone grouped by customer, no windows
     first = next(iter(singles.values()))
     grouped = UsageQuery(spec=spec, environment_id=environment_id, start=first.start, end=first.end, by_customer=True)
@@ -205,9 +208,11 @@ def customer_windows_usage(
         touched = [engine._days_wanted(query) for query in singles.values()]
         lowest = None if any(low is None for low, _ in touched) else min(cast(dt.date, low) for low, _ in touched)
         wanted = [(environment_id, fingerprint, lowest, max(stop for _, stop in touched))]
-    snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
-    with snapshot, server_bound_cursor(connection) as cursor:
-        coverage = coverage_lookup(cursor, wanted).get((environment_id, cast(str, fingerprint))) if wanted else None
+
+    def fetch(cursor, found: dict[tuple[int, str], Coverage], *, checked: bool = False) -> list | None:
+        """The statement's rows reading rollups of `found`; `checked` as in `engine._fetch` (None: not valid)."""
+        p = Params()
+        coverage = found.get((environment_id, cast(str, fingerprint)))
         selects = []
         fits_day, fits_quarters = day_fits(grouped, window=""), quarters_fit(grouped, window="")
         # customers billed from the same moment share their pieces: plan each distinct range once
@@ -229,6 +234,9 @@ def customer_windows_usage(
                 ranges.quarters.extend((customer, low, high) for low, high in pieces.quarters)
             definition_id = coverage.definition_id if coverage is not None else None
             selects.extend(_part_selects(grouped, part, d, p, definition_id, ranges))
+        check = coverage_check_sql(p, found, d.null_timestamp) if checked else None
+        if check is not None:
+            selects.append(check[0])
         statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
         try:
             cursor.execute(statement, p.values)
@@ -240,6 +248,26 @@ def customer_windows_usage(
                 "This usage cannot be computed: an intermediate value exceeds the database's number range",
                 details={"usage": "a value of this window is too large to aggregate"},
             ) from None
+        if check is None:
+            return fetched
+        valid = [int(row[4]) for row in fetched if row[0] == -1]
+        return [row for row in fetched if row[0] != -1] if valid == [check[1]] else None
+
+    fetched: list | None = None
+    if not wanted:
+        with server_bound_cursor(connection) as cursor:
+            fetched = fetch(cursor, {})
+    elif (recent := coverage_recent(connection.alias, wanted)) is not None:
+        # one statement and no transaction, checking the remembered days in its own snapshot (as the engine does)
+        with server_bound_cursor(connection) as cursor:
+            fetched = fetch(cursor, recent, checked=True)
+        if fetched is None:
+            coverage_forget(connection.alias, wanted)
+    if fetched is None:
+        with repeatable_read(connection, read_only=True), server_bound_cursor(connection) as cursor:
+            found = coverage_lookup(cursor, wanted)
+            fetched = cast(list, fetch(cursor, found))
+        coverage_remember(connection.alias, wanted, found)
     totals: dict[str, tuple] = {}
     carries: dict[str, Decimal] = {}
     latest = spec.aggregation_type == AggregationType.LATEST

@@ -8,7 +8,6 @@ rows all have the shape `(tag, part, window, customer, n1, n2)`: partial aggrega
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -37,7 +36,11 @@ from metering.usage.rollups.read import (
     Coverage,
     Pieces,
     aligned_days,
+    coverage_check_sql,
+    coverage_forget,
     coverage_lookup,
+    coverage_recent,
+    coverage_remember,
     day_fits,
     days_touched,
     partials_combined_sql,
@@ -544,7 +547,9 @@ def run_usage_queries(
     """Compute several usage queries with one SQL statement; a `by_customer` query gives {customer: value}.
 
     On PostgreSQL, whole days that have a valid rollup are read from it (`rollups=False` reads raw events only);
-    the rollup lookup and the statement then share one snapshot, so the answer is the same either way.
+    the rollup lookup and the statement then share one snapshot, so the answer is the same either way. Within a
+    minute of the same lookup the statement runs alone, checking in its own snapshot that the days it reads from
+    rollups are still valid (one round trip instead of four; the lookup runs again if any is not).
     `backend` overrides the events backend of the settings (the copy command compares both stores).
     """
     if not queries:
@@ -554,7 +559,6 @@ def run_usage_queries(
         return _run_on_clickhouse(queries, backend)
     connection = connections[using]
     d = dialect_for(connection)
-    p = Params()
     use_rollups = rollups and d.vendor == "postgresql"
     fingerprints = [rollup_fingerprint(query.spec) if use_rollups else None for query in queries]
     wanted = [
@@ -562,29 +566,54 @@ def run_usage_queries(
         for query, fingerprint in zip(queries, fingerprints, strict=True)
         if fingerprint is not None
     ]
-    snapshot = repeatable_read(connection, read_only=True) if wanted else contextlib.nullcontext()
-    with snapshot, server_bound_cursor(connection) as cursor:
+    if not wanted:
+        with server_bound_cursor(connection) as cursor:
+            return _results(queries, d, _fetch(cursor, queries, fingerprints, d, {}))
+    recent = coverage_recent(connection.alias, wanted)
+    if recent is not None:
+        # one statement and no transaction: it checks in its own snapshot that the remembered days still hold
+        with server_bound_cursor(connection) as cursor:
+            fetched = _fetch(cursor, queries, fingerprints, d, recent, checked=True)
+        if fetched is not None:
+            return _results(queries, d, fetched)
+        coverage_forget(connection.alias, wanted)
+    with repeatable_read(connection, read_only=True), server_bound_cursor(connection) as cursor:
         coverage = coverage_lookup(cursor, wanted)
-        selects = [
-            sql
-            for tag, (query, fingerprint) in enumerate(zip(queries, fingerprints, strict=True))
-            for sql in _parts(
-                query, tag, d, p, None if fingerprint is None else coverage.get((query.environment_id, fingerprint))
-            )
-        ]
-        statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
-        try:
-            cursor.execute(statement, p.values)
-            fetched = cursor.fetchall()
-        except DataError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
-                raise
-            raise InvalidOperation(
-                "This usage cannot be computed: an intermediate value exceeds the database's number range "
-                "(events stored before the limits on property numbers can hold such values)",
-                details={"usage": "a value of this window is too large to aggregate"},
-            ) from None
+        fetched = _fetch(cursor, queries, fingerprints, d, coverage)
+    coverage_remember(connection.alias, wanted, coverage)
     return _results(queries, d, fetched)
+
+
+def _fetch(cursor, queries, fingerprints, d: Dialect, coverage: dict, *, checked: bool = False):
+    """The rows of the statement of `queries` reading rollups of `coverage`. `checked`: the statement also counts
+    the coverage's days still valid in its snapshot, and None is returned if any is not (see `coverage_check_sql`)."""
+    p = Params()
+    selects = [
+        sql
+        for tag, (query, fingerprint) in enumerate(zip(queries, fingerprints, strict=True))
+        for sql in _parts(
+            query, tag, d, p, None if fingerprint is None else coverage.get((query.environment_id, fingerprint))
+        )
+    ]
+    check = coverage_check_sql(p, coverage, d.null_timestamp) if checked else None
+    if check is not None:
+        selects.append(check[0])
+    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    try:
+        cursor.execute(statement, p.values)
+        fetched = cursor.fetchall()
+    except DataError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
+            raise
+        raise InvalidOperation(
+            "This usage cannot be computed: an intermediate value exceeds the database's number range "
+            "(events stored before the limits on property numbers can hold such values)",
+            details={"usage": "a value of this window is too large to aggregate"},
+        ) from None
+    if check is None:
+        return fetched
+    valid = [int(row[4]) for row in fetched if row[0] == -1]
+    return [row for row in fetched if row[0] != -1] if valid == [check[1]] else None
 
 
 def _run_on_clickhouse(queries: list[UsageQuery], backend: EventsBackend) -> list:

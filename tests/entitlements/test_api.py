@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from entitlements import selectors
+from metering.usage.rollups import read
 from tests.entitlements.helpers import customer, grant, metered_feature, plain_feature
 from tests.metering.usage.helpers import at, send
 
@@ -254,7 +255,11 @@ def test_environments_are_isolated(api, other_api, environment, catalog):
     assert {"customer_id", "plan_id"} <= set(_envelope(cross, 400, "validation_error"))
 
 
-def _statements(callable_) -> int:
+def _statements(callable_, *, remembered: bool = False) -> int:
+    """Statements of one request; the usage engine looks rollup coverage up afresh unless `remembered` (within a
+    minute of the same lookup its one statement checks the remembered days itself)."""
+    if not remembered:
+        read._recent_coverage.clear()
     with CaptureQueriesContext(connection) as captured:
         callable_()
     return len(captured.captured_queries)
@@ -287,6 +292,10 @@ def test_statements_per_check_do_not_grow_with_plans_or_events(api, environment,
     usage = 2 if connection.vendor == "postgresql" else 1
     assert small[0] == 2 + usage
     assert small[1] == 2 + usage
+    # asked again within the minute: the usage statement alone, for one pair as for a hundred
+    assert _statements(lambda: api.get(path), remembered=True) == 3
+    api.post("/v1/entitlements/check", {"checks": many})
+    assert _statements(lambda: api.post("/v1/entitlements/check", {"checks": many}), remembered=True) == 3
 
 
 def test_check_response_is_exact_json(api, environment, catalog):

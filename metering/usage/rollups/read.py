@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -108,6 +109,59 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
         (environment_id, fingerprint): Coverage(definition_id, frozenset(days))
         for environment_id, fingerprint, definition_id, days in cursor.fetchall()
     }
+
+
+# Coverage looked up in the last COVERAGE_TTL seconds, per (database alias, what was wanted). A statement built on a
+# remembered coverage carries `coverage_check_sql`: in its own snapshot it counts the remembered days that are still
+# validly rolled up under the same definition, and the caller trusts its answer only if none is missing (otherwise
+# it forgets the entry and looks coverage up afresh). Days rolled up since the lookup are read from raw events
+# until the entry expires: slower, never wrong.
+COVERAGE_TTL = 60.0
+_COVERAGE_MAX_ENTRIES = 1_000
+_recent_coverage: dict[tuple, tuple[float, dict[tuple[int, str], Coverage]]] = {}
+
+
+def coverage_recent(alias: str, wanted: list) -> dict[tuple[int, str], Coverage] | None:
+    """The coverage of `wanted` found within the last COVERAGE_TTL seconds, or None."""
+    found = _recent_coverage.get((alias, tuple(wanted)))
+    if found is None or found[0] < time.monotonic():
+        return None
+    return found[1]
+
+
+def coverage_remember(alias: str, wanted: list, coverage: dict[tuple[int, str], Coverage]) -> None:
+    if len(_recent_coverage) >= _COVERAGE_MAX_ENTRIES:
+        _recent_coverage.clear()
+    _recent_coverage[(alias, tuple(wanted))] = (time.monotonic() + COVERAGE_TTL, coverage)
+
+
+def coverage_forget(alias: str, wanted: list) -> None:
+    _recent_coverage.pop((alias, tuple(wanted)), None)
+
+
+def coverage_check_sql(p, coverage: dict[tuple[int, str], Coverage], null_timestamp: str) -> tuple[str, int] | None:
+    """A SELECT shaped like the engine's parts (tag -1) whose n1 counts the days of `coverage` still validly rolled
+    up, under definitions of the same fingerprint, in the statement's snapshot; and the count that means "all of
+    them". None when the coverage names no day."""
+    used = [
+        (found.definition_id, fingerprint, day)
+        for (_environment_id, fingerprint), found in coverage.items()
+        for day in sorted(found.days)
+    ]
+    if not used:
+        return None
+    definitions, fingerprints, days = (list(column) for column in zip(*used, strict=True))
+    sql = (
+        f"SELECT -1 AS tag, 0 AS part, {null_timestamp} AS w, NULL AS c, (count(*))::text AS n1, NULL AS n2 "
+        f"FROM unnest({p(definitions)}::bigint[], {p(fingerprints)}::text[], {p(days)}::date[]) "
+        "AS used(definition_id, fingerprint, day) "
+        "JOIN metering_rollup_definition def ON def.id = used.definition_id AND def.fingerprint = used.fingerprint "
+        "JOIN metering_rollup_day rd ON rd.definition_id = def.id AND rd.day = used.day "
+        "WHERE NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark "
+        "WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name "
+        "AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))"
+    )
+    return sql, len(used)
 
 
 def days_touched(lower: dt.datetime | None, upper: dt.datetime) -> tuple[dt.date | None, dt.date]:

@@ -10,8 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from metering.models import Event
+from metering.usage.customer_windows import customer_windows_usage
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor
+from metering.usage.rollups import read
 from metering.usage.rollups.read import (
     Pieces,
     aligned_days,
@@ -256,6 +258,7 @@ def test_rollups_give_the_same_numbers_as_raw_events(environment, name):
 
 
 def usage_statement(query) -> str:
+    read._recent_coverage.clear()  # look coverage up: the statement then reads exactly what the lookup found
     with CaptureQueriesContext(connection) as captured:
         run_usage_queries([query])
     statements = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
@@ -397,6 +400,72 @@ def test_writes_after_a_refresh_count_at_once(environment, name):
     assert_same_as_raw(spec, environment)
     assert rollups_refresh().days == 4  # the 10th, 12th, 14th and 20th, and only those
     assert_same_as_raw(spec, environment)
+
+
+def statements_of(run) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    return [q["sql"] for q in captured.captured_queries]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", ["SUM", "LATEST", "MAX per HOUR by g", "COUNT_UNIQUE", "WEIGHTED_SUM never"])
+def test_a_remembered_lookup_is_one_statement_and_never_hides_a_late_write(environment, name):
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    seed(environment)
+    rollups_refresh()
+    cases = queries(spec, environment)
+    first = statements_of(lambda: run_usage_queries(cases))
+    assert len(first) == 4 and first[0] == "BEGIN" and first[-1] == "COMMIT"  # the lookup, remembered
+
+    again = statements_of(lambda: run_usage_queries(cases))
+    assert len(again) == 1 and "metering_rollup_day rd" in again[0]  # checks the remembered days itself
+    assert_same_as_raw(spec, environment)
+
+    # a late event on a rolled-up day: the remembered coverage no longer holds, the engine looks it up again
+    send(environment, event_name="usage", timestamp="2025-01-10T11:00", customer="a", properties='{"v": 1000}')
+    after_write = statements_of(lambda: run_usage_queries(cases))
+    assert len(after_write) == 5  # the checked statement, then BEGIN, the lookup, the statement, COMMIT
+    assert_same_as_raw(spec, environment)
+
+    # rolled up again: the remembered days are valid again, and the answer still that of raw events
+    assert rollups_refresh().days == 1
+    assert len(statements_of(lambda: run_usage_queries(cases))) == 1
+    assert_same_as_raw(spec, environment)
+
+    # the meter's rollups dropped: the check finds no definition and the engine falls back to the lookup
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM metering_rollup_definition")
+    assert len(statements_of(lambda: run_usage_queries(cases))) == 5
+    assert_same_as_raw(spec, environment)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_a_remembered_lookup_serves_many_customers_windows_too(environment):
+    sum_meter = meter(environment, "SUM")
+    seed(environment)
+    rollups_refresh()
+    windows = {"a": (at("2025-01-03T09:30"), JAN_END), "b": (at("2025-01-05T00:00"), at("2025-01-20T00:00"))}
+    spec = AggregationSpec.from_meter(sum_meter)
+    raw = customer_windows_usage(spec, environment_id=environment.pk, windows=windows, rollups=False)
+
+    assert len(statements_of(lambda: customer_windows_usage(spec, environment_id=environment.pk, windows=windows))) == 4
+    remembered = []
+    assert (
+        len(
+            statements_of(
+                lambda: remembered.append(customer_windows_usage(spec, environment_id=environment.pk, windows=windows))
+            )
+        )
+        == 1
+    )
+    assert remembered == [raw]
+    send(environment, event_name="usage", timestamp="2025-01-10T11:00", customer="a", properties='{"v": 1000}')
+    fresh = customer_windows_usage(spec, environment_id=environment.pk, windows=windows, rollups=False)
+    assert fresh["a"] == raw["a"] + 1000
+    assert customer_windows_usage(spec, environment_id=environment.pk, windows=windows) == fresh
 
 
 @postgres_only
