@@ -29,6 +29,7 @@ from metering.models import Event
 from metering.usage import engine
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
+from metering.usage.dialects.clickhouse import ClickHouseDialect, UnsupportedOnClickHouse
 from metering.usage.rollups.read import (
     UTC,
     Coverage,
@@ -44,10 +45,11 @@ from metering.usage.rollups.read import (
     repeatable_read,
     rollup_fingerprint,
 )
-from metering.usage.spec import AggregationSpec, UsageQuery, UsageResult
+from metering.usage.spec import AggregationSpec, UsageQuery
 
 # the lower bound of a range that has none (a meter that never resets counts everything before the end)
 _BEGINNING = dt.datetime(1, 1, 2, tzinfo=UTC)
+_CLICKHOUSE_BEGINNING = dt.datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64's first moment
 
 
 @dataclass
@@ -77,6 +79,20 @@ def _raw_source(query: UsageQuery, d: Dialect, p: Params, ranges: list[tuple[str
     table = Event._meta.db_table
     on = "e.external_customer_id = cw.c AND e.timestamp >= cw.lo AND e.timestamp < cw.hi"
     customers, lowers, uppers = (list(column) for column in zip(*ranges, strict=True))
+    if d.vendor == "clickhouse":
+        # each customer's range a row of a relation built from three array parameters, joined to the events (every
+        # customer has one range per part there: ClickHouse has no rollups to cut it into pieces)
+        def moments(values: list[dt.datetime]) -> str:
+            texts = [
+                max(value, _CLICKHOUSE_BEGINNING).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for value in values
+            ]
+            return f"arrayMap(x -> toDateTime64(x, 6, 'UTC'), CAST({p(texts)} AS Array(String)))"
+
+        relation = (
+            f"(SELECT w.1 AS c, w.2 AS lo, w.3 AS hi FROM (SELECT arrayJoin(arrayZip(CAST({p(customers)} AS "
+            f"Array(String)), {moments(lowers)}, {moments(uppers)})) AS w)) AS cw"
+        )
+        return f"{d.events_source(table)} INNER JOIN {relation} ON {on}"
     if d.vendor == "postgresql":
         # A lateral subquery that cannot be flattened (OFFSET 0) keeps the ranges driving: left to a plain join, the
         # planner misjudges how many events the ranges hold and scans every event of the meter (a parallel scan of
@@ -192,16 +208,14 @@ def customer_windows_usage(
         for customer, (start, end) in windows.items()
     }
     backend = backend or events_backend()
-    if backend.is_clickhouse:
-        # ClickHouse has no rollups to plan per customer: the engine's one UNION ALL statement of single queries
-        results = engine.run_usage_queries(list(singles.values()), backend=backend)
-        return {customer: cast(UsageResult, result).value for customer, result in zip(singles, results, strict=True)}
-    connection = connections[using]
-    d = dialect_for(connection)
     # the shape every customer's query shares: everyone grouped by customer, no windows
     first = next(iter(singles.values()))
     grouped = UsageQuery(spec=spec, environment_id=environment_id, start=first.start, end=first.end, by_customer=True)
     parts = engine._part_kinds(first)
+    if backend.is_clickhouse:
+        return _combined(spec, singles, _clickhouse_fetch(grouped, parts, singles, backend))
+    connection = connections[using]
+    d = dialect_for(connection)
     fingerprint = rollup_fingerprint(spec) if rollups and d.vendor == "postgresql" else None
     wanted = []
     if fingerprint is not None:
@@ -268,6 +282,29 @@ def customer_windows_usage(
             found = coverage_lookup(cursor, wanted)
             fetched = cast(list, fetch(cursor, found))
         coverage_remember(connection.alias, wanted, found)
+    return _combined(spec, singles, fetched)
+
+
+def _clickhouse_fetch(grouped: UsageQuery, parts, singles: Mapping[str, UsageQuery], backend: EventsBackend) -> list:
+    """The rows of one ClickHouse statement: each part's customers' ranges joined to the events, grouped by customer."""
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    selects = []
+    try:
+        for part in parts:
+            raw = []
+            for customer, query in singles.items():
+                lower, upper = engine._part_bounds(query, part)
+                raw.append((customer, lower or _BEGINNING, upper))
+            selects.extend(_part_selects(grouped, part, d, p, None, _PartRanges(raw=raw)))
+    except UnsupportedOnClickHouse as error:
+        raise InvalidOperation(str(error)) from error
+    return engine.clickhouse_rows(selects, p, backend)
+
+
+def _combined(spec: AggregationSpec, singles: Mapping[str, UsageQuery], fetched) -> dict[str, Decimal | None]:
+    """Each customer's value from the statement's partial aggregates (totals, and carries of a meter that never
+    resets)."""
     totals: dict[str, tuple] = {}
     carries: dict[str, Decimal] = {}
     latest = spec.aggregation_type == AggregationType.LATEST

@@ -618,18 +618,30 @@ def _fetch(cursor, queries, fingerprints, d: Dialect, coverage: dict, *, checked
 
 def _run_on_clickhouse(queries: list[UsageQuery], backend: EventsBackend) -> list:
     """The same statement on the ClickHouse events store (no rollups: it scans a month of events fast enough)."""
-    from clickhouse_connect.driver.exceptions import ClickHouseError  # the optional extra, only when selected
-
     d = ClickHouseDialect(backend.database)
     p = Params()
     try:
         selects = [sql for tag, query in enumerate(queries) for sql in _parts(query, tag, d, p, None)]
     except UnsupportedOnClickHouse as error:
         raise InvalidOperation(str(error)) from error
+    return _results(queries, d, clickhouse_rows(selects, p, backend))
+
+
+# The parameters are bound into the statement's text, so many customers' windows make a long statement; ClickHouse
+# refuses any longer than 256 KiB unless told otherwise.
+_CLICKHOUSE_QUERY_BYTES = 64 * 1024 * 1024
+
+
+def clickhouse_rows(selects: list[str], p: Params, backend: EventsBackend) -> list:
+    """The rows of the parts' UNION ALL on the ClickHouse events store; an inexact number is a clear error."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError  # the optional extra, only when selected
+
     statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
     try:
         result = clickhouse_client(backend).query(
-            statement, parameters=p.values, settings={"union_default_mode": "DISTINCT"}
+            statement,
+            parameters=p.values,
+            settings={"union_default_mode": "DISTINCT", "max_query_size": _CLICKHOUSE_QUERY_BYTES},
         )
     except ClickHouseError as error:
         if NOT_EXACT in str(error):
@@ -638,7 +650,7 @@ def _run_on_clickhouse(queries: list[UsageQuery], backend: EventsBackend) -> lis
                 "exceeds 56 integer or 20 decimal digits"
             ) from error
         raise
-    return _results(queries, d, result.result_rows)
+    return result.result_rows
 
 
 def _results(queries: list[UsageQuery], d: Dialect, fetched) -> list:
