@@ -21,11 +21,12 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from alerts.models import AlertLevel, AlertLogEntry, AlertState, LimitReached
@@ -44,6 +45,7 @@ from webhooks.outbox import publish
 FEATURE_ALERT = EventType.FEATURE_USAGE_ALERT.value
 LIMIT_REACHED = EventType.ENTITLEMENT_USAGE_LIMIT_REACHED.value
 MARKS_PER_PASS = 50_000
+USAGE_READERS = 2  # PostgreSQL connections a pass reads usage on at once (see _read_all)
 MAX_PASSES = 20
 _LOCK_KEY = 7_163_512_689_012  # the evaluator's PostgreSQL advisory lock
 
@@ -288,13 +290,34 @@ def _usage(plan: _Plan) -> dict[tuple[int, str, dt.datetime, dt.datetime], Decim
                 break
         else:
             rounds[meter.pk].append({item.customer.external_id: window})
+    reads = [(meters[meter_pk], windows) for meter_pk, per_round in rounds.items() for windows in per_round]
     found: dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None] = {}
-    for meter_pk, per_round in rounds.items():
-        for windows in per_round:
-            values = _customer_windows_usage(meter=meters[meter_pk], windows=windows)
-            for external_id, (start, end) in windows.items():
-                found[(meter_pk, external_id, start, end)] = values.get(external_id)
+    for (meter, windows), values in zip(reads, _read_all(reads), strict=True):
+        for external_id, (start, end) in windows.items():
+            found[(meter.pk, external_id, start, end)] = values.get(external_id)
     return found
+
+
+_Read = tuple[Meter, Mapping[str, tuple[dt.datetime, dt.datetime]]]
+
+
+def _read_all(reads: Sequence[_Read]) -> list[dict[str, Decimal | None]]:
+    """Each read's usage. On PostgreSQL, outside a caller's transaction, `USAGE_READERS` reads run at once on
+    connections of their own: the statements are independent (each meter is read in its own snapshot anyway), and
+    a pass over thousands of customers is mostly their time. Inside a transaction (tests) other connections could
+    not see its rows, so the reads run one after another there, as on SQLite."""
+    if len(reads) < 2 or USAGE_READERS < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return [_customer_windows_usage(meter=meter, windows=windows) for meter, windows in reads]
+    with ThreadPoolExecutor(max_workers=USAGE_READERS, thread_name_prefix="alerts-usage") as pool:
+        return list(pool.map(_read_on_own_connection, reads))
+
+
+def _read_on_own_connection(read: _Read) -> dict[str, Decimal | None]:
+    meter, windows = read
+    try:
+        return _customer_windows_usage(meter=meter, windows=windows)
+    finally:
+        connections.close_all()  # this thread's connections only: Django's are per thread
 
 
 def _customer_windows_usage(*, meter: Meter, windows: Mapping[str, tuple[dt.datetime, dt.datetime]]):

@@ -307,3 +307,35 @@ def test_deleting_a_customer_or_feature_deletes_its_alert_rows(environment):
     assert (AlertState.objects.count(), AlertLogEntry.objects.count(), LimitReached.objects.count()) == (1, 1, 1)
     cust.delete()
     assert (AlertState.objects.count(), AlertLogEntry.objects.count(), LimitReached.objects.count()) == (0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)  # committed rows: the reads run on connections of their own
+def test_on_postgresql_the_meters_are_read_at_once_on_their_own_connections(environment, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite reads one meter after another")
+    import threading
+
+    calls_feature = alerting_feature(environment, warning="2")
+    tokens_feature = alerting_feature(environment, event_name="llm.tokens", lookup_key="tokens", critical="3")
+    customer(environment, "a")
+    customer(environment, "b")
+    calls(environment, 3, customer="a")
+    calls(environment, 1, customer="b")
+    calls(environment, 4, customer="b", name="llm.tokens")
+    threads = []
+    read = services._customer_windows_usage
+
+    def recorded(**kwargs):
+        threads.append(threading.current_thread().name)
+        return read(**kwargs)
+
+    monkeypatch.setattr(services, "_customer_windows_usage", recorded)
+    report = evaluate()
+
+    assert len(threads) == 2 and all(name.startswith("alerts-usage") for name in threads)
+    assert (report.pairs, report.changes) == (3, 2)
+    levels = {
+        (s.feature_id, s.customer.external_id, s.level, s.usage) for s in AlertState.objects.select_related("customer")
+    }
+    assert levels == {(calls_feature.pk, "a", "warning", "3"), (tokens_feature.pk, "b", "critical", "4")}
+    assert UsageMark.objects.count() == 0
