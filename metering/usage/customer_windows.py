@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import cast
 
-from django.db import DEFAULT_DB_ALIAS, DataError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from catalog.models import AggregationType
 from flexmeter.db import server_bound_cursor
@@ -249,23 +249,7 @@ def customer_windows_usage(
             definition_id = coverage.definition_id if coverage is not None else None
             selects.extend(_part_selects(grouped, part, d, p, definition_id, ranges))
         check = coverage_check_sql(p, found, d.null_timestamp) if checked else None
-        if check is not None:
-            selects.append(check[0])
-        statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
-        try:
-            cursor.execute(statement, p.values)
-            fetched = cursor.fetchall()
-        except DataError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) != engine.NUMERIC_VALUE_OUT_OF_RANGE:
-                raise
-            raise InvalidOperation(
-                "This usage cannot be computed: an intermediate value exceeds the database's number range",
-                details={"usage": "a value of this window is too large to aggregate"},
-            ) from None
-        if check is None:
-            return fetched
-        valid = [int(row[4]) for row in fetched if row[0] == -1]
-        return [row for row in fetched if row[0] != -1] if valid == [check[1]] else None
+        return engine.usage_rows(cursor, selects, p, check=check)
 
     fetched: list | None = None
     if not wanted:

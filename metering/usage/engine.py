@@ -596,9 +596,16 @@ def _fetch(cursor, queries, fingerprints, d: Dialect, coverage: dict, *, checked
         )
     ]
     check = coverage_check_sql(p, coverage, d.null_timestamp) if checked else None
-    if check is not None:
-        selects.append(check[0])
-    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    return usage_rows(cursor, selects, p, check=check)
+
+
+def usage_rows(cursor, selects: list[str], p: Params, *, check: tuple[str, int] | None = None) -> list | None:
+    """The rows of the parts' UNION ALL on the Django database; a number out of the database's range is a clear
+    error. With `check` (`coverage_check_sql`: its SELECT and the count it must give) the statement also counts the
+    remembered rollup days still valid, and None means some are not: the caller looks coverage up again."""
+    statement = " UNION ALL ".join(
+        f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate([*selects, *([check[0]] if check else [])])
+    )
     try:
         cursor.execute(statement, p.values)
         fetched = cursor.fetchall()
