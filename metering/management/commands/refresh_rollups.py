@@ -9,8 +9,9 @@ from metering.usage.rollups.refresh import rollups_refresh
 
 class Command(BaseCommand):
     help = (
-        "Compute the daily usage rollups of every meter for sealed days (two or more days old) that are not rolled "
-        "up yet or received events since. Usage is exact without them; they make month-long queries fast."
+        "Compute the daily usage rollups of every meter for sealed days (every UTC day before today, from one hour "
+        "past midnight) that are not rolled up yet or received events since. Usage is exact without them; they make "
+        "month-long queries fast."
     )
 
     def add_arguments(self, parser):

@@ -38,9 +38,9 @@ from metering.usage.rollups.read import (
 )
 from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 
-# Writes to a UTC day leave change marks from the start of the day after next (trigger of migration 0004); a day is
-# sealed one hour later, so every write that started before marking began has committed (longer ones are not
-# expected: requests and import batches commit within seconds).
+# Writes to a UTC day leave change marks from the start of the next day (trigger of migrations 0004 and 0009); a day
+# is sealed one hour later, so every write that started before marking began has committed (longer ones are not
+# expected: requests and import batches commit within seconds). Only today is left to raw reads after that.
 SEAL_MARGIN = dt.timedelta(hours=1)
 _LOCK_NAMESPACE = 7_201_118  # pg_try_advisory_lock(namespace, definition id): one refresher per definition
 _MAX_DAYS_PER_STATEMENT = 31
@@ -88,7 +88,7 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
 
 
 _DAYS_TO_COMPUTE = """
-WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date - 1 AS sealed_before),
+WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date AS sealed_before),
 first_event AS (
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM metering_event
     WHERE environment_id = %(environment)s AND event_name = %(event_name)s ORDER BY "timestamp" LIMIT 1
@@ -350,4 +350,8 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
                 log(f"{event_name} {definition.spec.aggregation_type}: {days} days, {rows} rows")
     with connection.cursor() as cursor:
         cursor.execute(_MARKS_PRUNE)
+        if report.days and not connection.in_atomic_block:
+            # day totals are read from the index alone (migration 0010) once the visibility map covers the rows
+            # just written; autovacuum gets there too, but only after thousands of rows and minutes later
+            cursor.execute("VACUUM (ANALYZE) metering_rollup, metering_rollup_distinct")
     return report

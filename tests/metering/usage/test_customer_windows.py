@@ -176,3 +176,39 @@ def test_rolled_up_days_and_quarters_give_the_same_numbers(environment, name):
     assert rolled == raw == singles(usage_meter, WINDOWS)
     statement = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")][-1]
     assert "metering_rollup" in statement  # the rollups were read, not only raw events
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="rollups are a PostgreSQL feature")
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize(
+    ("name", "index"), [("SUM", "metering_rollup_customer"), ("COUNT_UNIQUE", "metering_rollup_distinct_customer")]
+)
+def test_rolled_up_days_are_read_from_the_index_alone(environment, name, index):
+    """The rollup rows are wide (quarter-hour arrays): the day totals and distinct values come from the index
+    (migration 0010) and the refresh leaves the visibility map set, so no row is fetched from the table. Reading the
+    table took 0.8 s of a 1.1 s read of 10,000 customers at 10M events."""
+    usage_meter = meter(environment, name)
+    seed(environment)
+    rollups_refresh()
+    statements = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        usage_for_customer_windows(meter=usage_meter, windows=WINDOWS)
+    sql, params = statements[-1]
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+        try:
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
+            plan = [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.execute("RESET enable_seqscan")
+            cursor.execute("RESET enable_bitmapscan")
+    # the whole days' read (joined to the day runs `cd`; quarter ranges need the arrays of the rows themselves)
+    scan = next(i for i, line in enumerate(plan) if f"using {index} on" in line and "cd.c" in plan[i + 1])
+    assert "Index Only Scan" in plan[scan], plan
+    assert "Heap Fetches: 0" in "\n".join(plan[scan : scan + 4]), plan
