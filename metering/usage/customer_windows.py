@@ -78,10 +78,11 @@ def _raw_source(query: UsageQuery, d: Dialect, p: Params, ranges: list[tuple[str
     """The events of each customer within its ranges: the ranges drive, each one an index range scan."""
     table = Event._meta.db_table
     on = "e.external_customer_id = cw.c AND e.timestamp >= cw.lo AND e.timestamp < cw.hi"
-    customers, lowers, uppers = (list(column) for column in zip(*ranges, strict=True))
     if d.vendor == "clickhouse":
         # each customer's range a row of a relation built from three array parameters, joined to the events (every
         # customer has one range per part there: ClickHouse has no rollups to cut it into pieces)
+        customers, lowers, uppers = (list(column) for column in zip(*ranges, strict=True))
+
         def moments(values: list[dt.datetime]) -> str:
             texts = [
                 max(value, _CLICKHOUSE_BEGINNING).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for value in values
@@ -93,24 +94,37 @@ def _raw_source(query: UsageQuery, d: Dialect, p: Params, ranges: list[tuple[str
             f"Array(String)), {moments(lowers)}, {moments(uppers)})) AS w)) AS cw"
         )
         return f"{d.events_source(table)} INNER JOIN {relation} ON {on}"
+    relation = _rows_relation(d, p, "cw", [("c", "text"), ("lo", "timestamptz"), ("hi", "timestamptz")], ranges)
     if d.vendor == "postgresql":
         # A lateral subquery that cannot be flattened (OFFSET 0) keeps the ranges driving: left to a plain join, the
         # planner misjudges how many events the ranges hold and scans every event of the meter (a parallel scan of
         # the whole table for 10,000 customers' edges of a day each), where index range scans read only those.
         return (
-            f"unnest({p(customers)}::text[], {p(lowers)}::timestamptz[], {p(uppers)}::timestamptz[]) AS cw(c, lo, hi) "
-            f"CROSS JOIN LATERAL (SELECT * FROM {table} e WHERE e.environment_id = {p(query.environment_id)} "
-            f"AND e.event_name = {p(query.spec.event_name)} AND {on} OFFSET 0) e"
+            f"{relation} CROSS JOIN LATERAL (SELECT * FROM {table} e WHERE e.environment_id = "
+            f"{p(query.environment_id)} AND e.event_name = {p(query.spec.event_name)} AND {on} OFFSET 0) e"
         )
-    adapt = d.connection.ops.adapt_datetimefield_value
-    rows = json.dumps([[c, adapt(lo), adapt(hi)] for c, lo, hi in ranges])
-    relation = (
-        "(SELECT json_extract(j.value, '$[0]') AS c, json_extract(j.value, '$[1]') AS lo, "
-        f"json_extract(j.value, '$[2]') AS hi FROM json_each({p(rows)}) j) cw"
-    )
     # SQLite keeps the left side of a CROSS JOIN as the outer loop: otherwise it may read the JSON ranges once per
     # event (10,000 customers took over a minute)
     return f"{relation} CROSS JOIN {table} e ON {on}"
+
+
+def _rows_relation(d: Dialect, p: Params, alias: str, columns: list[tuple[str, str]], rows: list[tuple]) -> str:
+    """`rows` as a relation named `alias` with `columns` (name, PostgreSQL type), passed as one JSON parameter: psycopg
+    turning 10,000 customers' ranges into array parameters took as long as PostgreSQL took to answer."""
+    moment = d.connection.ops.adapt_datetimefield_value if d.vendor == "sqlite" else dt.datetime.isoformat
+    # C-level callables where it matters (PostgreSQL): tens of thousands of values each
+    as_text = {"text": str, "date": dt.date.isoformat, "timestamp": moment, "timestamptz": moment}
+    converters = [as_text[kind] for _, kind in columns]
+    values = [[convert(value) for convert, value in zip(converters, row, strict=True)] for row in rows]
+    if d.vendor == "postgresql":
+        # a function's typed columns, like unnest's: expressions over JSON elements would be inlined into the join
+        # conditions, where they no longer bound the index scans
+        names = [name for name, _ in columns]
+        payload = json.dumps([dict(zip(names, row, strict=True)) for row in values])
+        fields = ", ".join(f"{name} {kind}" for name, kind in columns)
+        return f"json_to_recordset({p(payload)}::json) AS {alias}({fields})"
+    fields = ", ".join(f"json_extract(j.value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns))
+    return f"(SELECT {fields} FROM json_each({p(json.dumps(values))}) j) {alias}"
 
 
 @dataclass(frozen=True)
@@ -137,21 +151,16 @@ class _WindowedRollupRead(engine._RollupRead):
 def _rollup_read(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, ranges: _PartRanges):
     days_relation = quarters_relation = ""
     if ranges.days:
-        customers, firsts, afters = (list(column) for column in zip(*ranges.days, strict=True))
-        days_relation = (
-            f"unnest({p(customers)}::text[], {p(firsts)}::date[], {p(afters)}::date[]) AS cd(c, first, after)"
-        )
+        days_relation = _rows_relation(d, p, "cd", [("c", "text"), ("first", "date"), ("after", "date")], ranges.days)
     if ranges.quarters:
-        customers = [c for c, _, _ in ranges.quarters]
         # the days a quarter range touches, and its bounds as the rollups' UTC wall-clock times
-        firsts = [lo.date() for _, lo, _ in ranges.quarters]
-        afters = [(hi - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1) for _, _, hi in ranges.quarters]
-        lowers = [lo.replace(tzinfo=None) for _, lo, _ in ranges.quarters]
-        uppers = [hi.replace(tzinfo=None) for _, _, hi in ranges.quarters]
-        quarters_relation = (
-            f"unnest({p(customers)}::text[], {p(firsts)}::date[], {p(afters)}::date[], "
-            f"{p(lowers)}::timestamp[], {p(uppers)}::timestamp[]) AS cq(c, first, after, lo, hi)"
-        )
+        rows = [
+            (c, lo.date(), (hi - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1), lo.replace(tzinfo=None),
+             hi.replace(tzinfo=None))
+            for c, lo, hi in ranges.quarters
+        ]  # fmt: skip
+        columns = [("c", "text"), ("first", "date"), ("after", "date"), ("lo", "timestamp"), ("hi", "timestamp")]
+        quarters_relation = _rows_relation(d, p, "cq", columns, rows)
     return _WindowedRollupRead(query, part, d, p, definition_id, days_relation, quarters_relation)
 
 
