@@ -23,6 +23,7 @@ from metering.models import Customer, CustomerStatus, Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.predicate import filter_sql
+from metering.usage.rollups.counts import event_counts_by_day_sql
 from metering.usage.spec import Filter
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -436,21 +437,26 @@ def event_counts_by_day(
     *, environment: Environment, start: dt.datetime, end: dt.datetime, since: dt.datetime
 ) -> tuple[dict[dt.date, int], int]:
     """Events per UTC day of their timestamp in `[start, end)` (days without events are absent), and how many of
-    them are from `since` on, in one query that reads only the (environment, timestamp, id) index."""
+    them are from `since` on, in one query. On PostgreSQL whole days before `since` come from the per-day event
+    counts while they are valid (`metering.usage.rollups.counts`), the other days from the (environment,
+    timestamp) index; SQLite reads that index for every day, ClickHouse counts its own events."""
     backend = events_backend()
     if backend.is_clickhouse:
         counted = clickhouse_reads.event_counts_by_day(
             backend, environment_id=environment.pk, start=start, end=end, since=since
         )
         return {day: count for day, count, _ in counted}, sum(recent for _, _, recent in counted)
-    day = "date(e.timestamp)" if connection.vendor == "sqlite" else "(e.timestamp AT TIME ZONE 'UTC')::date"
-    sql = (
-        f"SELECT {day} AS day, count(*), sum(CASE WHEN e.timestamp >= %s THEN 1 ELSE 0 END) "
-        f"FROM {Event._meta.db_table} e "
-        "WHERE e.environment_id = %s AND e.timestamp >= %s AND e.timestamp < %s GROUP BY 1"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [since, environment.pk, start, end])
+        if connection.vendor == "postgresql":
+            sql, params = event_counts_by_day_sql(environment_id=environment.pk, start=start, end=end, since=since)
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(
+                "SELECT date(e.timestamp) AS day, count(*), sum(CASE WHEN e.timestamp >= %s THEN 1 ELSE 0 END) "
+                f"FROM {Event._meta.db_table} e "
+                "WHERE e.environment_id = %s AND e.timestamp >= %s AND e.timestamp < %s GROUP BY 1",
+                [since, environment.pk, start, end],
+            )
         rows = cursor.fetchall()
     per_day = {(dt.date.fromisoformat(day) if isinstance(day, str) else day): count for day, count, _ in rows}
     return per_day, sum(int(recent or 0) for _, _, recent in rows)
