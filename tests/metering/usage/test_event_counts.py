@@ -7,6 +7,8 @@ from collections import Counter
 import pytest
 from django.db import connection
 
+from metering.clickhouse.config import events_backend
+from metering.ingest.writer import events_delete
 from metering.models import Event
 from metering.selectors import event_counts_by_day
 from metering.usage.rollups.refresh import rollups_refresh
@@ -24,30 +26,50 @@ WINDOWS = [
 ]
 
 
-def seed(environment):
+class Events:
+    """What was sent, by event id (a redelivery replaces, a deletion removes): the events the backend holds, in
+    either events backend."""
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.timestamps: dict[str, dt.datetime] = {}
+
+    def send(self, *, event_name: str, timestamp: str, event_id: str | None = None) -> str:
+        event_id = send(self.environment, event_name=event_name, timestamp=timestamp, event_id=event_id)
+        self.timestamps[event_id] = at(timestamp)
+        return event_id
+
+    def delete(self, event_id: str) -> None:
+        assert events_delete(environment_slug=self.environment.slug, event_ids=[event_id]) == 1
+        del self.timestamps[event_id]
+
+    def at(self, timestamp: str) -> str:
+        return next(event_id for event_id, moment in self.timestamps.items() if moment == at(timestamp))
+
+    def counts(self, start, end, since) -> tuple[dict[dt.date, int], int]:
+        """Counted in Python: what the answer must be."""
+        stamps = [moment for moment in self.timestamps.values() if start <= moment < end]
+        return dict(Counter(moment.date() for moment in stamps)), sum(1 for moment in stamps if moment >= since)
+
+
+def seed(environment) -> Events:
     """Events of a metered name, an unmetered one and a misspelling over January 2025, several a day."""
     MeterFactory(environment=environment, event_name="api.calls")
+    events = Events(environment)
     for day in range(2, 29):
         for hour in (0, 7, 12, 23):
             for name in ("api.calls", "api_calls", "other")[: 1 + (day + hour) % 3]:
-                send(environment, event_name=name, timestamp=f"2025-01-{day:02d}T{hour:02d}:{day % 60:02d}")
+                events.send(event_name=name, timestamp=f"2025-01-{day:02d}T{hour:02d}:{day % 60:02d}")
+    return events
 
 
-def raw_counts(environment, start, end, since) -> tuple[dict[dt.date, int], int]:
-    """Counted in Python from the stored events: what the answer must be."""
-    stamps = list(
-        Event.objects.filter(environment=environment, timestamp__gte=start, timestamp__lt=end).values_list(
-            "timestamp", flat=True
-        )
-    )
-    per_day = Counter(stamp.astimezone(dt.UTC).date() for stamp in stamps)
-    return dict(per_day), sum(1 for stamp in stamps if stamp >= since)
-
-
-def assert_same_as_raw(environment):
+def assert_same_as_raw(events: Events):
+    if not events_backend().is_clickhouse:
+        stored = Event.objects.filter(environment=events.environment).values_list("event_id", "timestamp")
+        assert dict(stored) == events.timestamps
     for start, end, since in WINDOWS:
         window = {"start": at(start), "end": at(end), "since": at(since)}
-        got, want = event_counts_by_day(environment=environment, **window), raw_counts(environment, **window)
+        got, want = event_counts_by_day(environment=events.environment, **window), events.counts(**window)
         assert got == want, (
             window,
             {d: (got[0].get(d), want[0].get(d)) for d in set(got[0]) | set(want[0]) if got[0].get(d) != want[0].get(d)},
@@ -61,9 +83,9 @@ def count_rows(environment) -> dict[dt.date, int]:
 
 
 def test_counts_are_exact_before_and_after_late_events_redeliveries_and_deletions(environment, other_environment):
-    seed(environment)
+    events = seed(environment)
     send(other_environment, event_name="api.calls", timestamp="2025-01-05T10:00")  # another environment's event
-    assert_same_as_raw(environment)
+    assert_same_as_raw(events)
     report = rollups_refresh()
     if postgres:
         # every sealed day from the first event on, with or without events (none after the 28th)
@@ -71,16 +93,15 @@ def test_counts_are_exact_before_and_after_late_events_redeliveries_and_deletion
         days = sorted(counted)
         assert days[0] == dt.date(2025, 1, 2) and days == [days[0] + dt.timedelta(days=n) for n in range(len(days))]
         assert report.counted_days == len(days) + len(count_rows(other_environment))
-        january, _ = raw_counts(environment, at("2025-01-01T00:00"), at("2025-02-01T00:00"), at("2025-02-01T00:00"))
+        january, _ = events.counts(at("2025-01-01T00:00"), at("2025-02-01T00:00"), at("2025-02-01T00:00"))
         assert {day: count for day, count in counted.items() if count} == january
-    assert_same_as_raw(environment)
+    assert_same_as_raw(events)
 
     # a late event of a name no meter reads, a redelivery that moves an event to another day, a deleted event
-    send(environment, event_name="typo.name", timestamp="2025-01-10T11:00")
-    moved = Event.objects.filter(environment=environment, timestamp=at("2025-01-12T07:12")).first()
-    send(environment, event_name=moved.event_name, event_id=moved.event_id, timestamp="2025-01-20T06:00")
-    Event.objects.filter(environment=environment, timestamp=at("2025-01-14T12:14")).delete()
-    assert_same_as_raw(environment)  # at once: the changed days are counted from raw events
+    events.send(event_name="typo.name", timestamp="2025-01-10T11:00")
+    events.send(event_name="api.calls", event_id=events.at("2025-01-12T07:12"), timestamp="2025-01-20T06:00")
+    events.delete(events.at("2025-01-14T12:14"))
+    assert_same_as_raw(events)  # at once: the changed days are counted from raw events
 
     report = rollups_refresh()
     if postgres:
@@ -88,7 +109,7 @@ def test_counts_are_exact_before_and_after_late_events_redeliveries_and_deletion
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM metering_rollup_mark")
             assert cursor.fetchone()[0] == 0  # seen by the usage rollups and the counts: pruned
-    assert_same_as_raw(environment)
+    assert_same_as_raw(events)
     assert rollups_refresh().counted_days == 0
 
 
@@ -114,12 +135,13 @@ def test_sealed_days_are_read_from_the_counts_and_a_marked_day_is_not(environmen
 @pytest.mark.skipif(not postgres, reason="counts are kept on PostgreSQL only")
 def test_recent_days_are_not_counted_and_days_without_events_are(environment):
     now = dt.datetime.now(dt.UTC)
+    events = Events(environment)
     for days_ago in (0, 1, 5):
-        send(environment, event_name="x", timestamp=(now - dt.timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M"))
+        events.send(event_name="x", timestamp=(now - dt.timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M"))
     rollups_refresh()
     days = count_rows(environment)
     assert max(days) < (now - dt.timedelta(days=1)).date()
     assert sorted(days.values()) == [0] * (len(days) - 1) + [1]
     start = now - dt.timedelta(days=6)
     window = {"start": start, "end": now + dt.timedelta(minutes=1), "since": now - dt.timedelta(hours=24)}
-    assert event_counts_by_day(environment=environment, **window) == raw_counts(environment, **window)
+    assert event_counts_by_day(environment=environment, **window) == events.counts(**window)
