@@ -145,3 +145,19 @@ def test_recent_days_are_not_counted_and_days_without_events_are(environment):
     start = now - dt.timedelta(days=6)
     window = {"start": start, "end": now + dt.timedelta(minutes=1), "since": now - dt.timedelta(hours=24)}
     assert event_counts_by_day(environment=environment, **window) == events.counts(**window)
+
+
+@pytest.mark.skipif(not postgres, reason="counts are kept on PostgreSQL only")
+def test_the_worker_job_and_the_command_refresh_the_counts(environment, capsys):
+    from django.core.management import call_command
+
+    from worker.tasks import refresh_rollups
+
+    events = Events(environment)
+    events.send(event_name="x", timestamp="2025-01-02T10:00")
+    result = refresh_rollups.call()
+    assert result["counted_days"] > 0 and count_rows(environment)[dt.date(2025, 1, 2)] == 1
+    events.send(event_name="x", timestamp="2025-01-02T11:00")
+    call_command("refresh_rollups")
+    assert "1 days of event counts" in capsys.readouterr().out
+    assert count_rows(environment)[dt.date(2025, 1, 2)] == 2
