@@ -1,13 +1,13 @@
 """Per-day event counts of an environment (PostgreSQL): the overview's "events received" without a scan of raw
 events for every sealed day.
 
-They follow the usage rollups' rule (`refresh.py`, migration 0004): only sealed UTC days (at least two days old, plus
-`SEAL_MARGIN`) are counted, each count records the snapshot it was taken in, and a count is used only while that
-snapshot saw every change mark of its environment and day — of any event name, since every event counts. A late
-event, a redelivery that moves an event to another day, or a deletion leaves a mark, so the day is counted from raw
-events until the next refresh recounts it: never stale, at worst slower. Counts are refreshed with the usage
-rollups (`rollups_refresh`: `manage.py refresh_rollups` and the worker's periodic job), and a mark is pruned only
-once these counts have seen it too (`MARKS_SEEN_BY_COUNTS`).
+They follow the usage rollups' rule (`refresh.py`, migrations 0004 and 0009): only sealed UTC days (before today,
+from `SEAL_MARGIN` past midnight: `SEALED_BEFORE_SQL`) are counted, each count records the snapshot it was taken in,
+and a count is used only while that snapshot saw every change mark of its environment and day — of any event name,
+since every event counts. A late event, a redelivery that moves an event to another day, or a deletion leaves a
+mark, so the day is counted from raw events until the next refresh recounts it: never stale, at worst slower. Counts
+are refreshed with the usage rollups (`rollups_refresh`: `manage.py refresh_rollups` and the worker's periodic job),
+and a mark is pruned only once these counts have seen it too (`MARKS_SEEN_BY_COUNTS`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 
 from metering.models import Event
-from metering.usage.rollups.read import day_runs, day_start, repeatable_read
+from metering.usage.rollups.read import SEALED_BEFORE_SQL, day_runs, day_start, repeatable_read
 
 _LOCK_NAMESPACE = 7_201_119  # pg_try_advisory_lock(namespace, environment id): one counter per environment
 _MAX_DAYS_PER_STATEMENT = 31
@@ -38,7 +38,7 @@ MARKS_SEEN_BY_COUNTS = """
                             AND pg_visible_in_snapshot(mark.xid, counted.snapshot)))"""
 
 _DAYS_TO_COUNT = f"""
-WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date - 1 AS sealed_before),
+WITH horizon AS (SELECT {SEALED_BEFORE_SQL} AS sealed_before),
 first_event AS (
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM {_EVENTS}
     WHERE environment_id = %(environment)s ORDER BY "timestamp" LIMIT 1

@@ -35,6 +35,7 @@ from metering.usage.rollups.counts import (
 from metering.usage.rollups.read import (
     EVERYONE,
     HOUR_SLOTS,
+    SEALED_BEFORE_SQL,
     day_runs,
     day_start,
     day_total_kept,
@@ -95,8 +96,8 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
     return [(pk, environment_id, fp, specs[(environment_id, fp)]) for pk, environment_id, fp in cursor.fetchall()]
 
 
-_DAYS_TO_COMPUTE = """
-WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date AS sealed_before),
+_DAYS_TO_COMPUTE = f"""
+WITH horizon AS (SELECT {SEALED_BEFORE_SQL} AS sealed_before),
 first_event AS (
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM metering_event
     WHERE environment_id = %(environment)s AND event_name = %(event_name)s ORDER BY "timestamp" LIMIT 1

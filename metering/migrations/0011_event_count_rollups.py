@@ -2,7 +2,7 @@
 
 - `metering_event_count_day`: the events of one environment whose timestamp falls on one UTC day, counted from the
   snapshot recorded with them. The count is used only while that snapshot saw every change mark of the day
-  (`metering_rollup_mark` of 0004, any event name of the environment), exactly as a rolled-up usage day is: a late
+  (`metering_rollup_mark` of 0004 and 0009, any event name of the environment), exactly as a rolled-up usage day is: a late
   event, a redelivery that moves an event to another day or a deletion makes the day read raw events until the
   next refresh. A row with 0 events records a sealed day without events.
 - The truncate trigger of 0004 now forgets these counts as well. No foreign key to the environment (Django's flush
@@ -51,6 +51,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("metering", "0008_usage_marks")]
+    dependencies = [("metering", "0010_rollup_reads_index_only")]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
