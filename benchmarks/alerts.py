@@ -4,10 +4,10 @@
     FLEXMETER_BENCHMARKS=1 .venv/bin/python manage.py bench_alerts   (the same, as a management command)
 
 Development only. It creates its own PostgreSQL database (the name must contain "bench"; dropped at the end unless
-`--keep`; `--reuse` times the passes again on a kept database), loads `--events` synthetic events spread over 5
-event names and `--customers` customers in their current billing period (generated inside PostgreSQL), builds the daily rollups as the worker does, creates one published
-meter and alerting feature per event name (COUNT, SUM, MAX, COUNT_UNIQUE, LATEST with a `below` condition), marks
-every (customer, event name) pair as ingest would, then times:
+`--keep`; `--reuse` times the passes again on a kept database), loads `--events` synthetic events spread over 5 event
+names and `--customers` customers in their current billing period (generated inside PostgreSQL), builds the daily
+rollups as the worker does, creates one published meter and alerting feature per event name (COUNT, SUM, MAX,
+COUNT_UNIQUE, LATEST with a `below` condition), marks every (customer, event name) pair as ingest would, then times:
 
 1. the first pass: every pair evaluated, most of them crossing a threshold (states, log rows written);
 2. a second pass over the same pairs marked again, where nothing changes (the steady state).

@@ -94,6 +94,31 @@ def check_database_url(database_url: str) -> None:
 
 
 @contextlib.contextmanager
+def benchmark_database_kept(
+    database_url: str, *, keep: bool, reuse: bool, holds: Callable[[psycopg.Connection], bool]
+) -> Iterator[bool]:
+    """Create the benchmark database, or with `reuse` keep one that exists and `holds` what the run would load;
+    yields whether it was reused (loaded already). Dropped at the end unless `keep`."""
+    name = _database_name(database_url)
+    admin_url = _with_database(database_url, "postgres")
+    loaded = False
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+        if exists and reuse:
+            with psycopg.connect(database_url) as bench:
+                loaded = holds(bench)
+        if not loaded:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield loaded
+    finally:
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
 def benchmark_database(database_url: str) -> Iterator[None]:
     name = _database_name(database_url)
     admin_url = _with_database(database_url, "postgres")

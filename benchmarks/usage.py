@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import dj_database_url
@@ -27,7 +27,14 @@ from django.core.management import call_command
 from django.db import connections
 
 from benchmarks.loading import event_indexes_deferred
-from benchmarks.runner import BenchmarkError, check_database_url, manage_run, server_environment, wsgi_server
+from benchmarks.runner import (
+    BenchmarkError,
+    benchmark_database_kept,
+    check_database_url,
+    manage_run,
+    server_environment,
+    wsgi_server,
+)
 from catalog.models import Meter, MeterStatus
 from flexmeter.models import Environment
 from metering.models import Event
@@ -294,25 +301,15 @@ def time_queries(
 @contextlib.contextmanager
 def _database(database_url: str, *, events: int, keep: bool, reuse: bool) -> Iterator[bool]:
     """Create the benchmark database (or reuse a kept one holding `events` events); yields whether it does."""
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    loaded = False
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
-        if exists and reuse:
-            with psycopg.connect(database_url) as bench:
-                loaded = bench.execute(f"SELECT count(*) FROM {Event._meta.db_table}").fetchone()[0] == events
-        if not loaded:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
+
+    def holds(bench) -> bool:
+        return bench.execute(f"SELECT count(*) FROM {Event._meta.db_table}").fetchone()[0] == events
+
     try:
-        yield loaded
+        with benchmark_database_kept(database_url, keep=keep, reuse=reuse, holds=holds) as loaded:
+            yield loaded
     finally:
         connections[ALIAS].close()
-        if not keep:
-            with psycopg.connect(admin_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def usage_benchmark_run(

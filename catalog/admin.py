@@ -233,7 +233,7 @@ class MeterAdmin(ServiceErrorsMixin, admin.ModelAdmin):
 class FeatureAdminForm(AlertFieldsForm, forms.ModelForm):
     """The alert fields come from the dashboard's edit form (`AlertFieldsForm`) and build `alert_settings`."""
 
-    metadata = MetadataRowsField(help_text="Text values your own systems read; at most 50 keys.")
+    metadata = MetadataRowsField()
 
     class Meta:
         model = Feature

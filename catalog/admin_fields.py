@@ -1,4 +1,5 @@
-"""Admin form fields for a meter's filters and a feature's metadata: rows of inputs instead of a JSON text box.
+"""Admin form fields for a meter's filters and the metadata of features, plans and subscriptions: rows of inputs
+instead of a JSON text box.
 
 Each field only shapes the rows into what the API takes (a filter list, a string map); `catalog.rules` judges the
 result, and `row_error` turns a rule's path (`filters[1].values`, `metadata.plan`) back into the row it concerns,
@@ -232,11 +233,13 @@ METADATA_COLUMNS = (Column("key", "Key", mono=True), Column("value", "Value"))
 
 
 class MetadataRowsField(RowsField):
-    """A feature's metadata: one row per key. Keys and values are kept as typed (the API keeps them too)."""
+    """Metadata (features, plans, subscriptions): one row per key. Keys and values are kept as typed (the API keeps
+    them too); `metadata_clean` of the catalog's rules judges the map."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("widget", RowsWidget(METADATA_COLUMNS, noun="Entry"))
         kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Text values your own systems read; at most 50 keys.")
         super().__init__(**kwargs)
 
     def rows_of(self, value: Any) -> list[Row]:

@@ -3,6 +3,9 @@
 Forms validate through `entitlements.rules` (the API's messages, on the matching field) and saves go through
 `entitlements.services`, so admin cannot create what the API would reject. A subscription's customer, plan and
 start are fixed once created; plans are archived with a list action rather than deleted.
+
+Metadata (of plans and subscriptions) is rows of key and value inputs, the same field catalog admin uses for a
+feature's metadata (`catalog.admin_fields.MetadataRowsField`), never a JSON text box.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from catalog.admin import ServiceErrorsMixin, add_rule_errors
+from catalog.admin_fields import MetadataRowsField
 from entitlements import rules, services
 from entitlements.models import Entitlement, Plan, Subscription
 from flexmeter.errors import ValidationFailed
 
 
 class PlanAdminForm(forms.ModelForm):
+    metadata = MetadataRowsField()
+
     class Meta:
         model = Plan
         fields = ("environment", "name", "lookup_key", "description", "display_order", "metadata")
@@ -139,6 +145,8 @@ class EntitlementAdmin(ServiceErrorsMixin, admin.ModelAdmin):
 
 
 class SubscriptionAdminForm(forms.ModelForm):
+    metadata = MetadataRowsField()
+
     class Meta:
         model = Subscription
         fields = (

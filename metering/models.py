@@ -99,7 +99,8 @@ class Event(models.Model):
     `timestamp` is the client's time of the fact, `ingested_at` the server time of the (last) delivery.
     """
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    # no index of its own: every index below starts with the environment
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_index=False)
     event_id = models.CharField(max_length=255)
     event_name = models.CharField(max_length=255)
     external_customer_id = models.CharField(max_length=255)
@@ -118,6 +119,10 @@ class Event(models.Model):
                 fields=["environment", "event_name", "external_customer_id", "timestamp"], name="event_usage_lookup"
             ),
             models.Index(fields=["environment", "-timestamp", "-id"], name="event_stream"),
+            # one event name over a time range for all customers (the raw part of usage without a customer: the
+            # overview, the usage index, a feature's page): event_usage_lookup has the customer before the time, so
+            # such a read walked every entry of the name (1.3 s for today's 170,000 events among 6,000,000)
+            models.Index(fields=["environment", "event_name", "timestamp"], name="event_name_time"),
         ]
 
     def __str__(self) -> str:

@@ -10,11 +10,12 @@ from webhooks.digest import unmatched_digests_publish
 
 @task
 def refresh_rollups() -> dict[str, int | list[str]]:
-    """Bring the daily usage rollups up to date (PostgreSQL; a no-op on SQLite). Safe to run again after a crash:
-    it recomputes only days that are not rolled up or changed since."""
+    """Bring the daily usage rollups and the per-day event counts up to date (PostgreSQL; a no-op on SQLite). Safe
+    to run again after a crash: it recomputes only days that are not rolled up (or counted) or changed since."""
     report = rollups_refresh()
     # Meters the refresh had to skip are named in the result, which stays in the queue table (and admin) to read.
-    return {"definitions": report.definitions, "days": report.days, "rows": report.rows, "skipped": report.skipped}
+    return {"definitions": report.definitions, "days": report.days, "rows": report.rows,
+            "counted_days": report.counted_days, "skipped": report.skipped}  # fmt: skip
 
 
 @task

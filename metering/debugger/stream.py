@@ -37,6 +37,7 @@ from metering.models import Customer, CustomerStatus, Event
 from metering.selectors import (
     customer_ids_by_external_id,
     event_row_condition,
+    event_row_value,
     events_matching,
     keyset_page,
     recent_event_names,
@@ -69,14 +70,17 @@ def published_specs(environment: Environment) -> list[AggregationSpec]:
     return specs
 
 
-def matched_expression(specs: list[AggregationSpec]) -> RawSQL:
-    """A boolean ORM expression for an `Event` queryset: does this row count for any published meter?"""
-    return event_row_condition(lambda d, p: any_match_sql(specs, d, p))
+def matched_expression(specs: list[AggregationSpec], *, column: bool = False) -> RawSQL:
+    """A boolean ORM expression for an `Event` queryset: does this row count for any published meter? As a
+    filter, or with `column` as an annotation (see `event_row_value`)."""
+    build = event_row_value if column else event_row_condition
+    return build(lambda d, p: any_match_sql(specs, d, p))
 
 
-def filtered_out_expression(specs: list[AggregationSpec]) -> RawSQL:
+def filtered_out_expression(specs: list[AggregationSpec], *, column: bool = False) -> RawSQL:
     """A boolean ORM expression: did every published meter of this row's event name reject it by a filter?"""
-    return event_row_condition(lambda d, p: filtered_out_sql(specs, d, p))
+    build = event_row_value if column else event_row_condition
+    return build(lambda d, p: filtered_out_sql(specs, d, p))
 
 
 # --- the stream ---------------------------------------------------------------------------------------------
@@ -250,17 +254,21 @@ def _django_stream_page(
     )
     if columns["event_name_prefix"]:
         events = events.filter(event_name__istartswith=columns["event_name_prefix"])
+    # the status filter reads the facts as conditions, the row's label as columns (see `event_row_value`)
+    conditions = {"matched": matched_expression, "filtered_out": filtered_out_expression}
+    for fact, wanted in requires.items():
+        if fact in conditions:
+            condition = conditions[fact](specs)
+            events = events.filter(condition) if wanted else events.exclude(condition)
     events = events.annotate(
-        matched=matched_expression(specs),
-        filtered_out=filtered_out_expression(specs),
+        matched=matched_expression(specs, column=True),
+        filtered_out=filtered_out_expression(specs, column=True),
         customer_public_id=Subquery(customers),
     )
-    lookups = dict(
-        ("customer_public_id__isnull", not wanted) if fact == "known" else (fact, wanted)
-        for fact, wanted in requires.items()
-    )
+    if "known" in requires:
+        events = events.filter(customer_public_id__isnull=not requires["known"])
     page = keyset_page(
-        events.filter(**lookups),
+        events,
         page_size=page_size,
         older_than=cursor,
         older_than_field="cursor",

@@ -89,8 +89,12 @@ def any_selected_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str
 def filtered_out_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
     """True when row `e` is left out on purpose: some meter of `specs` counts its event name, and each of those
     meters rejects it by a filter (rule 2). An event that passes a meter's filters but has no usable value is not
-    filtered out: it is broken (rule 3)."""
-    names = sorted({spec.event_name for spec in specs})
+    filtered out: it is broken (rule 3). A meter without filters selects every event of its name, so only names
+    whose every meter has a filter can be filtered out: the others are left out of the test (with none left the
+    condition is constant, and a status filter on it reads no event)."""
+    unfiltered = {spec.event_name for spec in specs if not spec.filters}
+    names = sorted({spec.event_name for spec in specs} - unfiltered)
     if not names:
         return "(1 = 0)"
+    specs = [spec for spec in specs if spec.event_name in names]
     return f"(e.event_name IN ({', '.join(p(name) for name in names)}) AND NOT {any_selected_sql(specs, d, p)})"

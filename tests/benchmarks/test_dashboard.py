@@ -40,3 +40,19 @@ def test_small_run_times_every_page_and_drops_its_database(capfd):
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     assert exists is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the benchmark runs on PostgreSQL only")
+def test_keep_then_reuse_times_the_same_database_without_reloading(capfd):
+    url, name = bench_database("dash_kept")
+    try:
+        call_command("bench_dashboard", "--database-url", url, "--events", "2000", "--repeat", "1", "--keep")
+        first = capfd.readouterr().out
+        assert "loaded 2,000 events" in first and "kept" in first
+        call_command("bench_dashboard", "--database-url", url, "--events", "2000", "--repeat", "1", "--reuse")
+        second = capfd.readouterr().out
+        assert "reusing" in second and "loaded" not in second and "overview (home)" in second
+        assert "dropped the benchmark database" in second
+    finally:
+        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -33,3 +33,24 @@ def test_add_another_filter_appends_a_named_row_that_saves(signed_in, live_serve
         {"key": "region", "operator": "in", "values": ["eu"]},
         {"key": "tier", "operator": "not_in", "values": ["free", "trial"]},
     ]
+
+
+def test_a_plans_metadata_is_rows_with_add_another_that_save(signed_in, live_server, screenshot):
+    from entitlements import services
+    from entitlements.models import Plan
+    from flexmeter.models import Environment
+
+    plan = services.plan_create(
+        environment=Environment.objects.get(slug="production"), data={"name": "Team", "metadata": {"tier": "gold"}}
+    )
+    page = signed_in
+    page.goto(f"/admin/entitlements/plan/{plan.pk}/change/")
+    assert page.locator("textarea[name=metadata]").count() == 0
+    assert page.get_by_label("Entry 1 key").input_value() == "tier"
+    page.get_by_role("button", name="Add another entry").click()
+    page.get_by_label("Entry 4 key").fill("owner")
+    page.get_by_label("Entry 4 value").fill("Sales")
+    screenshot(page, "admin-plan-metadata-rows")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.wait_for_url("**/admin/entitlements/plan/")
+    assert Plan.objects.get(pk=plan.pk).metadata == {"tier": "gold", "owner": "Sales"}

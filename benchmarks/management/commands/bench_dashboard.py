@@ -9,7 +9,7 @@ class Command(BaseCommand):
         "Time the overview, customer, event debugger and usage pages (server time through Django's test Client, "
         "p50/p95) with "
         "1,000,000 synthetic events in a throw-away PostgreSQL database that the command creates and drops "
-        "(its name must contain 'bench'; never the development database)."
+        "(its name must contain 'bench'; never the development database); --keep, then --reuse, to re-time it."
     )
     requires_system_checks = []
 
@@ -17,6 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help=f"default {DEFAULT_DATABASE_URL}")
         parser.add_argument("--events", type=int, default=1_000_000, help="events to load (default 1,000,000)")
         parser.add_argument("--repeat", type=int, default=20, help="timed requests per page (default 20)")
+        parser.add_argument("--keep", action="store_true", help="keep the database afterwards (for --reuse)")
+        parser.add_argument(
+            "--reuse", action="store_true", help="time a kept database holding --events events again without reloading"
+        )
         parser.add_argument("--inner", action="store_true", help="internal: measure in the current database")
 
     def handle(self, *args, **options):
@@ -30,10 +34,17 @@ class Command(BaseCommand):
 
         try:
             if options["inner"]:
-                dashboard_benchmark_measure(events=options["events"], repeat=options["repeat"], log=log)
+                dashboard_benchmark_measure(
+                    events=options["events"], repeat=options["repeat"], log=log, reuse=options["reuse"]
+                )
             else:
                 dashboard_benchmark_run(
-                    database_url=options["database_url"], events=options["events"], repeat=options["repeat"], log=log
+                    database_url=options["database_url"],
+                    events=options["events"],
+                    repeat=options["repeat"],
+                    log=log,
+                    keep=options["keep"],
+                    reuse=options["reuse"],
                 )
         except BenchmarkError as exc:
             raise CommandError(str(exc)) from exc

@@ -30,7 +30,7 @@ class Command(BaseCommand):
             if options["verbosity"] >= 1:
                 self.stdout.write(
                     f"Rollups: {report.definitions} meter definitions, {report.days} days recomputed "
-                    f"({report.rows} rows) in {elapsed:.1f} s"
+                    f"({report.rows} rows), {report.counted_days} days of event counts in {elapsed:.1f} s"
                 )
             for note in report.skipped:
                 self.stderr.write(note)

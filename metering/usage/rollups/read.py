@@ -77,6 +77,12 @@ def day_total_kept(spec) -> bool:
     return not spec.is_bucketed_max or spec.bucket_size in FIXED_STEPS or spec.bucket_size == "DAY"
 
 
+# The first UTC day that is not sealed yet (today, or yesterday until SEAL_MARGIN past midnight): every write to an
+# earlier day leaves a change mark (migration 0009). SQL, for `%(margin)s` = refresh.SEAL_MARGIN; the usage rollups
+# and the per-day event counts both refresh the days before it.
+SEALED_BEFORE_SQL = "((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date"
+
+
 @dataclass(frozen=True)
 class Coverage:
     definition_id: int

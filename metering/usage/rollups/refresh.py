@@ -1,4 +1,5 @@
-"""Computing usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` runs.
+"""Computing usage rollups (PostgreSQL): `rollups_refresh` is what `manage.py refresh_rollups` and the worker run; it
+also brings the per-day event counts of every environment up to date (`counts.py`).
 
 For every meter definition in use it (re)computes the UTC days that are sealed — old enough that every write
 to them leaves a change mark, see migration 0004 — and not validly rolled up yet: days never computed, days
@@ -21,13 +22,20 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from catalog.models import AggregationType, Meter, MeterStatus
+from flexmeter.models import Environment
 from metering.models import Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import TOTAL, WINDOW, bucket_cells_sql, distinct_values_sql, part_sql
+from metering.usage.rollups.counts import (
+    COUNTS_OF_GONE_ENVIRONMENTS_DELETE,
+    MARKS_SEEN_BY_COUNTS,
+    event_counts_refresh,
+)
 from metering.usage.rollups.read import (
     EVERYONE,
     HOUR_SLOTS,
+    SEALED_BEFORE_SQL,
     day_runs,
     day_start,
     day_total_kept,
@@ -52,6 +60,7 @@ class RefreshReport:
     days: int = 0
     rows: int = 0
     scans: int = 0  # stretches of events read (the definitions of one event name share each)
+    counted_days: int = 0  # days of per-day event counts (re)counted, all environments together
     skipped: list[str] = field(default_factory=list)
 
 
@@ -87,8 +96,8 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
     return [(pk, environment_id, fp, specs[(environment_id, fp)]) for pk, environment_id, fp in cursor.fetchall()]
 
 
-_DAYS_TO_COMPUTE = """
-WITH horizon AS (SELECT ((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date AS sealed_before),
+_DAYS_TO_COMPUTE = f"""
+WITH horizon AS (SELECT {SEALED_BEFORE_SQL} AS sealed_before),
 first_event AS (
     SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS day FROM metering_event
     WHERE environment_id = %(environment)s AND event_name = %(event_name)s ORDER BY "timestamp" LIMIT 1
@@ -111,8 +120,9 @@ WHERE done.day IS NULL OR EXISTS (
 ORDER BY candidate.day
 """
 
-# A mark has done its job once every definition of its event name has a rollup of the day that saw it.
-_MARKS_PRUNE = """
+# A mark has done its job once every definition of its event name has a rollup of the day that saw it, and the
+# day's event count saw it too.
+_MARKS_PRUNE = f"""
 DELETE FROM metering_rollup_mark mark
 WHERE NOT EXISTS (
     SELECT 1 FROM metering_rollup_definition def
@@ -120,6 +130,7 @@ WHERE NOT EXISTS (
       AND NOT EXISTS (SELECT 1 FROM metering_rollup_day done
                       WHERE done.definition_id = def.id AND done.day = mark.day
                         AND pg_visible_in_snapshot(mark.xid, done.snapshot)))
+  AND {MARKS_SEEN_BY_COUNTS}
 """
 
 
@@ -348,7 +359,16 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
             report.rows += rows
             if log and days:
                 log(f"{event_name} {definition.spec.aggregation_type}: {days} days, {rows} rows")
+    for environment_id in Environment.objects.using(using).order_by("pk").values_list("pk", flat=True):
+        counted = event_counts_refresh(connection, environment_id=environment_id, margin=SEAL_MARGIN)
+        if counted is None:
+            report.skipped.append(f"event counts of environment {environment_id}: another refresh is running")
+            continue
+        report.counted_days += counted
+        if log and counted:
+            log(f"event counts of environment {environment_id}: {counted} days")
     with connection.cursor() as cursor:
+        cursor.execute(COUNTS_OF_GONE_ENVIRONMENTS_DELETE)
         cursor.execute(_MARKS_PRUNE)
         if report.days and not connection.in_atomic_block:
             # day totals are read from the index alone (migration 0010) once the visibility map covers the rows

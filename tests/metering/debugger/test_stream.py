@@ -1,6 +1,7 @@
 """The stream's per-row status and status filter agree with the debugger (SPEC §7) and with the totals."""
 
 import pytest
+from django.db import connection
 
 from catalog.models import MeterStatus
 from flexmeter.errors import ValidationFailed
@@ -57,6 +58,28 @@ def test_each_status_filter_shows_exactly_the_rows_labelled_with_it(environment)
         rows = event_stream_page(environment=environment, status=status).rows
         assert {row.event.event_id for row in rows} == {id_ for id_, shown in labelled.items() if shown == status}
         assert {row.status for row in rows} == {status}
+
+
+def test_a_name_one_meter_counts_without_filters_is_never_filtered_out_and_its_filter_is_constant(environment):
+    from metering.debugger.stream import published_specs
+    from metering.usage.dialects import dialect_for
+    from metering.usage.dialects.base import Params
+    from metering.usage.predicate import filtered_out_sql
+
+    MeterFactory(environment=environment, event_name="api", aggregation_type="COUNT", aggregation_field="")
+    MeterFactory(environment=environment, event_name="api", aggregation_type="COUNT", aggregation_field="",
+                 filters=[{"key": "region", "operator": "in", "values": ["eu"]}])  # fmt: skip
+    MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="tokens",
+                 filters=[{"key": "region", "operator": "in", "values": ["eu"]}])  # fmt: skip
+    send(environment, event_name="api", timestamp="2025-01-02T00:00", properties={"region": "us"}, event_id="a1")
+    send(environment, event_name="llm", timestamp="2025-01-02T00:01", properties={"tokens": 1, "region": "us"},
+         event_id="l1")  # fmt: skip
+    rows = event_stream_page(environment=environment, status="filtered_out").rows
+    assert [row.event.event_id for row in rows] == ["l1"]  # the unfiltered meter counts a1
+
+    specs = [spec for spec in published_specs(environment) if spec.event_name == "api"]
+    # with a meter that takes every event of the name the condition is constant: a status filter reads no event
+    assert filtered_out_sql(specs, dialect_for(connection), Params()) == "(1 = 0)"
 
 
 @pytest.mark.parametrize(
