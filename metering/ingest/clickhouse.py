@@ -80,8 +80,14 @@ def _stored_keys(client, backend: EventsBackend, environment_id: int, event_ids:
 
 
 def _insert_settings(backend: EventsBackend) -> dict:
-    # on a cluster, answer only when the shards have the rows, written by a quorum of replicas
-    return {"distributed_foreground_insert": 1, "insert_quorum": "auto"} if backend.cluster else {}
+    # A batch of history (an import, a bulk backfill, the copy from the Django database) may span any number of
+    # monthly partitions, and its tombstones those of every earlier key: ClickHouse's default refusal of more than
+    # 100 partitions per insert would fail it (after `event_keys` was written), so the limit is lifted.
+    settings: dict = {"max_partitions_per_insert_block": 0}
+    if backend.cluster:
+        # answer only when the shards have the rows, written by a quorum of replicas
+        settings |= {"distributed_foreground_insert": 1, "insert_quorum": "auto"}
+    return settings
 
 
 def clickhouse_events_store(

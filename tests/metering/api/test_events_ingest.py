@@ -104,6 +104,17 @@ def test_large_bulk_uses_the_batch_path(api, environment):
     assert stored_one(event_id="e999").properties == {"i": 999, "f": 0.1}
 
 
+def test_a_bulk_spanning_more_than_a_hundred_months_is_stored(api, environment):
+    """More than 100 monthly partitions in one insert: ClickHouse refuses that by default (it was a 500 there)."""
+    events = [
+        an_event(event_id=f"m{i}", timestamp=f"{2010 + i // 12}-{i % 12 + 1:02d}-05T00:00:00Z") for i in range(150)
+    ]
+    response = api.post("/v1/events/bulk", {"events": events})
+    assert response.status_code == 202
+    assert response.json()["duplicates"] == "0"
+    assert len(stored(environment)) == 150
+
+
 def test_invalid_single_event_is_400_with_field_paths(api, environment):
     response = api.post("/v1/events", {"event_name": "", "external_customer_id": 5, "timestamp": "2026-01-05"})
     assert response.status_code == 400

@@ -317,6 +317,20 @@ def test_batches_alternating_between_stored_and_new_ids_count_exactly(tmp_path, 
     assert stored_one(event_id="imp-7").properties == {"tokens": -7}
 
 
+def test_a_backfill_spanning_more_than_a_hundred_months_in_one_batch_is_stored(tmp_path, environment):
+    """Ten years of history in one batch: on ClickHouse the rows fall into 120 monthly partitions of one insert,
+    past ClickHouse's default limit of 100 per insert (which failed the import there)."""
+    months = [event(index, timestamp=f"{2015 + index // 12}-{index % 12 + 1:02d}-01T00:00:00Z") for index in range(120)]
+    path = write(tmp_path, "history.jsonl", jsonl(*months))
+    out, _ = run(path)
+    assert "stored:             120 events (0 replaced stored events)" in out
+    moved = [event(index, timestamp="2026-01-01T00:00:00Z") for index in range(120)]  # every one moves month
+    out, _ = run(write(tmp_path, "moved.jsonl", jsonl(*moved)))
+    assert "stored:             120 events (120 replaced stored events)" in out
+    assert {event.timestamp for event in stored(environment)} == {dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    assert len(stored(environment)) == 120
+
+
 def test_repeated_id_within_a_batch_keeps_the_last_and_says_so(tmp_path, environment):
     path = write(tmp_path, "events.jsonl", jsonl(event(1), event(1, properties={"tokens": 7})))
     out, _ = run(path)
