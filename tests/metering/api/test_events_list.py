@@ -179,8 +179,8 @@ def test_events_of_other_environments_are_invisible(api, environment, other_envi
 def test_cursor_uses_the_keyset_index_on_postgresql(environment):
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("plan check is PostgreSQL-specific")
+    if connection.vendor != "postgresql" or on_clickhouse():
+        pytest.skip("plan check of PostgreSQL's events table (ClickHouse pages by its sort key)")
     make_events(environment, 3)
     page = events_page(environment=environment, page_size=1)
     from metering.models import Event
