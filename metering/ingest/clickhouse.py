@@ -126,15 +126,19 @@ def clickhouse_events_store(
             event_rows.append(event_row(environment_id, event, ingested_at, version, first_version))
             for customer, name, timestamp, *_ in earlier:
                 if (customer, name, timestamp) != key:
-                    event_rows.append(_tombstone(environment_id, event.event_id, customer, name, timestamp, version))
+                    event_rows.append(
+                        _tombstone(environment_id, event.event_id, customer, name, timestamp, version, first_version)
+                    )
         settings = _insert_settings(backend)
         client.insert(EVENT_KEYS, key_rows, column_names=KEY_COLUMNS, database=backend.database, settings=settings)
         client.insert(EVENTS, event_rows, column_names=EVENT_COLUMNS, database=backend.database, settings=settings)
     return IngestResult(accepted=len(events), duplicates=len(stored))
 
 
-def _tombstone(environment_id, event_id, customer, name, timestamp, version) -> list:
-    """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`)."""
+def _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version) -> list:
+    """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`). It carries the
+    hidden row's `first_version`, so every row of one sort key agrees on it, and a read that filtered on it before
+    FINAL (the digest's window) could not keep a hidden row while dropping its tombstone."""
     return [
         environment_id,
         event_id,
@@ -150,7 +154,7 @@ def _tombstone(environment_id, event_id, customer, name, timestamp, version) -> 
         [],
         version,
         1,
-        version,
+        first_version,
     ]
 
 
@@ -169,9 +173,11 @@ def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, eve
         version = max(time.time_ns(), newest + 1)
         key_rows, event_rows = [], []
         for event_id, keys in stored.items():
-            for customer, name, timestamp, *_ in keys:
-                key_rows.append([environment_id, event_id, customer, name, timestamp, version, version, 1])
-                event_rows.append(_tombstone(environment_id, event_id, customer, name, timestamp, version))
+            for customer, name, timestamp, _, first_version in keys:
+                key_rows.append([environment_id, event_id, customer, name, timestamp, version, first_version, 1])
+                event_rows.append(
+                    _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version)
+                )
         settings = _insert_settings(backend)
         client.insert(
             EVENT_KEYS,
