@@ -52,7 +52,7 @@ def _insert_sql(database: str, *, environment_id: int, first: dt.datetime, span:
         f"now64(6), 'bench', {properties}, "
         f"map('tokens', {tokens}, 'user', concat('u', toString(r % 50)), 'region', {region}, "
         f"'instance', concat('i', toString(r % 4)), 'seats', {seats}), "
-        f"map('tokens', {tokens}, 'seats', {seats}), [], [], 1, 0 "
+        f"map('tokens', {tokens}, 'seats', {seats}), [], [], 1, 0, 1 "
         "FROM (SELECT number AS i, (number * 2654435761) % 1000000 AS r FROM numbers({low:UInt64}, {count:UInt64}))"
     )
 

@@ -9,6 +9,11 @@
 4. COPY the same bulk events straight into the same table (one COPY and commit per batch), and INSERT the
    single events one row and one commit at a time, as baselines of what the database alone does in this run;
 5. stop the server and drop the database, whatever happened.
+
+`ingest_backends_run` (`bench_ingest --backend clickhouse`) instead sends the same bulk requests twice in one run,
+to one server process each time (chdb runs ClickHouse inside the process that opens its data directory): first
+with events in PostgreSQL, then with events in a fresh chdb directory (the keys and usage marks still in
+PostgreSQL), and counts what each store holds afterwards.
 """
 
 import contextlib
@@ -418,3 +423,97 @@ def ingest_benchmark_run(
         copy_events_per_second=copy_rate,
         insert_rows_per_second=insert_rate,
     )
+
+
+@dataclass(frozen=True)
+class BackendsResult:
+    """Bulk ingestion into each events store, one server process each, the same events: label → phase."""
+
+    phases: dict[str, PhaseResult]
+    stored: dict[str, int]
+
+
+def _phase(result: dict, batch_size: int) -> PhaseResult:
+    return PhaseResult(
+        requests=result["requests"],
+        events=result["requests"] * batch_size,
+        seconds=result["wall_seconds"],
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
+    )
+
+
+_COUNT_SCRIPT = """
+import sys
+from metering.clickhouse.config import clickhouse_client, parse_events_url
+backend = parse_events_url(sys.argv[1])
+print(clickhouse_client(backend).query(f"SELECT count() FROM {backend.database}.events FINAL").result_rows[0][0])
+"""
+
+
+def _clickhouse_count(events_url: str) -> int:
+    """The events stored in chdb, counted in a process of its own: a process opens one chdb data directory for
+    its lifetime, and this one (a test run, say) may have opened another."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _COUNT_SCRIPT, events_url],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"counting the events in ClickHouse failed:\n{completed.stderr[-2000:]}")
+    return int(completed.stdout.strip().splitlines()[-1])
+
+
+def ingest_backends_run(
+    *,
+    database_url: str,
+    clickhouse_path: Path,
+    bulk_events: int,
+    batch_size: int,
+    concurrency: int,
+    threads: int,
+    server: str = "granian",
+    max_seconds: float,
+    log: Callable[[str], None],
+) -> BackendsResult:
+    """Bulk HTTP ingestion into PostgreSQL, then into ClickHouse (chdb), in one run (see the module docstring)."""
+    check_database_url(database_url)
+    if clickhouse_path.exists() and any(clickhouse_path.iterdir()):
+        raise BenchmarkError(f"{clickhouse_path} is not empty: the ClickHouse phase needs a fresh data directory")
+    batches = max(1, bulk_events // batch_size)
+    events_url = f"chdb://{clickhouse_path}?database=bench"
+    phases: dict[str, PhaseResult] = {}
+    stored: dict[str, int] = {}
+    with benchmark_database(database_url):
+        env = server_environment(database_url)
+        log(f"created database {_database_name(database_url)}; migrating")
+        manage_run(["migrate", "--verbosity", "0"], env)
+        key = manage_run(["create_api_key", "--environment", "bench", "--name", "bench", "--verbosity", "0"], env)
+        key = key.strip().splitlines()[-1]
+        for label, events_env in (("PostgreSQL", {}), ("ClickHouse (chdb)", {"EVENTS_URL": events_url})):
+            if events_env:
+                manage_run(["migrate_events", "--url", events_url, "--verbosity", "0"], env)
+            with wsgi_server({**env, **events_env}, server=server, workers=1, threads=threads) as url:
+                log(f"{label}: {server}, 1 process × {threads} threads at {url}; warming up")
+                _load(url, key, mode="bulk", requests=2, batch_size=batch_size, concurrency=1, max_seconds=60)
+                log(f"{label}: {batches} bulk requests of {batch_size} events, {concurrency} concurrent")
+                result = _load(
+                    url,
+                    key,
+                    mode="bulk",
+                    requests=batches,
+                    batch_size=batch_size,
+                    concurrency=concurrency,
+                    max_seconds=max_seconds,
+                )
+            phases[label] = _phase(result, batch_size)
+            if events_env:
+                stored[label] = _clickhouse_count(events_url)
+            else:
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    stored[label] = conn.execute("SELECT count(*) FROM metering_event").fetchone()[0]
+    return BackendsResult(phases=phases, stored=stored)

@@ -274,6 +274,9 @@ except ValueError:
 WEBHOOKS_DISABLE_AFTER = env_seconds("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600)
 # The events.unmatched digest goes out at most once per this interval; its links point at FLEXMETER_BASE_URL.
 WEBHOOKS_UNMATCHED_DIGEST_EVERY = env_seconds("WEBHOOKS_UNMATCHED_DIGEST_EVERY", 900)
+# With events in ClickHouse the digest reads the events first delivered up to this long ago: a write stamps its
+# version just before its insert lands, so a shorter wait could pass over a slow insert (docs/clickhouse.md).
+WEBHOOKS_UNMATCHED_DIGEST_LAG = env_seconds("WEBHOOKS_UNMATCHED_DIGEST_LAG", 300)
 FLEXMETER_BASE_URL = os.environ.get("FLEXMETER_BASE_URL", "http://127.0.0.1:8000")
 
 if not DEBUG:

@@ -155,11 +155,14 @@ class WebhookAttempt(models.Model):
 
 
 class UnmatchedDigestCursor(models.Model):
-    """How far the `events.unmatched` digest of an environment has read: events with a larger id are not reported
-    yet. Advanced in the transaction that queues the digest, so an event is reported once."""
+    """How far the `events.unmatched` digest of an environment has read: events with a larger id (with events in
+    ClickHouse: whose first delivery has a larger version) are not reported yet. Advanced in the transaction that
+    queues the digest, so an event is reported once."""
 
     environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="+")
     last_event_id = models.BigIntegerField(default=0)
+    # ClickHouse's events have no row id: the digest reads them by `first_version` (nanoseconds), up to this one
+    last_first_version = models.BigIntegerField(default=0)
     last_sent_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

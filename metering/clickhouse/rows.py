@@ -34,6 +34,7 @@ EVENT_COLUMNS = (
     "beyond_rule",
     "version",
     "is_deleted",
+    "first_version",
 )
 
 
@@ -68,8 +69,9 @@ def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], 
     return texts, numbers, inexact, beyond_rule
 
 
-def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int) -> list:
-    """The `EVENT_COLUMNS` values of a validated `EventInput` (or a stored `Event`)."""
+def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int, first_version: int) -> list:
+    """The `EVENT_COLUMNS` values of a validated `EventInput` (or a stored `Event`); `first_version` is the version
+    of the id's first delivery (`version` itself for a new id)."""
     properties = event.properties if isinstance(event.properties, dict) else {}
     texts, numbers, inexact, beyond_rule = property_columns(properties)
     properties_json = getattr(event, "properties_json", None) or exactjson.dumps(properties)
@@ -88,4 +90,5 @@ def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int
         beyond_rule,
         version,
         0,
+        first_version,
     ]

@@ -11,6 +11,10 @@ Two tables (docs/clickhouse.md explains why):
   what to tombstone and whether a delivery is a duplicate. Deleting an event (`check_events --delete`) writes
   its keys again as deleted, so a later delivery of the id is new, as on the Django database.
 
+Both carry `first_version`, the version of the id's first delivery, kept by every redelivery: the unmatched-events
+digest reads new events by it (webhooks/digest.py), so a redelivered event is never reported again. Tables created
+before it get the column from `ALTER … ADD COLUMN IF NOT EXISTS` (its default, `version`, stands for older rows).
+
 With a cluster name the same tables become replicated local tables behind distributed ones: `events` sharded by
 environment and customer (a customer's usage is answered by one shard), `event_keys` by environment and id.
 """
@@ -35,7 +39,8 @@ _EVENT_COLUMNS = """
     inexact Array(String),
     beyond_rule Array(String),
     version UInt64,
-    is_deleted UInt8"""
+    is_deleted UInt8,
+    first_version UInt64 DEFAULT version"""
 
 _KEY_COLUMNS = """
     environment_id UInt64,
@@ -44,7 +49,8 @@ _KEY_COLUMNS = """
     event_name String,
     timestamp DateTime64(6, 'UTC'),
     version UInt64,
-    is_deleted UInt8 DEFAULT 0"""
+    is_deleted UInt8 DEFAULT 0,
+    first_version UInt64 DEFAULT version"""
 
 _PROGRESS_COLUMNS = """
     source String,
@@ -108,6 +114,12 @@ def schema_statements(database: str, cluster: str = "") -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {database}.{table.name}{on_cluster} AS {database}.{local} "
             f"ENGINE = Distributed({_quoted(cluster)}, {database}, {local}, {table.sharding_key})"
         )
+    added = "ADD COLUMN IF NOT EXISTS first_version UInt64 DEFAULT version"
+    for base in (EVENTS, EVENT_KEYS):
+        # tables created before the column; a no-op for the ones created above (with a cluster: the local tables,
+        # then the distributed ones, which must show the column too)
+        for name in (f"{base}_local", base) if cluster else (base,):
+            statements.append(f"ALTER TABLE {database}.{name}{on_cluster} {added}")
     return statements
 
 

@@ -336,6 +336,60 @@ def _clickhouse_stream_page(
     return StreamPage(rows=rows, has_more=page.has_more, first_key=page.first_key, last_key=page.last_key)
 
 
+@dataclass(frozen=True)
+class UnmatchedWindow:
+    """The events of a window that count for nothing, by reason (`unmatched`: no published meter counted them;
+    `customer_not_found`: one did, but the customer is not an active one): (reason, event name, count) groups, most
+    events first, and (reason, event id, event name) examples, newest first, at most `examples_per_reason` each."""
+
+    groups: list[tuple[str, str, int]]
+    examples: list[tuple[str, str, str]]
+
+
+def clickhouse_unmatched_window(
+    backend: EventsBackend,
+    *,
+    environment: Environment,
+    after_version: int,
+    up_to_version: int,
+    examples_per_reason: int,
+) -> UnmatchedWindow:
+    """`UnmatchedWindow` of the events whose first delivery's version lies in `(after_version, up_to_version]`,
+    with events in ClickHouse (the events.unmatched digest). `matched` is the predicate module's SQL, as for the
+    stream; a redelivery keeps its first version, so an event belongs to one window only."""
+    specs = published_specs(environment)
+    active = list(Customer.objects.for_environment(environment).active().values_list("external_id", flat=True))
+    d = ClickHouseDialect(backend.database)
+    p = Params()
+    reason = (
+        f"multiIf(NOT {any_match_sql(specs, d, p)}, {p(STATUS_UNMATCHED)}, "
+        f"NOT has({p(active)}, e.external_customer_id), {p(STATUS_CUSTOMER_NOT_FOUND)}, '')"
+    )
+    window = (
+        f"SELECT e.event_id AS event_id, e.event_name AS event_name, e.first_version AS first_version, "
+        f"{reason} AS reason FROM {d.events_source('')} WHERE e.environment_id = {p(environment.pk)} "
+        f"AND e.first_version > toUInt64({p(after_version)}) AND e.first_version <= toUInt64({p(up_to_version)})"
+    )
+    groups = clickhouse_reads.query_rows(
+        backend,
+        f"SELECT reason, event_name, count() AS events FROM ({window}) WHERE reason != '' "
+        f"GROUP BY reason, event_name ORDER BY events DESC, event_name, reason",
+        p,
+    )
+    examples = []
+    if groups:
+        examples = clickhouse_reads.query_rows(
+            backend,
+            f"SELECT reason, event_id, event_name FROM ({window}) WHERE reason != '' "
+            f"ORDER BY reason, first_version DESC, event_id DESC LIMIT {int(examples_per_reason)} BY reason",
+            p,
+        )
+    return UnmatchedWindow(
+        groups=[(reason, name, int(count)) for reason, name, count in groups],
+        examples=[(reason, event_id, name) for reason, event_id, name in examples],
+    )
+
+
 def _aware(value) -> dt.datetime:
     """A timestamp read by raw SQL: SQLite answers naive UTC text, PostgreSQL an aware datetime."""
     if isinstance(value, str):

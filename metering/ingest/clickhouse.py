@@ -34,7 +34,15 @@ from metering.clickhouse.schema import EVENT_KEYS, EVENTS
 from metering.ingest.validation import EventInput
 from metering.ingest.writer import IngestResult
 
-KEY_COLUMNS = ("environment_id", "event_id", "external_customer_id", "event_name", "timestamp", "version")
+KEY_COLUMNS = (
+    "environment_id",
+    "event_id",
+    "external_customer_id",
+    "event_name",
+    "timestamp",
+    "version",
+    "first_version",
+)
 _STRIPES = [threading.Lock() for _ in range(256)]
 _LOOKUP_CHUNK = 5000
 
@@ -64,24 +72,31 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def _stored_keys(client, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> dict[str, list]:
-    """Every (customer, name, timestamp) each id was ever stored under, with the versions that wrote them."""
+    """Every (customer, name, timestamp) each id was ever stored under, with the version that wrote it and the
+    version of the id's first delivery."""
     found: dict[str, list] = {}
     for start in range(0, len(event_ids), _LOOKUP_CHUNK):
         chunk = event_ids[start : start + _LOOKUP_CHUNK]
         result = client.query(
-            f"SELECT event_id, external_customer_id, event_name, timestamp, version "
+            f"SELECT event_id, external_customer_id, event_name, timestamp, version, first_version "
             f"FROM {backend.database}.{EVENT_KEYS} FINAL "
             f"WHERE environment_id = %(environment)s AND event_id IN %(ids)s",
             parameters={"environment": environment_id, "ids": chunk},
         )
-        for event_id, customer, name, timestamp, version in result.result_rows:
-            found.setdefault(event_id, []).append((customer, name, _utc(timestamp), version))
+        for event_id, customer, name, timestamp, version, first_version in result.result_rows:
+            found.setdefault(event_id, []).append((customer, name, _utc(timestamp), version, first_version))
     return found
 
 
 def _insert_settings(backend: EventsBackend) -> dict:
-    # on a cluster, answer only when the shards have the rows, written by a quorum of replicas
-    return {"distributed_foreground_insert": 1, "insert_quorum": "auto"} if backend.cluster else {}
+    # A batch of history (an import, a bulk backfill, the copy from the Django database) may span any number of
+    # monthly partitions, and its tombstones those of every earlier key: ClickHouse's default refusal of more than
+    # 100 partitions per insert would fail it (after `event_keys` was written), so the limit is lifted.
+    settings: dict = {"max_partitions_per_insert_block": 0}
+    if backend.cluster:
+        # answer only when the shards have the rows, written by a quorum of replicas
+        settings |= {"distributed_foreground_insert": 1, "insert_quorum": "auto"}
+    return settings
 
 
 def clickhouse_events_store(
@@ -98,26 +113,49 @@ def clickhouse_events_store(
     ids = [event.event_id for event in events]
     with _ids_locked(backend, environment_id, ids):
         stored = _stored_keys(client, backend, environment_id, ids)
-        newest = max((version for keys in stored.values() for *_, version in keys), default=0)
+        newest = max((version for keys in stored.values() for *_, version, _ in keys), default=0)
         version = max(time.time_ns(), newest + 1)
         key_rows = []
         event_rows = []
         for event in events:
             key = (event.external_customer_id, event.event_name, _utc(event.timestamp))
-            key_rows.append([environment_id, event.event_id, *key, version])
-            event_rows.append(event_row(environment_id, event, ingested_at, version))
-            for customer, name, timestamp, _ in stored.get(event.event_id, ()):
+            earlier = stored.get(event.event_id, ())
+            # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
+            first_version = min((first for *_, first in earlier), default=version)
+            key_rows.append([environment_id, event.event_id, *key, version, first_version])
+            event_rows.append(event_row(environment_id, event, ingested_at, version, first_version))
+            for customer, name, timestamp, *_ in earlier:
                 if (customer, name, timestamp) != key:
-                    event_rows.append(_tombstone(environment_id, event.event_id, customer, name, timestamp, version))
+                    event_rows.append(
+                        _tombstone(environment_id, event.event_id, customer, name, timestamp, version, first_version)
+                    )
         settings = _insert_settings(backend)
         client.insert(EVENT_KEYS, key_rows, column_names=KEY_COLUMNS, database=backend.database, settings=settings)
         client.insert(EVENTS, event_rows, column_names=EVENT_COLUMNS, database=backend.database, settings=settings)
     return IngestResult(accepted=len(events), duplicates=len(stored))
 
 
-def _tombstone(environment_id, event_id, customer, name, timestamp, version) -> list:
-    """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`)."""
-    return [environment_id, event_id, name, customer, timestamp, timestamp, "", "{}", {}, {}, [], [], version, 1]
+def _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version) -> list:
+    """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`). It carries the
+    hidden row's `first_version`, so every row of one sort key agrees on it, and a read that filtered on it before
+    FINAL (the digest's window) could not keep a hidden row while dropping its tombstone."""
+    return [
+        environment_id,
+        event_id,
+        name,
+        customer,
+        timestamp,
+        timestamp,
+        "",
+        "{}",
+        {},
+        {},
+        [],
+        [],
+        version,
+        1,
+        first_version,
+    ]
 
 
 def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> int:
@@ -131,13 +169,15 @@ def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, eve
         stored = _stored_keys(client, backend, environment_id, event_ids)
         if not stored:
             return 0
-        newest = max(version for keys in stored.values() for *_, version in keys)
+        newest = max(version for keys in stored.values() for *_, version, _ in keys)
         version = max(time.time_ns(), newest + 1)
         key_rows, event_rows = [], []
         for event_id, keys in stored.items():
-            for customer, name, timestamp, _ in keys:
-                key_rows.append([environment_id, event_id, customer, name, timestamp, version, 1])
-                event_rows.append(_tombstone(environment_id, event_id, customer, name, timestamp, version))
+            for customer, name, timestamp, _, first_version in keys:
+                key_rows.append([environment_id, event_id, customer, name, timestamp, version, first_version, 1])
+                event_rows.append(
+                    _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version)
+                )
         settings = _insert_settings(backend)
         client.insert(
             EVENT_KEYS,

@@ -83,15 +83,19 @@ def test_percentile():
     assert percentile([], 0.5) == 0.0
 
 
+def _bench_url() -> str:
+    settings_dict = connection.settings_dict
+    return (
+        f"postgres://{settings_dict['USER'] or 'postgres'}@{settings_dict['HOST'] or '127.0.0.1'}:"
+        f"{settings_dict['PORT'] or 5432}/flexmeter_bench_test_{os.getpid()}"
+    )
+
+
 @pytest.mark.django_db
 def test_small_end_to_end_run_on_postgresql():
     if connection.vendor != "postgresql":
         pytest.skip("the benchmark runs against PostgreSQL only")
-    settings_dict = connection.settings_dict
-    url = (
-        f"postgres://{settings_dict['USER'] or 'postgres'}@{settings_dict['HOST'] or '127.0.0.1'}:"
-        f"{settings_dict['PORT'] or 5432}/flexmeter_bench_test_{os.getpid()}"
-    )
+    url = _bench_url()
     from io import StringIO
 
     out = StringIO()
@@ -113,3 +117,30 @@ def test_small_end_to_end_run_on_postgresql():
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"flexmeter_bench_test_{os.getpid()}"])
         assert cursor.fetchone() is None  # dropped afterwards
+
+
+@pytest.mark.django_db
+def test_small_side_by_side_run_with_events_in_clickhouse(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the benchmark runs against PostgreSQL only")
+    from io import StringIO
+
+    out = StringIO()
+    call_command(
+        "bench_ingest",
+        "--backend",
+        "clickhouse",
+        "--database-url",
+        _bench_url(),
+        "--clickhouse-path",
+        str(tmp_path / "events"),
+        "--events",
+        "2000",
+        "--concurrency",
+        "2",
+        stdout=out,
+    )
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == ["PostgreSQL", "ClickHouse"]
+    assert all(line.endswith("stored 2,000") for line in lines[1:3])  # every event in each store
+    assert lines[3].startswith("ratio   ClickHouse / PostgreSQL = ")

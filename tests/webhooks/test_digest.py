@@ -1,15 +1,28 @@
 """The events.unmatched digest: counts by reason and name, example ids, debugger links; at most one per interval
 per endpoint, none when everything counted, and each event reported once."""
 
+import datetime as dt
+from types import SimpleNamespace
+
 import pytest
+from django.utils import timezone
 
 from metering.debugger.stream import event_stream_page
+from metering.ingest import clickhouse as clickhouse_writer
 from tests.catalog.factories import MeterFactory
 from tests.metering.factories import CustomerFactory, EventFactory
+from tests.metering.usage.helpers import on_clickhouse, send
 from webhooks.digest import unmatched_digests_publish
 from webhooks.models import EventType, WebhookEndpoint, WebhookMessage
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_lag(settings):
+    """With events in ClickHouse the digest reads events first delivered WEBHOOKS_UNMATCHED_DIGEST_LAG ago; these
+    tests read what was just written (the lag has tests of its own below)."""
+    settings.WEBHOOKS_UNMATCHED_DIGEST_LAG = 0
 
 
 @pytest.fixture
@@ -106,3 +119,47 @@ def test_constant_queries_per_environment(environment, subscribed, django_assert
     with django_assert_max_num_queries(16):
         assert unmatched_digests_publish() == 1
     assert WebhookMessage.objects.get().payload["more_event_names"] == 10
+
+
+def test_a_redelivered_event_is_never_reported_again(environment, subscribed):
+    """Last delivery wins, even one that moves the event to another name and customer: it is the same event, and
+    it was reported with its first delivery (on ClickHouse the redelivery has a new version, but keeps the version
+    of the first delivery, which the digest reads by)."""
+    MeterFactory(environment=environment, event_name="api.calls")
+    send(environment, event_name="api.call", timestamp="2026-01-05T10:00", event_id="typo")
+    assert unmatched_digests_publish() == 1
+    send(environment, event_name="api.cal", customer="ghost", timestamp="2026-01-06T10:00", event_id="typo")
+    assert unmatched_digests_publish() == 0
+    send(environment, event_name="api.call", timestamp="2026-01-05T10:00", event_id="new")
+    assert unmatched_digests_publish() == 1
+    latest = WebhookMessage.objects.order_by("-id").first().payload
+    assert [example["event_id"] for example in latest["examples"]] == ["new"]
+
+
+def test_clickhouse_reads_events_once_the_lag_has_passed_and_a_late_insert_is_not_skipped(
+    environment, subscribed, settings, monkeypatch
+):
+    """A write stamps its version just before its insert lands. Reading only versions older than the lag means an
+    insert stamped before a digest ran but visible only after it (within the lag) still falls in the next window,
+    and the cursor never reports an event twice."""
+    if not on_clickhouse():
+        pytest.skip("the Django database's digest reads by row id")
+    settings.WEBHOOKS_UNMATCHED_DIGEST_LAG = 60
+    start = timezone.now()
+    send(environment, event_name="first", timestamp="2026-01-05T10:00", event_id="a")
+    assert unmatched_digests_publish(now=start) == 0  # `a` is younger than the lag: it waits
+    digest_at = start + dt.timedelta(seconds=61)
+    assert unmatched_digests_publish(now=digest_at) == 1  # reads up to start + 1 s
+
+    # `b` was stamped 30 s before that digest ran, but its insert landed only after it
+    stamped = digest_at - dt.timedelta(seconds=30)
+    nanoseconds = (stamped - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
+    with monkeypatch.context() as patched:
+        patched.setattr(clickhouse_writer, "time", SimpleNamespace(time_ns=lambda: nanoseconds))
+        send(environment, event_name="late", timestamp="2026-01-05T10:00", event_id="b")
+
+    assert unmatched_digests_publish(now=digest_at + dt.timedelta(minutes=15)) == 1
+    latest = WebhookMessage.objects.order_by("-id").first().payload
+    assert [example["event_id"] for example in latest["examples"]] == ["b"]
+    assert unmatched_digests_publish(now=digest_at + dt.timedelta(minutes=30)) == 0
+    assert [m.payload["total"] for m in WebhookMessage.objects.order_by("id")] == [1, 1]

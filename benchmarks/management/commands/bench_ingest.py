@@ -1,6 +1,9 @@
+import tempfile
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmarks.runner import SERVERS, BenchmarkError, ingest_benchmark_run
+from benchmarks.runner import SERVERS, BenchmarkError, ingest_backends_run, ingest_benchmark_run
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/flexmeter_bench"
 TARGET_BULK_EVENTS_PER_SECOND = 20_000
@@ -13,7 +16,9 @@ class Command(BaseCommand):
         "PostgreSQL database, "
         "a separate load process (keep-alive HTTP/1.1 connections) sending bulk requests of backfill events, then "
         "single live events (timestamps in the last hour), and raw COPY / INSERT baselines of the same events. "
-        "The database is created and dropped by the command (its name must contain 'bench')."
+        "The database is created and dropped by the command (its name must contain 'bench'). "
+        "--backend clickhouse sends the same bulk requests to one server process with events in PostgreSQL, then "
+        "with events in ClickHouse (chdb, in-process), and compares the two."
     )
 
     def add_arguments(self, parser):
@@ -31,6 +36,15 @@ class Command(BaseCommand):
             help="threads per worker running Django (granian's blocking threads; for gunicorn >1 uses gthread, 1 sync)",
         )
         parser.add_argument("--max-seconds", type=float, default=120, help="time limit per phase")
+        parser.add_argument(
+            "--backend",
+            choices=("postgresql", "clickhouse"),
+            default="postgresql",
+            help="clickhouse: bulk ingest into PostgreSQL and into ClickHouse (chdb) side by side, one server process",
+        )
+        parser.add_argument(
+            "--clickhouse-path", default=None, help="an empty chdb data directory (default: a temporary one)"
+        )
 
     def handle(self, *args, **options):
         if not 1 <= options["batch_size"] <= 1000:
@@ -40,6 +54,9 @@ class Command(BaseCommand):
             if options["verbosity"] > 1:
                 self.stdout.write(f"  … {message}")
 
+        if options["backend"] == "clickhouse":
+            self._backends(options, log)
+            return
         try:
             result = ingest_benchmark_run(
                 database_url=options["database_url"],
@@ -79,3 +96,37 @@ class Command(BaseCommand):
         ):
             verdict = self.style.SUCCESS("met") if value >= target else self.style.WARNING("NOT met")
             self.stdout.write(f"target  {label} ≥ {target:,} {unit}: {verdict}")
+
+    def _backends(self, options, log) -> None:
+        with tempfile.TemporaryDirectory(prefix="bench-chdb-") as scratch:
+            path = Path(options["clickhouse_path"] or Path(scratch) / "events")
+            try:
+                result = ingest_backends_run(
+                    database_url=options["database_url"],
+                    clickhouse_path=path,
+                    bulk_events=options["events"],
+                    batch_size=options["batch_size"],
+                    concurrency=options["concurrency"],
+                    threads=options["threads"],
+                    server=options["server"],
+                    max_seconds=options["max_seconds"],
+                    log=log,
+                )
+            except BenchmarkError as exc:
+                raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"bulk ingest, one {options['server']} process × {options['threads']} threads, "
+            f"{options['concurrency']} connections, requests of {options['batch_size']} events:"
+        )
+        for label, phase in result.phases.items():
+            self.stdout.write(
+                f"  {label:<18} {phase.events:>9,} events: {phase.events_per_second:>9,.0f} events/s"
+                f"   latency p50 {phase.p50_ms:.1f} ms, p99 {phase.p99_ms:.1f} ms   stored {result.stored[label]:,}"
+            )
+        postgresql, clickhouse = result.phases.values()
+        ratio = clickhouse.events_per_second / postgresql.events_per_second if postgresql.events_per_second else 0.0
+        self.stdout.write(f"ratio   ClickHouse / PostgreSQL = {ratio:.2f}")
+        verdict = self.style.SUCCESS("met") if ratio >= 1 else self.style.WARNING("NOT met")
+        self.stdout.write(f"target  ClickHouse at least as fast as PostgreSQL: {verdict}")
+        if set(result.stored.values()) != {postgresql.events}:
+            raise CommandError(f"stored counts differ from the events sent: {result.stored}")

@@ -9,6 +9,7 @@ from django.utils import timezone
 from metering.models import CustomerStatus
 from metering.selectors import events_page
 from tests.metering.factories import CustomerFactory, EventFactory
+from tests.metering.usage.helpers import on_clickhouse
 
 pytestmark = pytest.mark.django_db
 
@@ -56,8 +57,8 @@ def test_list_is_newest_first_with_constant_queries(api, environment, django_ass
     make_events(environment, 30, external_customer_id="acme")
     CustomerFactory(environment=environment, external_id="acme")
     api.get("/v1/events")  # the key's first use records last_used_at; later calls within a minute do not
-    # auth key lookup, events page, customer ids
-    with django_assert_num_queries(3):
+    # auth key lookup, events page (a ClickHouse statement when events live there), customer ids
+    with django_assert_num_queries(2 if on_clickhouse() else 3):
         body = api.get("/v1/events", {"page_size": 20}).json()
     assert [event["id"] for event in body["events"]] == [f"e{i:03}" for i in range(29, 9, -1)]
     assert body["has_more"] is True
@@ -178,8 +179,8 @@ def test_events_of_other_environments_are_invisible(api, environment, other_envi
 def test_cursor_uses_the_keyset_index_on_postgresql(environment):
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("plan check is PostgreSQL-specific")
+    if connection.vendor != "postgresql" or on_clickhouse():
+        pytest.skip("plan check of PostgreSQL's events table (ClickHouse pages by its sort key)")
     make_events(environment, 3)
     page = events_page(environment=environment, page_size=1)
     from metering.models import Event

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from flexmeter.services import api_key_revoke
-from metering.models import Event
+from tests.metering.usage.helpers import on_clickhouse, stored, stored_one
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def test_a_revoked_key_is_refused_at_once(api, api_key):
         "http_status_code": 401,
         "details": {},
     }
-    assert list(Event.objects.values_list("event_id", flat=True)) == ["evt-1"]
+    assert [event.event_id for event in stored()] == ["evt-1"]
 
 
 @pytest.mark.parametrize("body", [EVENT, {"event_name": ""}, "{not json"])
@@ -36,7 +36,7 @@ def test_a_bad_key_is_401_whatever_the_body(anonymous_api, body):
 def test_bearer_key_ingests(anonymous_api, api_key, environment):
     response = anonymous_api.post("/v1/events", EVENT, headers={"authorization": f"Bearer {api_key.raw_key}"})
     assert response.status_code == 202
-    assert Event.objects.get().environment_id == environment.pk
+    assert stored_one().environment_id == environment.pk
 
 
 def test_wrong_content_type_is_400_before_anything_else(api):
@@ -57,8 +57,8 @@ def test_other_methods_still_reach_the_api(api):
 
 
 def test_one_database_statement_per_event_on_postgresql(api, django_assert_num_queries):
-    if connection.vendor != "postgresql":
-        pytest.skip("the single-statement path is PostgreSQL's")
+    if connection.vendor != "postgresql" or on_clickhouse():
+        pytest.skip("the single-statement path is PostgreSQL's, with events in PostgreSQL")
     # The first write with a key in a minute looks the key up before its body is read (api_key_precheck), and this
     # key's first use ever is recorded with it...
     with django_assert_num_queries(3):

@@ -5,10 +5,9 @@ import json
 
 import pytest
 
-from metering.models import Event
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
-from tests.metering.usage.helpers import send, usage_statements
+from tests.metering.usage.helpers import send, stored, usage_statements
 
 pytestmark = pytest.mark.django_db
 
@@ -265,7 +264,7 @@ def test_validate_explains_without_storing(api, environment):
     body = response.json()
     assert body["status"] == "unmatched"
     assert body["debug_tracker"]["near_misses"][0]["expected"] == "api.calls"
-    assert Event.objects.count() == 0
+    assert stored() == []
 
 
 def test_validate_rejects_invalid_events_and_bad_json(api):

@@ -1,5 +1,7 @@
 """EVENTS_URL parsing, the startup check, and the DDL as text (SPEC §12)."""
 
+import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -17,6 +19,10 @@ from metering.clickhouse.config import (
     parse_events_url,
 )
 from metering.clickhouse.schema import schema_statements
+from metering.ingest.clickhouse import clickhouse_events_store
+from metering.ingest.validation import EventInput
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def test_an_unset_events_url_means_the_django_database():
@@ -87,7 +93,12 @@ def test_cluster_ddl_is_replicated_behind_distributed_tables_sharded_by_environm
     assert keys.endswith(
         "ENGINE = Distributed('prod\\'s', flexmeter, event_keys_local, cityHash64(environment_id, event_id))"
     )
-    assert len(statements) == 7
+    added = "ADD COLUMN IF NOT EXISTS first_version UInt64 DEFAULT version"
+    assert statements[7:] == [
+        f"ALTER TABLE flexmeter.{table} ON CLUSTER 'prod\\'s' {added}"
+        for table in ("events_local", "events", "event_keys_local", "event_keys")
+    ]
+    assert len(statements) == 11
 
 
 def test_migrate_events_prints_the_cluster_ddl(capsys):
@@ -105,3 +116,27 @@ def test_migrate_events_creates_the_tables_on_chdb_and_is_idempotent(chdb_path, 
     assert tables == [("copy_progress",), ("event_keys",), ("events",)]
     client.command("DROP DATABASE migrated")
     assert "events tables ready in migrated on a single node" in capsys.readouterr().out
+
+
+def test_migrate_events_adds_first_version_to_tables_created_before_it(chdb_path):
+    """Tables created before the digest's `first_version` get it, and their rows read their own version as it."""
+    url = f"chdb://{chdb_path}?database=older"
+    client = clickhouse_client(parse_events_url(url))
+    for statement in schema_statements("older"):
+        if statement.startswith("CREATE"):
+            client.command(statement.replace(",\n    first_version UInt64 DEFAULT version", ""))
+    assert "first_version" not in str(client.query("DESCRIBE TABLE older.events").result_rows)
+    for table in ("events", "event_keys"):
+        client.command(
+            f"INSERT INTO older.{table} (environment_id, event_id, event_name, version) VALUES (1, 'e', 'n', 42)"
+        )
+    call_command("migrate_events", "--url", url, stdout=io.StringIO())
+    assert client.query("SELECT event_id, first_version FROM older.events").result_rows == [("e", 42)]
+    # a redelivery keeps the first delivery's version, read from the older key row
+    stored = EventInput(
+        event_id="e", event_name="n", external_customer_id="", timestamp=EPOCH, source="", properties={"v": 1}
+    )
+    clickhouse_events_store(backend=parse_events_url(url), environment_id=1, events=[stored])
+    rows = client.query("SELECT first_version, version > 42 FROM older.events FINAL").result_rows
+    assert rows == [(42, True)]
+    client.command("DROP DATABASE older")

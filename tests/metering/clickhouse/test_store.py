@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 from metering.clickhouse.config import clickhouse_client
-from metering.ingest.clickhouse import clickhouse_events_store
+from metering.ingest.clickhouse import clickhouse_events_delete, clickhouse_events_store
 from metering.ingest.validation import EventInput
 from tests.concurrency import run_concurrently
 
@@ -75,6 +75,31 @@ def test_redeliveries_that_move_the_event_to_another_day_customer_and_name_count
     store(ch_backend, event("e1", tokens=3))
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(4)}
     assert len(live(ch_backend)) == 2
+
+
+def test_every_row_of_an_event_keeps_its_first_delivery_version_across_moves_and_deletion(ch_backend):
+    """The unmatched-events digest reads by `first_version`: each row of the id, tombstones included, carries the
+    first delivery's version, so a window cannot keep a hidden row and drop the tombstone that hides it."""
+    client = clickhouse_client(ch_backend)
+
+    def versions(event_id):
+        return client.query(
+            f"SELECT groupUniqArray(first_version), max(version) FROM {ch_backend.database}.events "
+            "WHERE event_id = %(id)s",
+            parameters={"id": event_id},
+        ).result_rows[0]
+
+    store(ch_backend, event("e1", tokens=5))
+    (first,), _ = versions("e1")
+    store(ch_backend, event("e1", tokens=6, at=DAY + dt.timedelta(days=40)))
+    store(ch_backend, event("e1", tokens=8, customer="cust-b", name="api.renamed"))
+    firsts, newest = versions("e1")
+    assert firsts == [first] and newest > first  # three keys, two tombstones: one first version
+    clickhouse_events_delete(backend=ch_backend, environment_id=ENV, event_ids=["e1"])
+    assert versions("e1")[0] == [first]
+    store(ch_backend, event("e1", tokens=1))  # delivered again after deletion: a new event
+    assert len(versions("e1")[0]) == 2
+    assert [row[0] for row in live(ch_backend)] == ["e1"]
 
 
 def test_the_answers_survive_background_merges(ch_backend):

@@ -17,10 +17,10 @@ from flexmeter.models import Environment
 from metering.importing import batches
 from metering.importing.sources import Rejected, source_open
 from metering.management.commands import import_events as import_events_command
-from metering.models import Event
 from metering.progress import ProgressBar
 from tests.catalog.factories import MeterFactory
 from tests.metering.factories import CustomerFactory, EventFactory
+from tests.metering.usage.helpers import stored, stored_one
 
 pytestmark = pytest.mark.django_db
 
@@ -77,9 +77,9 @@ def test_jsonl_import_stores_every_event_exactly(tmp_path, environment):
     out, _ = run(path)
     assert "2 records" in out
     assert "stored:             2 events (0 replaced stored events)" in out
-    stored = Event.objects.get(environment=environment, event_id="imp-2")
-    assert stored.properties["credits"] == Decimal("0.12345678901234567890123")
-    first = Event.objects.get(environment=environment, event_id="imp-1")
+    second = stored_one(environment, "imp-2")
+    assert second.properties["credits"] == Decimal("0.12345678901234567890123")
+    first = stored_one(environment, "imp-1")
     assert first.timestamp == dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
     assert first.source == "backfill"
     assert first.properties == {"tokens": 1}
@@ -98,13 +98,13 @@ def test_text_that_copy_would_misread_is_stored_exactly(tmp_path, environment):
         + '{"event_id":"imp-4","event_name":"api.calls","external_customer_id":"acme","properties":{"n":1.50}}\n',
     )
     run(path)
-    first = Event.objects.get(environment=environment, event_id=f"id {tricky}")
+    first = stored_one(environment, f"id {tricky}")
     assert (first.event_name, first.source, first.properties) == (f"name {tricky}", tricky, {tricky: tricky})
-    second = Event.objects.get(environment=environment, event_id="imp-2")
+    second = stored_one(environment, "imp-2")
     assert second.external_customer_id == tricky
     assert second.properties == {"note": "\\"}
-    assert str(Event.objects.get(environment=environment, event_id="imp-4").properties["n"]) == "1.50"
-    assert Event.objects.get(environment=environment, event_id="imp-3").source == "\\N"
+    assert str(stored_one(environment, "imp-4").properties["n"]) == "1.50"
+    assert stored_one(environment, "imp-3").source == "\\N"
 
 
 def test_ingested_at_is_the_time_of_the_write(tmp_path, environment):
@@ -112,7 +112,7 @@ def test_ingested_at_is_the_time_of_the_write(tmp_path, environment):
     before = dt.datetime.now(dt.UTC)
     run(path, batch_size=50)
     after = dt.datetime.now(dt.UTC)
-    stamps = set(Event.objects.filter(environment=environment).values_list("ingested_at", flat=True))
+    stamps = {event.ingested_at for event in stored(environment)}
     assert len(stamps) == 3  # one per batch
     assert all(before <= stamp <= after for stamp in stamps)
 
@@ -130,7 +130,7 @@ def test_jsonl_invalid_lines_are_reported_with_line_numbers_and_do_not_stop_the_
     path = write(tmp_path, "events.jsonl", text)
     out, error = run_failing(path)
     assert error == "4 of 6 records were invalid and not imported"
-    assert Event.objects.filter(environment=environment).count() == 2
+    assert len(stored(environment)) == 2
     assert "line 3: timestamp: must be RFC 3339" in out
     assert "line 4: is not valid JSON (Expecting value at column 1)" in out
     assert "line 5: external_customer_id: is required" in out
@@ -148,7 +148,7 @@ def test_rejects_file_holds_each_invalid_record_with_its_reasons(tmp_path, envir
     ]
     assert entries[1]["errors"][""].startswith("is not valid JSON")
     assert f"invalid:            2 records (written to {rejects})" in out
-    assert Event.objects.filter(environment=environment).count() == 1
+    assert len(stored(environment)) == 1
 
 
 def test_invalid_utf8_line_is_rejected_not_fatal(tmp_path, environment):
@@ -156,14 +156,14 @@ def test_invalid_utf8_line_is_rejected_not_fatal(tmp_path, environment):
     path.write_bytes(json.dumps(event(1)).encode() + b"\n" + b'{"event_name": "\xff"}\n')
     out, _ = run_failing(str(path))
     assert "line 2: is not valid UTF-8" in out
-    assert Event.objects.filter(environment=environment).count() == 1
+    assert len(stored(environment)) == 1
 
 
 def test_gzip_jsonl_is_detected_from_the_data(tmp_path, environment):
     path = tmp_path / "events.data"
     path.write_bytes(gzip.compress(jsonl(event(1), event(2)).encode()))
     run(str(path), format="jsonl")
-    assert Event.objects.filter(environment=environment).count() == 2
+    assert len(stored(environment)) == 2
 
 
 def test_truncated_gzip_fails_clearly_after_keeping_whole_batches(tmp_path, environment):
@@ -173,22 +173,22 @@ def test_truncated_gzip_fails_clearly_after_keeping_whole_batches(tmp_path, envi
     _, error = run_failing(str(path), batch_size=100)
     assert "reading stopped after" in error
     assert "re-running the import is safe" in error
-    stored = Event.objects.filter(environment=environment).count()
-    assert stored > 0 and stored % 100 == 0
+    kept = len(stored(environment))
+    assert kept > 0 and kept % 100 == 0
 
 
 def test_stdin_is_read_when_the_path_is_a_dash(monkeypatch, environment):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl(event(1), event(2)).encode())))
     out, _ = run("-")
     assert "Imported <stdin>" in out
-    assert Event.objects.filter(environment=environment).count() == 2
+    assert len(stored(environment)) == 2
 
 
 def test_gzip_csv_on_stdin_is_detected(monkeypatch, environment):
     data = gzip.compress(b"event_name,external_customer_id,event_id\napi.calls,acme,s1\n")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     run("-")
-    assert Event.objects.get(environment=environment).event_id == "s1"
+    assert stored_one(environment).event_id == "s1"
 
 
 # CSV ---------------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_csv_with_a_properties_json_column(tmp_path, environment):
         "c2,llm.request,acme,2026-01-01T00:00:01Z,,\n"
     )
     run(write(tmp_path, "events.csv", text))
-    first, second = Event.objects.filter(environment=environment).order_by("event_id")
+    first, second = sorted(stored(environment), key=lambda event: event.event_id)
     assert first.properties == {"input_tokens": 100, "model": "gpt"}
     assert first.source == "csv"
     assert second.properties == {}
@@ -211,7 +211,7 @@ def test_csv_with_a_properties_json_column(tmp_path, environment):
 def test_csv_with_property_columns_keeps_strings_and_omits_empty_cells(tmp_path, environment):
     text = "event_name,external_customer_id,event_id,properties.tokens,properties.region\nllm,acme,p1,12.50,\n"
     run(write(tmp_path, "events.csv", text))
-    assert Event.objects.get(environment=environment).properties == {"tokens": "12.50"}
+    assert stored_one(environment).properties == {"tokens": "12.50"}
 
 
 def test_csv_line_numbers_count_physical_lines_and_reasons_are_reported(tmp_path, environment):
@@ -227,14 +227,14 @@ def test_csv_line_numbers_count_physical_lines_and_reasons_are_reported(tmp_path
     assert "line 4: external_customer_id: is required" in out
     assert "line 5: has 3 fields but the header has 5" in out
     assert "line 6: properties: is not valid JSON" in out
-    assert set(Event.objects.filter(environment=environment).values_list("event_id", flat=True)) == {"m1", "m5"}
+    assert {event.event_id for event in stored(environment)} == {"m1", "m5"}
 
 
 def test_csv_unknown_columns_are_ignored_and_named(tmp_path, environment):
     text = "event_name,external_customer_id,ingested_at\napi.calls,acme,2020-01-01T00:00:00Z\n"
     out, _ = run(write(tmp_path, "events.csv.gz", text))
     assert "ignored columns:    ingested_at" in out
-    assert Event.objects.filter(environment=environment).count() == 1
+    assert len(stored(environment)) == 1
 
 
 @pytest.mark.parametrize(
@@ -248,13 +248,13 @@ def test_csv_unknown_columns_are_ignored_and_named(tmp_path, environment):
 def test_csv_header_problems_fail_before_importing(tmp_path, environment, header, message):
     _, error = run_failing(write(tmp_path, "events.csv", header + "a,b,c,d\n"))
     assert message in error
-    assert not Event.objects.exists()
+    assert stored() == []
 
 
 def test_format_is_sniffed_when_the_name_says_nothing(tmp_path, environment):
     run(write(tmp_path, "events.txt", "event_name,external_customer_id\napi.calls,acme\n"))
     run(write(tmp_path, "more.txt", jsonl(event(1))))
-    assert Event.objects.filter(environment=environment).count() == 2
+    assert len(stored(environment)) == 2
 
 
 # Dry run -----------------------------------------------------------------------------------------------------
@@ -280,13 +280,13 @@ def test_dry_run_validates_and_reports_without_writing(tmp_path, environment):
     assert "line 5: timestamp:" in out
     assert "no published meter: 2 events (matched by event name" in out
     assert "unknown customer:   1 event (would be stored all the same)" in out
-    assert list(Event.objects.values_list("event_id", flat=True)) == ["imp-1"]
+    assert [event.event_id for event in stored()] == ["imp-1"]
 
 
 def test_dry_run_of_a_clean_file_succeeds(tmp_path, environment):
     out, _ = run(write(tmp_path, "events.jsonl", jsonl(event(1))), dry_run=True)
     assert "would store:        1 event (0 would replace stored events)" in out
-    assert not Event.objects.exists()
+    assert stored() == []
 
 
 # Idempotency and interruption --------------------------------------------------------------------------------
@@ -297,14 +297,14 @@ def test_reimport_counts_duplicates_and_never_double_counts(tmp_path, environmen
     run(path, batch_size=100)
     out, _ = run(path, batch_size=100)
     assert "stored:             250 events (250 replaced stored events)" in out
-    assert Event.objects.filter(environment=environment).count() == 250
+    assert len(stored(environment)) == 250
 
 
 def test_redelivery_in_a_later_batch_replaces_the_event(tmp_path, environment):
     path = write(tmp_path, "events.jsonl", jsonl(event(1), event(2), event(1, properties={"tokens": 99})))
     out, _ = run(path, batch_size=2)
     assert "stored:             3 events (1 replaced stored events)" in out
-    assert Event.objects.get(event_id="imp-1").properties == {"tokens": 99}
+    assert stored_one(event_id="imp-1").properties == {"tokens": 99}
 
 
 def test_batches_alternating_between_stored_and_new_ids_count_exactly(tmp_path, environment):
@@ -313,24 +313,38 @@ def test_batches_alternating_between_stored_and_new_ids_count_exactly(tmp_path, 
     path = write(tmp_path, "second.jsonl", jsonl(*[event(index, properties={"tokens": -index}) for index in ids]))
     out, _ = run(path, batch_size=5)
     assert "stored:             20 events (10 replaced stored events)" in out
-    assert Event.objects.filter(environment=environment).count() == 20
-    assert Event.objects.get(event_id="imp-7").properties == {"tokens": -7}
+    assert len(stored(environment)) == 20
+    assert stored_one(event_id="imp-7").properties == {"tokens": -7}
+
+
+def test_a_backfill_spanning_more_than_a_hundred_months_in_one_batch_is_stored(tmp_path, environment):
+    """Ten years of history in one batch: on ClickHouse the rows fall into 120 monthly partitions of one insert,
+    past ClickHouse's default limit of 100 per insert (which failed the import there)."""
+    months = [event(index, timestamp=f"{2015 + index // 12}-{index % 12 + 1:02d}-01T00:00:00Z") for index in range(120)]
+    path = write(tmp_path, "history.jsonl", jsonl(*months))
+    out, _ = run(path)
+    assert "stored:             120 events (0 replaced stored events)" in out
+    moved = [event(index, timestamp="2026-01-01T00:00:00Z") for index in range(120)]  # every one moves month
+    out, _ = run(write(tmp_path, "moved.jsonl", jsonl(*moved)))
+    assert "stored:             120 events (120 replaced stored events)" in out
+    assert {event.timestamp for event in stored(environment)} == {dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    assert len(stored(environment)) == 120
 
 
 def test_repeated_id_within_a_batch_keeps_the_last_and_says_so(tmp_path, environment):
     path = write(tmp_path, "events.jsonl", jsonl(event(1), event(1, properties={"tokens": 7})))
     out, _ = run(path)
     assert "repeated event_id:  1" in out
-    assert Event.objects.get(event_id="imp-1").properties == {"tokens": 7}
+    assert stored_one(event_id="imp-1").properties == {"tokens": 7}
 
 
 def test_records_without_event_id_get_stable_ids_so_reimport_does_not_double_count(tmp_path, environment):
     same = {"event_name": "api.calls", "external_customer_id": "acme", "timestamp": "2026-01-01T00:00:00Z"}
     path = write(tmp_path, "events.jsonl", jsonl(same, same, {**same, "external_customer_id": "globex"}))
     run(path)
-    first_ids = set(Event.objects.values_list("event_id", flat=True))
+    first_ids = {event.event_id for event in stored()}
     run(path)
-    assert set(Event.objects.values_list("event_id", flat=True)) == first_ids
+    assert {event.event_id for event in stored()} == first_ids
     assert len(first_ids) == 3  # two identical lines are two events
     assert all(event_id.startswith("event_") for event_id in first_ids)
 
@@ -351,11 +365,11 @@ def test_interrupted_import_keeps_committed_batches_and_a_rerun_completes_it(tmp
     assert error == (
         "interrupted after 20 records; 10 events were stored in committed batches, and re-running the import is safe"
     )
-    assert Event.objects.filter(environment=environment).count() == 10
+    assert len(stored(environment)) == 10
     monkeypatch.setattr(batches.BatchWriter, "store", real_store)
     out, _ = run(path, batch_size=10)
     assert "stored:             30 events (10 replaced stored events)" in out
-    assert Event.objects.filter(environment=environment).count() == 30
+    assert len(stored(environment)) == 30
 
 
 def test_ctrl_c_while_a_batch_is_written_lets_it_finish_and_counts_it(tmp_path, environment, monkeypatch):
@@ -373,7 +387,7 @@ def test_ctrl_c_while_a_batch_is_written_lets_it_finish_and_counts_it(tmp_path, 
     monkeypatch.setattr(batches.BatchWriter, "store", store_then_ctrl_c)
     _, error = run_failing(path, batch_size=10)
     assert error.startswith("interrupted after 20 records; 20 events were stored in committed batches")
-    assert Event.objects.filter(environment=environment).count() == 20
+    assert len(stored(environment)) == 20
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -386,8 +400,8 @@ def test_unknown_environment_is_an_error_unless_created(tmp_path, environment):
     assert "unknown environment 'staging'" in error
     run(path, environment="staging", create_environment=True)
     staging = Environment.objects.get(slug="staging")
-    assert Event.objects.filter(environment=staging).count() == 1
-    assert not Event.objects.filter(environment=environment).exists()
+    assert len(stored(staging)) == 1
+    assert stored(environment) == []
 
 
 def test_missing_file_is_a_command_error(tmp_path, environment):
@@ -404,7 +418,7 @@ def test_batch_size_out_of_range_is_rejected(tmp_path, environment, batch_size):
 def test_verbosity_zero_prints_nothing(tmp_path, environment):
     out, err = run(write(tmp_path, "events.jsonl", jsonl(event(1))), verbosity=0)
     assert out == "" and err == ""
-    assert Event.objects.count() == 1
+    assert len(stored()) == 1
 
 
 def test_progress_bar_shows_rate_and_eta():
@@ -499,7 +513,7 @@ def test_source_open_reports_rejected_records_in_order(tmp_path):
 def test_a_json_array_file_is_refused_with_a_hint(tmp_path, environment):
     _, error = run_failing(write(tmp_path, "events.json", json.dumps([event(1), event(2)], indent=2)))
     assert "looks like one JSON array" in error and "jq -c" in error
-    assert not Event.objects.exists()
+    assert stored() == []
 
 
 # The rule for what can be stored -----------------------------------------------------------------------------
@@ -515,7 +529,7 @@ def test_out_of_range_numbers_go_to_the_rejects_file_and_the_import_goes_on(tmp_
     rejects = tmp_path / "rejects.jsonl"
     out, error = run_failing(path, rejects=str(rejects))
     assert error == "1 of 3 records were invalid and not imported"
-    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["imp-1", "imp-3"]
+    assert sorted(event.event_id for event in stored()) == ["imp-1", "imp-3"]
     [entry] = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert entry["line"] == 2
     assert list(entry["errors"]) == ["properties.v"]
@@ -527,7 +541,7 @@ def test_rerunning_an_import_with_an_out_of_range_line_imports_the_rest_every_ti
     path = write(tmp_path, "events.jsonl", jsonl(_with_number(1, "1e131071"), *[event(i) for i in range(2, 6)]))
     for _ in range(2):
         run_failing(path)
-        assert Event.objects.filter(environment=environment).count() == 4
+        assert len(stored(environment)) == 4
 
 
 def test_dry_run_applies_the_same_rule(tmp_path, environment):
@@ -536,7 +550,7 @@ def test_dry_run_applies_the_same_rule(tmp_path, environment):
     assert "would store:        1 event (0 would replace stored events)" in out
     assert "invalid:            2" in out
     assert "line 2: properties.v: is out of range" in out
-    assert not Event.objects.exists()
+    assert stored() == []
 
 
 def test_csv_properties_column_follows_the_same_rule(tmp_path, environment):
@@ -547,4 +561,4 @@ def test_csv_properties_column_follows_the_same_rule(tmp_path, environment):
     )
     out, error = run_failing(write(tmp_path, "events.csv", text))
     assert error == "1 of 2 records were invalid and not imported"
-    assert list(Event.objects.values_list("event_id", flat=True)) == ["b"]
+    assert [event.event_id for event in stored()] == ["b"]
