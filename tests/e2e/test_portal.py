@@ -20,6 +20,14 @@ from tests.metering.usage.helpers import send
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
+def _on_day(now: dt.datetime, days_ago: int, fraction: float) -> dt.datetime:
+    """A moment on the UTC day `days_ago` days before `now`'s, `fraction` of the way from its midnight to `now`'s time
+    of day: never on a neighbouring day and never in the future (minutes before `now` crossed midnight when the
+    suite ran just after it, and the chart showed a fifth day)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - dt.timedelta(days=days_ago) + (now - midnight) * fraction
+
+
 @pytest.fixture
 def portal_setup(transactional_db):
     """acme and globex with different usage of two features; returns (api client, acme)."""
@@ -38,10 +46,10 @@ def portal_setup(transactional_db):
     FeatureFactory(environment=environment, name="LLM tokens", lookup_key="llm_tokens", meter=tokens_meter)
     for days_ago, count in ((8, 4), (5, 9), (1, 12), (0, 3)):
         for index in range(count):
-            moment = (now - dt.timedelta(days=days_ago, minutes=index + 1)).isoformat()
+            moment = _on_day(now, days_ago, (index + 1) / (count + 1)).isoformat()
             send(environment, event_name="api.calls", customer="acme", timestamp=moment)
     for days_ago, tokens in ((7, "1200.5"), (2, "800"), (0, "99.25")):
-        moment = (now - dt.timedelta(days=days_ago, minutes=5)).isoformat()
+        moment = _on_day(now, days_ago, 0.5).isoformat()
         send(environment, event_name="llm", customer="acme", timestamp=moment, properties={"tokens": tokens})
     for _ in range(50):
         send(environment, event_name="api.calls", customer="globex", timestamp=now.isoformat())
