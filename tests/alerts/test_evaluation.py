@@ -7,6 +7,8 @@ from django.test.utils import CaptureQueriesContext
 
 from alerts import services
 from alerts.models import AlertLogEntry, AlertState, LimitReached
+from metering.ingest.validation import event_clean
+from metering.ingest.writer import events_delete, events_store
 from metering.models import UsageMark
 from tests.alerts.helpers import alerting_feature, calls, customer, evaluate
 from tests.entitlements.helpers import grant
@@ -105,6 +107,48 @@ def test_a_new_period_starts_at_ok_with_a_new_state(environment):
     ]
     assert log_rows() == [("a", "ok", "critical", "3", "2"), ("a", "ok", "critical", "3", "2")]
     assert [e.period_start.month for e in AlertLogEntry.objects.order_by("id")] == [3, 4]
+
+
+def marks() -> set[tuple[str, str]]:
+    return set(UsageMark.objects.values_list("external_customer_id", "event_name"))
+
+
+def test_an_event_moved_away_or_deleted_marks_the_pair_it_left_and_its_level_falls(environment):
+    alerting_feature(environment, info="1", critical="3")
+    customer(environment, "a")
+    customer(environment, "b")
+    ids = [send(environment, event_name="api.calls", timestamp="2026-03-10T00:00", customer="a") for _ in range(4)]
+    evaluate()
+    assert marks() == set()
+    send(environment, event_name="api.calls", timestamp="2026-03-10T00:00", customer="b", event_id=ids[3])
+    assert marks() == {("a", "api.calls"), ("b", "api.calls")}  # a redelivery to another customer
+    evaluate()
+    send(environment, event_name="llm.tokens", timestamp="2026-03-10T00:00", customer="a", event_id=ids[2])
+    assert marks() == {("a", "api.calls"), ("a", "llm.tokens")}  # renamed
+    evaluate()
+    assert events_delete(environment_slug=environment.slug, event_ids=[ids[1]]) == 1
+    assert marks() == {("a", "api.calls")}
+    evaluate()
+    assert log_rows(customer__external_id="a") == [
+        ("a", "ok", "critical", "4", "3"),
+        ("a", "critical", "info", "3", "3"),
+        ("a", "info", "ok", "1", "1"),
+    ]
+
+
+def test_a_bulk_redelivery_to_another_customer_marks_the_customer_it_left(environment):
+    def batch(customer_id: str) -> list:
+        raw = [
+            {"event_id": f"bulk-{n}", "event_name": "api.calls", "external_customer_id": customer_id,
+             "timestamp": "2026-03-10T00:00:00Z", "properties": {}}
+            for n in range(60)
+        ]  # fmt: skip
+        return [event_clean(event, now=at("2100-01-01T00:00")) for event in raw]
+
+    events_store(environment=environment, events=batch("c"))  # 60 rows: the bulk path (COPY on PostgreSQL)
+    UsageMark.objects.all().delete()
+    events_store(environment=environment, events=batch("d"))
+    assert marks() == {("c", "api.calls"), ("d", "api.calls")}
 
 
 def test_only_marked_pairs_of_alerting_features_and_known_customers_are_evaluated(environment):

@@ -1,0 +1,89 @@
+"""Usage marks for the pair an event leaves: a redelivery that moves an event to another customer or event name, and
+a deletion, lower the usage of the (customer, event name) the event had, so that pair is marked for the alert
+evaluator too (the writers mark the pairs they write; only the database sees the row an update replaces).
+
+Triggers, so every path is covered whatever wrote or deleted the row (the API's upserts, COPY through staging, an
+import, `check_events --delete`, the admin): statement triggers with transition tables on PostgreSQL (one mark
+statement per write statement, and none for an insert), row triggers on SQLite. Marks are upserts that bump the
+version, as the writers' own are, so an evaluator pass already reading the pair evaluates it again.
+"""
+
+from django.db import migrations
+
+_MARK_UPSERT = (
+    "INSERT INTO metering_usage_mark (environment_id, external_customer_id, event_name, version, marked_at) {rows} "
+    "ON CONFLICT (environment_id, external_customer_id, event_name) DO UPDATE SET "
+    "version = metering_usage_mark.version + 1, marked_at = excluded.marked_at"
+)
+
+# the pairs an update moved events away from, and the pairs of deleted events, in sorted order as the writers lock
+# theirs
+_MOVED_AWAY = _MARK_UPSERT.format(
+    rows="SELECT DISTINCT o.environment_id, o.external_customer_id, o.event_name, 1, now() "
+    "FROM old_rows o JOIN new_rows n ON n.id = o.id "
+    "WHERE (o.external_customer_id, o.event_name) IS DISTINCT FROM (n.external_customer_id, n.event_name) "
+    "ORDER BY 1, 2, 3"
+)
+_DELETED = _MARK_UPSERT.format(
+    rows="SELECT DISTINCT environment_id, external_customer_id, event_name, 1, now() FROM old_rows ORDER BY 1, 2, 3"
+)
+_POSTGRESQL = f"""
+CREATE FUNCTION metering_usage_mark_left() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        {_MOVED_AWAY};
+    ELSE
+        {_DELETED};
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER metering_usage_mark_moved AFTER UPDATE ON metering_event
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION metering_usage_mark_left();
+CREATE TRIGGER metering_usage_mark_deleted AFTER DELETE ON metering_event
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION metering_usage_mark_left();
+"""
+
+_POSTGRESQL_REVERSE = """
+DROP TRIGGER metering_usage_mark_moved ON metering_event;
+DROP TRIGGER metering_usage_mark_deleted ON metering_event;
+DROP FUNCTION metering_usage_mark_left();
+"""
+
+# SQLite stores the ORM's own UTC text for timestamps
+_SQLITE_ROW = (
+    "VALUES (OLD.environment_id, OLD.external_customer_id, OLD.event_name, 1, strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+)
+_SQLITE = [
+    "CREATE TRIGGER metering_usage_mark_moved AFTER UPDATE OF external_customer_id, event_name ON metering_event "
+    "WHEN OLD.external_customer_id IS NOT NEW.external_customer_id OR OLD.event_name IS NOT NEW.event_name "
+    f"BEGIN {_MARK_UPSERT.format(rows=_SQLITE_ROW)}; END",
+    f"CREATE TRIGGER metering_usage_mark_deleted AFTER DELETE ON metering_event "
+    f"BEGIN {_MARK_UPSERT.format(rows=_SQLITE_ROW)}; END",
+]
+_SQLITE_REVERSE = ["DROP TRIGGER metering_usage_mark_moved", "DROP TRIGGER metering_usage_mark_deleted"]
+
+
+def create_triggers(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        schema_editor.execute(_POSTGRESQL, params=None)
+    elif vendor == "sqlite":
+        for statement in _SQLITE:
+            schema_editor.execute(statement, params=None)
+
+
+def drop_triggers(apps, schema_editor):
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        schema_editor.execute(_POSTGRESQL_REVERSE, params=None)
+    elif vendor == "sqlite":
+        for statement in _SQLITE_REVERSE:
+            schema_editor.execute(statement, params=None)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("metering", "0012_event_name_time_index")]
+
+    operations = [migrations.RunPython(create_triggers, drop_triggers, elidable=False)]
