@@ -253,6 +253,10 @@ WORKER_ROLLUPS_EVERY = env_seconds("WORKER_ROLLUPS_EVERY", 300)
 WORKER_ABANDONED_AFTER = env_seconds("WORKER_ABANDONED_AFTER", 60)
 # Seconds between alert evaluations of the pairs ingest marked (SPEC §11: at least every 60 s).
 WORKER_ALERTS_EVERY = env_seconds("WORKER_ALERTS_EVERY", 30)
+# How long finished job rows stay in the queue table to be read (admin, *Database tasks*); the worker prunes older
+# ones every WORKER_PRUNE_EVERY seconds.
+WORKER_KEEP_RESULTS = env_seconds("WORKER_KEEP_RESULTS", 7 * 86400)
+WORKER_PRUNE_EVERY = env_seconds("WORKER_PRUNE_EVERY", 3600)
 
 # Webhook delivery (SPEC §11): how often the worker looks for due messages, how long one POST may take, how many run
 # at once, how long a claim holds a message before another run may take it (a killed worker's messages are retried

@@ -24,4 +24,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         "digest_unmatched_events", tasks.digest_unmatched_events, lambda: settings.WEBHOOKS_UNMATCHED_DIGEST_EVERY
     ),
     PeriodicJob("evaluate_alerts", tasks.evaluate_alerts, lambda: settings.WORKER_ALERTS_EVERY),
+    PeriodicJob("prune_job_results", tasks.prune_job_results, lambda: settings.WORKER_PRUNE_EVERY),
 )

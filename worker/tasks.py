@@ -1,6 +1,11 @@
 """The jobs the worker runs. Each is a Django task, so it can also be enqueued on demand."""
 
+import datetime as dt
+
+from django.conf import settings
 from django.tasks import task
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from alerts.services import alerts_evaluate
 from metering.usage.rollups.refresh import rollups_refresh
@@ -37,3 +42,13 @@ def evaluate_alerts() -> dict[str, int | bool]:
     """Evaluate the alert states and entitlement limits of the (feature, customer) pairs ingest marked (SPEC §11).
     Safe to run again after a crash: a pass that did not commit left its marks, and nothing fires twice."""
     return alerts_evaluate().as_dict()
+
+
+@task
+def prune_job_results() -> dict[str, int]:
+    """Delete finished job rows older than `WORKER_KEEP_RESULTS`: without it the queue table grows by a row per run
+    of every job (an alert pass every 30 s alone is 2,880 rows a day). Queued and running jobs stay, and schedules
+    keep their own rows, so nothing depends on the rows that go. Safe to run again at any time."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.WORKER_KEEP_RESULTS)
+    deleted, _ = DBTaskResult.objects.finished().filter(finished_at__lte=cutoff).delete()
+    return {"deleted": deleted}

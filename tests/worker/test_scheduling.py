@@ -140,3 +140,29 @@ def test_worker_intervals_must_be_positive_numbers_of_seconds(value):
     )
     assert completed.returncode != 0
     assert "WORKER_ROLLUPS_EVERY must be a" in completed.stderr
+
+
+def test_the_worker_prunes_finished_job_rows_older_than_a_week_every_hour():
+    from worker.tasks import prune_job_results
+
+    jobs = {job.name: (job.task, job.every_seconds()) for job in PERIODIC_JOBS}
+    assert jobs["prune_job_results"] == (prune_job_results, 3600.0)
+    assert settings.WORKER_KEEP_RESULTS == 7 * 86400
+    now = timezone.now()
+    rows = {}
+    for label, status, finished_days_ago in (
+        ("old success", TaskResultStatus.SUCCESSFUL, 8),
+        ("old failure", TaskResultStatus.FAILED, 7.01),
+        ("recent", TaskResultStatus.SUCCESSFUL, 6.99),
+        ("queued long ago", TaskResultStatus.READY, None),
+        ("running long ago", TaskResultStatus.RUNNING, None),
+    ):
+        result = refresh_rollups.enqueue()
+        finished = None if finished_days_ago is None else now - dt.timedelta(days=finished_days_ago)
+        DBTaskResult.objects.filter(id=result.id).update(
+            status=status, enqueued_at=now - dt.timedelta(days=10), finished_at=finished
+        )
+        rows[label] = result.id
+    assert prune_job_results.call() == {"deleted": 2}
+    kept = {str(pk) for pk in DBTaskResult.objects.values_list("id", flat=True)}
+    assert kept == {rows["recent"], rows["queued long ago"], rows["running long ago"]}
