@@ -278,8 +278,8 @@ except ValueError:
 WEBHOOKS_DISABLE_AFTER = env_seconds("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600)
 # The events.unmatched digest goes out at most once per this interval; its links point at FLEXMETER_BASE_URL.
 WEBHOOKS_UNMATCHED_DIGEST_EVERY = env_seconds("WEBHOOKS_UNMATCHED_DIGEST_EVERY", 900)
-# With events in ClickHouse the digest reads the events first delivered up to this long ago: a write stamps its
-# version just before its insert lands, so a shorter wait could pass over a slow insert (docs/clickhouse.md).
+# The digest reads the events written up to this long ago: a write is stamped (ingested_at, or the ClickHouse
+# version) before it lands, so a shorter wait could pass over a slow transaction or insert (webhooks/digest.py).
 WEBHOOKS_UNMATCHED_DIGEST_LAG = env_seconds("WEBHOOKS_UNMATCHED_DIGEST_LAG", 300)
 FLEXMETER_BASE_URL = os.environ.get("FLEXMETER_BASE_URL", "http://127.0.0.1:8000")
 

@@ -128,18 +128,21 @@ def unmatched_digests_publish(*, now: dt.datetime | None = None) -> int:
     """Queue one digest per environment with subscribed endpoints and unreported unmatched events; return how many
     environments got one. The cursor moves in the transaction that queues the digest, so an event is reported once.
 
-    On the Django database the window ends at the largest event id read at the start, so events stored meanwhile
-    wait for the next digest. With events in ClickHouse (no row ids) it ends at the version stamped
-    `WEBHOOKS_UNMATCHED_DIGEST_LAG` before `now`, and an event belongs to the window of its first delivery
-    (docs/clickhouse.md: why the lag, and why a redelivery is not reported again)."""
+    Both stores read only events written `WEBHOOKS_UNMATCHED_DIGEST_LAG` before `now`: a write is stamped before it
+    lands, and a window that moved past a stamp whose write was still in flight would never read it. On the Django
+    database the window ends at the largest row id among those events (PostgreSQL hands out ids before commit, so a
+    slow transaction's lower id can appear after a higher one; the lag covers any transaction shorter than it). With
+    events in ClickHouse (no row ids) it ends at the version stamped that long ago, and an event belongs to the
+    window of its first delivery (docs/clickhouse.md: why the lag, and why a redelivery is not reported again)."""
     backend = events_backend()
     now = now or timezone.now()
+    settled = now - dt.timedelta(seconds=settings.WEBHOOKS_UNMATCHED_DIGEST_LAG)
     sent = 0
     for environment in _environments_subscribed():
         with transaction.atomic():
             cursor, _ = UnmatchedDigestCursor.objects.select_for_update().get_or_create(environment=environment)
             if backend.is_clickhouse:
-                up_to = _nanoseconds(now - dt.timedelta(seconds=settings.WEBHOOKS_UNMATCHED_DIGEST_LAG))
+                up_to = _nanoseconds(settled)
                 if up_to <= cursor.last_first_version:
                     continue
                 window = clickhouse_unmatched_window(
@@ -151,9 +154,9 @@ def unmatched_digests_publish(*, now: dt.datetime | None = None) -> int:
                 )
                 cursor.last_first_version = up_to
             else:
-                up_to_id = Event.objects.filter(environment=environment, id__gt=cursor.last_event_id).aggregate(
-                    last=Max("id")
-                )["last"]
+                up_to_id = Event.objects.filter(
+                    environment=environment, id__gt=cursor.last_event_id, ingested_at__lte=settled
+                ).aggregate(last=Max("id"))["last"]
                 if up_to_id is None:
                     continue
                 window = _django_window(environment=environment, after_id=cursor.last_event_id, up_to_id=up_to_id)

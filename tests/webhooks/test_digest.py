@@ -4,7 +4,9 @@ per endpoint, none when everything counted, and each event reported once."""
 import datetime as dt
 from types import SimpleNamespace
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from metering.debugger.stream import event_stream_page
@@ -163,3 +165,30 @@ def test_clickhouse_reads_events_once_the_lag_has_passed_and_a_late_insert_is_no
     assert [example["event_id"] for example in latest["examples"]] == ["b"]
     assert unmatched_digests_publish(now=digest_at + dt.timedelta(minutes=30)) == 0
     assert [m.payload["total"] for m in WebhookMessage.objects.order_by("id")] == [1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_a_slow_transaction_with_a_lower_row_id_is_not_passed_over(environment, subscribed, settings):
+    """PostgreSQL numbers a row when it is inserted, not when its transaction commits: a digest that ended its
+    window at the newest committed row skipped a slower transaction's row with a lower id for good. Reading only
+    rows written the lag ago leaves it to a later window."""
+    if connection.vendor != "postgresql" or on_clickhouse():
+        pytest.skip("row ids handed out before commit: PostgreSQL")
+    settings.WEBHOOKS_UNMATCHED_DIGEST_LAG = 60
+    written_at = timezone.now()
+    slow = psycopg.connect(**connection.get_connection_params())
+    try:
+        slow.execute(
+            "INSERT INTO metering_event (environment_id, event_id, event_name, external_customer_id, timestamp, "
+            "ingested_at, source, properties) VALUES (%s, 'slow', 'nobody.counts.this', 'acme', %s, %s, '', '{}')",
+            [environment.pk, written_at, written_at],
+        )  # uncommitted: its id is taken
+        send(environment, event_name="nor.this", timestamp="2026-01-05T10:00", event_id="fast")  # committed, next id
+        assert unmatched_digests_publish(now=written_at + dt.timedelta(seconds=30)) == 0  # within the lag: waits
+        slow.commit()
+    finally:
+        slow.close()
+    assert unmatched_digests_publish(now=timezone.now() + dt.timedelta(seconds=61)) == 1
+    (message,) = WebhookMessage.objects.all()
+    assert message.payload["total"] == 2
+    assert sorted(example["event_id"] for example in message.payload["examples"]) == ["fast", "slow"]
