@@ -73,6 +73,9 @@ def events_backend() -> EventsBackend:
     return _parsed(settings.EVENTS_URL, settings.EVENTS_CLICKHOUSE_CLUSTER)
 
 
+# Parameters are bound into a statement's text, so many customers' windows, or an environment's active customer ids,
+# make a long statement: ClickHouse refuses any longer than 256 KiB unless told otherwise (every client's setting).
+QUERY_BYTES = 64 * 1024 * 1024
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
@@ -92,6 +95,8 @@ def clickhouse_client(backend: EventsBackend):
         if client is None:
             dsn = backend.url.split("?", 1)[0]
             # no session id: a session runs one query at a time, and the API serves requests in threads
-            client = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+            client = clickhouse_connect.get_client(
+                dsn=dsn, autogenerate_session_id=False, settings={"max_query_size": QUERY_BYTES}
+            )
             _clients[backend.url] = client
         return client

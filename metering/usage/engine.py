@@ -634,11 +634,6 @@ def _run_on_clickhouse(queries: list[UsageQuery], backend: EventsBackend) -> lis
     return _results(queries, d, clickhouse_rows(selects, p, backend))
 
 
-# The parameters are bound into the statement's text, so many customers' windows make a long statement; ClickHouse
-# refuses any longer than 256 KiB unless told otherwise.
-_CLICKHOUSE_QUERY_BYTES = 64 * 1024 * 1024
-
-
 def clickhouse_rows(selects: list[str], p: Params, backend: EventsBackend) -> list:
     """The rows of the parts' UNION ALL on the ClickHouse events store; an inexact number is a clear error."""
     from clickhouse_connect.driver.exceptions import ClickHouseError  # the optional extra, only when selected
@@ -648,7 +643,7 @@ def clickhouse_rows(selects: list[str], p: Params, backend: EventsBackend) -> li
         result = clickhouse_client(backend).query(
             statement,
             parameters=p.values,
-            settings={"union_default_mode": "DISTINCT", "max_query_size": _CLICKHOUSE_QUERY_BYTES},
+            settings={"union_default_mode": "DISTINCT"},
         )
     except ClickHouseError as error:
         if NOT_EXACT in str(error):

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from metering.debugger.stream import event_stream_page
 from metering.ingest import clickhouse as clickhouse_writer
+from metering.models import Customer
 from tests.catalog.factories import MeterFactory
 from tests.metering.factories import CustomerFactory, EventFactory
 from tests.metering.usage.helpers import on_clickhouse, send
@@ -192,3 +193,22 @@ def test_postgresql_a_slow_transaction_with_a_lower_row_id_is_not_passed_over(en
     (message,) = WebhookMessage.objects.all()
     assert message.payload["total"] == 2
     assert sorted(example["event_id"] for example in message.payload["examples"]) == ["fast", "slow"]
+
+
+def test_a_digest_and_the_unknown_customer_stream_read_an_environment_of_30_000_customers(environment, subscribed):
+    """With events in ClickHouse both pass the environment's active customers as one array parameter, which
+    ClickHouse counts in the statement's size: 30,000 ids of 20 characters are 720 KB, past its default 256 KiB."""
+    Customer.objects.bulk_create(
+        Customer(environment=environment, external_id=f"customer-{n:011d}", public_id=f"cust_many{n}")
+        for n in range(30_000)
+    )
+    MeterFactory(environment=environment, event_name="api.calls")
+    send(environment, event_name="api.calls", timestamp="2026-01-05T10:00", customer="nobody-we-know", event_id="x")
+    send(environment, event_name="api.calls", timestamp="2026-01-05T10:00", customer="customer-00000000007")
+
+    assert unmatched_digests_publish() == 1
+    digest = WebhookMessage.objects.get().payload
+    assert [(r["reason"], r["count"]) for r in digest["by_reason"]] == [("unmatched", 0), ("customer_not_found", 1)]
+    assert [example["event_id"] for example in digest["examples"]] == ["x"]
+    page = event_stream_page(environment=environment, status="customer_not_found")
+    assert [row.event.event_id for row in page.rows] == ["x"]
