@@ -117,7 +117,7 @@ def part_sql(
     if part == CARRY:
         return select(d.as_text(d.agg_sum(v)))
     if kind == AggregationType.COUNT:
-        return select(d.as_text("count(*)"))
+        return select(d.as_text("count(*)"), extra_where=_time_index_kept(d, c, lower))
     if kind == AggregationType.MAX and spec.is_bucketed_max:
         return _bucketed_max_sql(query, head, w, c, where, v, d, p)
     if kind == AggregationType.LATEST:
@@ -185,6 +185,17 @@ def _raw_ranges(query: UsageQuery, part: int, d: Dialect, ranges: list) -> list:
         else:
             split.extend(zip(cuts, [*cuts[1:], last], strict=True))
     return split
+
+
+def _time_index_kept(d: Dialect, c: str | None, lower: dt.datetime | None) -> str:
+    """A condition that keeps PostgreSQL on the (environment, event name, timestamp) index for a COUNT per customer
+    of a time range. The (environment, event name, customer, timestamp) index answers it without the table, and
+    depending on its statistics PostgreSQL prefers that, but it then walks every entry of the name since the first
+    event: 924 ms for two days' 200,000 `api.request` events among 6,000,000 at 10M, against 85 ms through the
+    time range and the table. A test of a column outside that index, always true, takes the index-only plan away."""
+    if d.vendor != "postgresql" or c is None or lower is None:
+        return ""
+    return " AND e.ingested_at IS NOT NULL"
 
 
 def _group_by(w: str | None, c: str | None) -> str:
