@@ -489,12 +489,6 @@ def event_names(*, environment: Environment) -> list[str]:
         return [name for (name,) in cursor.fetchall()]
 
 
-def event_names_cte(*, environment_id: int, p: Callable[[object], str]) -> str:
-    """The `names(name)` CTE of `event_names` (`WITH RECURSIVE …`, NULL once past the last name), its parameters
-    bound through `p` (`Params`), to lead a statement that reads every stored name in its own snapshot."""
-    return _NAMES_CTE.format(table=Event._meta.db_table).replace("%s", p(environment_id))
-
-
 def customers_activity(
     *, environment: Environment, external_ids: Iterable[str], since: dt.datetime
 ) -> dict[str, CustomerActivity]:

@@ -61,12 +61,6 @@ def any_match_sql(specs: list[AggregationSpec], d: Dialect, p: Params) -> str:
     return "(" + " OR ".join(match_sql(spec, d, p) for spec in specs) + ")"
 
 
-def names_always_matched(specs: list[AggregationSpec]) -> set[str]:
-    """Event names that some spec counts whatever the event holds (a COUNT without filters): no event of theirs
-    is ever unmatched."""
-    return {spec.event_name for spec in specs if spec.aggregation_type == AggregationType.COUNT and not spec.filters}
-
-
 @dataclass(frozen=True)
 class MatchColumns:
     """The pieces of `match_sql` as separate columns, to say *which* rule failed: one boolean per filter (1/0, in

@@ -193,27 +193,6 @@ def test_unmatched_names_grouped_with_counts_and_last_seen(environment):
     assert [n.count for n in unmatched_event_names(environment=environment, start=at("2025-01-02T00:11"))] == [2]
 
 
-def test_unmatched_names_leave_out_names_an_unfiltered_count_takes_whole(environment, other_environment):
-    """A name that a COUNT without filters counts has no unmatched event: its events are not read at all (the
-    (environment, event name, timestamp) index reads only the other names), and the list is the same."""
-    MeterFactory(environment=environment, event_name="api", fingerprint="all")
-    MeterFactory(environment=environment, event_name="api", fingerprint="eu",
-                 filters=[{"key": "region", "operator": "in", "values": ["eu"]}])  # fmt: skip
-    MeterFactory(environment=environment, event_name="llm", aggregation_type="SUM", aggregation_field="tokens")
-    for minute, properties in enumerate([{"region": "us"}, {}, {"tokens": "x"}]):
-        send(environment, event_name="api", timestamp=f"2025-01-02T00:0{minute}", properties=properties)
-    send(environment, event_name="llm", timestamp="2025-01-02T00:05", properties={"tokens": 3})
-    send(environment, event_name="llm", timestamp="2025-01-02T00:06", properties={"tokens": "x"})
-    for minute in (7, 8):
-        send(environment, event_name="API", timestamp=f"2025-01-02T00:0{minute}")
-    send(other_environment, event_name="zzz", timestamp="2025-01-02T00:09")
-    names = unmatched_event_names(environment=environment)
-    assert [(n.event_name, n.cause, n.count) for n in names] == [("API", "no_meter", 2), ("llm", "no_value", 1)]
-    assert unmatched_event_names(environment=environment, start=at("2025-01-02T00:07")) == names[:1]
-    send(environment, event_name="api", timestamp="2025-01-02T00:10", properties={"region": "us"})
-    assert unmatched_event_names(environment=environment, start=at("2025-01-02T00:09")) == []
-
-
 def test_properties_preview():
     assert properties_preview({"a": 1, "b": "x", "c": {"d": 1}, "e": [1], "f": True, "g": None}) == (
         "a=1 · b=x · c={…} · e=[…] · f=true · g=null"
