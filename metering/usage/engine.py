@@ -156,8 +156,8 @@ def _window_sql(
 ) -> str | None:
     """The window column of a part's rows: each event's window, or the window's start as a constant when all of
     `[lower, upper)` lies in one (`_one_window`). Then the planner groups one constant instead of sorting every row
-    by a time zone conversion: today's raw events in daily windows, 330,000 at 10,000,000 events, read in about
-    half the time."""
+    by a time zone conversion (today's 330,000 raw events in daily windows at 10,000,000 events: the overview's
+    engine statement went from 426 ms to 254-368 ms)."""
     if part != WINDOW:
         return None
     if lower is not None and upper is not None and _one_window(query, d):
