@@ -26,7 +26,7 @@ from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.dialects.clickhouse import NOT_EXACT, ClickHouseDialect, UnsupportedOnClickHouse
 from metering.usage.numbers import EXACT, divide, normalize
-from metering.usage.periods import UTC, from_local, next_bucket_start_local
+from metering.usage.periods import UTC, bucket_start_local, from_local, next_bucket_start_local
 from metering.usage.predicate import selection_sql, value_sql
 from metering.usage.rollups.read import (
     EVERYONE,
@@ -99,7 +99,7 @@ def part_sql(
         return _count_distinct_sql(
             f"{tag} AS tag, {part} AS part", [distinct_values_sql(query, part, d, p, lower, upper)], d
         )
-    w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
+    w = _window_sql(query, part, d, p, lower, upper)
     c = "e.external_customer_id" if query.by_customer else None
     head = f"{tag} AS tag, {part} AS part"
     where = _where(query, d, p, lower, upper)
@@ -117,7 +117,7 @@ def part_sql(
     if part == CARRY:
         return select(d.as_text(d.agg_sum(v)))
     if kind == AggregationType.COUNT:
-        return select(d.as_text("count(*)"))
+        return select(d.as_text("count(*)"), extra_where=_time_index_kept(d, c, lower, upper))
     if kind == AggregationType.MAX and spec.is_bucketed_max:
         return _bucketed_max_sql(query, head, w, c, where, v, d, p)
     if kind == AggregationType.LATEST:
@@ -133,6 +133,75 @@ def part_sql(
     aggregate = aggregates.get(kind, d.agg_sum)(v)
     # the HAVING repeats the selected aggregate, which PostgreSQL computes once
     return select(d.as_text(aggregate), having=f" HAVING {aggregate} IS NOT NULL" if part == WINDOW else "")
+
+
+# Raw pieces of a windowed part on PostgreSQL in UTC that span at most this many windows are read one window at a
+# time (see `_window_sql`): one more index range each, no more rows.
+_WINDOWS_READ_APART = 3
+
+
+def _one_window(query: UsageQuery, d: Dialect) -> bool:
+    """Whether a raw piece of `query` lying in one window can name that window as a constant: on PostgreSQL, in
+    UTC, where window starts never go back in time (a DST change can move local time back across a window's start)."""
+    return d.vendor == "postgresql" and query.zone.key in ("UTC", "Etc/UTC") and bool(query.windows)
+
+
+def _window_start(query: UsageQuery, moment: dt.datetime) -> dt.datetime:
+    """The (naive UTC) start of the window of `query` holding `moment`; see `_one_window`."""
+    return bucket_start_local(moment.astimezone(UTC).replace(tzinfo=None), query.windows, query.anchor)
+
+
+def _window_sql(
+    query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None
+) -> str | None:
+    """The window column of a part's rows: each event's window, or the window's start as a constant when all of
+    `[lower, upper)` lies in one (`_one_window`). Then the planner groups one constant instead of sorting every row
+    by a time zone conversion (today's 330,000 raw events in daily windows at 10,000,000 events: the overview's
+    engine statement went from 426 ms to 254-368 ms)."""
+    if part != WINDOW:
+        return None
+    if lower is not None and upper is not None and _one_window(query, d):
+        start = _window_start(query, lower)
+        if start == _window_start(query, upper - dt.timedelta(microseconds=1)):
+            return f"{p(start)}::timestamp"
+    return d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor)
+
+
+def _raw_ranges(query: UsageQuery, part: int, d: Dialect, ranges: list) -> list:
+    """The raw pieces of a part, those spanning a few windows split at the windows' starts (see `_window_sql`)."""
+    if part != WINDOW or not _one_window(query, d):
+        return ranges
+    split = []
+    for first, last in ranges:
+        cuts = [first]
+        start = _window_start(query, first)
+        while len(cuts) <= _WINDOWS_READ_APART:
+            start = next_bucket_start_local(start, query.windows, query.anchor)
+            if start.replace(tzinfo=UTC) >= last:
+                break
+            cuts.append(start.replace(tzinfo=UTC))
+        if len(cuts) > _WINDOWS_READ_APART:
+            split.append((first, last))
+        else:
+            split.extend(zip(cuts, [*cuts[1:], last], strict=True))
+    return split
+
+
+# At most this long, a range's COUNT per customer reads the range rather than the whole name (`_time_index_kept`).
+_SHORT_RANGE = dt.timedelta(days=3)
+
+
+def _time_index_kept(d: Dialect, c: str | None, lower: dt.datetime | None, upper: dt.datetime | None) -> str:
+    """A condition that keeps PostgreSQL on the (environment, event name, timestamp) index for a COUNT per customer
+    of a short time range. The (environment, event name, customer, timestamp) index answers it without the table,
+    and depending on its statistics PostgreSQL prefers that, but it then walks every entry of the name since the
+    first event: 924 ms for two days' 200,000 `api.request` events among 6,000,000 at 10M, against 85 ms through the
+    time range and the table (a day's rollup refresh of that COUNT: 1,435 ms against 426). A test of a column
+    outside that index, always true, takes the index-only plan away. Over a long range (a first rollup build of a
+    month: 8.9 s index-only, 15.9 s through the table) the walk is the better plan, and it is left to the planner."""
+    if d.vendor != "postgresql" or c is None or lower is None or upper is None or upper - lower > _SHORT_RANGE:
+        return ""
+    return " AND e.ingested_at IS NOT NULL"
 
 
 def _group_by(w: str | None, c: str | None) -> str:
@@ -163,7 +232,7 @@ def bucket_cells_sql(
     query: UsageQuery, part: int, d: Dialect, p: Params, lower: dt.datetime | None, upper: dt.datetime | None
 ) -> str:
     """`_bucket_cells_sql` of a part over `[lower, upper)`."""
-    w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
+    w = _window_sql(query, part, d, p, lower, upper)
     c = "e.external_customer_id" if query.by_customer else None
     v = cast(str, value_sql(query.spec, d, p))
     return _bucket_cells_sql(query, w, c, _where(query, d, p, lower, upper), v, d, p)
@@ -184,7 +253,7 @@ def distinct_values_sql(
 ) -> str:
     """The distinct canonical texts COUNT_UNIQUE counts, per window and customer, over `[lower, upper)`."""
     table = Event._meta.db_table
-    w = d.bucket(p, "e.timestamp", query.windows, query.zone.key, query.anchor) if part == WINDOW else None
+    w = _window_sql(query, part, d, p, lower, upper)
     w_sql = w if w is not None else d.null_timestamp
     c_sql = "e.external_customer_id" if query.by_customer else "NULL"
     where = _where(query, d, p, lower, upper)
@@ -282,11 +351,12 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
         )
         rollup = _RollupRead(query, part, d, p, coverage.definition_id)
         head = head_of.format(part=part)
+        raw = _raw_ranges(query, part, d, pieces.raw)
         if query.spec.aggregation_type == AggregationType.COUNT_UNIQUE:
             # distinct values must be counted across pieces: one count over the union of all of them, but for the
             # hour windows inside a UTC day, whose counts the rollups keep (see `aligned_days`)
             aligned = aligned_days(pieces, query.zone, window) if part == WINDOW else None
-            sources = [distinct_values_sql(query, part, d, p, first, last) for first, last in pieces.raw]
+            sources = [distinct_values_sql(query, part, d, p, first, last) for first, last in raw]
             sources.extend(rollup.distinct_sql(pieces))
             if aligned is not None:
                 sources.extend(rollup.aligned_edges_sql(aligned))
@@ -296,12 +366,12 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
             continue
         if query.spec.is_bucketed_max and part != CARRY:
             # a bucket may be split between raw edges and quarter hours: its maximum is taken across both
-            cells = [bucket_cells_sql(query, part, d, p, first, last) for first, last in pieces.raw]
+            cells = [bucket_cells_sql(query, part, d, p, first, last) for first, last in raw]
             cells.extend(rollup.quarter_cells_sql(pieces))
             if cells:
                 selects.append(bucket_maxima_sum_sql(head, cells, d))
         else:
-            selects.extend(part_sql(query, tag, part, d, p, first, last) for first, last in pieces.raw)
+            selects.extend(part_sql(query, tag, part, d, p, first, last) for first, last in raw)
             selects.extend(rollup.quarter_rows_sql(head, pieces))
         selects.extend(rollup.day_rows_sql(head, pieces))
     return selects

@@ -101,23 +101,25 @@ def event_counts_refresh(connection, *, environment_id: int, margin: dt.timedelt
             cursor.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", [_LOCK_NAMESPACE, environment_id])
 
 
+# A counted day takes its events from its count and reads raw events only from `since` on (its recent ones): the
+# day that holds `since` (yesterday, for the last 24 hours) is then read from `since`, not from midnight.
 _COUNTS_READ = f"""
 WITH counted AS (
     SELECT c.day, c.events FROM metering_event_count_day c
     WHERE c.environment_id = %(environment)s AND c.day >= %(whole_first)s AND c.day < %(whole_stop)s
       AND NOT EXISTS ({_UNSEEN_MARK.format(count="c")})
 )
-SELECT day, events, 0 FROM counted WHERE events > 0
-UNION ALL
-SELECT g.day::date, raw.events, raw.recent
+SELECT g.day::date, coalesce(counted.events, raw.events), raw.recent
 FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, interval '1 day') AS g(day)
+LEFT JOIN counted ON counted.day = g.day::date
 CROSS JOIN LATERAL (
     SELECT count(*) AS events, count(*) FILTER (WHERE e."timestamp" >= %(since)s) AS recent FROM {_EVENTS} e
     WHERE e.environment_id = %(environment)s
-      AND e."timestamp" >= greatest(g.day AT TIME ZONE 'UTC', %(start)s)
+      AND e."timestamp" >= greatest(g.day AT TIME ZONE 'UTC', %(start)s,
+                                    CASE WHEN counted.day IS NOT NULL THEN %(since)s END)
       AND e."timestamp" < least((g.day + interval '1 day') AT TIME ZONE 'UTC', %(end)s)
 ) raw
-WHERE g.day::date NOT IN (SELECT day FROM counted) AND raw.events > 0
+WHERE coalesce(counted.events, raw.events) > 0
 """
 
 
@@ -125,12 +127,13 @@ def event_counts_by_day_sql(
     *, environment_id: int, start: dt.datetime, end: dt.datetime, since: dt.datetime
 ) -> tuple[str, dict[str, object]]:
     """One statement giving (UTC day, events, events from `since` on) for the days of `[start, end)` that have
-    events: whole days before `since` from valid counts, every other day from raw events (one range of the
-    (environment, timestamp) index per day), decided in the statement's own snapshot."""
+    events: whole days from valid counts and their events from `since` on from raw events, every other day from
+    raw events (one range of the (environment, timestamp) index per day), decided in the statement's own
+    snapshot."""
     first = start.astimezone(dt.UTC).date()
     last = (end.astimezone(dt.UTC) - dt.timedelta(microseconds=1)).date()
     whole_first = first if day_start(first) >= start else first + dt.timedelta(days=1)
-    whole_stop = min(end, since).astimezone(dt.UTC).date()  # the day that holds `min(end, since)` is not whole
+    whole_stop = end.astimezone(dt.UTC).date()  # the day that holds `end` is not whole
     params: dict[str, object] = {
         "environment": environment_id,
         "start": start,

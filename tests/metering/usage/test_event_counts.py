@@ -119,12 +119,17 @@ def test_sealed_days_are_read_from_the_counts_and_a_marked_day_is_not(environmen
     rollups_refresh()
     window = {"start": at("2025-01-10T00:00"), "end": at("2025-01-17T00:00"), "since": at("2025-01-20T00:00")}
     exact, _ = event_counts_by_day(environment=environment, **window)
+    last_day = {**window, "since": at("2025-01-16T08:00")}  # `since` inside a counted day
+    exact_last_day = event_counts_by_day(environment=environment, **last_day)
     with connection.cursor() as cursor:  # a count that disagrees with the events shows where the answer comes from
         cursor.execute(
             "UPDATE metering_event_count_day SET events = events + 1000 WHERE environment_id = %s", [environment.pk]
         )
     shifted, _ = event_counts_by_day(environment=environment, **window)
     assert shifted == {day: count + 1000 for day, count in exact.items()}
+    # the day that holds `since` is counted too; only its events from `since` on are read raw
+    per_day, recent = event_counts_by_day(environment=environment, **last_day)
+    assert per_day == shifted and recent == exact_last_day[1] > 0
 
     send(environment, event_name="api.calls", timestamp="2025-01-12T09:00")  # leaves a mark on the 12th
     after, _ = event_counts_by_day(environment=environment, **window)

@@ -551,6 +551,66 @@ def test_a_write_to_yesterday_after_it_was_rolled_up_counts_at_once(environment,
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize(
+    "name", ["COUNT", "SUM", "AVG", "LATEST", "COUNT_UNIQUE", "MAX per HOUR by g", "MAX per WEEK by g", "WEIGHTED_SUM"]
+)
+def test_raw_days_in_few_utc_windows_name_their_window_and_count_like_raw_events(environment, monkeypatch, name):
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    now = dt.datetime.now(UTC)
+    today = dt.datetime.combine(now.date(), dt.time(), UTC)
+    for hours_ago in range(0, 24 * 8, 5):
+        for customer, value in (("a", hours_ago % 7), ("b", f'"{hours_ago % 3}"')):
+            moment = now - dt.timedelta(hours=hours_ago, minutes=customer == "b")
+            send(environment, event_name="usage", timestamp=iso(moment), customer=customer,
+                 properties=f'{{"v": {value}, "g": "{"ab"[hours_ago % 2]}"}}')  # fmt: skip
+    # yesterday not sealed yet (as in the hour after midnight): today and yesterday are raw, two daily windows
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", dt.timedelta(hours=now.hour + 1))
+    rollups_refresh()
+    common = {"spec": spec, "environment_id": environment.pk}
+    week = {"start": today - dt.timedelta(days=6), "end": today + dt.timedelta(days=1)}
+    cases = [
+        UsageQuery(**common, **week, window_size="DAY"),
+        UsageQuery(**common, **week, window_size="HOUR"),
+        UsageQuery(**common, **week, window_size="WEEK"),
+        UsageQuery(**common, **week, by_customer=True),
+        UsageQuery(**common, **week, window_size="DAY", customer="b"),
+        UsageQuery(**common, **week, window_size="DAY", zone=ZoneInfo("Asia/Kolkata")),
+        UsageQuery(**common, start=today + dt.timedelta(minutes=7), end=week["end"], window_size="DAY"),
+        UsageQuery(
+            **common, start=today - dt.timedelta(days=40), end=today + dt.timedelta(days=40), window_size="MONTH",
+            anchor=MonthAnchor.from_anchor(at("2024-12-03T09:30"), UTC),
+        ),
+    ]  # fmt: skip
+
+    def assert_raw_days_read_apart(days: int) -> None:
+        statement = usage_statement(cases[0])
+        assert "date_trunc('day', (e.timestamp AT TIME ZONE" not in statement  # every raw piece names its window
+        if name in ("COUNT", "SUM", "AVG", "LATEST"):  # (whose totals come from their windows: no other part)
+            assert statement.count("FROM metering_event e") == days
+
+    assert_raw_days_read_apart(2)  # yesterday and today, apart
+    if name == "COUNT":  # per customer through the time range, never a walk of the name's whole index (see engine)
+        assert "e.ingested_at IS NOT NULL" in usage_statement(cases[3])
+    assert_same_as_raw_cases(cases)
+
+    # a late event on a rolled-up day, a redelivery that moves an event of yesterday to today, a deleted event
+    send(environment, event_name="usage", timestamp=iso(today - dt.timedelta(days=3, hours=-2)), customer="a",
+         properties='{"v": 1000, "g": "b"}')  # fmt: skip
+    moved = Event.objects.filter(environment=environment, timestamp__lt=today).order_by("-timestamp").first()
+    send(environment, event_name="usage", event_id=moved.event_id, timestamp=iso(today + dt.timedelta(minutes=1)),
+         customer="b", properties='{"v": 500, "g": "a"}')  # fmt: skip
+    Event.objects.filter(environment=environment, timestamp__gte=today).order_by("timestamp").last().delete()
+    assert_raw_days_read_apart(3)  # and the changed day
+    assert_same_as_raw_cases(cases)
+
+
+def assert_same_as_raw_cases(cases: list[UsageQuery]) -> None:
+    for case, a, b in zip(cases, run_usage_queries(cases), run_usage_queries(cases, rollups=False), strict=True):
+        assert a == b, case
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 def test_rollups_of_meters_no_longer_in_use_are_dropped(environment):
     sum_meter = meter(environment, "SUM")
     seed(environment)
