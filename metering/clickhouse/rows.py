@@ -11,10 +11,12 @@ rather than computing with a rounded value.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
+from flexmeter.limits import MAX_INTEGER_DIGITS, number_problem
 from metering import exactjson
-from metering.usage.numbers import EXACT, canonical_text, cel_input, number_text, numeric_value
+from metering.usage.numbers import EXACT, canonical_text, is_numeric_text, number_text, numeric_value
 
 DECIMAL_SCALE = 20
 DECIMAL_INTEGER_DIGITS = 56
@@ -42,25 +44,53 @@ def representable(value: Decimal) -> bool:
     """Whether `Decimal256(20)` holds `value` exactly."""
     if value.is_zero():
         return True
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -DECIMAL_SCALE:  # as spelled, already within the scale
+        return value.adjusted() < DECIMAL_INTEGER_DIGITS
     reduced = value.normalize(EXACT)  # the default context would round to 28 digits first
     return reduced.as_tuple().exponent >= -DECIMAL_SCALE and reduced.adjusted() < DECIMAL_INTEGER_DIGITS  # type: ignore[operator]
+
+
+_INTEGER_RULE = 10**MAX_INTEGER_DIGITS  # flexmeter/limits.py: an int within it is within the rule
+_INTEGER_REPRESENTABLE = 10**DECIMAL_INTEGER_DIGITS
 
 
 def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], list[str], list[str]]:
     """(texts, numbers, inexact, beyond_rule) of the top-level properties. `beyond_rule` lists the numbers outside
     the rule of flexmeter/limits.py (numeric strings can be): a CEL expression treats them as an error of their
-    event (`numbers.cel_input`), as on every backend, instead of reading them."""
+    event (`numbers.cel_input`), as on every backend, instead of reading them.
+
+    It runs for every property of every event written, so the common kinds (plain strings and integers) take a
+    shortcut that gives what `canonical_text`, `numeric_value`, `cel_input` and `representable` give them
+    (tests/metering/clickhouse/test_rows.py compares both on many values); everything else goes through those."""
     texts: dict[str, str] = {}
     numbers: dict[str, str] = {}
     inexact: list[str] = []
     beyond_rule: list[str] = []
     for key, value in properties.items():
-        text = canonical_text(value)
-        if text is not None:
+        kind = type(value)
+        if kind is str:
+            texts[key] = value
+            if not is_numeric_text(value):
+                continue
+            number: Decimal | None = Decimal(value.strip(" \t\n\r"))
+        elif kind is int:
+            text = str(value)
             texts[key] = text
-        number = numeric_value(value)
+            if not -_INTEGER_RULE < value < _INTEGER_RULE:
+                beyond_rule.append(key)
+            if -_INTEGER_REPRESENTABLE < value < _INTEGER_REPRESENTABLE:
+                numbers[key] = text
+            else:
+                inexact.append(key)
+            continue
+        else:
+            text_or_none = canonical_text(value)
+            if text_or_none is not None:
+                texts[key] = text_or_none
+            number = numeric_value(value)
         if number is not None:
-            if cel_input(value) is None:
+            if number_problem(number) is not None:  # `cel_input(value) is None` for a numeric value
                 beyond_rule.append(key)
             if representable(number):
                 numbers[key] = number_text(number)
@@ -69,26 +99,31 @@ def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], 
     return texts, numbers, inexact, beyond_rule
 
 
-def event_row(environment_id: int, event, ingested_at: dt.datetime, version: int, first_version: int) -> list:
-    """The `EVENT_COLUMNS` values of a validated `EventInput` (or a stored `Event`); `first_version` is the version
-    of the id's first delivery (`version` itself for a new id)."""
-    properties = event.properties if isinstance(event.properties, dict) else {}
-    texts, numbers, inexact, beyond_rule = property_columns(properties)
-    properties_json = getattr(event, "properties_json", None) or exactjson.dumps(properties)
-    return [
-        environment_id,
-        event.event_id,
-        event.event_name,
-        event.external_customer_id,
-        event.timestamp,
-        getattr(event, "ingested_at", None) or ingested_at,  # a stored Event being copied keeps its own
-        event.source,
-        properties_json,
-        texts,
-        numbers,
-        inexact,
-        beyond_rule,
-        version,
-        0,
-        first_version,
-    ]
+def event_columns(environment_id: int, events: Sequence, ingested_at: dt.datetime) -> dict[str, list]:
+    """The `EVENT_COLUMNS` of validated `EventInput`s (or stored `Event`s), column by column, but `version`,
+    `is_deleted` and `first_version`, which the writer decides under its lock (metering/ingest/clickhouse.py)."""
+    columns: dict[str, list] = {name: [] for name in EVENT_COLUMNS[:12]}
+    texts, numbers, inexact, beyond_rule = (
+        columns["texts"],
+        columns["numbers"],
+        columns["inexact"],
+        columns["beyond_rule"],
+    )
+    properties_json = columns["properties"]
+    for event in events:
+        properties = event.properties if isinstance(event.properties, dict) else {}
+        row_texts, row_numbers, row_inexact, row_beyond_rule = property_columns(properties)
+        texts.append(row_texts)
+        numbers.append(row_numbers)
+        inexact.append(row_inexact)
+        beyond_rule.append(row_beyond_rule)
+        properties_json.append(getattr(event, "properties_json", None) or exactjson.dumps(properties))
+    columns["environment_id"] = [environment_id] * len(events)
+    columns["event_id"] = [event.event_id for event in events]
+    columns["event_name"] = [event.event_name for event in events]
+    columns["external_customer_id"] = [event.external_customer_id for event in events]
+    columns["timestamp"] = [event.timestamp for event in events]
+    # a stored Event being copied keeps its own
+    columns["ingested_at"] = [getattr(event, "ingested_at", None) or ingested_at for event in events]
+    columns["source"] = [event.source for event in events]
+    return columns

@@ -25,26 +25,58 @@ import time
 import zlib
 from collections.abc import Iterator
 
+import pyarrow as pa
 from django.db import connection, transaction
 from django.utils import timezone
 
 from metering.clickhouse.config import CLICKHOUSE, EventsBackend, clickhouse_client
-from metering.clickhouse.rows import EVENT_COLUMNS, event_row
+from metering.clickhouse.rows import EVENT_COLUMNS, event_columns
 from metering.clickhouse.schema import EVENT_KEYS, EVENTS
 from metering.ingest.validation import EventInput
 from metering.ingest.writer import IngestResult
 
-KEY_COLUMNS = (
-    "environment_id",
-    "event_id",
-    "external_customer_id",
-    "event_name",
-    "timestamp",
-    "version",
-    "first_version",
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_TEXTS = pa.list_(pa.string())
+_TEXT_MAP = pa.map_(pa.string(), pa.string())
+# Rows go to ClickHouse as Arrow tables, built column by column in C: clickhouse-connect's own Native encoding of
+# Python rows cost about as much per request as everything else in the writer together (docs/clickhouse.md).
+_EVENT_TYPES = dict(
+    zip(
+        EVENT_COLUMNS,
+        (
+            pa.uint64(),
+            pa.string(),
+            pa.string(),
+            pa.string(),
+            _TIMESTAMP,
+            _TIMESTAMP,
+            pa.string(),
+            pa.string(),
+            _TEXT_MAP,
+            _TEXT_MAP,
+            _TEXTS,
+            _TEXTS,
+            pa.uint64(),
+            pa.uint8(),
+            pa.uint64(),
+        ),
+        strict=True,
+    )
 )
+_KEY_TYPES = {
+    "environment_id": pa.uint64(),
+    "event_id": pa.string(),
+    "external_customer_id": pa.string(),
+    "event_name": pa.string(),
+    "timestamp": _TIMESTAMP,
+    "version": pa.uint64(),
+    "first_version": pa.uint64(),
+    "is_deleted": pa.uint8(),
+}
 _STRIPES = [threading.Lock() for _ in range(256)]
 _LOOKUP_CHUNK = 5000
+# How ClickHouse reads a string literal: these characters take a backslash (clickhouse-connect's `escape_str`).
+_LITERAL_ESCAPES = str.maketrans({char: "\\" + char for char in "\\'`\t\n"})
 
 
 def _stripe(environment_id: int, event_id: str) -> int:
@@ -71,17 +103,23 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def _literal(text: str) -> str:
+    return "'" + text.translate(_LITERAL_ESCAPES) + "'"
+
+
 def _stored_keys(client, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> dict[str, list]:
     """Every (customer, name, timestamp) each id was ever stored under, with the version that wrote it and the
     version of the id's first delivery."""
     found: dict[str, list] = {}
     for start in range(0, len(event_ids), _LOOKUP_CHUNK):
         chunk = event_ids[start : start + _LOOKUP_CHUNK]
+        # The ids are written into the statement here, escaped as clickhouse-connect's binding would: its
+        # character-by-character escaping of a thousand ids cost more than the lookup itself.
+        ids = ", ".join(map(_literal, chunk))
         result = client.query(
             f"SELECT event_id, external_customer_id, event_name, timestamp, version, first_version "
             f"FROM {backend.database}.{EVENT_KEYS} FINAL "
-            f"WHERE environment_id = %(environment)s AND event_id IN %(ids)s",
-            parameters={"environment": environment_id, "ids": chunk},
+            f"WHERE environment_id = {int(environment_id)} AND event_id IN ({ids})"
         )
         for event_id, customer, name, timestamp, version, first_version in result.result_rows:
             found.setdefault(event_id, []).append((customer, name, _utc(timestamp), version, first_version))
@@ -99,6 +137,15 @@ def _insert_settings(backend: EventsBackend) -> dict:
     return settings
 
 
+def _table(columns: dict[str, list], types: dict[str, pa.DataType]) -> pa.Table:
+    return pa.table({name: pa.array(values, type=types[name]) for name, values in columns.items()})
+
+
+def _insert(client, backend: EventsBackend, table: str, *parts: pa.Table) -> None:
+    data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    client.insert_arrow(table, data, database=backend.database, settings=_insert_settings(backend))
+
+
 def clickhouse_events_store(
     *, backend: EventsBackend, environment_id: int, events: list[EventInput], ingested_at: dt.datetime | None = None
 ) -> IngestResult:
@@ -111,51 +158,74 @@ def clickhouse_events_store(
     client = clickhouse_client(backend)
     ingested_at = ingested_at or timezone.now()
     ids = [event.event_id for event in events]
+    # Everything that does not depend on what is stored is built before the locks: a batch of a thousand ids
+    # holds nearly every stripe, so concurrent batches take turns in there.
+    columns = event_columns(environment_id, events, ingested_at)
+    rows = _table(columns, _EVENT_TYPES)
     with _ids_locked(backend, environment_id, ids):
         stored = _stored_keys(client, backend, environment_id, ids)
         newest = max((version for keys in stored.values() for *_, version, _ in keys), default=0)
         version = max(time.time_ns(), newest + 1)
-        key_rows = []
-        event_rows = []
-        for event in events:
+        # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
+        first_versions = [version] * len(events)
+        tombstones: list[tuple] = []
+        for index, event in enumerate(events):
+            earlier = stored.get(event.event_id)
+            if earlier is None:
+                continue
+            first_version = min(first for *_, first in earlier)
+            first_versions[index] = first_version
             key = (event.external_customer_id, event.event_name, _utc(event.timestamp))
-            earlier = stored.get(event.event_id, ())
-            # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
-            first_version = min((first for *_, first in earlier), default=version)
-            key_rows.append([environment_id, event.event_id, *key, version, first_version])
-            event_rows.append(event_row(environment_id, event, ingested_at, version, first_version))
-            for customer, name, timestamp, *_ in earlier:
-                if (customer, name, timestamp) != key:
-                    event_rows.append(
-                        _tombstone(environment_id, event.event_id, customer, name, timestamp, version, first_version)
-                    )
-        settings = _insert_settings(backend)
-        client.insert(EVENT_KEYS, key_rows, column_names=KEY_COLUMNS, database=backend.database, settings=settings)
-        client.insert(EVENTS, event_rows, column_names=EVENT_COLUMNS, database=backend.database, settings=settings)
+            tombstones.extend(
+                (event.event_id, customer, name, timestamp, first_version)
+                for customer, name, timestamp, *_ in earlier
+                if (customer, name, timestamp) != key
+            )
+        keys = {
+            "environment_id": columns["environment_id"],
+            "event_id": ids,
+            "external_customer_id": columns["external_customer_id"],
+            "event_name": columns["event_name"],
+            "timestamp": columns["timestamp"],
+            "version": [version] * len(events),
+            "first_version": first_versions,
+        }
+        rows = rows.append_column("version", pa.array(keys["version"], type=pa.uint64()))
+        rows = rows.append_column("is_deleted", pa.array([0] * len(events), type=pa.uint8()))
+        rows = rows.append_column("first_version", pa.array(first_versions, type=pa.uint64()))
+        _insert(client, backend, EVENT_KEYS, _table(keys, _KEY_TYPES))
+        if tombstones:
+            _insert(client, backend, EVENTS, rows, _tombstones(environment_id, tombstones, version))
+        else:
+            _insert(client, backend, EVENTS, rows)
     return IngestResult(accepted=len(events), duplicates=len(stored))
 
 
-def _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version) -> list:
-    """A row that hides the event's row with this sort key (ReplacingMergeTree's `is_deleted`). It carries the
-    hidden row's `first_version`, so every row of one sort key agrees on it, and a read that filtered on it before
-    FINAL (the digest's window) could not keep a hidden row while dropping its tombstone."""
-    return [
-        environment_id,
-        event_id,
-        name,
-        customer,
-        timestamp,
-        timestamp,
-        "",
-        "{}",
-        {},
-        {},
-        [],
-        [],
-        version,
-        1,
-        first_version,
-    ]
+def _tombstones(environment_id: int, keys: list[tuple], version: int) -> pa.Table:
+    """Rows that hide the event rows with these sort keys, `(event_id, customer, name, timestamp, first_version)`
+    (ReplacingMergeTree's `is_deleted`). Each carries the hidden row's `first_version`, so every row of one sort key
+    agrees on it, and a read that filtered on it before FINAL (the digest's window) could not keep a hidden row
+    while dropping its tombstone."""
+    event_ids, customers, names, timestamps, first_versions = (list(column) for column in zip(*keys, strict=True))
+    count = len(keys)
+    columns = {
+        "environment_id": [environment_id] * count,
+        "event_id": event_ids,
+        "event_name": names,
+        "external_customer_id": customers,
+        "timestamp": timestamps,
+        "ingested_at": timestamps,
+        "source": [""] * count,
+        "properties": ["{}"] * count,
+        "texts": [{}] * count,
+        "numbers": [{}] * count,
+        "inexact": [[]] * count,
+        "beyond_rule": [[]] * count,
+        "version": [version] * count,
+        "is_deleted": [1] * count,
+        "first_version": first_versions,
+    }
+    return _table(columns, _EVENT_TYPES)
 
 
 def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> int:
@@ -171,20 +241,23 @@ def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, eve
             return 0
         newest = max(version for keys in stored.values() for *_, version, _ in keys)
         version = max(time.time_ns(), newest + 1)
-        key_rows, event_rows = [], []
-        for event_id, keys in stored.items():
-            for customer, name, timestamp, _, first_version in keys:
-                key_rows.append([environment_id, event_id, customer, name, timestamp, version, first_version, 1])
-                event_rows.append(
-                    _tombstone(environment_id, event_id, customer, name, timestamp, version, first_version)
-                )
-        settings = _insert_settings(backend)
-        client.insert(
-            EVENT_KEYS,
-            key_rows,
-            column_names=(*KEY_COLUMNS, "is_deleted"),
-            database=backend.database,
-            settings=settings,
-        )
-        client.insert(EVENTS, event_rows, column_names=EVENT_COLUMNS, database=backend.database, settings=settings)
+        key_rows = [
+            (event_id, customer, name, timestamp, first_version)
+            for event_id, keys in stored.items()
+            for customer, name, timestamp, _, first_version in keys
+        ]
+        event_ids, customers, names, timestamps, first_versions = (list(c) for c in zip(*key_rows, strict=True))
+        count = len(key_rows)
+        keys_deleted: dict[str, list] = {
+            "environment_id": [environment_id] * count,
+            "event_id": event_ids,
+            "external_customer_id": customers,
+            "event_name": names,
+            "timestamp": timestamps,
+            "version": [version] * count,
+            "first_version": first_versions,
+            "is_deleted": [1] * count,
+        }
+        _insert(client, backend, EVENT_KEYS, _table(keys_deleted, _KEY_TYPES))
+        _insert(client, backend, EVENTS, _tombstones(environment_id, key_rows, version))
     return len(stored)

@@ -173,3 +173,13 @@ def test_numbers_are_stored_exactly_and_unrepresentable_ones_are_marked(ch_backe
     }
     assert inexact == ["tiny", "long"]
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal("12345678901234567890123.5")}
+
+
+def test_ids_with_quotes_backslashes_and_control_characters_are_found_again(ch_backend):
+    # the writer spells the ids into its lookup statement itself (metering/ingest/clickhouse.py)
+    ids = ["it's", "back\\slash", "tick`", "tab\tnew\nline", "pct%(x)s{y:String}", "ünï\r"]
+    assert store(ch_backend, *(event(event_id, tokens=1) for event_id in ids)).duplicates == 0
+    moved = store(ch_backend, *(event(event_id, customer="cust-b", tokens=2) for event_id in ids))
+    assert (moved.accepted, moved.duplicates) == (6, 6)
+    assert sorted(row[0] for row in live(ch_backend)) == sorted(ids)
+    assert tokens_by_customer(ch_backend) == {"cust-b": Decimal(12)}
