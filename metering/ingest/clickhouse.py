@@ -32,6 +32,7 @@ from django.utils import timezone
 from metering.clickhouse.config import CLICKHOUSE, EventsBackend, clickhouse_client
 from metering.clickhouse.rows import EVENT_COLUMNS, event_columns
 from metering.clickhouse.schema import EVENT_KEYS, EVENTS
+from metering.ingest.marks import usage_marks_write
 from metering.ingest.validation import EventInput
 from metering.ingest.writer import IngestResult
 
@@ -75,8 +76,6 @@ _KEY_TYPES = {
 }
 _STRIPES = [threading.Lock() for _ in range(256)]
 _LOOKUP_CHUNK = 5000
-# How ClickHouse reads a string literal: these characters take a backslash (clickhouse-connect's `escape_str`).
-_LITERAL_ESCAPES = str.maketrans({char: "\\" + char for char in "\\'`\t\n"})
 
 
 def _stripe(environment_id: int, event_id: str) -> int:
@@ -103,23 +102,17 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _literal(text: str) -> str:
-    return "'" + text.translate(_LITERAL_ESCAPES) + "'"
-
-
 def _stored_keys(client, backend: EventsBackend, environment_id: int, event_ids: list[str]) -> dict[str, list]:
     """Every (customer, name, timestamp) each id was ever stored under, with the version that wrote it and the
     version of the id's first delivery."""
     found: dict[str, list] = {}
     for start in range(0, len(event_ids), _LOOKUP_CHUNK):
         chunk = event_ids[start : start + _LOOKUP_CHUNK]
-        # The ids are written into the statement here, escaped as clickhouse-connect's binding would: its
-        # character-by-character escaping of a thousand ids cost more than the lookup itself.
-        ids = ", ".join(map(_literal, chunk))
         result = client.query(
             f"SELECT event_id, external_customer_id, event_name, timestamp, version, first_version "
             f"FROM {backend.database}.{EVENT_KEYS} FINAL "
-            f"WHERE environment_id = {int(environment_id)} AND event_id IN ({ids})"
+            f"WHERE environment_id = %(environment)s AND event_id IN %(ids)s",
+            parameters={"environment": environment_id, "ids": chunk},
         )
         for event_id, customer, name, timestamp, version, first_version in result.result_rows:
             found.setdefault(event_id, []).append((customer, name, _utc(timestamp), version, first_version))
@@ -198,7 +191,15 @@ def clickhouse_events_store(
             _insert(client, backend, EVENTS, rows, _tombstones(environment_id, tombstones, version))
         else:
             _insert(client, backend, EVENTS, rows)
+    _left_marked(environment_id, tombstones)
     return IngestResult(accepted=len(events), duplicates=len(stored))
+
+
+def _left_marked(environment_id: int, keys: list[tuple]) -> None:
+    """Usage marks for the (customer, event name) pairs of the keys a write hid (`(event_id, customer, name, …)`):
+    their usage fell. After the events, as the writer marks the pairs it wrote (on the Django database a trigger
+    does this)."""
+    usage_marks_write(environment_id=environment_id, pairs={(customer, name) for _, customer, name, *_ in keys})
 
 
 def _tombstones(environment_id: int, keys: list[tuple], version: int) -> pa.Table:
@@ -260,4 +261,5 @@ def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, eve
         }
         _insert(client, backend, EVENT_KEYS, _table(keys_deleted, _KEY_TYPES))
         _insert(client, backend, EVENTS, _tombstones(environment_id, key_rows, version))
+    _left_marked(environment_id, key_rows)
     return len(stored)

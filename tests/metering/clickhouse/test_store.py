@@ -4,13 +4,25 @@ redelivery moves the event to another day, customer or name; concurrent duplicat
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
+from flexmeter.models import Environment
 from metering.clickhouse.config import clickhouse_client
 from metering.ingest.clickhouse import clickhouse_events_delete, clickhouse_events_store
 from metering.ingest.validation import EventInput
+from metering.models import UsageMark
 from tests.concurrency import run_concurrently
 
+pytestmark = pytest.mark.django_db
 ENV = 7
 DAY = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def environment_of_the_events(db):
+    """The environment the events name: the writer marks the pairs a redelivery or a deletion leaves in the Django
+    database, for the alert evaluator."""
+    return Environment.objects.create(pk=ENV, name="Seven", slug="seven")
 
 
 def event(event_id, *, customer="cust-a", name="api.call", at=DAY, **properties):
@@ -66,8 +78,11 @@ def test_redeliveries_that_move_the_event_to_another_day_customer_and_name_count
     store(ch_backend, event("e1", tokens=5), event("keep", tokens=1))
     store(ch_backend, event("e1", tokens=6, at=DAY + dt.timedelta(days=40)))  # another month: another partition
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(7)}
+    UsageMark.objects.all().delete()
     store(ch_backend, event("e1", tokens=8, customer="cust-b"))
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(1), "cust-b": Decimal(8)}
+    # the writer marks the pair the event left (the pairs written are marked by events_store, which calls it)
+    assert set(UsageMark.objects.values_list("external_customer_id", "event_name")) == {("cust-a", "api.call")}
     store(ch_backend, event("e1", tokens=9, customer="cust-b", name="api.renamed"))
     rows = live(ch_backend)
     assert [(i, c, n) for i, c, n, _, _ in rows] == [("e1", "cust-b", "api.renamed"), ("keep", "cust-a", "api.call")]
@@ -125,6 +140,7 @@ def test_environments_are_separate(ch_backend):
     assert len(live(ch_backend, ENV + 1)) == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_of_one_id_to_different_customers_never_double_count(ch_backend):
     customers = [f"cust-{n}" for n in range(8)]
     results = run_concurrently(
