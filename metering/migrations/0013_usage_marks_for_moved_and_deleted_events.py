@@ -63,24 +63,21 @@ _SQLITE = [
     f"BEGIN {_MARK_UPSERT.format(rows=_SQLITE_ROW)}; END",
 ]
 _SQLITE_REVERSE = ["DROP TRIGGER metering_usage_mark_moved", "DROP TRIGGER metering_usage_mark_deleted"]
+_STATEMENTS = {"postgresql": ([_POSTGRESQL], [_POSTGRESQL_REVERSE]), "sqlite": (_SQLITE, _SQLITE_REVERSE)}
+
+
+def _run(schema_editor, *, forward: bool) -> None:
+    create, drop = _STATEMENTS.get(schema_editor.connection.vendor, ([], []))
+    for statement in create if forward else drop:
+        schema_editor.execute(statement, params=None)
 
 
 def create_triggers(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(_POSTGRESQL, params=None)
-    elif vendor == "sqlite":
-        for statement in _SQLITE:
-            schema_editor.execute(statement, params=None)
+    _run(schema_editor, forward=True)
 
 
 def drop_triggers(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(_POSTGRESQL_REVERSE, params=None)
-    elif vendor == "sqlite":
-        for statement in _SQLITE_REVERSE:
-            schema_editor.execute(statement, params=None)
+    _run(schema_editor, forward=False)
 
 
 class Migration(migrations.Migration):
