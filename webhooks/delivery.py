@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -63,16 +64,29 @@ def signed_headers(*, message: WebhookMessage, secret: str, body: str, at: dt.da
 
 
 def messages_claim(*, limit: int, lease_seconds: float) -> tuple[str, list[WebhookMessage]]:
-    """Lease up to `limit` due messages of enabled endpoints to this caller; return the claim token and them."""
+    """Lease up to `limit` due messages of enabled endpoints to this caller; return the claim token and them.
+
+    Endpoints take turns: each one's oldest due message first, then each one's second, and so on. Oldest first
+    overall let one endpoint's backlog fill every batch, and a slow one (each POST waiting out the timeout) then held
+    back every other endpoint's messages until its backlog was retried into the future."""
     token = secrets.token_hex(16)
     now = timezone.now()
+    due = WebhookMessage.objects.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now, endpoint__enabled=True)
+    turns = due.annotate(
+        turn=Window(RowNumber(), partition_by=[F("endpoint_id")], order_by=[F("next_attempt_at").asc(), F("id").asc()])
+    )
+    # Candidates are ranked without locks (PostgreSQL locks no rows of a window query), a few per message wanted:
+    # those a concurrent run claims meanwhile are skipped, and this run takes the next ones in turn.
+    candidates = list(turns.order_by("turn", "next_attempt_at", "id").values_list("id", flat=True)[: limit * 4])
+    if not candidates:
+        return token, []
     with transaction.atomic():
-        ids = list(
+        free = set(
             WebhookMessage.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=MessageStatus.PENDING, next_attempt_at__lte=now, endpoint__enabled=True)
-            .order_by("next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
+            .filter(id__in=candidates, status=MessageStatus.PENDING, next_attempt_at__lte=now)
+            .values_list("id", flat=True)
         )
+        ids = [pk for pk in candidates if pk in free][:limit]
         if not ids:
             return token, []
         WebhookMessage.objects.filter(id__in=ids).update(

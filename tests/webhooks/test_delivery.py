@@ -259,3 +259,15 @@ def test_the_delivery_job_reports_what_it_did(environment, endpoint, monkeypatch
     monkeypatch.setattr(delivery.transport, "post", FakePost(500, 200))
     publish(environment, ALERT, [{"n": 1}, {"n": 2}])
     assert deliver_webhooks.call() == {"attempted": 2, "delivered": 1, "failed": 1}
+
+
+def test_endpoints_take_turns_so_one_backlog_does_not_hold_back_the_others(environment, endpoint):
+    slow = WebhookEndpoint.objects.create(environment=environment, url="https://slow.example/in", event_types=[ALERT])
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+    publish(environment, ALERT, [{"n": n} for n in range(10)])  # the slow endpoint's backlog: older
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=True)
+    WebhookMessage.objects.update(next_attempt_at=timezone.now() - dt.timedelta(minutes=5))
+    publish(environment, ALERT, [{"n": n} for n in range(2)])  # both endpoints: two newer messages each
+    _, claimed = delivery.messages_claim(limit=4, lease_seconds=60)
+    by_endpoint = sorted((m.endpoint_id, m.payload["n"]) for m in claimed)
+    assert by_endpoint == [(endpoint.pk, 0), (endpoint.pk, 1), (slow.pk, 0), (slow.pk, 1)]
