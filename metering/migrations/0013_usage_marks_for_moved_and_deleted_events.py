@@ -8,7 +8,8 @@ statement per write statement, and none for an insert), row triggers on SQLite. 
 version, as the writers' own are, so an evaluator pass already reading the pair evaluates it again.
 """
 
-from django.db import migrations
+import django.db.models.deletion
+from django.db import migrations, models
 
 _MARK_UPSERT = (
     "INSERT INTO metering_usage_mark (environment_id, external_customer_id, event_name, version, marked_at) {rows} "
@@ -81,6 +82,19 @@ def drop_triggers(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("metering", "0012_event_name_time_index")]
+    dependencies = [("flexmeter", "0001_initial"), ("metering", "0012_event_name_time_index")]
 
-    operations = [migrations.RunPython(create_triggers, drop_triggers, elidable=False)]
+    operations = [
+        # the marks outlive their environment for a moment when it is deleted (see UsageMark): no constraint
+        migrations.AlterField(
+            model_name="usagemark",
+            name="environment",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="flexmeter.environment",
+            ),
+        ),
+        migrations.RunPython(create_triggers, drop_triggers, elidable=False),
+    ]

@@ -7,9 +7,10 @@ from django.test.utils import CaptureQueriesContext
 
 from alerts import services
 from alerts.models import AlertLogEntry, AlertState, LimitReached
+from flexmeter.models import Environment
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_delete, events_store
-from metering.models import UsageMark
+from metering.models import Event, UsageMark
 from tests.alerts.helpers import alerting_feature, calls, customer, evaluate
 from tests.entitlements.helpers import grant
 from tests.metering.usage.helpers import at, send, usage_statements
@@ -382,4 +383,18 @@ def test_on_postgresql_the_meters_are_read_at_once_on_their_own_connections(envi
         (s.feature_id, s.customer.external_id, s.level, s.usage) for s in AlertState.objects.select_related("customer")
     }
     assert levels == {(calls_feature.pk, "a", "warning", "3"), (tokens_feature.pk, "b", "critical", "4")}
+    assert UsageMark.objects.count() == 0
+
+
+def test_marks_left_by_deleted_events_never_block_deleting_their_environment(environment):
+    """Deleting an environment table by table (a test database's flush does: its marks, then its events, whose
+    triggers mark the pairs they leave, then the environment) must not be refused for those marks, and the
+    evaluator consumes them like any mark that names no customer."""
+    calls(environment, 2, customer="a")
+    with connection.cursor() as cursor:
+        for model in (UsageMark, Event):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
+        cursor.execute(f"DELETE FROM {Environment._meta.db_table} WHERE id = %s", [environment.pk])
+    connection.check_constraints()
+    evaluate()
     assert UsageMark.objects.count() == 0
