@@ -114,6 +114,8 @@ class WebhookMessage(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="webhookmsg_due"),
             models.Index(fields=["endpoint", "-created_at"], name="webhookmsg_endpoint_recent"),
+            # each endpoint's oldest due messages, for the claim's turns (webhooks/delivery.py)
+            models.Index(fields=["endpoint", "status", "next_attempt_at", "id"], name="webhookmsg_endpoint_due"),
         ]
 
     def __str__(self) -> str:
