@@ -1,12 +1,15 @@
 """Access-check benchmark (issue #13): entitlement checks over HTTP against PostgreSQL holding 1M+ events.
 
     python -m benchmarks.entitlements [--events 1000000] [--repeat 300] [--database-url postgres://…/…bench]
+                                      [--keep] [--reuse]
 
-Development only. It creates its own database (the name must contain "bench"; dropped at the end), loads synthetic
-events with the usage benchmark's loader (`metering.usage.bench.load_events`: 700 typical customers with ~1,000
-events a month, 3 heavy ones with ~100,000), placed in the customers' current billing period (the last 30 days),
-builds the daily rollups as `refresh_rollups` does in production, and gives every customer two plans (a base plan
-with a metered limit and a boolean feature, an add-on raising the limit). It then serves Django with granian on
+Development only. It creates its own database (the name must contain "bench"; dropped at the end unless `--keep`;
+`--reuse` times again on a kept one holding the same number of events, loaded the same day), loads synthetic
+events with the usage benchmark's loader (`benchmarks.usage.load_events`: 700 typical customers with ~1,000
+events a month, 3 heavy ones with ~100,000), a million a month, the last month being the customers' current billing
+period (the last 30 days) and the months before it history (10M events: nine months of history); builds the daily
+rollups as `refresh_rollups` does in production, and gives every customer two plans (a base plan with a metered
+limit and a boolean feature, an add-on raising the limit). It then serves Django with granian on
 127.0.0.1 and times, one request at a time over a keep-alive connection:
 
 - `GET /v1/customers/{id}/entitlements/api_calls` for typical customers (p50, p95) and heavy ones (p95);
@@ -161,19 +164,21 @@ def _server_time(repeat: int) -> None:
     print(json.dumps(samples))
 
 
-def run(*, database_url: str, events: int, repeat: int, workers: int, threads: int) -> int:
+def run(
+    *, database_url: str, events: int, repeat: int, workers: int, threads: int, keep: bool = False, reuse: bool = False
+) -> int:
     import psycopg
     from django.core.management import call_command
 
     import benchmarks.usage as usage_bench
     from benchmarks.runner import (
-        benchmark_database,
+        benchmark_database_kept,
         check_database_url,
         server_environment,
         wsgi_server,
     )
     from flexmeter.models import ApiKey, Environment, generate_raw_api_key, hash_api_key
-    from metering.models import Event
+    from metering.models import Customer, Event
     from metering.usage.rollups.refresh import rollups_refresh
 
     check_database_url(database_url)
@@ -183,26 +188,43 @@ def run(*, database_url: str, events: int, repeat: int, workers: int, threads: i
     start = (now - dt.timedelta(days=29)).replace(hour=0, minute=0, second=0, microsecond=0)
     if start.day > 28:  # the loader adds a month with replace(month=…): start on the 1st after
         start = (start + dt.timedelta(days=4)).replace(day=1)
-    # The loader spreads one month of events from FIRST_MONTH on: in the current billing period of customers
-    # anchored at `start`, ending a day or two ahead of now (as events stamped ahead may).
-    usage_bench.FIRST_MONTH = start
+    # The loader spreads a month per million events from FIRST_MONTH on. The last of those months is the current
+    # billing period of customers anchored at `start` (ending a day or two ahead of now, as events stamped ahead
+    # may); the months before it are history the checks must not count.
+    months = max(1, round(events / usage_bench.EVENTS_PER_MONTH))
+    usage_bench.FIRST_MONTH = usage_bench._add_months(start, 1 - months)
     rng = random.Random(13)
-    with benchmark_database(database_url):
+
+    def holds(bench: psycopg.Connection) -> bool:
+        found = bench.execute("SELECT to_regclass('entitlements_subscription') IS NOT NULL").fetchone()[0]
+        return found and bench.execute(f"SELECT count(*) FROM {Event._meta.db_table}").fetchone()[0] == events
+
+    with benchmark_database_kept(database_url, keep=keep, reuse=reuse, holds=holds) as loaded:
         call_command("migrate", database=alias, verbosity=0)
-        environment = Environment(name="Bench", slug="bench")
-        environment.save(using=alias)
+        if loaded:
+            environment = Environment.objects.using(alias).get(slug="bench")
+            customers = dict(
+                Customer.objects.using(alias).filter(environment=environment).values_list("external_id", "public_id")
+            )
+            print(f"reusing {events:,} events and {len(customers):,} customers", flush=True)
+        else:
+            environment = Environment(name="Bench", slug="bench")
+            environment.save(using=alias)
+            first = usage_bench.FIRST_MONTH
+            print(f"loading {events:,} events from {first:%Y-%m-%d}, this period from {start:%Y-%m-%d} …", flush=True)
+            seconds = usage_bench.load_events(
+                database_url, environment_id=environment.pk, events=events, batch_size=1_000_000,
+                progress=lambda _: None,
+            )  # fmt: skip
+            print(f"loaded in {seconds:.0f} s")
+            with psycopg.connect(database_url, autocommit=True) as raw:
+                raw.execute(f"VACUUM ANALYZE {Event._meta.db_table}")  # what autovacuum does after a load
+            customers = _catalog(alias, environment, start, usage_bench.EVENT_NAME)
+        # a key per run: only its hash is stored, so a reused database's earlier key cannot be read back
         raw_key = generate_raw_api_key()
         ApiKey(environment=environment, name="bench", prefix=raw_key[:12], key_hash=hash_api_key(raw_key)).save(
             using=alias
         )
-        print(f"loading {events:,} events from {start:%Y-%m-%d} …", flush=True)
-        seconds = usage_bench.load_events(
-            database_url, environment_id=environment.pk, events=events, batch_size=1_000_000, progress=lambda _: None
-        )
-        print(f"loaded in {seconds:.0f} s")
-        with psycopg.connect(database_url, autocommit=True) as raw:
-            raw.execute(f"VACUUM ANALYZE {Event._meta.db_table}")  # what autovacuum does after a load
-        customers = _catalog(alias, environment, start, usage_bench.EVENT_NAME)
         started = time.perf_counter()
         report = rollups_refresh(using=alias)
         print(f"rollups: {report.days} days in {time.perf_counter() - started:.1f} s (as refresh_rollups does)")
@@ -264,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=300, help="timed single checks per customer kind")
     parser.add_argument("--workers", type=int, default=1, help="granian workers (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="blocking threads per worker (default 2)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="time again on a database --keep left with these events")
     parser.add_argument("--server-time", action="store_true", help=argparse.SUPPRESS)  # the child measurement
     options = parser.parse_args(argv)
     if options.events < 1 or options.repeat < 1:
@@ -278,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         repeat=options.repeat,
         workers=options.workers,
         threads=options.threads,
+        keep=options.keep,
+        reuse=options.reuse,
     )
 
 
