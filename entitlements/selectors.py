@@ -168,8 +168,11 @@ VISIBLE_FEATURE_STATUSES = [status for status in FeatureStatus.values if status 
 
 
 def _in(connection, column: str, values: list, params: list) -> str:
-    """`column IN (…)`: one array parameter on PostgreSQL (the statement text stays the same), a list elsewhere."""
-    if connection.vendor == "postgresql":
+    """`column IN (…)`: one array parameter on PostgreSQL (the statement text stays the same for any number of
+    values), a list elsewhere. One value or none is spelled as such, so a single check's prepared statement names
+    one row: PostgreSQL plans `= ANY(array)` for an unknown number of rows and then re-plans it on every run, which
+    took longer than running it."""
+    if connection.vendor == "postgresql" and len(values) > 1:
         params.append(list(values))
         return f"{column} = ANY(%s)"
     params.extend(values)
