@@ -11,7 +11,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from flexmeter.auth import ApiKeyAuth, unauthorized_response
-from flexmeter.db import is_database_unavailable
+from flexmeter.db import retry_later_message
 from flexmeter.envelope import ErrorOut, error_response, pydantic_loc_to_path, service_unavailable_response
 from flexmeter.errors import FlexmeterError, ValidationFailed
 from flexmeter.text import json_body_check
@@ -144,9 +144,10 @@ def handle_not_found(request, exc: Http404):
 
 @api.exception_handler(Exception)
 def handle_unexpected(request, exc: Exception):
-    if is_database_unavailable(exc):
-        logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exc)
-        return service_unavailable_response()
+    retry = retry_later_message(exc)
+    if retry is not None:
+        logger.warning("%s on %s %s: %s", retry, request.method, request.path, exc)
+        return service_unavailable_response(retry)
     logger.exception("Unhandled API error")
     message = f"Internal error: {exc}" if settings.DEBUG else "Internal error"
     return error_response(code="internal_error", message=message, status=500)

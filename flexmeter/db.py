@@ -1,5 +1,7 @@
 """Database helpers every app shares."""
 
+import sqlite3
+
 import psycopg
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import connection as default_connection
@@ -8,6 +10,14 @@ from django.db import connection as default_connection
 # admin_shutdown, crash_shutdown, cannot_connect_now. Other operational errors (a cancelled statement, a deadlock)
 # come from a working database and stay errors.
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# Transaction rollback (class 40): a deadlock or a serialization failure. The database works, and rolled the
+# request's transaction back whole, so sending the request again is safe and almost always succeeds.
+_CONFLICT_SQLSTATE_CLASS = "40"
+# SQLite's counterpart: another connection held the write lock past the busy timeout.
+_SQLITE_LOCKED = ("database is locked", "database table is locked")
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; retry the request later"
+CONFLICT_MESSAGE = "The request met a concurrent write and changed nothing; retry it"
 
 
 def server_bound_cursor(connection=None):
@@ -42,3 +52,28 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
         current = current.__cause__ or current.__context__
     return False
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a transaction the database rolled back because of concurrent ones: a
+    deadlock, a serialization failure, or SQLite's write lock held too long. Nothing of the request was kept."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.Error):
+            return (getattr(current, "sqlstate", None) or "").startswith(_CONFLICT_SQLSTATE_CLASS)
+        if isinstance(current, sqlite3.OperationalError):
+            return str(current).startswith(_SQLITE_LOCKED)
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def retry_later_message(exc: BaseException) -> str | None:
+    """Why the request that failed with `exc` may simply be sent again (answered 503 with Retry-After), or None for
+    a failure that another try would not mend."""
+    if is_database_unavailable(exc):
+        return UNAVAILABLE_MESSAGE
+    if is_transaction_conflict(exc):
+        return CONFLICT_MESSAGE
+    return None

@@ -24,13 +24,9 @@ def error_response(*, code: str, message: str, status: int, details: dict | None
     )
 
 
-def service_unavailable_response() -> JsonResponse:
-    """503 for a request that failed because the database could not be reached: the client should retry."""
-    response = error_response(
-        code="service_unavailable",
-        message="The database is unavailable; retry the request later",
-        status=503,
-    )
+def service_unavailable_response(message: str) -> JsonResponse:
+    """503 for a request the client should send again (`flexmeter.db.retry_later_message` says why)."""
+    response = error_response(code="service_unavailable", message=message, status=503)
     response["Retry-After"] = str(settings.DATABASE_UNAVAILABLE_RETRY_AFTER)
     return response
 

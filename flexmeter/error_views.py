@@ -9,16 +9,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views import defaults
 
-from flexmeter.db import is_database_unavailable
+from flexmeter.db import CONFLICT_MESSAGE, UNAVAILABLE_MESSAGE, retry_later_message
 from flexmeter.envelope import error_response, service_unavailable_response
 
 API_PREFIX = "/v1/"
 
 UNAVAILABLE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Temporarily unavailable · flexmeter</title></head>
-<body><h1>Temporarily unavailable</h1><p>The database cannot be reached right now. Try again in a moment.</p></body>
+<body><h1>Temporarily unavailable</h1><p>{reason} Try again in a moment.</p></body>
 </html>
 """
+_PAGE_REASONS = {
+    UNAVAILABLE_MESSAGE: "The database cannot be reached right now.",
+    CONFLICT_MESSAGE: "A change made at the same moment got in the way, and nothing was saved.",
+}
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -43,10 +47,11 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     exception = sys.exc_info()[1]
-    if exception is not None and is_database_unavailable(exception):
+    retry = retry_later_message(exception) if exception is not None else None
+    if retry is not None:
         if request.path.startswith(API_PREFIX):
-            return service_unavailable_response()
-        response = HttpResponse(UNAVAILABLE_PAGE, status=503)
+            return service_unavailable_response(retry)
+        response = HttpResponse(UNAVAILABLE_PAGE.format(reason=_PAGE_REASONS[retry]), status=503)
         response["Retry-After"] = str(settings.DATABASE_UNAVAILABLE_RETRY_AFTER)
         return response
     if request.path.startswith(API_PREFIX):

@@ -13,7 +13,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 
 from flexmeter.auth import api_key_precheck, unauthorized_response
 from flexmeter.body import request_body_preload
-from flexmeter.db import is_database_unavailable
+from flexmeter.db import retry_later_message
 from flexmeter.envelope import error_response, service_unavailable_response
 from flexmeter.errors import FlexmeterError
 from flexmeter.text import text_problem
@@ -105,9 +105,10 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception):
         """Crashes of /v1 views outside ninja (POST /v1/events): logged, and answered in the envelope."""
         if request.path.startswith(API_PREFIX):
-            if is_database_unavailable(exception):
-                logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exception)
-                return service_unavailable_response()
+            retry = retry_later_message(exception)
+            if retry is not None:
+                logger.warning("%s on %s %s: %s", retry, request.method, request.path, exception)
+                return service_unavailable_response(retry)
             logger.error("Unhandled API error on %s %s", request.method, request.path, exc_info=exception)
             message = f"Internal error: {exception}" if settings.DEBUG else "Internal error"
             return error_response(code="internal_error", message=message, status=500)

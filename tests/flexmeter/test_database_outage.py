@@ -1,5 +1,8 @@
-"""A request that fails because the database cannot be reached answers 503 with Retry-After, never 500: the JSON
-envelope with code `service_unavailable` under /v1, a plain page on the dashboard."""
+"""A request that fails because the database cannot be reached, or because the database rolled its transaction back
+for a concurrent one (a deadlock, a serialization failure, SQLite's write lock), answers 503 with Retry-After, never
+500: the JSON envelope with code `service_unavailable` under /v1, a plain page on the dashboard."""
+
+import sqlite3
 
 import django.db.utils
 import psycopg
@@ -9,7 +12,7 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test import Client
 
-from flexmeter.db import is_database_unavailable
+from flexmeter.db import CONFLICT_MESSAGE, is_database_unavailable, is_transaction_conflict, retry_later_message
 
 pytestmark = pytest.mark.django_db
 
@@ -60,8 +63,49 @@ def test_errors_of_a_working_database_do_not(error):
     assert not is_database_unavailable(error)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access due to concurrent update"),
+        sqlite3.OperationalError("database is locked"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_transactions_rolled_back_for_a_concurrent_one_may_be_sent_again(error):
+    as_django_raises = wrapped(error) if isinstance(error, psycopg.Error) else _sqlite_wrapped(error)
+    assert is_transaction_conflict(as_django_raises)
+    assert retry_later_message(as_django_raises) == CONFLICT_MESSAGE
+    assert not is_database_unavailable(as_django_raises)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.UniqueViolation("duplicate key value"),
+        sqlite3.OperationalError("no such table: metering_event"),
+        ValueError("not a database error"),
+    ],
+    ids=lambda error: str(error)[:20],
+)
+def test_other_failures_are_not_worth_sending_again(error):
+    assert retry_later_message(error) is None
+
+
+def _sqlite_wrapped(error: sqlite3.Error) -> django.db.utils.Error:
+    try:
+        raise django.db.utils.OperationalError(str(error)) from error
+    except django.db.utils.Error as exc:
+        return exc
+
+
 def refuse(*args, **kwargs):
     raise wrapped(psycopg.OperationalError("connection failed: Connection refused"))
+
+
+def deadlock(*args, **kwargs):
+    raise wrapped(psycopg.errors.DeadlockDetected("deadlock detected"))
 
 
 def assert_unavailable_envelope(response):
@@ -97,6 +141,26 @@ def test_single_event_ingest_answers_503(api, monkeypatch):
     assert api.post("/v1/events", {"event_name": "warm", "external_customer_id": "c"}).status_code == 202
     monkeypatch.setattr("metering.api.ingest_view.events_store_for_key", refuse)
     assert_unavailable_envelope(api.post("/v1/events", {"event_name": "a", "external_customer_id": "c"}))
+
+
+def test_ingest_that_met_a_deadlock_answers_503_so_the_client_sends_it_again(api, monkeypatch):
+    # Two redeliveries moving events between the same two customers in opposite directions can deadlock on their
+    # usage marks; PostgreSQL rolls one back whole, so nothing of it was stored and a retry is safe. It was a 500.
+    monkeypatch.setattr("metering.api.ingest_view.events_store_for_key", deadlock)
+    response = api.post("/v1/events", {"event_name": "a", "external_customer_id": "c"})
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert response.json()["message"] == CONFLICT_MESSAGE
+    monkeypatch.setattr("flexmeter.auth.api_key_authenticate", deadlock)
+    response = api.get("/v1/environment")  # a ninja operation
+    assert (response.status_code, response.json()["code"]) == (503, "service_unavailable")
+
+
+def test_dashboard_request_that_met_a_deadlock_answers_a_plain_503(dashboard, monkeypatch):
+    dashboard.raise_request_exception = False
+    monkeypatch.setattr("flexmeter.middleware._session_environment", deadlock)
+    response = dashboard.get("/customers/")
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert b"nothing was saved" in response.content
 
 
 def test_dashboard_answers_a_plain_503(dashboard, monkeypatch):
