@@ -36,13 +36,8 @@ def _subscription_rows_read(check) -> int:
     return read_so_far() - before
 
 
-def test_a_check_reads_the_subscriptions_of_its_customers_only(environment):
-    calls = metered_feature(environment)
-    shared = plan(environment, "Base")
-    holder = customer(environment, external_id="acme")
-    grant(environment, holder, calls, usage_limit=10, plan_obj=shared)
-    grant(environment, holder, calls, usage_limit=5)  # an add-on: two subscriptions of its own
-    send(environment, event_name="api.calls", customer="acme", timestamp="2025-01-02T00:00")
+def _other_subscribers(environment, shared, count: int) -> None:
+    """`count` customers other-0… each subscribed to `shared` since 2025-01-01."""
     others = Customer.objects.bulk_create(
         Customer(
             environment=environment,
@@ -50,7 +45,7 @@ def test_a_check_reads_the_subscriptions_of_its_customers_only(environment):
             external_id=f"other-{number}",
             billing_anchor=at("2025-01-01T00:00"),
         )
-        for number in range(OTHER_SUBSCRIBERS)
+        for number in range(count)
     )
     Subscription.objects.bulk_create(
         Subscription(
@@ -63,6 +58,16 @@ def test_a_check_reads_the_subscriptions_of_its_customers_only(environment):
         )
         for other in others
     )
+
+
+def test_a_check_reads_the_subscriptions_of_its_customers_only(environment):
+    calls = metered_feature(environment)
+    shared = plan(environment, "Base")
+    holder = customer(environment, external_id="acme")
+    grant(environment, holder, calls, usage_limit=10, plan_obj=shared)
+    grant(environment, holder, calls, usage_limit=5)  # an add-on: two subscriptions of its own
+    send(environment, event_name="api.calls", customer="acme", timestamp="2025-01-02T00:00")
+    _other_subscribers(environment, shared, OTHER_SUBSCRIBERS)
     moment = at("2025-01-15T00:00")
 
     single = selectors.customer_feature_access(customer=holder, feature_ref="api_calls", at=moment)
@@ -88,26 +93,7 @@ def test_a_single_checks_prepared_statement_is_not_planned_again_on_every_run(en
     shared = plan(environment, "Base")
     holder = customer(environment, external_id="acme")
     grant(environment, holder, calls, usage_limit=10, plan_obj=shared)
-    others = Customer.objects.bulk_create(
-        Customer(
-            environment=environment,
-            public_id=new_public_id("cust"),
-            external_id=f"other-{number}",
-            billing_anchor=at("2025-01-01T00:00"),
-        )
-        for number in range(700)
-    )
-    Subscription.objects.bulk_create(
-        Subscription(
-            environment=environment,
-            public_id=new_public_id("sub"),
-            customer=other,
-            plan=shared,
-            start_date=at("2025-01-01T00:00"),
-            billing_anchor=at("2025-01-01T00:00"),
-        )
-        for other in others
-    )
+    _other_subscribers(environment, shared, 700)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # statistics as autovacuum keeps them: the estimates the plans are weighed by
     moment = at("2025-01-15T00:00")
