@@ -145,6 +145,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if os.environ.get("DATABASE_JIT", "off").lower() != "on":
         DATABASES["default"]["OPTIONS"]["options"] = "-c jit=off"
 
+# Usage reads for many customers at once (an alert pass, a large batch of access checks) hash every (customer,
+# value) pair they count; with PostgreSQL's default work_mem (4 MB) COUNT_UNIQUE over 10,000 customers spilled
+# to disk and took 1.7-1.9 s instead of 1.2 s. Such reads get this much (MB) for their own transaction; 0 leaves
+# the server's setting.
+USAGE_BULK_WORK_MEM_MB = int(env_number("USAGE_BULK_WORK_MEM_MB", 32))
+
 # A request that fails because the database cannot be reached is answered 503 with this Retry-After (seconds).
 DATABASE_UNAVAILABLE_RETRY_AFTER = 5
 

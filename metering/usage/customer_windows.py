@@ -12,6 +12,7 @@ Statement text depends on the meter, not on the number of customers: the relatio
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import defaultdict
@@ -21,6 +22,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from catalog.models import AggregationType
@@ -49,6 +51,8 @@ from metering.usage.rollups.read import (
 )
 from metering.usage.spec import AggregationSpec, UsageQuery
 
+# from this many customers a read gets USAGE_BULK_WORK_MEM_MB for its hashes (see `_bulk_memory`)
+BULK_CUSTOMERS = 500
 # the lower bound of a range that has none (a meter that never resets counts everything before the end)
 _BEGINNING = dt.datetime(1, 1, 2, tzinfo=UTC)
 _CLICKHOUSE_BEGINNING = dt.datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64's first moment
@@ -288,21 +292,37 @@ def customer_windows_usage(
         return engine.usage_rows(cursor, selects, p, check=check)
 
     fetched: list | None = None
-    if not wanted:
-        with server_bound_cursor(connection) as cursor:
-            fetched = fetch(cursor, {})
-    elif (recent := coverage_recent(connection.alias, wanted)) is not None:
-        # one statement and no transaction, checking the remembered days in its own snapshot (as the engine does)
-        with server_bound_cursor(connection) as cursor:
-            fetched = fetch(cursor, recent, checked=True)
+    with _bulk_memory(connection, len(windows)):
+        if not wanted:
+            with server_bound_cursor(connection) as cursor:
+                fetched = fetch(cursor, {})
+        elif (recent := coverage_recent(connection.alias, wanted)) is not None:
+            # one statement and no transaction, checking the remembered days in its own snapshot (as the engine does)
+            with server_bound_cursor(connection) as cursor:
+                fetched = fetch(cursor, recent, checked=True)
+            if fetched is None:
+                coverage_forget(connection.alias, wanted)
         if fetched is None:
-            coverage_forget(connection.alias, wanted)
-    if fetched is None:
-        with repeatable_read(connection, read_only=True), server_bound_cursor(connection) as cursor:
-            found = coverage_lookup(cursor, wanted)
-            fetched = cast(list, fetch(cursor, found))
-        coverage_remember(connection.alias, wanted, found)
+            with repeatable_read(connection, read_only=True), server_bound_cursor(connection) as cursor:
+                found = coverage_lookup(cursor, wanted)
+                fetched = cast(list, fetch(cursor, found))
+            coverage_remember(connection.alias, wanted, found)
     return _combined(spec, windows, fetched)
+
+
+@contextlib.contextmanager
+def _bulk_memory(connection, customers: int):
+    """On PostgreSQL, a read for `BULK_CUSTOMERS` or more runs in one REPEATABLE READ transaction (the lookup and
+    the statement inside share it) whose work_mem is USAGE_BULK_WORK_MEM_MB: the statement hashes every (customer,
+    value) pair it counts, hundreds of thousands for COUNT_UNIQUE over a month, and the default 4 MB spilled them
+    to disk. The setting ends with the transaction, so a pooled connection goes back as it came."""
+    megabytes = settings.USAGE_BULK_WORK_MEM_MB
+    if connection.vendor != "postgresql" or customers < BULK_CUSTOMERS or not megabytes:
+        yield
+        return
+    with repeatable_read(connection, read_only=True), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{megabytes}MB"])
+        yield
 
 
 def _clickhouse_fetch(grouped: UsageQuery, parts, billed: list[_Billed], backend: EventsBackend) -> list:
