@@ -708,7 +708,7 @@ def clickhouse_rows(selects: list[str], p: Params, backend: EventsBackend) -> li
     """The rows of the parts' UNION ALL on the ClickHouse events store; an inexact number is a clear error."""
     from clickhouse_connect.driver.exceptions import ClickHouseError  # the optional extra, only when selected
 
-    statement = " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
+    statement = clickhouse_statement(selects)
     try:
         result = clickhouse_client(backend).query(
             statement,
@@ -723,6 +723,15 @@ def clickhouse_rows(selects: list[str], p: Params, backend: EventsBackend) -> li
             ) from error
         raise
     return result.result_rows
+
+
+def clickhouse_statement(selects: list[str]) -> str:
+    """The parts as one statement. A single part (one meter for one customer or for all of them, the common request)
+    goes as it is: wrapped in `SELECT * FROM (…)` as the UNION needs, ClickHouse analyzed and planned one query more,
+    0.35-0.65 ms of the 3.7-7.4 ms a typical customer's month cost in chdb at 200,000 events (docs/clickhouse.md)."""
+    if len(selects) == 1:
+        return selects[0]
+    return " UNION ALL ".join(f"SELECT * FROM ({sql}) part{i}" for i, sql in enumerate(selects))
 
 
 def _results(queries: list[UsageQuery], d: Dialect, fetched) -> list:
