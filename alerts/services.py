@@ -35,12 +35,11 @@ from catalog.models import Feature, FeatureStatus, FeatureType, Meter
 from entitlements.models import Entitlement, Subscription
 from entitlements.rules import Source, combine_sources, reset_window
 from flexmeter.decimals import decimal_text, rfc3339
-from flexmeter.models import Environment
 from metering.models import Customer, CustomerStatus, UsageMark
 from metering.usage.periods import billing_period_at
 from metering.usage.selectors import usage_for_customer_windows
 from webhooks.models import EventType
-from webhooks.outbox import publish
+from webhooks.outbox import publish_to, subscribers
 
 FEATURE_ALERT = EventType.FEATURE_USAGE_ALERT.value
 LIMIT_REACHED = EventType.ENTITLEMENT_USAGE_LIMIT_REACHED.value
@@ -469,13 +468,23 @@ def _limits_record(
 
 
 def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now: dt.datetime) -> int:
-    """One outbox row per subscribed endpoint for every change and limit reached, in the caller's transaction."""
-    by_environment: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    """One outbox row per subscribed endpoint for every change and limit reached, in the caller's transaction.
+    Payloads are built only where an endpoint is subscribed: a first pass may cross tens of thousands of thresholds
+    at once in an installation that sends no webhooks."""
+    environment_ids = {pair.customer.environment_id for pair, *_ in recorded}
+    environment_ids |= {item.customer.environment_id for item, _ in reached}
+    if not environment_ids:
+        return 0
+    endpoints = subscribers(environment_ids)
+    payloads: dict[tuple[int, str], list[dict]] = defaultdict(list)
     text = _Texts()
     evaluated_at = rfc3339(now)
     for pair, current, level, used, _sequence in recorded:
+        key = (pair.customer.environment_id, FEATURE_ALERT)
+        if key not in endpoints:
+            continue
         threshold = pair.rule.crossed(current, level)
-        by_environment[pair.customer.environment_id][FEATURE_ALERT].append(
+        payloads[key].append(
             {
                 **_subject(pair.feature, pair.customer, text(pair.start), text(pair.end)),
                 "from_level": str(current),
@@ -487,7 +496,10 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
             }
         )
     for item, used in reached:
-        by_environment[item.customer.environment_id][LIMIT_REACHED].append(
+        key = (item.customer.environment_id, LIMIT_REACHED)
+        if key not in endpoints:
+            continue
+        payloads[key].append(
             {
                 **_subject(item.feature, item.customer, text(item.start), text(item.end)),
                 "usage": decimal_text(used),
@@ -496,13 +508,9 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
                 "evaluated_at": evaluated_at,
             }
         )
-    if not by_environment:
-        return 0
-    environments = Environment.objects.in_bulk(list(by_environment))
     return sum(
-        _publish(environments[environment_id], event_type, payloads)
-        for environment_id, by_type in by_environment.items()
-        for event_type, payloads in by_type.items()
+        _publish(environment_id, event_type, endpoints[(environment_id, event_type)], rows)
+        for (environment_id, event_type), rows in payloads.items()
     )
 
 
@@ -518,9 +526,9 @@ def _subject(feature: Feature, customer: _Customer, start: str, end: str) -> dic
     }
 
 
-def _publish(environment: Environment, event_type: str, payloads: Sequence[dict]) -> int:
-    """Outbox rows for every endpoint of `environment` subscribed to `event_type`, in the caller's transaction."""
-    return publish(environment, event_type, payloads)
+def _publish(environment_id: int, event_type: str, endpoint_ids: list[int], payloads: Sequence[dict]) -> int:
+    """Outbox rows for each of `endpoint_ids` (subscribed to `event_type`), in the caller's transaction."""
+    return publish_to(environment_id, event_type, endpoint_ids, payloads)
 
 
 def _current_states(pairs: list[_Pair], moment: _Moments) -> dict[tuple[int, int], tuple[int, str, int]]:

@@ -273,9 +273,12 @@ def test_limits_combine_sources_and_unlimited_never_fires(environment):
 
 
 def test_outbox_payloads(environment, monkeypatch):
+    subscribe(environment, "feature.usage.alert", "entitlement.usage_limit_reached")
     published = []
     monkeypatch.setattr(
-        services, "_publish", lambda env, kind, payloads: published.append((env, kind, payloads)) or len(payloads)
+        services,
+        "_publish",
+        lambda env, kind, endpoints, payloads: published.append((env, kind, payloads)) or len(payloads),
     )
     feature = alerting_feature(environment, warning="1.5")
     cust = customer(environment, "a")
@@ -285,7 +288,7 @@ def test_outbox_payloads(environment, monkeypatch):
     assert report.outbox == 2
     by_kind = {kind: (env, payloads) for env, kind, payloads in published}
     env, [alert] = by_kind["feature.usage.alert"]
-    assert env == environment
+    assert env == environment.pk
     assert alert == {
         "feature_id": feature.public_id, "feature_lookup_key": "api_calls", "feature_name": feature.name,
         "customer_id": cust.public_id, "external_customer_id": "a",
@@ -295,6 +298,21 @@ def test_outbox_payloads(environment, monkeypatch):
     }  # fmt: skip
     _, [limit] = by_kind["entitlement.usage_limit_reached"]
     assert (limit["usage"], limit["usage_limit"], limit["is_soft_limit"]) == ("2", "2", False)
+
+
+def test_no_payload_is_built_where_no_endpoint_is_subscribed(environment, other_environment, monkeypatch):
+    subscribe(environment, "entitlement.usage_limit_reached")
+    subscribe(other_environment, "feature.usage.alert")
+    built = []
+    monkeypatch.setattr(services, "_subject", lambda *args: built.append(args[0].lookup_key) or {})
+    feature = alerting_feature(environment, critical="2")
+    cust = customer(environment, "a")
+    grant(environment, cust, feature, usage_limit=3, start="2026-01-01T00:00")
+    calls(environment, 3, customer="a")
+    report = evaluate()
+    assert (report.changes, report.limits_reached, report.outbox) == (1, 1, 1)
+    assert built == ["api_calls"]  # the limit reached; the alert change had no endpoint in its environment
+    assert WebhookMessage.objects.get().event_type == "entitlement.usage_limit_reached"
 
 
 def test_each_change_and_limit_reached_queues_one_message_per_subscribed_endpoint(environment, other_environment):
@@ -337,9 +355,9 @@ def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environmen
     statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     # marks, customers, features, subscriptions, entitlements, usage (one statement; PostgreSQL adds its rollup
     # lookup; with events in ClickHouse it is not a Django statement), states, new states, log, limits reached,
-    # environments, endpoints per event type (2), marks deleted; PostgreSQL also takes and releases the evaluator's
-    # advisory lock and sets the marks deletion's join method
-    expected = (16 if connection.vendor == "postgresql" else 13) + usage_statements()
+    # subscribed endpoints, marks deleted; PostgreSQL also takes and releases the evaluator's advisory lock and sets
+    # the marks deletion's join method
+    expected = (14 if connection.vendor == "postgresql" else 11) + usage_statements()
     assert len(statements) == expected, "\n".join(s[:120] for s in statements)
 
 

@@ -7,11 +7,13 @@ from django.test.utils import CaptureQueriesContext
 
 from alerts import services
 from alerts.models import AlertLogEntry, AlertState
+from alerts.services import FEATURE_ALERT as ALERT
 from metering.ingest.validation import event_clean
 from metering.ingest.writer import events_store
 from metering.models import Customer, UsageMark
 from tests.alerts.helpers import NOW, alerting_feature, evaluate
 from tests.metering.usage.helpers import at
+from webhooks.services import endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +45,10 @@ def _statements(captured) -> list[str]:
 
 def test_ten_thousand_crossings_in_one_pass_cost_what_three_do(environment, monkeypatch):
     published = []
-    monkeypatch.setattr(services, "_publish", lambda env, kind, payloads: published.extend(payloads) or len(payloads))
+    endpoint_create(environment=environment, data={"url": "https://hooks.example.com/in", "event_types": [ALERT]})
+    monkeypatch.setattr(
+        services, "_publish", lambda env, kind, endpoints, payloads: published.extend(payloads) or len(payloads)
+    )
     feature = alerting_feature(environment, warning="1")
     _customers_over_threshold(environment, 10_000)
     assert UsageMark.objects.count() == 10_000
