@@ -198,12 +198,12 @@ def _plan(marks: list[tuple], now: dt.datetime) -> _Plan:
         if customer is None:
             continue
         for feature in by_name.get((environment_id, name), ()):
-            touched[(feature.pk, customer.pk)] = (feature, customer)
+            touched[(feature.id, customer.pk)] = (feature, customer)
     plan = _Plan()
-    rules = {feature.pk: level_rule(feature.alert_settings) for feature in features}
+    rules = {feature.id: level_rule(feature.alert_settings) for feature in features}
     periods: dict[tuple[dt.datetime, str], tuple[dt.datetime, dt.datetime]] = {}
     for feature, customer in touched.values():
-        rule = rules[feature.pk]
+        rule = rules[feature.id]
         if rule is not None:
             key = (customer.billing_anchor, customer.billing_period)
             if key not in periods:
@@ -242,7 +242,7 @@ def _limits(touched: Mapping[tuple[int, int], tuple[Feature, _Customer]], now: d
     )
     if not subscriptions:
         return []
-    features = {feature.pk: feature for feature, _ in touched.values()}
+    features = {feature.id: feature for feature, _ in touched.values()}
     entitlements = defaultdict(list)
     for entitlement in Entitlement.objects.filter(
         plan_id__in={s.plan_id for s in subscriptions}, feature_id__in=list(features)
@@ -281,19 +281,19 @@ def _usage(plan: _Plan) -> dict[tuple[int, str, dt.datetime, dt.datetime], Decim
     for item in items:
         meter = item.feature.meter
         assert meter is not None
-        meters[meter.pk] = meter
+        meters[meter.id] = meter
         window = (item.start, item.end)
-        for windows in rounds[meter.pk]:
+        for windows in rounds[meter.id]:
             if windows.get(item.customer.external_id, window) == window:
                 windows[item.customer.external_id] = window
                 break
         else:
-            rounds[meter.pk].append({item.customer.external_id: window})
+            rounds[meter.id].append({item.customer.external_id: window})
     reads = [(meters[meter_pk], windows) for meter_pk, per_round in rounds.items() for windows in per_round]
     found: dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None] = {}
     for (meter, windows), values in zip(reads, _read_all(reads), strict=True):
         for external_id, (start, end) in windows.items():
-            found[(meter.pk, external_id, start, end)] = values.get(external_id)
+            found[(meter.id, external_id, start, end)] = values.get(external_id)
     return found
 
 
@@ -326,7 +326,7 @@ def _customer_windows_usage(*, meter: Meter, windows: Mapping[str, tuple[dt.date
 def _value(usage: Mapping, item: _Pair | _Limit) -> Decimal:
     meter = item.feature.meter
     assert meter is not None
-    value = usage.get((meter.pk, item.customer.external_id, item.start, item.end))
+    value = usage.get((meter.id, item.customer.external_id, item.start, item.end))
     return value if value is not None else Decimal(0)
 
 
@@ -347,10 +347,10 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
     for pair in plan.alerts:
         used = _value(usage, pair)
         level = pair.rule.level(used)
-        state_id, current, version = states.get((pair.feature.pk, pair.customer.pk), (None, AlertLevel.OK, 0))
+        state_id, current, version = states.get((pair.feature.id, pair.customer.pk), (None, AlertLevel.OK, 0))
         if level == current:
             continue
-        key = (pair.feature.pk, pair.customer.pk)
+        key = (pair.feature.id, pair.customer.pk)
         changes[key] = (pair, current, level, used, version + 1)
         row = {"l": level, "u": decimal_text(used), "t": moment(now)}
         if state_id is None:
@@ -358,14 +358,14 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
                 {
                     **row,
                     "e": pair.customer.environment_id,
-                    "f": pair.feature.pk,
+                    "f": pair.feature.id,
                     "c": pair.customer.pk,
                     "ps": moment(pair.start),
                     "pe": moment(pair.end),
                 }
             )
         else:
-            changed_rows.append({**row, "sid": state_id, "ver": version, "f": pair.feature.pk, "c": pair.customer.pk})
+            changed_rows.append({**row, "sid": state_id, "ver": version, "f": pair.feature.id, "c": pair.customer.pk})
     won: set[tuple[int, int]] = set()
     state_table = AlertState._meta.db_table
     if new_rows:
@@ -402,7 +402,7 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
             log_rows.append(
                 {
                     "e": pair.customer.environment_id,
-                    "f": pair.feature.pk,
+                    "f": pair.feature.id,
                     "c": pair.customer.pk,
                     "ps": moment(pair.start),
                     "pe": moment(pair.end),
@@ -436,14 +436,14 @@ def _limits_record(
     limits: list[_Limit], usage: Mapping, now: dt.datetime, table: str, moment: _Moments
 ) -> list[tuple[_Limit, Decimal]]:
     """Record every limit reached (`usage >= limit`) not yet recorded for its reset period; returns the new ones."""
-    hits = {(item.feature.pk, item.customer.pk): (item, _value(usage, item)) for item in limits}
+    hits = {(item.feature.id, item.customer.pk): (item, _value(usage, item)) for item in limits}
     hits = {key: (item, used) for key, (item, used) in hits.items() if used >= item.limit}
     if not hits:
         return []
     rows = [
         {
             "e": item.customer.environment_id,
-            "f": item.feature.pk,
+            "f": item.feature.id,
             "c": item.customer.pk,
             "ps": moment(item.start),
             "pe": moment(item.end),
@@ -537,7 +537,7 @@ def _current_states(pairs: list[_Pair], moment: _Moments) -> dict[tuple[int, int
         return {}
     source, params = _rows(
         {"f": "bigint", "c": "bigint", "ps": "timestamptz"},
-        [{"f": p.feature.pk, "c": p.customer.pk, "ps": moment(p.start)} for p in pairs],
+        [{"f": p.feature.id, "c": p.customer.pk, "ps": moment(p.start)} for p in pairs],
     )
     sql = (
         f"SELECT s.id, s.feature_id, s.customer_id, s.level, s.version FROM {AlertState._meta.db_table} s "
