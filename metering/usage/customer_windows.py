@@ -315,7 +315,8 @@ def _bulk_memory(connection, customers: int):
     """On PostgreSQL, a read for `BULK_CUSTOMERS` or more runs in one REPEATABLE READ transaction (the lookup and
     the statement inside share it) whose work_mem is USAGE_BULK_WORK_MEM_MB: the statement hashes every (customer,
     value) pair it counts, hundreds of thousands for COUNT_UNIQUE over a month, and the default 4 MB spilled them
-    to disk. The setting ends with the transaction, so a pooled connection goes back as it came."""
+    to disk. The setting ends with the transaction, so a pooled connection goes back as it came (inside a caller's
+    transaction the read joins it, and the setting lasts until that one ends)."""
     megabytes = settings.USAGE_BULK_WORK_MEM_MB
     if connection.vendor != "postgresql" or customers < BULK_CUSTOMERS or not megabytes:
         yield
