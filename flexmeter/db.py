@@ -1,6 +1,7 @@
 """Database helpers every app shares."""
 
 import sqlite3
+from collections.abc import Iterator
 
 import psycopg
 from django.db import InterfaceError as DjangoInterfaceError
@@ -41,32 +42,34 @@ def is_database_unavailable(exc: BaseException) -> bool:
     closed, and a pool that found no connection in DATABASE_POOL_TIMEOUT (psycopg_pool.PoolTimeout, itself an
     OperationalError without a SQLSTATE). Django wraps psycopg's errors, so the chain of causes is followed.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, psycopg.InterfaceError | DjangoInterfaceError):
             return True
         if isinstance(current, psycopg.OperationalError):
             sqlstate = getattr(current, "sqlstate", None)
             return sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
-        current = current.__cause__ or current.__context__
     return False
 
 
 def is_transaction_conflict(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is a transaction the database rolled back because of concurrent ones: a
     deadlock, a serialization failure, or SQLite's write lock held too long. Nothing of the request was kept."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, psycopg.Error):
             return (getattr(current, "sqlstate", None) or "").startswith(_CONFLICT_SQLSTATE_CLASS)
         if isinstance(current, sqlite3.OperationalError):
             return str(current).startswith(_SQLITE_LOCKED)
-        current = current.__cause__ or current.__context__
     return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it, and so on (Django wraps the driver's errors), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def retry_later_message(exc: BaseException) -> str | None:
