@@ -2,10 +2,10 @@
 with usage computed in bulk, record every state change once, and hand the webhook outbox its rows.
 
 One pass costs a fixed number of statements whatever the number of customers: the marks, the customers they name,
-the features their event names feed, the customers' subscriptions and entitlements, one usage statement per meter
-(per distinct window a customer needs on it), the current states, then the writes — new states, changed states
-(compare and set on the state's version), log rows, limits reached, outbox rows and the marks consumed — each one
-statement over a JSON array of rows.
+the features their event names feed, the customers' subscriptions and entitlements; then for each meter one usage
+statement (per distinct window a customer needs on it), the current states and the writes — new states, changed
+states (compare and set on the state's version), log rows, limits reached, outbox rows — each one statement over a
+JSON array of rows; last the marks consumed.
 
 Safety: the writes of a pass are one transaction, so a pass that fails half-way (killed, an exception) leaves the
 marks in place and records nothing: the next pass does it again. Marks are deleted only if their version is still
@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from alerts.models import AlertLevel, AlertLogEntry, AlertState, LimitReached
 from alerts.rules import LevelRule, level_rule
-from catalog.models import Feature, FeatureStatus, FeatureType, Meter
+from catalog.models import AggregationType, Feature, FeatureStatus, FeatureType, Meter
 from entitlements.models import Entitlement, Subscription
 from entitlements.rules import Source, combine_sources, reset_window
 from flexmeter.decimals import decimal_text, rfc3339
@@ -153,9 +153,18 @@ def _evaluation_pass(now: dt.datetime, limit: int, report: EvaluationReport) -> 
         if not marks:
             return 0
         plan = _plan(marks, now)
-        usage = _usage(plan)
+        parallel = _reads_in_parallel()
+        meters = _usage(plan, parallel=parallel)
+        if not parallel:
+            # read in this connection: every read before the write transaction opens, each in its own snapshot
+            meters = iter(list(meters))
+        lost: set[tuple[int, str]] = set()
         with transaction.atomic():
-            lost = _record(plan, usage, now, report)
+            # read on connections of their own, a meter is recorded as soon as its usage is in, while the others
+            # are still read: the writes of a first pass (tens of thousands of states and log rows) then overlap
+            # the slowest read instead of following it
+            for part, usage in meters:
+                lost |= _record(part, usage, now, report)
             _marks_delete([(m[0], m[4]) for m in marks if (m[1], m[2]) not in lost])
     report.marks += len(marks)
     report.pairs += len(plan.alerts)
@@ -273,42 +282,75 @@ def _limits(touched: Mapping[tuple[int, int], tuple[Feature, _Customer]], now: d
     return found
 
 
-def _usage(plan: _Plan) -> dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None]:
-    """Usage of every pair of the plan: one statement per meter (per distinct window a customer needs on it)."""
-    rounds: dict[int, list[dict[str, tuple[dt.datetime, dt.datetime]]]] = defaultdict(list)
-    meters: dict[int, Meter] = {}
-    items: list[_Pair | _Limit] = [*plan.alerts, *plan.limits]
+def _usage(plan: _Plan, *, parallel: bool) -> Iterator[tuple[_Plan, dict[_UsageKey, Decimal | None]]]:
+    """Each meter's part of the plan with its usage, as soon as that meter's reads are done: one statement per meter
+    (per distinct window a customer needs on it). With `parallel`, `USAGE_READERS` reads run at once."""
+    parts: dict[int | None, _Plan] = defaultdict(_Plan)
+    for pair in plan.alerts:
+        parts[pair.feature.meter_id].alerts.append(pair)
+    for item in plan.limits:
+        parts[item.feature.meter_id].limits.append(item)
+    reads = [(meter_id, read) for meter_id, part in parts.items() for read in _reads(part)]
+    # distinct counts first: they are a pass's slowest reads (the others add up one rollup row per day, a distinct
+    # count merges every value of every day), and one started last ends the pass alone while the other reader idles
+    reads.sort(key=lambda item: item[1][0].aggregation_type != AggregationType.COUNT_UNIQUE)
+    unread = Counter(meter_id for meter_id, _ in reads)
+    found: dict[int | None, dict[_UsageKey, Decimal | None]] = defaultdict(dict)
+    for meter_id, (meter, windows), values in _read_all(reads, parallel=parallel):
+        for external_id, (start, end) in windows.items():
+            found[meter_id][(meter.id, external_id, start, end)] = values.get(external_id)
+        unread[meter_id] -= 1
+        if not unread[meter_id]:
+            yield parts[meter_id], found.pop(meter_id)
+
+
+_UsageKey = tuple[int, str, dt.datetime, dt.datetime]  # meter, customer, window start, window end
+_Read = tuple[Meter, Mapping[str, tuple[dt.datetime, dt.datetime]]]
+
+
+def _reads(part: _Plan) -> list[_Read]:
+    """One meter's reads: customers grouped so that each read asks every customer in it for one window."""
+    rounds: list[dict[str, tuple[dt.datetime, dt.datetime]]] = []
+    meter = None
+    items: list[_Pair | _Limit] = [*part.alerts, *part.limits]
     for item in items:
         meter = item.feature.meter
-        assert meter is not None
-        meters[meter.id] = meter
         window = (item.start, item.end)
-        for windows in rounds[meter.id]:
+        for windows in rounds:
             if windows.get(item.customer.external_id, window) == window:
                 windows[item.customer.external_id] = window
                 break
         else:
-            rounds[meter.id].append({item.customer.external_id: window})
-    reads = [(meters[meter_pk], windows) for meter_pk, per_round in rounds.items() for windows in per_round]
-    found: dict[tuple[int, str, dt.datetime, dt.datetime], Decimal | None] = {}
-    for (meter, windows), values in zip(reads, _read_all(reads), strict=True):
-        for external_id, (start, end) in windows.items():
-            found[(meter.id, external_id, start, end)] = values.get(external_id)
-    return found
+            rounds.append({item.customer.external_id: window})
+    assert meter is not None
+    return [(meter, windows) for windows in rounds]
 
 
-_Read = tuple[Meter, Mapping[str, tuple[dt.datetime, dt.datetime]]]
+def _reads_in_parallel() -> bool:
+    """On PostgreSQL, outside a caller's transaction, reads run `USAGE_READERS` at once on connections of their
+    own: the statements are independent (each meter is read in its own snapshot anyway), and a pass over thousands
+    of customers is mostly their time. Inside a transaction (tests) other connections could not see its rows, so
+    the reads run one after another there, as on SQLite."""
+    return USAGE_READERS > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def _read_all(reads: Sequence[_Read]) -> list[dict[str, Decimal | None]]:
-    """Each read's usage. On PostgreSQL, outside a caller's transaction, `USAGE_READERS` reads run at once on
-    connections of their own: the statements are independent (each meter is read in its own snapshot anyway), and
-    a pass over thousands of customers is mostly their time. Inside a transaction (tests) other connections could
-    not see its rows, so the reads run one after another there, as on SQLite."""
-    if len(reads) < 2 or USAGE_READERS < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return [_customer_windows_usage(meter=meter, windows=windows) for meter, windows in reads]
+def _read_all[K](
+    reads: Sequence[tuple[K, _Read]], *, parallel: bool
+) -> Iterator[tuple[K, _Read, dict[str, Decimal | None]]]:
+    """Each read with its usage, in the order they finish. In parallel even a single read runs on a connection of
+    its own: the pass's write transaction may already be open on this one."""
+    if not parallel:
+        for key, read in reads:
+            yield key, read, _customer_windows_usage(meter=read[0], windows=read[1])
+        return
     with ThreadPoolExecutor(max_workers=USAGE_READERS, thread_name_prefix="alerts-usage") as pool:
-        return list(pool.map(_read_on_own_connection, reads))
+        running = {pool.submit(_read_on_own_connection, read): (key, read) for key, read in reads}
+        try:
+            for done in as_completed(running):
+                yield *running[done], done.result()
+        finally:
+            for future in running:
+                future.cancel()  # a failed pass stops reading (the running reads finish, then the pool closes)
 
 
 def _read_on_own_connection(read: _Read) -> dict[str, Decimal | None]:
@@ -341,95 +383,95 @@ def _record(plan: _Plan, usage: Mapping, now: dt.datetime, report: EvaluationRep
     another evaluator won (their marks stay, to be evaluated again)."""
     moment = _Moments()
     states = _current_states(plan.alerts, moment)
-    new_rows: list[dict] = []
-    changed_rows: list[dict] = []
+    evaluated_at = moment(now)
+    rows: list[dict] = []
     changes: dict[tuple[int, int], _Change] = {}
     for pair in plan.alerts:
         used = _value(usage, pair)
         level = pair.rule.level(used)
-        state_id, current, version = states.get((pair.feature.id, pair.customer.pk), (None, AlertLevel.OK, 0))
+        key = (pair.feature.id, pair.customer.pk)
+        state_id, current, version = states.get(key, (None, AlertLevel.OK, 0))
         if level == current:
             continue
-        key = (pair.feature.id, pair.customer.pk)
         changes[key] = (pair, current, level, used, version + 1)
-        row = {"l": level, "u": decimal_text(used), "t": moment(now)}
-        if state_id is None:
-            new_rows.append(
-                {
-                    **row,
-                    "e": pair.customer.environment_id,
-                    "f": pair.feature.id,
-                    "c": pair.customer.pk,
-                    "ps": moment(pair.start),
-                    "pe": moment(pair.end),
-                }
-            )
-        else:
-            changed_rows.append({**row, "sid": state_id, "ver": version, "f": pair.feature.id, "c": pair.customer.pk})
-    won: set[tuple[int, int]] = set()
-    state_table = AlertState._meta.db_table
-    if new_rows:
-        source, params = _rows(
-            {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "l": "text",
-             "u": "text", "t": "timestamptz"}, new_rows,
-        )  # fmt: skip
-        won |= _returning(
-            f"INSERT INTO {state_table} (environment_id, feature_id, customer_id, period_start, period_end, level, "
-            f"usage, version, updated_at) SELECT v.e, v.f, v.c, v.ps, v.pe, v.l, v.u, 1, v.t FROM {source} WHERE true "
-            "ON CONFLICT (feature_id, customer_id, period_start) DO NOTHING RETURNING feature_id, customer_id",
-            params,
+        threshold = pair.rule.crossed(current, level)
+        # one row serves the state's write and its log row: the statement writes the log row of each state it won
+        rows.append(
+            {
+                "sid": state_id,
+                "ver": version,
+                "e": pair.customer.environment_id,
+                "f": key[0],
+                "c": key[1],
+                "ps": moment(pair.start),
+                "pe": moment(pair.end),
+                "fl": current,
+                "l": level,
+                "cn": pair.rule.condition,
+                "u": decimal_text(used),
+                "th": "" if threshold is None else decimal_text(threshold),
+                "t": evaluated_at,
+            }
         )
-    if changed_rows:
-        source, params = _rows(
-            {"sid": "bigint", "ver": "integer", "f": "bigint", "c": "bigint", "l": "text", "u": "text",
-             "t": "timestamptz"}, changed_rows,
-        )  # fmt: skip
-        won |= _returning(
-            f"UPDATE {state_table} SET level = v.l, usage = v.u, version = v.ver + 1, updated_at = v.t FROM {source} "
-            f"WHERE {state_table}.id = v.sid AND {state_table}.version = v.ver RETURNING feature_id, customer_id",
-            params,
-        )
+    won = _states_write(rows) if rows else set()
     lost = {
         (changes[key][0].customer.environment_id, changes[key][0].customer.external_id)
         for key in changes
         if key not in won
     }
     recorded = [changes[key] for key in changes if key in won]
-    if recorded:
-        log_rows = []
-        for pair, current, level, used, sequence in recorded:
-            threshold = pair.rule.crossed(current, level)
-            log_rows.append(
-                {
-                    "e": pair.customer.environment_id,
-                    "f": pair.feature.id,
-                    "c": pair.customer.pk,
-                    "ps": moment(pair.start),
-                    "pe": moment(pair.end),
-                    "s": sequence,
-                    "fl": current,
-                    "tl": level,
-                    "cn": pair.rule.condition,
-                    "u": decimal_text(used),
-                    "th": "" if threshold is None else decimal_text(threshold),
-                    "t": moment(now),
-                }
-            )
-        source, params = _rows(
-            {"e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz", "pe": "timestamptz", "s": "integer",
-             "fl": "text", "tl": "text", "cn": "text", "u": "text", "th": "text", "t": "timestamptz"}, log_rows,
-        )  # fmt: skip
-        _execute(
-            f"INSERT INTO {AlertLogEntry._meta.db_table} (environment_id, feature_id, customer_id, period_start, "
-            "period_end, sequence, from_level, to_level, condition, usage, threshold, evaluated_at) "
-            f"SELECT v.e, v.f, v.c, v.ps, v.pe, v.s, v.fl, v.tl, v.cn, v.u, v.th, v.t FROM {source}",
-            params,
-        )
     reached = _limits_record(plan.limits, usage, now, LimitReached._meta.db_table, moment)
     report.changes += len(recorded)
     report.limits_reached += len(reached)
     report.outbox += _outbox(recorded, reached, now)
     return lost
+
+
+_CHANGE_COLUMNS = {
+    "sid": "bigint", "ver": "integer", "e": "bigint", "f": "bigint", "c": "bigint", "ps": "timestamptz",
+    "pe": "timestamptz", "fl": "text", "l": "text", "cn": "text", "u": "text", "th": "text", "t": "timestamptz",
+}  # fmt: skip
+
+
+def _states_write(rows: list[dict]) -> set[tuple[int, int]]:
+    """Insert the new states (`sid` null), compare-and-set the changed ones, and log each change whose state was
+    written; returns the (feature, customer) written. PostgreSQL does it in one statement, SQLite in three."""
+    state, log = AlertState._meta.db_table, AlertLogEntry._meta.db_table
+    insert = (
+        f"INSERT INTO {state} (environment_id, feature_id, customer_id, period_start, period_end, level, usage, "
+        "version, updated_at) SELECT v.e, v.f, v.c, v.ps, v.pe, v.l, v.u, 1, v.t FROM {source} WHERE v.sid IS NULL "
+        "ON CONFLICT (feature_id, customer_id, period_start) DO NOTHING RETURNING feature_id, customer_id"
+    )
+    update = (
+        f"UPDATE {state} SET level = v.l, usage = v.u, version = v.ver + 1, updated_at = v.t FROM {{source}} "
+        f"WHERE {state}.id = v.sid AND {state}.version = v.ver RETURNING {state}.feature_id, {state}.customer_id"
+    )
+    log_insert = (
+        f"INSERT INTO {log} (environment_id, feature_id, customer_id, period_start, period_end, sequence, "
+        "from_level, to_level, condition, usage, threshold, evaluated_at) "
+        "SELECT v.e, v.f, v.c, v.ps, v.pe, v.ver + 1, v.fl, v.l, v.cn, v.u, v.th, v.t FROM {source}"
+    )
+    if connection.vendor == "postgresql":
+        # the rows are parsed once, and the log rows never travel: data-modifying CTEs see each other's RETURNING
+        source, params = _rows(_CHANGE_COLUMNS, rows)
+        return _returning(
+            f"WITH v AS MATERIALIZED (SELECT * FROM {source}), "
+            f"added AS ({insert.format(source='v')}), changed AS ({update.format(source='v')}), "
+            "won AS (SELECT * FROM added UNION ALL SELECT * FROM changed), "
+            f"logged AS ({log_insert.format(source='v JOIN won ON won.feature_id = v.f AND won.customer_id = v.c')}) "
+            "SELECT feature_id, customer_id FROM won",
+            params,
+        )
+    won: set[tuple[int, int]] = set()
+    for sql, some in ((insert, [r for r in rows if r["sid"] is None]), (update, [r for r in rows if r["sid"]])):
+        if some:
+            source, params = _rows(_CHANGE_COLUMNS, some)
+            won |= _returning(sql.format(source=source), params)
+    logged = [row for row in rows if (row["f"], row["c"]) in won]
+    if logged:
+        source, params = _rows(_CHANGE_COLUMNS, logged)
+        _execute(log_insert.format(source=source), params)
+    return won
 
 
 def _limits_record(

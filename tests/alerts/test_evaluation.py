@@ -203,10 +203,9 @@ def test_a_write_during_a_pass_keeps_its_mark_for_the_next_pass(environment, mon
     calls(environment, 1, customer="a")
     real_usage = services._usage
 
-    def usage_then_ingest(plan):
-        found = real_usage(plan)
+    def usage_then_ingest(plan, **options):
+        yield from real_usage(plan, **options)
         calls(environment, 5, customer="a")  # lands after the usage was read
-        return found
 
     monkeypatch.setattr(services, "_usage", usage_then_ingest)
     evaluate()
@@ -354,10 +353,10 @@ def test_a_pass_costs_the_same_statements_for_any_number_of_customers(environmen
     assert LimitReached.objects.count() == customers
     statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     # marks, customers, features, subscriptions, entitlements, usage (one statement; PostgreSQL adds its rollup
-    # lookup; with events in ClickHouse it is not a Django statement), states, new states, log, limits reached,
-    # subscribed endpoints, marks deleted; PostgreSQL also takes and releases the evaluator's advisory lock and sets
-    # the marks deletion's join method
-    expected = (14 if connection.vendor == "postgresql" else 11) + usage_statements()
+    # lookup; with events in ClickHouse it is not a Django statement), states, new states and their log rows (one
+    # statement on PostgreSQL, two on SQLite), limits reached, subscribed endpoints, marks deleted; PostgreSQL also
+    # takes and releases the evaluator's advisory lock and sets the marks deletion's join method
+    expected = (13 if connection.vendor == "postgresql" else 11) + usage_statements()
     assert len(statements) == expected, "\n".join(s[:120] for s in statements)
 
 
@@ -402,6 +401,84 @@ def test_on_postgresql_the_meters_are_read_at_once_on_their_own_connections(envi
     }
     assert levels == {(calls_feature.pk, "a", "warning", "3"), (tokens_feature.pk, "b", "critical", "4")}
     assert UsageMark.objects.count() == 0
+
+
+def _two_meters(environment):
+    """Customer a crosses `api.calls`'s warning at 3 calls, customer b `llm.tokens`'s critical at 4."""
+    alerting_feature(environment, warning="2")
+    alerting_feature(environment, event_name="llm.tokens", lookup_key="tokens", critical="3")
+    customer(environment, "a")
+    customer(environment, "b")
+    calls(environment, 3, customer="a")
+    calls(environment, 4, customer="b", name="llm.tokens")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_meter_is_recorded_while_another_is_still_read(environment, monkeypatch):
+    """The writes of a first pass overlap the slowest read instead of following it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite reads one meter after another")
+    import threading
+
+    _two_meters(environment)
+    recorded = threading.Event()
+    order = []
+    read, record = services._customer_windows_usage, services._record
+
+    def slow_tokens(*, meter, windows):
+        if meter.event_name == "llm.tokens":
+            # the calls meter is recorded before this read returns (bounded: a pass that waits fails the test)
+            order.append(("tokens read waited", recorded.wait(timeout=10)))
+        return read(meter=meter, windows=windows)
+
+    def recording(part, *args):
+        order.append(("recorded", part.alerts[0].feature.meter.event_name))
+        recorded.set()
+        return record(part, *args)
+
+    monkeypatch.setattr(services, "_customer_windows_usage", slow_tokens)
+    monkeypatch.setattr(services, "_record", recording)
+    report = evaluate()
+
+    assert order == [("recorded", "api.calls"), ("tokens read waited", True), ("recorded", "llm.tokens")]
+    assert report.changes == 2
+    assert sorted(AlertState.objects.values_list("customer__external_id", "level")) == [
+        ("a", "warning"),
+        ("b", "critical"),
+    ]
+    assert UsageMark.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_read_that_fails_after_another_meter_was_recorded_records_nothing(environment, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite reads one meter after another")
+    import threading
+
+    _two_meters(environment)
+    recorded = threading.Event()
+    read, record = services._customer_windows_usage, services._record
+
+    def failing_tokens(*, meter, windows):
+        if meter.event_name == "llm.tokens":
+            recorded.wait(timeout=10)
+            raise RuntimeError("the tokens read failed")
+        return read(meter=meter, windows=windows)
+
+    def recording(*args):
+        found = record(*args)
+        recorded.set()
+        return found
+
+    monkeypatch.setattr(services, "_customer_windows_usage", failing_tokens)
+    monkeypatch.setattr(services, "_record", recording)
+    with pytest.raises(RuntimeError, match="tokens read failed"):
+        evaluate()
+    assert recorded.is_set()  # the calls meter's states were written, in the transaction that rolled back
+    assert (AlertState.objects.count(), AlertLogEntry.objects.count()) == (0, 0)
+    assert UsageMark.objects.count() == 2
+    monkeypatch.undo()
+    assert evaluate().changes == 2
 
 
 def test_marks_left_by_deleted_events_never_block_deleting_their_environment(environment):
