@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -157,9 +157,10 @@ def _evaluation_pass(now: dt.datetime, limit: int, report: EvaluationReport) -> 
         meters = _usage(plan, parallel=parallel)
         if not parallel:
             # read in this connection: every read before the write transaction opens, each in its own snapshot
-            meters = iter(list(meters))
+            meters = (meter for meter in list(meters))
         lost: set[tuple[int, str]] = set()
-        with transaction.atomic():
+        # closing: a pass that fails stops its readers before it returns (no read outlives the evaluator's lock)
+        with contextlib.closing(meters), transaction.atomic():
             # read on connections of their own, a meter is recorded as soon as its usage is in, while the others
             # are still read: the writes of a first pass (tens of thousands of states and log rows) then overlap
             # the slowest read instead of following it
@@ -282,7 +283,7 @@ def _limits(touched: Mapping[tuple[int, int], tuple[Feature, _Customer]], now: d
     return found
 
 
-def _usage(plan: _Plan, *, parallel: bool) -> Iterator[tuple[_Plan, dict[_UsageKey, Decimal | None]]]:
+def _usage(plan: _Plan, *, parallel: bool) -> Generator[tuple[_Plan, dict[_UsageKey, Decimal | None]]]:
     """Each meter's part of the plan with its usage, as soon as that meter's reads are done: one statement per meter
     (per distinct window a customer needs on it). With `parallel`, `USAGE_READERS` reads run at once."""
     parts: dict[int | None, _Plan] = defaultdict(_Plan)

@@ -481,6 +481,38 @@ def test_on_postgresql_a_read_that_fails_after_another_meter_was_recorded_record
     assert evaluate().changes == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_pass_that_fails_while_recording_waits_for_its_reads_to_end(environment, monkeypatch):
+    """No read outlives the pass (and the evaluator's lock): the next pass may start as soon as this one failed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite reads one meter after another")
+    import threading
+    import time
+
+    _two_meters(environment)
+    calls_recorded = threading.Event()
+    ended = []
+    read = services._customer_windows_usage
+
+    def slow_tokens(*, meter, windows):
+        if meter.event_name == "llm.tokens":
+            calls_recorded.wait(timeout=10)
+            time.sleep(0.3)
+            ended.append(meter.event_name)
+        return read(meter=meter, windows=windows)
+
+    def failing_record(*args):
+        calls_recorded.set()
+        raise RuntimeError("recording failed")
+
+    monkeypatch.setattr(services, "_customer_windows_usage", slow_tokens)
+    monkeypatch.setattr(services, "_record", failing_record)
+    with pytest.raises(RuntimeError, match="recording failed"):
+        evaluate()
+    assert ended == ["llm.tokens"]
+    assert (AlertState.objects.count(), UsageMark.objects.count()) == (0, 2)
+
+
 def test_marks_left_by_deleted_events_never_block_deleting_their_environment(environment):
     """Deleting an environment table by table (a test database's flush does: its marks, then its events, whose
     triggers mark the pairs they leave, then the environment) must not be refused for those marks, and the
