@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import DEFERRED, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import HIDDEN_FEATURE_STATUSES, Feature, FeatureStatus, FeatureType, Meter
@@ -142,8 +142,10 @@ class _Columns:
             assert not unknown, f"{model.__name__} has no columns {sorted(unknown)}"
             fields = [field for field in fields if field.attname in wanted]
         self.fields = list(fields)
-        self.names = [field.attname for field in self.fields]
         self.sql = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
+        # every concrete field's value in order, DEFERRED for those not selected, as `Model.from_db` fills them
+        self._all_names = [field.attname for field in model._meta.concrete_fields]
+        self._positions = [self._all_names.index(field.attname) for field in self.fields]
         self._conversions: dict[str, list[tuple[int, list]]] = {}
 
     def __len__(self) -> int:
@@ -161,7 +163,8 @@ class _Columns:
                 if found:
                     conversions.append((index, [(converter, column) for converter in found]))
             self._conversions[connection.vendor] = conversions
-        model, names, alias = self.model, self.names, connection.alias
+        model, names, positions, alias = self.model, self._all_names, self._positions, connection.alias
+        deferred = [DEFERRED] * len(names) if len(positions) < len(names) else None
 
         def load(values: Sequence) -> Any:
             if conversions:
@@ -171,6 +174,10 @@ class _Columns:
                     for converter, column in chain:
                         value = converter(value, column, connection)
                     values[index] = value
+            if deferred is not None:
+                selected, values = values, deferred.copy()
+                for position, value in zip(positions, selected, strict=True):
+                    values[position] = value
             return model.from_db(alias, names, values)
 
         return load
@@ -321,8 +328,7 @@ def _resolve(
             plan = plans.get(row[plan_at])
             if plan is None:
                 plan = plans[row[plan_at]] = plan_of(row[plan_at:entitlement_at])
-            subscription.plan = plan
-            subscription.customer = customer
+            subscription.plan = plan  # the sources' wire names the plan; their customer is the answer's
             subscriptions[subscription.pk] = subscription
         entitlement = entitlements.get(row[entitlement_at])
         if entitlement is None:
