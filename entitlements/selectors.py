@@ -27,6 +27,7 @@ from entitlements.rules import (
     Reason,
     ResetWindow,
     Source,
+    SubscriptionTerms,
     access_of,
     combine_sources,
     reset_window,
@@ -116,8 +117,9 @@ def subscription_list(
 @dataclass(frozen=True)
 class FeatureAccess:
     """One answer: the feature (None when not found), its combined entitlement (None without active sources)
-    and the access computed from them. The customer, the feature and the sources' rows carry the columns a check
-    reads; the others (timestamps, metadata) are deferred, as `QuerySet.only` leaves them."""
+    and the access computed from them. The customer, the feature and the sources' entitlements carry the columns a
+    check reads, the others (timestamps, metadata) deferred as `QuerySet.only` leaves them; the sources'
+    subscriptions are `SubscriptionTerms`."""
 
     customer: Customer | None
     feature_ref: str
@@ -137,10 +139,10 @@ class _Columns:
         self.model, self.alias = model, alias
         fields = model._meta.concrete_fields
         if only is not None:
-            wanted = set(only)
-            unknown = wanted - {field.attname for field in fields}
+            by_name = {field.attname: field for field in fields}
+            unknown = set(only) - set(by_name)
             assert not unknown, f"{model.__name__} has no columns {sorted(unknown)}"
-            fields = [field for field in fields if field.attname in wanted]
+            fields = [by_name[name] for name in only]  # in the order given
         self.fields = list(fields)
         self.sql = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
         # every concrete field's value in order, DEFERRED for those not selected, as `Model.from_db` fills them
@@ -151,9 +153,9 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.fields)
 
-    def loader(self, connection) -> Callable[[Sequence], Any]:
-        """A function turning this model's slice of a row into an instance, with the connection's conversions looked
-        up once (a batch builds hundreds of instances; most columns have no conversion at all)."""
+    def converter(self, connection) -> Callable[[Sequence], Sequence]:
+        """A function applying the connection's conversions to this model's slice of a row, looked up once (a batch
+        converts hundreds of slices; most columns have no conversion at all)."""
         conversions = self._conversions.get(connection.vendor)
         if conversions is None:
             conversions = []
@@ -163,17 +165,28 @@ class _Columns:
                 if found:
                     conversions.append((index, [(converter, column) for converter in found]))
             self._conversions[connection.vendor] = conversions
+
+        def convert(values: Sequence) -> Sequence:
+            if not conversions:
+                return values
+            values = list(values)
+            for index, chain in conversions:
+                value = values[index]
+                for converter, column in chain:
+                    value = converter(value, column, connection)
+                values[index] = value
+            return values
+
+        return convert
+
+    def loader(self, connection) -> Callable[[Sequence], Any]:
+        """A function turning this model's slice of a row into an instance."""
+        convert = self.converter(connection)
         model, names, positions, alias = self.model, self._all_names, self._positions, connection.alias
         deferred = [DEFERRED] * len(names) if len(positions) < len(names) else None
 
         def load(values: Sequence) -> Any:
-            if conversions:
-                values = list(values)
-                for index, chain in conversions:
-                    value = values[index]
-                    for converter, column in chain:
-                        value = converter(value, column, connection)
-                    values[index] = value
+            values = convert(values)
             if deferred is not None:
                 selected, values = values, deferred.copy()
                 for position, value in zip(positions, selected, strict=True):
@@ -202,10 +215,9 @@ _CHECK_FEATURE = _Columns(
     Feature, "f", only=[f.attname for f in Feature._meta.concrete_fields if f.name not in _UNREAD]
 )
 _CHECK_METER = _Columns(Meter, "m", only=[f.attname for f in Meter._meta.concrete_fields if f.name not in _UNREAD])
+# a check's subscriptions are SubscriptionTerms: these columns in its fields' order, the plan in place of its id
 _CHECK_SUBSCRIPTION = _Columns(
-    Subscription,
-    "s",
-    only=("id", "environment_id", "public_id", "customer_id", "plan_id", "start_date", "end_date", "billing_anchor"),
+    Subscription, "s", only=("id", "public_id", "start_date", "end_date", "billing_anchor", "plan_id")
 )
 _CHECK_PLAN = _Columns(Plan, "p", only=("id", "environment_id", "public_id", "name", "lookup_key", "status"))
 _CHECK_ENTITLEMENT = _Columns(
@@ -294,7 +306,7 @@ def _resolve(
     resolved = _Resolved(customers={}, features={}, grants=defaultdict(lambda: defaultdict(list)))
     customers: dict[int, Customer] = {}
     features: dict[int, Feature] = {}
-    subscriptions: dict[int, Subscription] = {}
+    subscriptions: dict[int, SubscriptionTerms] = {}
     # a batch's customers share plans and entitlements: one instance each, not one per row
     plans: dict[int, Plan] = {}
     entitlements: dict[int, Entitlement] = {}
@@ -302,7 +314,7 @@ def _resolve(
     subscription_at = feature_at + len(_CHECK_FEATURE) + len(_CHECK_METER)
     plan_at = subscription_at + len(_CHECK_SUBSCRIPTION)
     entitlement_at = plan_at + len(_CHECK_PLAN)
-    customer_of, subscription_of = _CHECK_CUSTOMER.loader(connection), _CHECK_SUBSCRIPTION.loader(connection)
+    customer_of, terms_of = _CHECK_CUSTOMER.loader(connection), _CHECK_SUBSCRIPTION.converter(connection)
     plan_of, entitlement_of = _CHECK_PLAN.loader(connection), _CHECK_ENTITLEMENT.loader(connection)
     for row in rows:
         customer = customers.get(row[0])
@@ -324,12 +336,13 @@ def _resolve(
             continue  # no subscription, or one whose plan does not grant the feature
         subscription = subscriptions.get(row[subscription_at])
         if subscription is None:
-            subscription = subscription_of(row[subscription_at:plan_at])
-            plan = plans.get(row[plan_at])
+            pk, public_id, start_date, end_date, billing_anchor, plan_pk = terms_of(row[subscription_at:plan_at])
+            plan = plans.get(plan_pk)
             if plan is None:
-                plan = plans[row[plan_at]] = plan_of(row[plan_at:entitlement_at])
-            subscription.plan = plan  # the sources' wire names the plan; their customer is the answer's
-            subscriptions[subscription.pk] = subscription
+                plan = plans[plan_pk] = plan_of(row[plan_at:entitlement_at])
+            subscription = subscriptions[pk] = SubscriptionTerms(
+                pk, public_id, start_date, end_date, billing_anchor, plan
+            )
         entitlement = entitlements.get(row[entitlement_at])
         if entitlement is None:
             entitlement = entitlements[row[entitlement_at]] = entitlement_of(row[entitlement_at:])
