@@ -11,6 +11,7 @@ except through the objects it is handed; lookups and uniqueness live in `entitle
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -246,11 +247,18 @@ def reset_window(
             end = min(end, subscription.end_date)
         return ResetWindow(start=subscription.start_date, end=end, next_reset_at=None)
     if period == ResetPeriod.BILLING_PERIOD:
-        start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    elif period == ResetPeriod.HALF_YEARLY:
+        return _billing_window(customer.billing_anchor, customer.billing_period, at)
+    if period == ResetPeriod.HALF_YEARLY:
         start, end = _half_year_at(subscription.billing_anchor, at)
-    else:
-        start, end = billing_period_at(anchor=subscription.billing_anchor, period=period, at=at)
+        return ResetWindow(start=start, end=end, next_reset_at=end)
+    return _billing_window(subscription.billing_anchor, period, at)
+
+
+# A batch of checks asks at one moment, and customers often share an anchor (the first of a month): each distinct
+# window is computed once. Windows are immutable; the moment in the key lets old ones age out.
+@functools.lru_cache(maxsize=1024)
+def _billing_window(anchor: dt.datetime, period: str, at: dt.datetime) -> ResetWindow:
+    start, end = billing_period_at(anchor=anchor, period=period, at=at)
     return ResetWindow(start=start, end=end, next_reset_at=end)
 
 
