@@ -11,6 +11,7 @@ except through the objects it is handed; lookups and uniqueness live in `entitle
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +20,14 @@ from typing import Any
 from catalog.models import Feature, FeatureType
 from catalog.rules import lookup_key_from_name, metadata_clean
 from catalog.rules.common import NAME_MAX_LENGTH, Errors, choice_value, decimal_value, text_value
-from entitlements.models import Entitlement, PlanStatus, ResetPeriod, Subscription, SubscriptionBillingPeriod
+from entitlements.models import (
+    Entitlement,
+    Plan,
+    PlanStatus,
+    ResetPeriod,
+    Subscription,
+    SubscriptionBillingPeriod,
+)
 from metering.usage.periods import add_months, billing_period_at
 
 CURRENCY_MAX_LENGTH = 8
@@ -224,7 +232,9 @@ def _half_year_at(anchor: dt.datetime, at: dt.datetime) -> tuple[dt.datetime, dt
     return (year_start, middle) if at < middle else (middle, year_end)
 
 
-def reset_window(*, period: str, subscription: Subscription, customer, at: dt.datetime) -> ResetWindow:
+def reset_window(
+    *, period: str, subscription: Subscription | SubscriptionTerms, customer, at: dt.datetime
+) -> ResetWindow:
     """The current window of an entitlement's reset period (SPEC §10).
 
     BILLING_PERIOD is the customer's billing period; DAILY … ANNUAL are aligned to the subscription's billing
@@ -237,11 +247,18 @@ def reset_window(*, period: str, subscription: Subscription, customer, at: dt.da
             end = min(end, subscription.end_date)
         return ResetWindow(start=subscription.start_date, end=end, next_reset_at=None)
     if period == ResetPeriod.BILLING_PERIOD:
-        start, end = billing_period_at(anchor=customer.billing_anchor, period=customer.billing_period, at=at)
-    elif period == ResetPeriod.HALF_YEARLY:
+        return _billing_window(customer.billing_anchor, customer.billing_period, at)
+    if period == ResetPeriod.HALF_YEARLY:
         start, end = _half_year_at(subscription.billing_anchor, at)
-    else:
-        start, end = billing_period_at(anchor=subscription.billing_anchor, period=period, at=at)
+        return ResetWindow(start=start, end=end, next_reset_at=end)
+    return _billing_window(subscription.billing_anchor, period, at)
+
+
+# A batch of checks asks at one moment, and customers often share an anchor (the first of a month): each distinct
+# window is computed once. Windows are immutable; the moment in the key lets old ones age out.
+@functools.lru_cache(maxsize=1024)
+def _billing_window(anchor: dt.datetime, period: str, at: dt.datetime) -> ResetWindow:
+    start, end = billing_period_at(anchor=anchor, period=period, at=at)
     return ResetWindow(start=start, end=end, next_reset_at=end)
 
 
@@ -258,12 +275,25 @@ def subscription_period_at(subscription: Subscription, at: dt.datetime) -> tuple
 # --- combining sources ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionTerms:
+    """What an access check reads of a subscription: its dates and its plan. A batch of checks reads hundreds of
+    subscriptions, and this costs a tenth of building a model instance."""
+
+    pk: int
+    public_id: str
+    start_date: dt.datetime
+    end_date: dt.datetime | None
+    billing_anchor: dt.datetime
+    plan: Plan
+
+
 @dataclass(frozen=True)
 class Source:
     """One entitlement reaching a customer through one subscription."""
 
     entitlement: Entitlement
-    subscription: Subscription
+    subscription: Subscription | SubscriptionTerms
 
 
 @dataclass

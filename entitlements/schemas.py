@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpResponse
 
@@ -22,22 +22,19 @@ from metering.api.schemas import timestamp_out
 
 
 def wire_response(body: Any, *, status: int = 200) -> HttpResponse:
-    return json_response(_wire(body), status=status)
+    """`body` as JSON, its timestamps written as RFC 3339 UTC by the encoder as it meets them; each distinct one once
+    (a batch's answers repeat their windows and `as_of`)."""
+    written: dict[dt.datetime, str] = {}
 
+    def timestamp(value: Any) -> str:
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        text = written.get(value)
+        if text is None:
+            text = written[value] = cast(str, timestamp_out(value))
+        return text
 
-_PLAIN = frozenset({str, int, bool, float, Decimal, type(None)})
-
-
-def _wire(value: Any) -> Any:
-    if type(value) in _PLAIN:  # most values of a batch of answers: returned before any isinstance test
-        return value
-    if isinstance(value, dt.datetime):
-        return timestamp_out(value)
-    if isinstance(value, dict):
-        return {key: _wire(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_wire(item) for item in value]
-    return value
+    return json_response(body, status=status, default=timestamp)
 
 
 def _number(text: str | Decimal | None) -> Decimal | int | None:

@@ -1,6 +1,9 @@
 """JSON in and out for the event endpoints: exact numbers both ways (`metering.exactjson`), domain errors for
 bodies that are too large or not JSON."""
 
+from collections.abc import Callable
+from typing import Any
+
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
@@ -9,9 +12,9 @@ from flexmeter.text import json_body_check
 from metering import exactjson
 
 
-def json_response(body, *, status: int = 200) -> HttpResponse:
-    """A JSON answer written with the exact encoder (numbers keep every digit)."""
-    return HttpResponse(exactjson.dumps(body), status=status, content_type="application/json")
+def json_response(body, *, status: int = 200, default: Callable[[Any], Any] | None = None) -> HttpResponse:
+    """A JSON answer written with the exact encoder (numbers keep every digit); `default` as `exactjson.dumps`'."""
+    return HttpResponse(exactjson.dumps(body, default=default), status=status, content_type="application/json")
 
 
 def request_json(request: HttpRequest):

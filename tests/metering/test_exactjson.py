@@ -1,5 +1,6 @@
 """metering.exactjson: numbers keep every digit through parse → store → write."""
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -64,3 +65,25 @@ def test_integers_beyond_pythons_digit_limit_parse_as_decimals():
     assert exactjson.loads('{"v": 1' + "0" * 4400 + "}") == {"v": Decimal("1e4400")}
     with pytest.raises(ValueError):
         exactjson.loads('{"v": 1' + "0" * 4400)
+
+
+def test_default_writes_the_values_json_has_no_type_for_with_or_without_decimals():
+    moment = dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC)
+
+    def default(value):
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        raise TypeError(type(value).__name__)
+
+    body = {"at": moment, "items": [(moment, "x", 2)], "n": 1}
+    assert exactjson.dumps(body, default=default) == (
+        '{"at":"2026-01-31T12:00:00+00:00","items":[["2026-01-31T12:00:00+00:00","x",2]],"n":1}'
+    )
+    exact = {**body, "n": Decimal("1.50")}  # a Decimal takes the exact writer: it applies `default` the same way
+    assert exactjson.dumps(exact, default=default) == (
+        '{"at":"2026-01-31T12:00:00+00:00","items":[["2026-01-31T12:00:00+00:00","x",2]],"n":1.50}'
+    )
+    with pytest.raises(TypeError):
+        exactjson.dumps({"at": moment})
+    with pytest.raises(TypeError):
+        exactjson.dumps({"v": Decimal("1.5"), "s": {1}}, default=default)

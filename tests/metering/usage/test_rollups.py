@@ -12,10 +12,12 @@ from django.test.utils import CaptureQueriesContext
 
 from metering.models import Event
 from metering.usage.customer_windows import customer_windows_usage
+from metering.usage.dialects.base import Params
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MonthAnchor
 from metering.usage.rollups import read, refresh
 from metering.usage.rollups.read import (
+    Coverage,
     Pieces,
     aligned_days,
     coverage_lookup,
@@ -440,6 +442,36 @@ def test_a_remembered_lookup_is_one_statement_and_never_hides_a_late_write(envir
         cursor.execute("DELETE FROM metering_rollup_definition")
     assert len(statements_of(lambda: run_usage_queries(cases))) == 5
     assert_same_as_raw(spec, environment)
+
+
+def test_the_remembered_days_check_sends_each_fingerprint_once():
+    """A fingerprint is a long JSON text and psycopg escapes each element of a text array in Python: a month of copies
+    of one, one per remembered day, took longer to send than the check took to run."""
+    january = [dt.date(2025, 1, day) for day in range(1, 32)]
+    coverage = {(1, "fingerprint-a"): Coverage(7, frozenset(january)), (1, "fingerprint-b"): Coverage(8, frozenset())}
+    coverage[(2, "fingerprint-c")] = Coverage(9, frozenset(january[:3]))
+    p = Params()
+    _sql, days = read.coverage_check_sql(p, coverage, "NULL::timestamp")
+    sent = [item for value in p.values.values() if isinstance(value, list) for item in value]
+    assert days == 34
+    assert [sent.count(name) for name in ("fingerprint-a", "fingerprint-b", "fingerprint-c")] == [1, 0, 1]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_a_remembered_lookup_checks_the_days_of_every_meter_it_reads(environment):
+    specs = [AggregationSpec.from_meter(meter(environment, name)) for name in ("SUM", "COUNT_UNIQUE")]
+    seed(environment)
+    rollups_refresh()
+    cases = [case for spec in specs for case in queries(spec, environment)]
+    run_usage_queries(cases)  # the lookup, remembered
+    assert len(statements_of(lambda: run_usage_queries(cases))) == 1  # checks both meters' remembered days
+    assert_same_as_raw_cases(cases)
+
+    # a late event on a rolled-up day of both meters (one event name): both are looked up again
+    send(environment, event_name="usage", timestamp="2025-01-10T11:00", customer="a", properties='{"v": 1000}')
+    assert len(statements_of(lambda: run_usage_queries(cases))) == 5
+    assert_same_as_raw_cases(cases)
 
 
 @postgres_only
