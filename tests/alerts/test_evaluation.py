@@ -1,6 +1,9 @@
 """Alert evaluation end to end on the database: marks written by ingest, states, the log, period rollover,
 idempotence, a failed pass, entitlement limits and the statement count (SQLite and PostgreSQL)."""
 
+import threading
+import time
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -371,12 +374,15 @@ def test_deleting_a_customer_or_feature_deletes_its_alert_rows(environment):
     assert (AlertState.objects.count(), AlertLogEntry.objects.count(), LimitReached.objects.count()) == (0, 0, 0)
 
 
-@pytest.mark.django_db(transaction=True)  # committed rows: the reads run on connections of their own
-def test_on_postgresql_the_meters_are_read_at_once_on_their_own_connections(environment, monkeypatch):
+@pytest.fixture
+def parallel_reads():
+    """With committed rows on PostgreSQL a pass reads its meters at once, on connections of their own."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite reads one meter after another")
-    import threading
 
+
+@pytest.mark.django_db(transaction=True)  # committed rows: the reads run on connections of their own
+def test_on_postgresql_the_meters_are_read_at_once_on_their_own_connections(environment, monkeypatch, parallel_reads):
     calls_feature = alerting_feature(environment, warning="2")
     tokens_feature = alerting_feature(environment, event_name="llm.tokens", lookup_key="tokens", critical="3")
     customer(environment, "a")
@@ -414,12 +420,8 @@ def _two_meters(environment):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_on_postgresql_a_meter_is_recorded_while_another_is_still_read(environment, monkeypatch):
+def test_on_postgresql_a_meter_is_recorded_while_another_is_still_read(environment, monkeypatch, parallel_reads):
     """The writes of a first pass overlap the slowest read instead of following it."""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite reads one meter after another")
-    import threading
-
     _two_meters(environment)
     recorded = threading.Event()
     order = []
@@ -450,11 +452,9 @@ def test_on_postgresql_a_meter_is_recorded_while_another_is_still_read(environme
 
 
 @pytest.mark.django_db(transaction=True)
-def test_on_postgresql_a_read_that_fails_after_another_meter_was_recorded_records_nothing(environment, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite reads one meter after another")
-    import threading
-
+def test_on_postgresql_a_read_that_fails_after_another_meter_was_recorded_records_nothing(
+    environment, monkeypatch, parallel_reads
+):
     _two_meters(environment)
     recorded = threading.Event()
     read, record = services._customer_windows_usage, services._record
@@ -482,12 +482,10 @@ def test_on_postgresql_a_read_that_fails_after_another_meter_was_recorded_record
 
 
 @pytest.mark.django_db(transaction=True)
-def test_on_postgresql_a_pass_that_fails_while_recording_waits_for_its_reads_to_end(environment, monkeypatch):
+def test_on_postgresql_a_pass_that_fails_while_recording_waits_for_its_reads_to_end(
+    environment, monkeypatch, parallel_reads
+):
     """No read outlives the pass (and the evaluator's lock): the next pass may start as soon as this one failed."""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite reads one meter after another")
-    import threading
-    import time
 
     _two_meters(environment)
     calls_recorded = threading.Event()
