@@ -70,6 +70,10 @@ class Dialect:
     def number(self, p: Params, key: str) -> str:
         raise NotImplementedError
 
+    def has_number(self, p: Params, key: str) -> str:
+        """True when `number` of the key is not NULL, never NULL itself; a dialect may test it without converting."""
+        return f"(({self.number(p, key)}) IS NOT NULL)"
+
     def cel_variable(self, p: Params, key: str) -> str:
         raise NotImplementedError
 

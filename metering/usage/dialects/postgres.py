@@ -35,12 +35,23 @@ class PostgresDialect(Dialect):
             )
         return (
             f"(CASE jsonb_typeof({PROPS} -> {k}) WHEN 'number' THEN {number} "
-            f"WHEN 'string' THEN CASE WHEN length({text}) <= {MAX_NUMERIC_TEXT} AND {text} ~ {p(NUMERIC_PATTERN)} "
-            f"THEN {number} END END)"
+            f"WHEN 'string' THEN CASE WHEN {self._reads_as_number(p, text)} THEN {number} END END)"
         )
+
+    def _reads_as_number(self, p, text: str) -> str:
+        return f"length({text}) <= {MAX_NUMERIC_TEXT} AND {text} ~ {p(NUMERIC_PATTERN)}"
 
     def number(self, p, key):
         return self._numeric_case(p, key)
+
+    def has_number(self, p, key):
+        # `number` without the conversion: a JSON number always converts, a string when it reads as a number
+        k = p(key)
+        text = f"({PROPS} ->> {k})"
+        return (
+            f"(CASE jsonb_typeof({PROPS} -> {k}) WHEN 'number' THEN TRUE "
+            f"WHEN 'string' THEN {self._reads_as_number(p, text)} ELSE FALSE END)"
+        )
 
     def cel_variable(self, p, key):
         # jsonb_typeof of a missing key is NULL: CASE's ELSE turns "missing" into 0 and keeps other types NULL
