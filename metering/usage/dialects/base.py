@@ -78,6 +78,10 @@ class Dialect:
         raise NotImplementedError
 
     # filters on canonical text
+    def canonical_equals_any(self, p: Params, key: str, values: list[str]) -> str:
+        """Whether the key's canonical text is one of `values`: NULL or false when it has none."""
+        return self.equals_any(p, self.canonical(p, key), values)
+
     def equals_any(self, p: Params, text_sql: str, values: list[str]) -> str:
         raise NotImplementedError
 

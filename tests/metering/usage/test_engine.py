@@ -470,6 +470,13 @@ def test_a_filter_looks_its_property_up_once(operator):
     assert sql.count("jsonb_typeof") == 1 and sql.count("->>") == 1, sql
 
 
+@pytest.mark.parametrize("operator", ["in", "not_in"])
+def test_a_filter_compares_the_text_before_checking_its_type(operator):
+    # most events fail the comparison: checked first, it spares them the type's JSON lookup
+    sql = filter_sql(Filter(key="region", operator=operator, values=("eu",)), PostgresDialect(), Params())
+    assert sql.index("->>") < sql.index("jsonb_typeof"), sql
+
+
 def test_a_numeric_field_is_tested_for_a_value_without_converting_it():
     # the unmatched names and the stream's statuses test every event of a numeric meter's name for a value
     sql = match_sql(
