@@ -70,10 +70,18 @@ class Dialect:
     def number(self, p: Params, key: str) -> str:
         raise NotImplementedError
 
+    def has_number(self, p: Params, key: str) -> str:
+        """True when `number` of the key is not NULL, never NULL itself; a dialect may test it without converting."""
+        return f"(({self.number(p, key)}) IS NOT NULL)"
+
     def cel_variable(self, p: Params, key: str) -> str:
         raise NotImplementedError
 
     # filters on canonical text
+    def canonical_equals_any(self, p: Params, key: str, values: list[str]) -> str:
+        """Whether the key's canonical text is one of `values`: NULL or false when it has none."""
+        return self.equals_any(p, self.canonical(p, key), values)
+
     def equals_any(self, p: Params, text_sql: str, values: list[str]) -> str:
         raise NotImplementedError
 

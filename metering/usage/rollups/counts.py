@@ -101,23 +101,28 @@ def event_counts_refresh(connection, *, environment_id: int, margin: dt.timedelt
             cursor.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", [_LOCK_NAMESPACE, environment_id])
 
 
-# A counted day takes its events from its count and reads raw events only from `since` on (its recent ones): the
-# day that holds `since` (yesterday, for the last 24 hours) is then read from `since`, not from midnight.
+# A counted day takes its events from its count and reads raw events only for its events from `since` on (its recent
+# ones). The counted day that holds `since` (yesterday, for the last 24 hours) reads whichever side of `since` is
+# shorter: from `since` to its end, or from its start to `since` (`early_day`), its recent events then being its
+# count less those. A valid count is the day's events in this snapshot, so either side gives the same number.
 _COUNTS_READ = f"""
 WITH counted AS (
     SELECT c.day, c.events FROM metering_event_count_day c
     WHERE c.environment_id = %(environment)s AND c.day >= %(whole_first)s AND c.day < %(whole_stop)s
       AND NOT EXISTS ({_UNSEEN_MARK.format(count="c")})
 )
-SELECT g.day::date, coalesce(counted.events, raw.events), raw.recent
+SELECT g.day::date, coalesce(counted.events, raw.events),
+       CASE WHEN early.day IS NOT NULL THEN counted.events - raw.events ELSE raw.recent END
 FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, interval '1 day') AS g(day)
 LEFT JOIN counted ON counted.day = g.day::date
+LEFT JOIN (SELECT %(early_day)s::date AS day) early ON early.day = counted.day
 CROSS JOIN LATERAL (
     SELECT count(*) AS events, count(*) FILTER (WHERE e."timestamp" >= %(since)s) AS recent FROM {_EVENTS} e
     WHERE e.environment_id = %(environment)s
       AND e."timestamp" >= greatest(g.day AT TIME ZONE 'UTC', %(start)s,
-                                    CASE WHEN counted.day IS NOT NULL THEN %(since)s END)
-      AND e."timestamp" < least((g.day + interval '1 day') AT TIME ZONE 'UTC', %(end)s)
+                                    CASE WHEN counted.day IS NOT NULL AND early.day IS NULL THEN %(since)s END)
+      AND e."timestamp" < least((g.day + interval '1 day') AT TIME ZONE 'UTC', %(end)s,
+                                CASE WHEN early.day IS NOT NULL THEN %(since)s END)
 ) raw
 WHERE coalesce(counted.events, raw.events) > 0
 """
@@ -127,13 +132,16 @@ def event_counts_by_day_sql(
     *, environment_id: int, start: dt.datetime, end: dt.datetime, since: dt.datetime
 ) -> tuple[str, dict[str, object]]:
     """One statement giving (UTC day, events, events from `since` on) for the days of `[start, end)` that have
-    events: whole days from valid counts and their events from `since` on from raw events, every other day from
-    raw events (one range of the (environment, timestamp) index per day), decided in the statement's own
-    snapshot."""
+    events: whole days from valid counts and their events from `since` on from raw events (for the day that holds
+    `since`, its count less its events before `since` when that side is shorter), every other day from raw events
+    (one range of the (environment, timestamp) index per day), decided in the statement's own snapshot."""
     first = start.astimezone(dt.UTC).date()
     last = (end.astimezone(dt.UTC) - dt.timedelta(microseconds=1)).date()
     whole_first = first if day_start(first) >= start else first + dt.timedelta(days=1)
     whole_stop = end.astimezone(dt.UTC).date()  # the day that holds `end` is not whole
+    since_day = since.astimezone(dt.UTC).date()
+    # before noon the part of its day before `since` is the shorter one to read
+    early = since - day_start(since_day) < day_start(since_day + dt.timedelta(days=1)) - since
     params: dict[str, object] = {
         "environment": environment_id,
         "start": start,
@@ -143,5 +151,6 @@ def event_counts_by_day_sql(
         "last": day_start(last).replace(tzinfo=None),
         "whole_first": whole_first,
         "whole_stop": whole_stop,
+        "early_day": since_day if early else None,
     }
     return _COUNTS_READ, params

@@ -7,10 +7,13 @@ import pytest
 from flexmeter.errors import InvalidOperation, ValidationFailed
 from metering import exactjson
 from metering.clickhouse.rows import representable
+from metering.usage.dialects.base import Params
+from metering.usage.dialects.postgres import PostgresDialect
 from metering.usage.engine import run_usage_queries
 from metering.usage.numbers import numeric_value
+from metering.usage.predicate import filter_sql, match_sql
 from metering.usage.selectors import meter_usage, meter_usage_by_customer
-from metering.usage.spec import AggregationSpec, UsageQuery
+from metering.usage.spec import AggregationSpec, Filter, UsageQuery
 from tests.catalog.factories import MeterFactory
 from tests.factories import EnvironmentFactory
 from tests.metering.usage.helpers import at, on_clickhouse, send, usage_statements
@@ -458,6 +461,28 @@ def test_filters(environment, filters, expected):
         send(environment, event_name="usage", timestamp="2025-01-02T00:00", properties=properties)
 
     assert meter_usage(meter=meter, start=JAN[0], end=JAN[1]).value == Decimal(expected)
+
+
+@pytest.mark.parametrize("operator", ["in", "not_in", "contains", "not_contains"])
+def test_a_filter_looks_its_property_up_once(operator):
+    # each copy of the property's text is a lookup per event (two JSON lookups on PostgreSQL), evaluated again
+    sql = filter_sql(Filter(key="region", operator=operator, values=("eu",)), PostgresDialect(), Params())
+    assert sql.count("jsonb_typeof") == 1 and sql.count("->>") == 1, sql
+
+
+@pytest.mark.parametrize("operator", ["in", "not_in"])
+def test_a_filter_compares_the_text_before_checking_its_type(operator):
+    # most events fail the comparison: checked first, it spares them the type's JSON lookup
+    sql = filter_sql(Filter(key="region", operator=operator, values=("eu",)), PostgresDialect(), Params())
+    assert sql.index("->>") < sql.index("jsonb_typeof"), sql
+
+
+def test_a_numeric_field_is_tested_for_a_value_without_converting_it():
+    # the unmatched names and the stream's statuses test every event of a numeric meter's name for a value
+    sql = match_sql(
+        AggregationSpec(event_name="llm", aggregation_type="SUM", field="tokens"), PostgresDialect(), Params()
+    )
+    assert "jsonb_typeof" in sql and "::numeric" not in sql, sql
 
 
 def test_event_name_matching_is_exact(environment):

@@ -121,15 +121,20 @@ def test_sealed_days_are_read_from_the_counts_and_a_marked_day_is_not(environmen
     exact, _ = event_counts_by_day(environment=environment, **window)
     last_day = {**window, "since": at("2025-01-16T08:00")}  # `since` inside a counted day
     exact_last_day = event_counts_by_day(environment=environment, **last_day)
+    afternoon = {**window, "since": at("2025-01-16T13:00")}
+    exact_afternoon = event_counts_by_day(environment=environment, **afternoon)
     with connection.cursor() as cursor:  # a count that disagrees with the events shows where the answer comes from
         cursor.execute(
             "UPDATE metering_event_count_day SET events = events + 1000 WHERE environment_id = %s", [environment.pk]
         )
     shifted, _ = event_counts_by_day(environment=environment, **window)
     assert shifted == {day: count + 1000 for day, count in exact.items()}
-    # the day that holds `since` is counted too; only its events from `since` on are read raw
+    # the day that holds `since` is counted too, and only the shorter side of `since` is read raw: from `since` on
+    # in the afternoon; in the morning its events before `since`, taken from its count
+    per_day, recent = event_counts_by_day(environment=environment, **afternoon)
+    assert per_day == shifted and recent == exact_afternoon[1] > 0
     per_day, recent = event_counts_by_day(environment=environment, **last_day)
-    assert per_day == shifted and recent == exact_last_day[1] > 0
+    assert per_day == shifted and recent == exact_last_day[1] + 1000 and exact_last_day[1] > 0
 
     send(environment, event_name="api.calls", timestamp="2025-01-12T09:00")  # leaves a mark on the 12th
     after, _ = event_counts_by_day(environment=environment, **window)
