@@ -284,7 +284,15 @@ def customer_windows_usage(
                 if coverage is None:
                     pieces = Pieces(raw=[(lower, upper)])
                 else:
-                    pieces = plan_pieces(lower, upper, coverage.days, day_fits=fits_day, quarters_fit=fits_quarters)
+                    pieces = plan_pieces(
+                        lower,
+                        upper,
+                        coverage.days,
+                        day_fits=fits_day,
+                        quarters_fit=fits_quarters,
+                        partial=coverage.partial,
+                        partial_totals=not spec.is_bucketed_max,
+                    )
                 ranges.groups.append((window, pieces))
             definition_id = coverage.definition_id if coverage is not None else None
             selects.extend(_part_selects(grouped, part, d, p, definition_id, ranges))

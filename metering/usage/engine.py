@@ -348,6 +348,8 @@ def _parts(query: UsageQuery, tag: int, d: Dialect, p: Params, coverage: Coverag
             coverage.days,
             day_fits=day_fits(query, window=window),
             quarters_fit=quarters_fit(query, window=window),
+            partial=coverage.partial,
+            partial_totals=not query.spec.is_bucketed_max,
         )
         rollup = _RollupRead(query, part, d, p, coverage.definition_id)
         head = head_of.format(part=part)

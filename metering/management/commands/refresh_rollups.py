@@ -30,7 +30,8 @@ class Command(BaseCommand):
             if options["verbosity"] >= 1:
                 self.stdout.write(
                     f"Rollups: {report.definitions} meter definitions, {report.days} days recomputed "
-                    f"({report.rows} rows), {report.counted_days} days of event counts in {elapsed:.1f} s"
+                    f"({report.rows} rows), {report.days_in_progress} days in progress up to a sealed moment, "
+                    f"{report.counted_days} days of event counts in {elapsed:.1f} s"
                 )
             for note in report.skipped:
                 self.stderr.write(note)

@@ -27,15 +27,16 @@ _UNSEEN_MARK = """
     WHERE mark.environment_id = {count}.environment_id AND mark.day = {count}.day
       AND NOT pg_visible_in_snapshot(mark.xid, {count}.snapshot)"""
 
-#: A condition on `mark` for `refresh._MARKS_PRUNE`: the counts no longer need this mark (the day's count saw it,
-#: or the environment is gone).
-MARKS_SEEN_BY_COUNTS = """
-    NOT EXISTS (
+#: A condition on `mark` for `refresh._MARKS_PRUNE` (with `%(margin)s`): the counts no longer need this mark (the
+#: day's count saw it, the environment is gone, or the day is not sealed yet: it will be counted afresh, and no
+#: count running now can be counting it, its horizon being no later than this statement's).
+MARKS_SEEN_BY_COUNTS = f"""
+    (mark.day >= {SEALED_BEFORE_SQL} OR NOT EXISTS (
         SELECT 1 FROM flexmeter_environment env
         WHERE env.id = mark.environment_id
           AND NOT EXISTS (SELECT 1 FROM metering_event_count_day counted
                           WHERE counted.environment_id = mark.environment_id AND counted.day = mark.day
-                            AND pg_visible_in_snapshot(mark.xid, counted.snapshot)))"""
+                            AND pg_visible_in_snapshot(mark.xid, counted.snapshot))))"""
 
 _DAYS_TO_COUNT = f"""
 WITH horizon AS (SELECT {SEALED_BEFORE_SQL} AS sealed_before),

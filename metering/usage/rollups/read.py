@@ -19,8 +19,9 @@ import datetime as dt
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import cast
 
 import psycopg
@@ -86,8 +87,12 @@ SEALED_BEFORE_SQL = "((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date"
 
 @dataclass(frozen=True)
 class Coverage:
+    """The valid rollups of a definition: whole days, and days rolled up only from midnight to a moment (`partial`,
+    the current day: its quarter hours before that moment are usable, its day totals never)."""
+
     definition_id: int
     days: frozenset[dt.date]
+    partial: Mapping[dt.date, dt.datetime] = field(default_factory=dict)
 
 
 def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date]]) -> dict[tuple[int, str], Coverage]:
@@ -98,7 +103,10 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
     columns = list(zip(*wanted, strict=True))
     cursor.execute(
         """
-        SELECT def.environment_id, def.fingerprint, def.id, array_remove(array_agg(rd.day), NULL)
+        SELECT def.environment_id, def.fingerprint, def.id,
+               array_agg(rd.day) FILTER (WHERE rd.day IS NOT NULL AND rd.until IS NULL),
+               array_agg(rd.day) FILTER (WHERE rd.until IS NOT NULL),
+               array_agg(rd.until) FILTER (WHERE rd.until IS NOT NULL)
         FROM metering_rollup_definition def
         JOIN unnest(%s::bigint[], %s::text[], %s::date[], %s::date[])
             AS wanted(environment_id, fingerprint, first, stop)
@@ -113,8 +121,10 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
         [list(column) for column in columns],
     )
     return {
-        (environment_id, fingerprint): Coverage(definition_id, frozenset(days))
-        for environment_id, fingerprint, definition_id, days in cursor.fetchall()
+        (environment_id, fingerprint): Coverage(
+            definition_id, frozenset(days or ()), dict(zip(partial_days or (), untils or (), strict=True))
+        )
+        for environment_id, fingerprint, definition_id, days, partial_days, untils in cursor.fetchall()
     }
 
 
@@ -151,23 +161,27 @@ def coverage_check_sql(p, coverage: dict[tuple[int, str], Coverage], null_timest
     up, under definitions of the same fingerprint, in the statement's snapshot; and the count that means "all of
     them". None when the coverage names no day."""
     entries = [
-        (found.definition_id, fingerprint, sorted(found.days))
+        (found.definition_id, fingerprint, [*((day, None) for day in sorted(found.days)), *found.partial.items()])
         for (_environment_id, fingerprint), found in coverage.items()
-        if found.days
+        if found.days or found.partial
     ]
     if not entries:
         return None
     # Each definition's fingerprint once rather than once per day: a fingerprint is a long JSON text, and psycopg
     # escapes every element of a text array in Python (a month of days' copies of one took 0.7 ms to send).
     definitions = [definition for definition, _, entry_days in entries for _ in entry_days]
-    days = [day for *_, entry_days in entries for day in entry_days]
+    days = [day for *_, entry_days in entries for day, _ in entry_days]
+    untils = [until for *_, entry_days in entries for _, until in entry_days]
     sql = (
         f"SELECT -1 AS tag, 0 AS part, {null_timestamp} AS w, NULL AS c, (count(*))::text AS n1, NULL AS n2 "
-        f"FROM unnest({p(definitions)}::bigint[], {p(days)}::date[]) AS used(definition_id, day) "
+        f"FROM unnest({p(definitions)}::bigint[], {p(days)}::date[], {p(untils)}::timestamptz[]) "
+        "AS used(definition_id, day, until) "
         f"JOIN unnest({p([entry[0] for entry in entries])}::bigint[], {p([entry[1] for entry in entries])}::text[]) "
         "AS covered(definition_id, fingerprint) ON covered.definition_id = used.definition_id "
         "JOIN metering_rollup_definition def ON def.id = used.definition_id AND def.fingerprint = covered.fingerprint "
+        # a day rolled up further (or whole) since still holds every quarter hour remembered
         "JOIN metering_rollup_day rd ON rd.definition_id = def.id AND rd.day = used.day "
+        "AND coalesce(rd.until, 'infinity') >= coalesce(used.until, 'infinity') "
         "WHERE NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark "
         "WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name "
         "AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))"
@@ -217,7 +231,7 @@ def _append(ranges: list, start, end) -> None:
         ranges.append((start, end))
 
 
-def _quarter_floor(moment: dt.datetime) -> dt.datetime:
+def quarter_floor(moment: dt.datetime) -> dt.datetime:
     midnight = day_start(moment.astimezone(UTC).date())
     return midnight + ((moment - midnight) // QUARTER) * QUARTER
 
@@ -230,6 +244,9 @@ def _covered_between(covered: frozenset[dt.date], first: dt.date | None, stop: d
     return sorted(day for day in covered if (first is None or day >= first) and day < stop)
 
 
+_NOTHING_PARTIAL: Mapping[dt.date, dt.datetime] = MappingProxyType({})
+
+
 def plan_pieces(
     lower: dt.datetime | None,
     upper: dt.datetime,
@@ -237,23 +254,38 @@ def plan_pieces(
     *,
     day_fits: Callable[[dt.date], bool],
     quarters_fit: Callable[[dt.date], bool],
+    partial: Mapping[dt.date, dt.datetime] = _NOTHING_PARTIAL,
+    partial_totals: bool = True,
 ) -> Pieces:
     """Split `[lower, upper)`: a covered day read whole where `day_fits`, else its whole quarter hours inside the
-    range where `quarters_fit`; everything else (and every day not covered) from raw events."""
+    range where `quarters_fit`; everything else (and every day not covered) from raw events. A day rolled up only
+    until a moment (`partial`) gives its totals (which are those of midnight to the moment) where the range holds
+    that whole stretch and `day_fits` and `partial_totals` (not for bucketed maxima, whose bucket across the moment
+    must be one), else its quarter hours before the moment."""
     pieces = Pieces()
     cursor = lower
     first, stop = days_touched(lower, upper)
-    for day in _covered_between(covered, first, stop):
+    days = _covered_between(covered, first, stop)
+    if partial:
+        days = sorted({*days, *(day for day in partial if (first is None or day >= first) and day < stop)})
+    for day in days:
         start, end = day_start(day), day_start(day + DAY)
         inside_start, inside_end = (start if lower is None else max(start, lower)), min(end, upper)
         if cursor is None or cursor < inside_start:
             _append(pieces.raw, cursor, inside_start)
         cursor = inside_end
-        if (inside_start, inside_end) == (start, end) and day_fits(day):
+        until = partial.get(day)
+        if until is None and (inside_start, inside_end) == (start, end) and day_fits(day):
             _append(pieces.days, day, day + DAY)
             continue
-        quarters_start = _quarter_floor(inside_start - _MICROSECOND) + QUARTER
-        quarters_end = _quarter_floor(inside_end)
+        if until is not None and partial_totals and inside_start == start and inside_end >= until and day_fits(day):
+            # one row per customer: cheaper than the quarter hours (or the raw events) of most of a day
+            _append(pieces.days, day, day + DAY)
+            if until < inside_end:
+                _append(pieces.raw, until, inside_end)
+            continue
+        quarters_start = quarter_floor(inside_start - _MICROSECOND) + QUARTER
+        quarters_end = quarter_floor(inside_end if until is None else min(inside_end, until))
         if not quarters_fit(day) or quarters_start >= quarters_end:
             _append(pieces.raw, inside_start, inside_end)
             continue

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from catalog.models import AggregationType, Meter, MeterStatus
@@ -27,6 +28,7 @@ from metering.models import Event
 from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.engine import TOTAL, WINDOW, bucket_cells_sql, distinct_values_sql, part_sql
+from metering.usage.periods import UTC
 from metering.usage.rollups.counts import (
     COUNTS_OF_GONE_ENVIRONMENTS_DELETE,
     MARKS_SEEN_BY_COUNTS,
@@ -41,6 +43,7 @@ from metering.usage.rollups.read import (
     day_total_kept,
     has_quarters,
     partials_combined_sql,
+    quarter_floor,
     repeatable_read,
     rollup_fingerprint,
 )
@@ -50,6 +53,10 @@ from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 # is sealed one hour later, so every write that started before marking began has committed (longer ones are not
 # expected: requests and import batches commit within seconds). Only today is left to raw reads after that.
 SEAL_MARGIN = dt.timedelta(hours=1)
+# Events written more than this after their time mark their day even when it is the current one (migration 0014), so
+# the day in progress is rolled up to `now() - LATE_AFTER - SEAL_MARGIN`: every write a rollup's snapshot misses
+# started at most SEAL_MARGIN before it, and so finds any event before that moment LATE_AFTER old, and marks its day.
+LATE_AFTER = dt.timedelta(hours=1)
 _LOCK_NAMESPACE = 7_201_118  # pg_try_advisory_lock(namespace, definition id): one refresher per definition
 _MAX_DAYS_PER_STATEMENT = 31
 
@@ -61,6 +68,7 @@ class RefreshReport:
     rows: int = 0
     scans: int = 0  # stretches of events read (the definitions of one event name share each)
     counted_days: int = 0  # days of per-day event counts (re)counted, all environments together
+    days_in_progress: int = 0  # definitions whose day in progress was rolled up (to a moment, see LATE_AFTER)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -113,7 +121,7 @@ candidate AS (
 )
 SELECT candidate.day FROM candidate
 LEFT JOIN metering_rollup_day done ON done.definition_id = %(definition)s AND done.day = candidate.day
-WHERE done.day IS NULL OR EXISTS (
+WHERE done.day IS NULL OR done.until IS NOT NULL OR EXISTS (
     SELECT 1 FROM metering_rollup_mark mark
     WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s AND mark.day = candidate.day
       AND NOT pg_visible_in_snapshot(mark.xid, done.snapshot))
@@ -147,18 +155,19 @@ def _quarter_of_day(timestamp_sql: str) -> str:
 
 
 def _rollup_insert_sql(
-    definition: _Definition, first: dt.date, after: dt.date, dialect: Dialect
+    definition: _Definition, start: dt.datetime, end: dt.datetime, dialect: Dialect
 ) -> tuple[str, dict[str, object]]:
-    """INSERT of the rollup rows of `[first, after)`: per day and customer, and for all customers together, the
-    day totals and the quarter-hour partials (for COUNT_UNIQUE: the distinct values with their quarter hours, and the
-    distinct counts of the hours inside the day per alignment, `HOUR_SLOTS`)."""
+    """INSERT of the rollup rows of `[start, end)` (whole days, or a day from midnight to a quarter hour): per day and
+    customer, and for all customers together, the day totals and the quarter-hour partials (for COUNT_UNIQUE: the
+    distinct values with their quarter hours, and the distinct counts of the hours inside the day per alignment,
+    `HOUR_SLOTS`)."""
     spec = definition.spec
     params = Params()
     query = UsageQuery(
         spec=spec,
         environment_id=definition.environment_id,
-        start=day_start(first),
-        end=day_start(after),
+        start=start,
+        end=end,
         by_customer=True,
         window_size="15MIN",
     )
@@ -246,6 +255,72 @@ def _from_scan(sql: str) -> str:
     return sql.replace(_EVENTS_FROM, f"FROM {_SCAN_TABLE} e ")
 
 
+_DAY_IN_PROGRESS_STATE = """
+SELECT rd.until, NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark
+                             WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s
+                               AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))
+FROM metering_rollup_day rd WHERE rd.definition_id = %(definition)s AND rd.day = %(day)s
+"""
+
+
+def _day_in_progress(cursor) -> tuple[dt.date, dt.datetime] | None:
+    """The day not sealed yet that can be rolled up from midnight to a moment, and that moment (a quarter hour), by
+    the transaction's clock (the one the trigger marks by); None when there is none or settings turn it off."""
+    if not settings.ROLLUPS_DAY_IN_PROGRESS_EVERY:
+        return None
+    cursor.execute("SELECT now()")
+    now = cursor.fetchone()[0].astimezone(UTC)
+    until = quarter_floor(now - SEAL_MARGIN - LATE_AFTER)
+    day = until.date()
+    if day < (now - SEAL_MARGIN).date() or until == day_start(day):
+        return None  # that day is sealed (rolled up whole), or nothing of it can be yet
+    return day, until
+
+
+def _day_in_progress_due(cursor, definition: _Definition, day: dt.date, until: dt.datetime) -> bool:
+    """Whether the definition's rollup of the day in progress is missing, changed by a late write since, or
+    ROLLUPS_DAY_IN_PROGRESS_EVERY behind `until`."""
+    cursor.execute(
+        _DAY_IN_PROGRESS_STATE,
+        {
+            "environment": definition.environment_id,
+            "event_name": definition.spec.event_name,
+            "definition": definition.id,
+            "day": day,
+        },
+    )
+    found = cursor.fetchone()
+    if found is None:
+        return True
+    rolled_until, valid = found
+    if rolled_until is None:  # rolled up whole already
+        return False
+    step = dt.timedelta(seconds=settings.ROLLUPS_DAY_IN_PROGRESS_EVERY)
+    return not valid or until - rolled_until >= step
+
+
+# a stretch of events read once for every definition that needs part of it: (start, end, ranges per definition id)
+_Stretch = tuple[dt.datetime, dt.datetime, dict[int, list[tuple[dt.datetime, dt.datetime]]]]
+
+
+def _stretches(
+    days: dict[int, list[dt.date]], in_progress: tuple[dt.date, dt.datetime] | None, due: list[int]
+) -> list[_Stretch]:
+    """Runs of whole days (at most `_MAX_DAYS_PER_STATEMENT` each) and the day in progress up to its moment."""
+    stretches: list[_Stretch] = []
+    for first, after in day_runs({day for wanted in days.values() for day in wanted}, longest=_MAX_DAYS_PER_STATEMENT):
+        readers = {
+            definition_id: [(day_start(a), day_start(b)) for a, b in day_runs(d for d in own if first <= d < after)]
+            for definition_id, own in days.items()
+            if any(first <= day < after for day in own)
+        }
+        stretches.append((day_start(first), day_start(after), readers))
+    if in_progress is not None and due:
+        start = day_start(in_progress[0])
+        stretches.append((start, in_progress[1], {definition_id: [(start, in_progress[1])] for definition_id in due}))
+    return stretches
+
+
 def _refresh_event_name(
     connection, definitions: list[_Definition], report: RefreshReport
 ) -> dict[int, tuple[int, int]]:
@@ -253,6 +328,7 @@ def _refresh_event_name(
     days that more than one definition needs is read from the events table once, into a temporary table."""
     environment_id, event_name = definitions[0].environment_id, definitions[0].spec.event_name
     dialect = dialect_for(connection)
+    by_id = {definition.id: definition for definition in definitions}
     done: dict[int, tuple[int, int]] = {}
     with repeatable_read(connection, read_only=False), connection.cursor() as cursor:
         days: dict[int, list[dt.date]] = {}
@@ -267,49 +343,50 @@ def _refresh_event_name(
                 },
             )
             days[definition.id] = [day for (day,) in cursor.fetchall()]
+        in_progress = _day_in_progress(cursor)
+        due = []
+        if in_progress is not None:
+            due = [d.id for d in definitions if _day_in_progress_due(cursor, d, *in_progress)]
         for definition in definitions:
-            wanted = days[definition.id]
-            if not wanted:
+            gone = days[definition.id] + ([in_progress[0]] if in_progress and definition.id in due else [])
+            if not gone:
                 continue
             for table in ("metering_rollup", "metering_rollup_distinct"):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition.id, wanted]
-                )
+                cursor.execute(f"DELETE FROM {table} WHERE definition_id = %s AND day = ANY(%s)", [definition.id, gone])
         rows: dict[int, int] = defaultdict(int)
-        for first, after in day_runs(
-            {day for wanted in days.values() for day in wanted}, longest=_MAX_DAYS_PER_STATEMENT
-        ):
-            readers = [d for d in definitions if any(first <= day < after for day in days[d.id])]
+        for start, end, readers in _stretches({k: v for k, v in days.items() if v}, in_progress, due):
             shared = len(readers) > 1
             if shared:
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE {_SCAN_TABLE} ON COMMIT DROP AS SELECT * FROM {Event._meta.db_table} "
                     'WHERE environment_id = %s AND event_name = %s AND "timestamp" >= %s AND "timestamp" < %s',
-                    [environment_id, event_name, day_start(first), day_start(after)],
+                    [environment_id, event_name, start, end],
                 )
             report.scans += 1
-            for definition in readers:
-                own = [day for day in days[definition.id] if first <= day < after]
-                for own_first, own_after in day_runs(own):
-                    sql, params = _rollup_insert_sql(definition, own_first, own_after, dialect)
+            for definition_id, ranges in readers.items():
+                for own_start, own_end in ranges:
+                    sql, params = _rollup_insert_sql(by_id[definition_id], own_start, own_end, dialect)
                     cursor.execute(_from_scan(sql) if shared else sql, params)
-                    rows[definition.id] += cursor.rowcount
+                    rows[definition_id] += cursor.rowcount
             if shared:
                 cursor.execute(f"DROP TABLE {_SCAN_TABLE}")
         for definition in definitions:
-            wanted = days[definition.id]
+            wanted: list[tuple[dt.date, dt.datetime | None]] = [(day, None) for day in days[definition.id]]
+            if in_progress is not None and definition.id in due:
+                wanted.append(in_progress)
             if not wanted:
                 continue
             # in REPEATABLE READ the current snapshot is the transaction's: the one the rows above were computed from
             cursor.execute(
                 """
-                INSERT INTO metering_rollup_day (definition_id, day, snapshot)
-                SELECT %s, day, pg_current_snapshot() FROM unnest(%s::date[]) AS day
-                ON CONFLICT (definition_id, day) DO UPDATE SET snapshot = EXCLUDED.snapshot
+                INSERT INTO metering_rollup_day (definition_id, day, until, snapshot)
+                SELECT %s, day, until, pg_current_snapshot() FROM unnest(%s::date[], %s::timestamptz[]) AS r(day, until)
+                ON CONFLICT (definition_id, day) DO UPDATE SET until = EXCLUDED.until, snapshot = EXCLUDED.snapshot
                 """,
-                [definition.id, wanted],
+                [definition.id, [day for day, _ in wanted], [until for _, until in wanted]],
             )
-            done[definition.id] = (len(wanted), rows[definition.id])
+            done[definition.id] = (len(days[definition.id]), rows[definition.id])
+            report.days_in_progress += definition.id in due
     return done
 
 
@@ -357,7 +434,7 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
             days, rows = done.get(definition.id, (0, 0))
             report.days += days
             report.rows += rows
-            if log and days:
+            if log and (days or rows):
                 log(f"{event_name} {definition.spec.aggregation_type}: {days} days, {rows} rows")
     for environment_id in Environment.objects.using(using).order_by("pk").values_list("pk", flat=True):
         counted = event_counts_refresh(connection, environment_id=environment_id, margin=SEAL_MARGIN)
@@ -369,8 +446,8 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
             log(f"event counts of environment {environment_id}: {counted} days")
     with connection.cursor() as cursor:
         cursor.execute(COUNTS_OF_GONE_ENVIRONMENTS_DELETE)
-        cursor.execute(_MARKS_PRUNE)
-        if report.days and not connection.in_atomic_block:
+        cursor.execute(_MARKS_PRUNE, {"margin": SEAL_MARGIN})
+        if (report.days or report.days_in_progress) and not connection.in_atomic_block:
             # day totals are read from the index alone (migration 0010) once the visibility map covers the rows
             # just written; autovacuum gets there too, but only after thousands of rows and minutes later
             cursor.execute("VACUUM (ANALYZE) metering_rollup, metering_rollup_distinct")

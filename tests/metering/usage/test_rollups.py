@@ -538,7 +538,8 @@ def iso(moment: dt.datetime) -> str:
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
-def test_every_day_before_today_is_rolled_up_once_sealed_and_today_never(environment, monkeypatch):
+def test_every_day_before_today_is_rolled_up_once_sealed(environment, monkeypatch, settings):
+    settings.ROLLUPS_DAY_IN_PROGRESS_EVERY = 0  # whole days only (the day in progress: tests below)
     meter(environment, "SUM")
     now = dt.datetime.now(UTC)
     today = now.date()
@@ -755,3 +756,190 @@ def test_concurrent_late_writes_to_one_day_do_not_wait_for_each_other(environmen
         second.execute(insert, [environment.pk, "late-2", at("2025-01-10T11:00")])  # would time out if it waited
         first.rollback()
     assert Event.objects.filter(event_id__startswith="late-").count() == 1
+
+
+# --- The day in progress ----------------------------------------------------------------------------------------
+
+
+def rollup_days_with_until() -> dict[dt.date, dt.datetime | None]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT day, max(until) FROM metering_rollup_day GROUP BY day")
+        return dict(cursor.fetchall())
+
+
+def yesterday_in_progress(monkeypatch) -> tuple[dt.datetime, dt.datetime]:
+    """Seal nothing after yesterday (as in the hour after midnight, whenever the test runs): yesterday is then the day
+    in progress, rolled up to its last quarter hour before 22:00-22:45. (midnight of yesterday, that bound)"""
+    now = dt.datetime.now(UTC)
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", dt.timedelta(hours=now.hour + 1, minutes=now.minute))
+    midnight = dt.datetime.combine(now.date() - dt.timedelta(days=1), dt.time(), UTC)
+    return midnight, midnight + dt.timedelta(hours=22)
+
+
+IN_PROGRESS_METERS = ["COUNT", "SUM", "AVG", "LATEST", "COUNT_UNIQUE", "MAX per HOUR by g", "MAX per 3HOUR by g",
+                      "MAX per DAY", "MAX per MINUTE by g", "WEIGHTED_SUM", "WEIGHTED_SUM never", "MIN", "CEL",
+                      "filtered"]  # fmt: skip
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", IN_PROGRESS_METERS)
+def test_the_day_in_progress_is_read_from_its_rollup_up_to_its_moment(environment, monkeypatch, name):
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    midnight, earliest_until = yesterday_in_progress(monkeypatch)
+    for minutes in range(-90, 26 * 60, 47):  # from the day before, through yesterday, into today
+        for customer, value in (("a", minutes % 11), ("b", f'"{minutes % 5}.5"')):
+            send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(minutes=minutes)),
+                 customer=customer, properties=f'{{"v": {value}, "g": "{"ab"[minutes % 2]}"}}')  # fmt: skip
+    report = rollups_refresh()
+    assert report.days_in_progress == 1
+    until = rollup_days_with_until()[midnight.date()]
+    assert until is not None and earliest_until <= until <= earliest_until + dt.timedelta(minutes=45)
+    assert until.minute % 15 == 0
+
+    common = {"spec": spec, "environment_id": environment.pk}
+    two_days = {"start": midnight - dt.timedelta(days=1), "end": midnight + dt.timedelta(days=2)}
+    cases = [
+        UsageQuery(**common, **two_days),
+        UsageQuery(**common, **two_days, window_size="HOUR"),
+        UsageQuery(**common, **two_days, window_size="DAY", zone=ZoneInfo("Asia/Kolkata")),
+        UsageQuery(**common, **two_days, window_size="DAY", zone=ZoneInfo("America/New_York")),
+        UsageQuery(**common, **two_days, by_customer=True),
+        UsageQuery(**common, **two_days, customer="b", window_size="DAY"),
+        UsageQuery(**common, start=midnight + dt.timedelta(hours=3, minutes=7), end=midnight + dt.timedelta(hours=23)),
+    ]
+    assert_same_as_raw_cases(cases)
+    # the day from midnight: its totals up to `until` from one rollup row, raw events after it (bucketed maxima read
+    # quarter hours, so the bucket across `until` stays one; minute maxima have no quarters and read raw events)
+    statement = usage_statement(UsageQuery(**common, start=midnight, end=midnight + dt.timedelta(days=1)))
+    bucketed = name.startswith("MAX per")
+    assert ("unnest(r.quarters" in statement) is (bucketed and name != "MAX per MINUTE by g")
+    assert ("FROM metering_rollup r WHERE" in statement or "FROM metering_rollup_distinct r WHERE" in statement) is (
+        not bucketed
+    )
+    if name in ("COUNT", "SUM", "AVG", "LATEST", "COUNT_UNIQUE", "WEIGHTED_SUM", "MIN", "CEL", "filtered"):
+        assert statement.count("FROM metering_event e") == 1  # (the others have more parts than one)
+    # from inside the day: its quarter hours up to `until`
+    statement = usage_statement(
+        UsageQuery(**common, start=midnight + dt.timedelta(hours=3, minutes=15), end=midnight + dt.timedelta(days=1))
+    )
+    assert ("unnest(r.quarters" in statement) is (name != "MAX per MINUTE by g")
+    # customers' own windows (alert passes, access checks) read it the same way
+    windows = {"a": (midnight + dt.timedelta(hours=1), midnight + dt.timedelta(days=2)), "b": (midnight, until)}
+    common_windows = {"environment_id": environment.pk, "windows": windows}
+    with_rollups = customer_windows_usage(spec, **common_windows)
+    assert with_rollups == customer_windows_usage(spec, **common_windows, rollups=False)
+    assert with_rollups["a"] is not None
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", ["SUM", "COUNT_UNIQUE", "MAX per HOUR by g", "LATEST"])
+def test_a_late_write_to_the_day_in_progress_counts_at_once_and_is_rolled_up_again(environment, monkeypatch, name):
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    for hours in (1, 5, 9, 23):
+        send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=hours)), customer="a",
+             properties=f'{{"v": {hours}, "g": "a"}}')  # fmt: skip
+    assert rollups_refresh().days_in_progress == 1
+    day = UsageQuery(spec=spec, environment_id=environment.pk, start=midnight, end=midnight + dt.timedelta(days=1))
+    before = {"SUM": 38, "COUNT_UNIQUE": 4, "MAX per HOUR by g": 38, "LATEST": 23}[name]
+    assert values(day) == (before, before)
+    assert rollups_refresh().days_in_progress == 0  # nothing changed, the moment has not moved on
+
+    # a late event before the moment, a redelivery moving one out of the day, a deleted one: counted at once (the
+    # remembered lookup's check sees the marks), then rolled up again
+    send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=2)), customer="a",
+         properties='{"v": 100, "g": "b"}')  # fmt: skip
+    moved = Event.objects.get(environment=environment, timestamp=midnight + dt.timedelta(hours=5))
+    send(environment, event_name="usage", event_id=moved.event_id, timestamp=iso(midnight - dt.timedelta(hours=3)),
+         customer="a", properties='{"v": 5, "g": "a"}')  # fmt: skip
+    Event.objects.filter(environment=environment, timestamp=midnight + dt.timedelta(hours=9)).delete()
+    after = {"SUM": 124, "COUNT_UNIQUE": 3, "MAX per HOUR by g": 124, "LATEST": 23}[name]
+    assert values(day) == (after, after)
+    assert rollups_refresh().days_in_progress == 1
+    assert values(day) == (after, after)
+    with connection.cursor() as cursor:  # the marks of the day in progress do not pile up until it is counted
+        cursor.execute("SELECT count(*) FROM metering_rollup_mark WHERE day = %s", [midnight.date()])
+        assert cursor.fetchone()[0] == 0
+    assert "FROM metering_rollup" in usage_statement(day)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_the_day_in_progress_becomes_a_whole_day_once_sealed(environment, monkeypatch):
+    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    for hours in (1, 12, 23):
+        send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=hours)), properties={"v": 1})
+    rollups_refresh()
+    assert rollup_days_with_until()[midnight.date()] is not None
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", dt.timedelta(0))
+    report = rollups_refresh()
+    assert report.days == 1 and rollup_days_with_until()[midnight.date()] is None
+    day = UsageQuery(spec=spec, environment_id=environment.pk, start=midnight, end=midnight + dt.timedelta(days=1))
+    assert values(day) == (3, 3)
+    statement = usage_statement(day)
+    assert "FROM metering_event e" not in statement and "unnest(r.quarters" not in statement
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_only_events_more_than_an_hour_old_mark_the_current_day(environment):
+    meter(environment, "SUM")
+    now = dt.datetime.now(UTC)
+
+    def marked(moment: dt.datetime) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM metering_rollup_mark")
+        send(environment, event_name="usage", timestamp=iso(moment), properties={"v": 1})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT array_agg(day) FROM metering_rollup_mark")
+            return cursor.fetchone()[0] == [moment.date()]
+
+    assert marked(now - dt.timedelta(minutes=61))
+    assert marked(now - dt.timedelta(days=1))
+    recent = now - dt.timedelta(minutes=50)
+    assert marked(recent) is (recent.date() < now.date())  # within the hour: only a day already over is marked
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_the_day_in_progress_can_be_left_to_raw_events(environment, monkeypatch, settings):
+    settings.ROLLUPS_DAY_IN_PROGRESS_EVERY = 0
+    meter(environment, "SUM")
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=1)), properties={"v": 1})
+    assert rollups_refresh().days_in_progress == 0
+    assert midnight.date() not in rollup_days_with_until()
+
+
+def test_plan_pieces_reads_a_day_in_progress_up_to_its_moment():
+    day = dt.date(2025, 1, 10)
+    midnight = dt.datetime(2025, 1, 10, tzinfo=UTC)
+    until = midnight + dt.timedelta(hours=14, minutes=30)
+    yes = lambda day: True  # noqa: E731
+    pieces = plan_pieces(
+        midnight - dt.timedelta(days=1), midnight + dt.timedelta(days=1), frozenset({day - dt.timedelta(days=1)}),
+        day_fits=yes, quarters_fit=yes, partial={day: until}, partial_totals=False,
+    )  # fmt: skip
+    assert pieces.days == [(day - dt.timedelta(days=1), day)]  # never the day in progress's totals here
+    assert pieces.quarters == [(midnight, until)]
+    assert pieces.raw == [(until, midnight + dt.timedelta(days=1))]
+    # where the range holds midnight to the moment, the day's totals (those of midnight to the moment) serve
+    pieces = plan_pieces(
+        midnight - dt.timedelta(days=1), midnight + dt.timedelta(days=1), frozenset({day - dt.timedelta(days=1)}),
+        day_fits=yes, quarters_fit=yes, partial={day: until}, partial_totals=True,
+    )  # fmt: skip
+    assert pieces.days == [(day - dt.timedelta(days=1), day + dt.timedelta(days=1))]
+    assert pieces.quarters == [] and pieces.raw == [(until, midnight + dt.timedelta(days=1))]
+    # a range starting inside a quarter hour, in a zone that cuts no quarter hour
+    pieces = plan_pieces(
+        midnight + dt.timedelta(hours=3, minutes=7), midnight + dt.timedelta(hours=20), frozenset(),
+        day_fits=yes, quarters_fit=yes, partial={day: until},
+    )  # fmt: skip
+    assert pieces.quarters == [(midnight + dt.timedelta(hours=3, minutes=15), until)]
+    assert pieces.raw == [
+        (midnight + dt.timedelta(hours=3, minutes=7), midnight + dt.timedelta(hours=3, minutes=15)),
+        (until, midnight + dt.timedelta(hours=20)),
+    ]
