@@ -446,8 +446,7 @@ def rollups_refresh(*, using: str = DEFAULT_DB_ALIAS, log: Callable[[str], None]
             log(f"event counts of environment {environment_id}: {counted} days")
     with connection.cursor() as cursor:
         cursor.execute(COUNTS_OF_GONE_ENVIRONMENTS_DELETE)
-        horizon: dict[str, object] = {"margin": SEAL_MARGIN}
-        cursor.execute(_MARKS_PRUNE, horizon)
+        cursor.execute(_MARKS_PRUNE, {"margin": f"{SEAL_MARGIN.total_seconds()} seconds"})
         if (report.days or report.days_in_progress) and not connection.in_atomic_block:
             # day totals are read from the index alone (migration 0010) once the visibility map covers the rows
             # just written; autovacuum gets there too, but only after thousands of rows and minutes later
