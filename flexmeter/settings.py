@@ -153,7 +153,7 @@ USAGE_BULK_WORK_MEM_MB = int(env_number("USAGE_BULK_WORK_MEM_MB", 32))
 
 # The day in progress is rolled up from midnight to two hours ago (metering/usage/rollups/refresh.py), and rolled up
 # again once that moment has moved this many seconds (or a late event changed it): reads then scan raw events of the
-# last two to three hours instead of the whole day. 0 reads the day in progress from raw events only.
+# last two to three hours instead of the whole day. 0 stops rolling it up (rows already made serve until it is sealed).
 ROLLUPS_DAY_IN_PROGRESS_EVERY = env_number("ROLLUPS_DAY_IN_PROGRESS_EVERY", 1800)
 
 # A request that fails because the database cannot be reached is answered 503 with this Retry-After (seconds).
