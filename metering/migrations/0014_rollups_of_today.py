@@ -3,12 +3,12 @@ for every write of an event more than an hour old.
 
 Until now the current UTC day was always read from raw events: up to 24 hours of a meter's events (25 in the hour
 after midnight) for every alert pass, access check and dashboard page. A row of `metering_rollup_day` with `until`
-set holds the day's quarter-hour partials from midnight to `until` only: readers use its quarter hours before
-`until` and never its day totals (`read.plan_pieces`); a row without `until` is a whole, sealed day as before.
+set holds the day's partials from midnight to `until` only: readers use its totals where they read exactly that
+stretch, else its quarter hours before `until` (`read.plan_pieces`); a row without `until` is a whole, sealed day.
 
 For such a row to stay exact, a write that reaches its time after it was computed must leave a mark. The trigger now
-marks, besides every day before the writing transaction's day (migration 0009), the day of every event whose
-timestamp is more than LATE_AFTER older than the writing transaction's start. The refresh rolls a day up only to
+marks, besides every day before the writing statement's day (migration 0009), the day of every event whose
+timestamp is more than LATE_AFTER older than the writing statement's start. The refresh rolls a day up only to
 `now() - LATE_AFTER - SEAL_MARGIN` (refresh.py): a write its snapshot did not see started at most SEAL_MARGIN
 before it, so any event before that moment was already LATE_AFTER old for the write, and marked.
 Events sent within an hour of their time (nearly all) leave no mark, so marks stay rare; late ones mark their day.
@@ -48,7 +48,12 @@ END $$;
 
 
 _BEFORE_TODAY = "(\"timestamp\" AT TIME ZONE 'UTC')::date < (now() AT TIME ZONE 'UTC')::date"
-_LATE = f"({_BEFORE_TODAY} OR \"timestamp\" < now() - interval '{LATE_AFTER}')"
+# by the statement's clock rather than the transaction's: a superset of 0009's marks, and the refresh's argument then
+# only needs a write to commit within SEAL_MARGIN of its statement, however long its transaction
+_LATE = (
+    "((\"timestamp\" AT TIME ZONE 'UTC')::date < (statement_timestamp() AT TIME ZONE 'UTC')::date"
+    f" OR \"timestamp\" < statement_timestamp() - interval '{LATE_AFTER}')"
+)
 
 
 def forward(apps, schema_editor):

@@ -30,7 +30,7 @@ class Command(BaseCommand):
             if options["verbosity"] >= 1:
                 self.stdout.write(
                     f"Rollups: {report.definitions} meter definitions, {report.days} days recomputed "
-                    f"({report.rows} rows), {report.days_in_progress} days in progress up to a sealed moment, "
+                    f"({report.rows} rows), the day in progress of {report.days_in_progress} up to two hours ago, "
                     f"{report.counted_days} days of event counts in {elapsed:.1f} s"
                 )
             for note in report.skipped:

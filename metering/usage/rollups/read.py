@@ -88,7 +88,7 @@ SEALED_BEFORE_SQL = "((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date"
 @dataclass(frozen=True)
 class Coverage:
     """The valid rollups of a definition: whole days, and days rolled up only from midnight to a moment (`partial`,
-    the current day: its quarter hours before that moment are usable, its day totals never)."""
+    the day in progress: its totals are those of midnight to that moment, its quarter hours those before it)."""
 
     definition_id: int
     days: frozenset[dt.date]
@@ -105,8 +105,8 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
         """
         SELECT def.environment_id, def.fingerprint, def.id,
                array_agg(rd.day) FILTER (WHERE rd.day IS NOT NULL AND rd.until IS NULL),
-               array_agg(rd.day) FILTER (WHERE rd.until IS NOT NULL),
-               array_agg(rd.until) FILTER (WHERE rd.until IS NOT NULL)
+               array_agg(rd.day ORDER BY rd.day) FILTER (WHERE rd.until IS NOT NULL),
+               array_agg(rd.until ORDER BY rd.day) FILTER (WHERE rd.until IS NOT NULL)
         FROM metering_rollup_definition def
         JOIN unnest(%s::bigint[], %s::text[], %s::date[], %s::date[])
             AS wanted(environment_id, fingerprint, first, stop)
@@ -179,9 +179,10 @@ def coverage_check_sql(p, coverage: dict[tuple[int, str], Coverage], null_timest
         f"JOIN unnest({p([entry[0] for entry in entries])}::bigint[], {p([entry[1] for entry in entries])}::text[]) "
         "AS covered(definition_id, fingerprint) ON covered.definition_id = used.definition_id "
         "JOIN metering_rollup_definition def ON def.id = used.definition_id AND def.fingerprint = covered.fingerprint "
-        # a day rolled up further (or whole) since still holds every quarter hour remembered
+        # the very stretch remembered: a plan may have taken a day in progress's totals (midnight to its `until`)
+        # and read raw events from `until` on, so a day rolled up further since would count some events twice
         "JOIN metering_rollup_day rd ON rd.definition_id = def.id AND rd.day = used.day "
-        "AND coalesce(rd.until, 'infinity') >= coalesce(used.until, 'infinity') "
+        "AND rd.until IS NOT DISTINCT FROM used.until "
         "WHERE NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark "
         "WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name "
         "AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))"

@@ -53,9 +53,10 @@ from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 # is sealed one hour later, so every write that started before marking began has committed (longer ones are not
 # expected: requests and import batches commit within seconds). Only today is left to raw reads after that.
 SEAL_MARGIN = dt.timedelta(hours=1)
-# Events written more than this after their time mark their day even when it is the current one (migration 0014), so
-# the day in progress is rolled up to `now() - LATE_AFTER - SEAL_MARGIN`: every write a rollup's snapshot misses
-# started at most SEAL_MARGIN before it, and so finds any event before that moment LATE_AFTER old, and marks its day.
+# Events written more than this after their time mark their day even when it is the current one (migration 0014, by
+# the writing statement's clock), so the day in progress is rolled up to `now() - LATE_AFTER - SEAL_MARGIN`: a write
+# statement a rollup's snapshot misses started at most SEAL_MARGIN before it (it had not committed yet), and so found
+# any event before that moment LATE_AFTER old, and marked its day.
 LATE_AFTER = dt.timedelta(hours=1)
 _LOCK_NAMESPACE = 7_201_118  # pg_try_advisory_lock(namespace, definition id): one refresher per definition
 _MAX_DAYS_PER_STATEMENT = 31
@@ -118,6 +119,9 @@ candidate AS (
     SELECT mark.day FROM metering_rollup_mark mark, horizon
     WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s
       AND mark.day < horizon.sealed_before
+    UNION  -- a day rolled up while in progress, sealed since (even one without events)
+    SELECT partial.day FROM metering_rollup_day partial, horizon
+    WHERE partial.definition_id = %(definition)s AND partial.until IS NOT NULL AND partial.day < horizon.sealed_before
 )
 SELECT candidate.day FROM candidate
 LEFT JOIN metering_rollup_day done ON done.definition_id = %(definition)s AND done.day = candidate.day
@@ -346,7 +350,8 @@ def _refresh_event_name(
         in_progress = _day_in_progress(cursor)
         due = []
         if in_progress is not None:
-            due = [d.id for d in definitions if _day_in_progress_due(cursor, d, *in_progress)]
+            # minute maxima have neither quarter hours nor usable totals of part of a day: nothing a read could take
+            due = [d.id for d in definitions if has_quarters(d.spec) and _day_in_progress_due(cursor, d, *in_progress)]
         for definition in definitions:
             gone = days[definition.id] + ([in_progress[0]] if in_progress and definition.id in due else [])
             if not gone:

@@ -1,6 +1,7 @@
 """Daily rollups (PostgreSQL): reading them must give exactly what raw events give, whatever happens after."""
 
 import datetime as dt
+import importlib
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -777,7 +778,7 @@ def yesterday_in_progress(monkeypatch) -> tuple[dt.datetime, dt.datetime]:
 
 
 IN_PROGRESS_METERS = ["COUNT", "SUM", "AVG", "LATEST", "COUNT_UNIQUE", "MAX per HOUR by g", "MAX per 3HOUR by g",
-                      "MAX per DAY", "MAX per MINUTE by g", "WEIGHTED_SUM", "WEIGHTED_SUM never", "MIN", "CEL",
+                      "MAX per DAY", "WEIGHTED_SUM", "WEIGHTED_SUM never", "MIN", "CEL",
                       "filtered"]  # fmt: skip
 
 
@@ -810,10 +811,10 @@ def test_the_day_in_progress_is_read_from_its_rollup_up_to_its_moment(environmen
     ]
     assert_same_as_raw_cases(cases)
     # the day from midnight: its totals up to `until` from one rollup row, raw events after it (bucketed maxima read
-    # quarter hours, so the bucket across `until` stays one; minute maxima have no quarters and read raw events)
+    # quarter hours, so the bucket across `until` stays one)
     statement = usage_statement(UsageQuery(**common, start=midnight, end=midnight + dt.timedelta(days=1)))
     bucketed = name.startswith("MAX per")
-    assert ("unnest(r.quarters" in statement) is (bucketed and name != "MAX per MINUTE by g")
+    assert ("unnest(r.quarters" in statement) is bucketed
     assert ("FROM metering_rollup r WHERE" in statement or "FROM metering_rollup_distinct r WHERE" in statement) is (
         not bucketed
     )
@@ -823,7 +824,7 @@ def test_the_day_in_progress_is_read_from_its_rollup_up_to_its_moment(environmen
     statement = usage_statement(
         UsageQuery(**common, start=midnight + dt.timedelta(hours=3, minutes=15), end=midnight + dt.timedelta(days=1))
     )
-    assert ("unnest(r.quarters" in statement) is (name != "MAX per MINUTE by g")
+    assert "unnest(r.quarters" in statement
     # customers' own windows (alert passes, access checks) read it the same way
     windows = {"a": (midnight + dt.timedelta(hours=1), midnight + dt.timedelta(days=2)), "b": (midnight, until)}
     common_windows = {"environment_id": environment.pk, "windows": windows}
@@ -943,3 +944,75 @@ def test_plan_pieces_reads_a_day_in_progress_up_to_its_moment():
         (midnight + dt.timedelta(hours=3, minutes=7), midnight + dt.timedelta(hours=3, minutes=15)),
         (until, midnight + dt.timedelta(hours=20)),
     ]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", ["SUM", "COUNT", "AVG", "WEIGHTED_SUM", "WEIGHTED_SUM never", "COUNT_UNIQUE"])
+def test_a_remembered_day_in_progress_is_looked_up_again_once_sealed(environment, monkeypatch, name):
+    """A remembered plan took the day's totals to its moment and raw events after it: the whole day's totals since
+    would count the events after the moment twice (SUM gave 59 for 36)."""
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    read._recent_coverage.clear()
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    for hours in (1, 12, 23):
+        send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=hours)), customer="a",
+             properties={"v": hours})  # fmt: skip
+    rollups_refresh()
+    day = UsageQuery(spec=spec, environment_id=environment.pk, start=midnight, end=midnight + dt.timedelta(days=1))
+    windows = {"environment_id": environment.pk, "windows": {"a": (midnight, midnight + dt.timedelta(days=1))}}
+    raw = run_usage_queries([day], rollups=False)[0]
+    raw_windows = customer_windows_usage(spec, **windows, rollups=False)
+    assert run_usage_queries([day])[0] == raw and customer_windows_usage(spec, **windows) == raw_windows  # remembered
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", dt.timedelta(0))
+    assert rollups_refresh().days == 1 and rollup_days_with_until()[midnight.date()] is None
+    assert run_usage_queries([day])[0] == raw
+    assert customer_windows_usage(spec, **windows) == raw_windows
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_a_remembered_day_in_progress_is_looked_up_again_once_its_moment_moved_on(environment, monkeypatch, settings):
+    settings.ROLLUPS_DAY_IN_PROGRESS_EVERY = 60
+    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
+    read._recent_coverage.clear()
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", refresh.SEAL_MARGIN + dt.timedelta(hours=2))  # moment about 20:00
+    for minutes in (60, 720, 1230, 1290):
+        send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(minutes=minutes)),
+             properties={"v": 1})  # fmt: skip
+    rollups_refresh()
+    first_until = rollup_days_with_until()[midnight.date()]
+    day = UsageQuery(spec=spec, environment_id=environment.pk, start=midnight, end=midnight + dt.timedelta(days=1))
+    assert run_usage_queries([day])[0].value == 4
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", refresh.SEAL_MARGIN - dt.timedelta(hours=2))  # about 22:00
+    assert rollups_refresh().days_in_progress == 1
+    assert rollup_days_with_until()[midnight.date()] > first_until
+    assert run_usage_queries([day])[0].value == 4  # (6 when the remembered plan met the new totals)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_a_day_in_progress_without_events_is_rolled_up_whole_once_sealed(environment, monkeypatch):
+    meter(environment, "SUM")
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    assert rollups_refresh().days_in_progress == 1
+    send(environment, event_name="usage", timestamp=iso(dt.datetime.now(UTC)), properties={"v": 1})  # a later day
+    monkeypatch.setattr(refresh, "SEAL_MARGIN", dt.timedelta(0))
+    rollups_refresh()
+    assert rollup_days_with_until()[midnight.date()] is None
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_minute_maxima_roll_up_no_day_in_progress(environment, monkeypatch):
+    meter(environment, "MAX per MINUTE by g")
+    midnight, _ = yesterday_in_progress(monkeypatch)
+    send(environment, event_name="usage", timestamp=iso(midnight + dt.timedelta(hours=1)), properties={"v": 1})
+    assert rollups_refresh().days_in_progress == 0  # a read could take neither its quarters nor its totals
+
+
+def test_the_refresh_and_the_trigger_agree_on_how_late_an_event_marks_its_day():
+    migration = importlib.import_module("metering.migrations.0014_rollups_of_today")
+    hours, unit = migration.LATE_AFTER.split()
+    assert unit == "hour" and dt.timedelta(hours=int(hours)) == refresh.LATE_AFTER
