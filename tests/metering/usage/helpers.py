@@ -31,19 +31,58 @@ def send(
     source: str = "",
 ) -> str:
     """Ingest one event; `properties` may be JSON text to control exactly how numbers are spelled."""
+    event = cleaned(
+        event_name=event_name,
+        timestamp=timestamp,
+        customer=customer,
+        event_id=event_id,
+        properties=properties,
+        source=source,
+    )
+    events_store(environment=environment, events=[event])
+    return event.event_id
+
+
+def cleaned(
+    *,
+    event_name: str,
+    timestamp: str,
+    customer: str = "cust-1",
+    event_id: str | None = None,
+    properties: dict | str | None = None,
+    source: str = "",
+):
+    """The validated event `send` ingests (same arguments), for `send_in_order`."""
     if isinstance(properties, str):
         properties = exactjson.loads(properties)
-    event_id = event_id or f"evt-{next(_counter)}"
     raw = {
-        "event_id": event_id,
+        "event_id": event_id or f"evt-{next(_counter)}",
         "event_name": event_name,
         "external_customer_id": customer,
         "timestamp": at(timestamp).isoformat(),
         "properties": properties or {},
         **({"source": source} if source else {}),
     }
-    events_store(environment=environment, events=[event_clean(raw, now=at("2100-01-01T00:00"))])
-    return event_id
+    return event_clean(raw, now=at("2100-01-01T00:00"))
+
+
+def send_in_order(environment, events: list) -> None:
+    """Ingest `cleaned` events as if each were sent alone, in this order, in a few batches instead of one call each
+    (a seed of hundreds of events took 1.3 s per test on PostgreSQL, one commit each, and 5 s on chdb).
+
+    Only the order among events at one instant can decide an answer (LATEST's order key is the timestamp, then the
+    delivery); events of a batch share their delivery time. So the n-th event at an instant goes in the n-th batch:
+    every tie, within a customer or across customers, is still broken by separate, later deliveries in this order,
+    exactly as one call per event breaks it."""
+    batches: list[list] = []
+    seen: dict = {}
+    for event in events:
+        nth = seen[event.timestamp] = seen.get(event.timestamp, -1) + 1
+        if nth == len(batches):
+            batches.append([])
+        batches[nth].append(event)
+    for batch in batches:
+        events_store(environment=environment, events=batch)
 
 
 def on_clickhouse() -> bool:

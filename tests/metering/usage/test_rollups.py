@@ -29,7 +29,7 @@ from metering.usage.rollups.read import (
 from metering.usage.rollups.refresh import rollups_refresh
 from metering.usage.spec import AggregationSpec, UsageQuery
 from tests.catalog.factories import MeterFactory
-from tests.metering.usage.helpers import at, send
+from tests.metering.usage.helpers import at, cleaned, send, send_in_order
 
 UTC = dt.UTC
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="rollups are a PostgreSQL feature")
@@ -67,14 +67,18 @@ def meter(environment, name):
 
 def seed(environment):
     """Three customers over most of January 2025, with ties, numeric strings, garbage and negative levels."""
+    events = []  # delivered at the end by send_in_order, as one call per event would
+
+    def add(**event):
+        events.append(cleaned(**event))
+
     values = ["3", '"7"', "-2", "1.5", '"x"', "12", "0.25", "true"]
     for day in range(2, 30, 2):
         for hour in (0, 5, 13, 23):
             for index, customer in enumerate(("a", "b", "heavy")):
                 value = values[(day + hour + index) % len(values)]
                 group = "ab"[(hour + index) % 2]
-                send(
-                    environment,
+                add(
                     event_name="usage",
                     timestamp=f"2025-01-{day:02d}T{hour:02d}:{index * 7:02d}",
                     customer=customer,
@@ -85,8 +89,7 @@ def seed(environment):
     for day in ("2025-03-08", "2025-03-09", "2025-03-10", "2025-11-01", "2025-11-02", "2025-11-03"):
         for hour, minute in ((4, 0), (5, 30), (6, 15), (6, 59), (7, 44), (18, 29), (23, 50)):
             for index, customer in enumerate(("a", "heavy")):
-                send(
-                    environment,
+                add(
                     event_name="usage",
                     timestamp=f"{day}T{hour:02d}:{minute:02d}",
                     customer=customer,
@@ -98,8 +101,7 @@ def seed(environment):
         for hour in (0, 1, 23):
             for minute in (5, 20, 35, 50):
                 for index, customer in enumerate(("a", "heavy")):
-                    send(
-                        environment,
+                    add(
                         event_name="usage",
                         timestamp=f"2025-01-{day:02d}T{hour:02d}:{minute:02d}",
                         customer=customer,
@@ -109,16 +111,16 @@ def seed(environment):
     # :00 UTC before and at :30 UTC after, within one UTC day
     for day, hour, minute in (("04", 14, 50), ("05", 1, 20), ("05", 14, 50), ("05", 15, 10), ("05", 15, 40)):
         for index, customer in enumerate(("a", "heavy")):
-            send(
-                environment,
+            add(
                 event_name="usage",
                 timestamp=f"2025-04-{day}T{hour:02d}:{minute:02d}",
                 customer=customer,
                 properties=f'{{"v": {(hour + index) % 4}, "g": "{"ab"[minute // 30]}"}}',
             )
     # two events of one customer at the same instant: LATEST breaks the tie by delivery
-    send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 41}')
-    send(environment, event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 42}')
+    add(event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 41}')
+    add(event_name="usage", timestamp="2025-01-28T23:00", customer="a", properties='{"v": 42}')
+    send_in_order(environment, events)
 
 
 def queries(spec, environment):
