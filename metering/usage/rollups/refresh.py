@@ -269,7 +269,8 @@ FROM metering_rollup_day rd WHERE rd.definition_id = %(definition)s AND rd.day =
 
 def _day_in_progress(cursor) -> tuple[dt.date, dt.datetime] | None:
     """The day not sealed yet that can be rolled up from midnight to a moment, and that moment (a quarter hour), by
-    the transaction's clock (the one the trigger marks by); None when there is none or settings turn it off."""
+    this transaction's clock (its start: the snapshot is taken after it); None when there is none or settings turn
+    it off."""
     if not settings.ROLLUPS_DAY_IN_PROGRESS_EVERY:
         return None
     cursor.execute("SELECT now()")
