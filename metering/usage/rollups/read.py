@@ -85,6 +85,15 @@ def day_total_kept(spec) -> bool:
 SEALED_BEFORE_SQL = "((now() - %(margin)s::interval) AT TIME ZONE 'UTC')::date"
 
 
+def unseen_marks_sql(*, environment: str, event_name: str, day: str, snapshot: str) -> str:
+    """A SELECT of the change marks of (environment, event name, day) that `snapshot` did not see (SQL expressions):
+    while one exists, a rollup of that day taken in that snapshot is stale (marks: migrations 0004, 0009, 0014)."""
+    return (
+        f"SELECT 1 FROM metering_rollup_mark mark WHERE mark.environment_id = {environment} "
+        f"AND mark.event_name = {event_name} AND mark.day = {day} AND NOT pg_visible_in_snapshot(mark.xid, {snapshot})"
+    )
+
+
 @dataclass(frozen=True)
 class Coverage:
     """The valid rollups of a definition: whole days, and days rolled up only from midnight to a moment (`partial`,
@@ -95,6 +104,12 @@ class Coverage:
     partial: Mapping[dt.date, dt.datetime] = field(default_factory=dict)
 
 
+# the stale test of a rolled-up day `rd` of definition `def`
+_UNSEEN_BY_ROLLUP_DAY = unseen_marks_sql(
+    environment="def.environment_id", event_name="def.event_name", day="rd.day", snapshot="rd.snapshot"
+)
+
+
 def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date]]) -> dict[tuple[int, str], Coverage]:
     """Rolled-up days still valid (their snapshot saw every change mark of the day) per (environment id,
     fingerprint), among the days `[first, stop)` asked for each (`first` None: from the beginning)."""
@@ -102,7 +117,7 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
         return {}
     columns = list(zip(*wanted, strict=True))
     cursor.execute(
-        """
+        f"""
         SELECT def.environment_id, def.fingerprint, def.id,
                array_agg(rd.day) FILTER (WHERE rd.day IS NOT NULL AND rd.until IS NULL),
                array_agg(rd.day ORDER BY rd.day) FILTER (WHERE rd.until IS NOT NULL),
@@ -113,9 +128,7 @@ def coverage_lookup(cursor, wanted: list[tuple[int, str, dt.date | None, dt.date
           ON wanted.environment_id = def.environment_id AND wanted.fingerprint = def.fingerprint
         LEFT JOIN metering_rollup_day rd ON rd.definition_id = def.id
           AND rd.day >= coalesce(wanted.first, '-infinity'::date) AND rd.day < wanted.stop
-          AND NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark
-                          WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name
-                            AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))
+          AND NOT EXISTS ({_UNSEEN_BY_ROLLUP_DAY})
         GROUP BY def.environment_id, def.fingerprint, def.id
         """,
         [list(column) for column in columns],
@@ -183,9 +196,7 @@ def coverage_check_sql(p, coverage: dict[tuple[int, str], Coverage], null_timest
         # and read raw events from `until` on, so a day rolled up further since would count some events twice
         "JOIN metering_rollup_day rd ON rd.definition_id = def.id AND rd.day = used.day "
         "AND rd.until IS NOT DISTINCT FROM used.until "
-        "WHERE NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark "
-        "WHERE mark.environment_id = def.environment_id AND mark.event_name = def.event_name "
-        "AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))"
+        f"WHERE NOT EXISTS ({_UNSEEN_BY_ROLLUP_DAY})"
     )
     return sql, len(days)
 

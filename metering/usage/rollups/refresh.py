@@ -46,6 +46,7 @@ from metering.usage.rollups.read import (
     quarter_floor,
     repeatable_read,
     rollup_fingerprint,
+    unseen_marks_sql,
 )
 from metering.usage.spec import AggregationSpec, MeterNotComputable, UsageQuery
 
@@ -105,6 +106,9 @@ def _definitions_sync(cursor, using: str) -> list[tuple[int, int, str, Aggregati
     return [(pk, environment_id, fp, specs[(environment_id, fp)]) for pk, environment_id, fp in cursor.fetchall()]
 
 
+_UNSEEN_BY_DONE = unseen_marks_sql(
+    environment="%(environment)s", event_name="%(event_name)s", day="candidate.day", snapshot="done.snapshot"
+)
 _DAYS_TO_COMPUTE = f"""
 WITH horizon AS (SELECT {SEALED_BEFORE_SQL} AS sealed_before),
 first_event AS (
@@ -125,10 +129,7 @@ candidate AS (
 )
 SELECT candidate.day FROM candidate
 LEFT JOIN metering_rollup_day done ON done.definition_id = %(definition)s AND done.day = candidate.day
-WHERE done.day IS NULL OR done.until IS NOT NULL OR EXISTS (
-    SELECT 1 FROM metering_rollup_mark mark
-    WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s AND mark.day = candidate.day
-      AND NOT pg_visible_in_snapshot(mark.xid, done.snapshot))
+WHERE done.day IS NULL OR done.until IS NOT NULL OR EXISTS ({_UNSEEN_BY_DONE})
 ORDER BY candidate.day
 """
 
@@ -259,10 +260,11 @@ def _from_scan(sql: str) -> str:
     return sql.replace(_EVENTS_FROM, f"FROM {_SCAN_TABLE} e ")
 
 
-_DAY_IN_PROGRESS_STATE = """
-SELECT rd.until, NOT EXISTS (SELECT 1 FROM metering_rollup_mark mark
-                             WHERE mark.environment_id = %(environment)s AND mark.event_name = %(event_name)s
-                               AND mark.day = rd.day AND NOT pg_visible_in_snapshot(mark.xid, rd.snapshot))
+_UNSEEN_BY_RD = unseen_marks_sql(
+    environment="%(environment)s", event_name="%(event_name)s", day="rd.day", snapshot="rd.snapshot"
+)
+_DAY_IN_PROGRESS_STATE = f"""
+SELECT rd.until, NOT EXISTS ({_UNSEEN_BY_RD})
 FROM metering_rollup_day rd WHERE rd.definition_id = %(definition)s AND rd.day = %(day)s
 """
 
