@@ -20,27 +20,11 @@ def at(text: str) -> dt.datetime:
 _counter = iter(range(10**9))
 
 
-def send(
-    environment,
-    *,
-    event_name: str,
-    timestamp: str,
-    customer: str = "cust-1",
-    event_id: str | None = None,
-    properties: dict | str | None = None,
-    source: str = "",
-) -> str:
-    """Ingest one event; `properties` may be JSON text to control exactly how numbers are spelled."""
-    event = cleaned(
-        event_name=event_name,
-        timestamp=timestamp,
-        customer=customer,
-        event_id=event_id,
-        properties=properties,
-        source=source,
-    )
-    events_store(environment=environment, events=[event])
-    return event.event_id
+def send(environment, **event) -> str:
+    """Ingest one event (the arguments of `cleaned`); returns its id."""
+    cleaned_event = cleaned(**event)
+    events_store(environment=environment, events=[cleaned_event])
+    return cleaned_event.event_id
 
 
 def cleaned(
@@ -52,7 +36,7 @@ def cleaned(
     properties: dict | str | None = None,
     source: str = "",
 ):
-    """The validated event `send` ingests (same arguments), for `send_in_order`."""
+    """The validated event `send` ingests; `properties` may be JSON text to control exactly how numbers are spelled."""
     if isinstance(properties, str):
         properties = exactjson.loads(properties)
     raw = {
