@@ -15,6 +15,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import simplejson
+
 
 def _parse_float(text: str) -> float | Decimal:
     number = float(text)
@@ -87,65 +89,29 @@ def loads_stored(text: str) -> Any:
     return value
 
 
-_JSON_SCALARS = (str, int, float, type(None))
+def _encoder(default: Callable[[Any], Any] | None) -> simplejson.JSONEncoder:
+    # simplejson's C encoder writes a Decimal as `str(value)` — every digit, as a JSON number — which the standard
+    # library cannot do without a walk in Python (3 ms for a month of hourly windows, against 0.9 ms here).
+    # Namedtuples stay arrays and non-finite numbers (float or Decimal) are refused, as with `json.dumps`.
+    return simplejson.JSONEncoder(
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        use_decimal=True,
+        namedtuple_as_object=False,
+        default=default,
+    )
 
 
-class _NeedsExactEncoding(Exception):
-    pass
-
-
-def _fast_default(value: Any):
-    raise _NeedsExactEncoding
-
-
-def _fast_encoder_for(default: Callable[[Any], Any] | None) -> json.JSONEncoder:
-    def fast_default(value: Any):
-        if default is None or isinstance(value, Decimal):
-            raise _NeedsExactEncoding
-        return default(value)
-
-    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=fast_default, allow_nan=False)
-
-
-# Built once: `json.dumps` with options constructs a new encoder on every call, which shows at 20k events/s.
-_fast_encoder = _fast_encoder_for(None)
+# Built once: constructing an encoder on every call shows at 20k events/s.
+_plain_encoder = _encoder(None)
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
     """Compact JSON text with Decimals written as JSON numbers carrying all their digits. `default` turns any other
     value JSON has no type for (a datetime) into one it has, as `json.dumps`' own `default` does: while encoding,
     rather than by a walk over the whole value beforehand (a batch of answers holds thousands of values)."""
-    try:
-        return (_fast_encoder if default is None else _fast_encoder_for(default)).encode(value)
-    except _NeedsExactEncoding:
-        return "".join(_encode(value, default))
-
-
-def _encode(value: Any, default: Callable[[Any], Any] | None = None):
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} is not valid JSON")
-        yield str(value)
-    elif isinstance(value, dict):
-        yield "{"
-        for index, (key, item) in enumerate(value.items()):
-            if index:
-                yield ","
-            yield json.dumps(str(key), ensure_ascii=False)
-            yield ":"
-            yield from _encode(item, default)
-        yield "}"
-    elif isinstance(value, (list, tuple)):
-        yield "["
-        for index, item in enumerate(value):
-            if index:
-                yield ","
-            yield from _encode(item, default)
-        yield "]"
-    elif default is not None and not isinstance(value, _JSON_SCALARS):
-        yield from _encode(default(value), default)
-    else:
-        yield json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (_plain_encoder if default is None else _encoder(default)).encode(value)
 
 
 class ExactJSONEncoder(json.JSONEncoder):
