@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
-from fractions import Fraction
 from functools import lru_cache
 from typing import cast
 
@@ -123,16 +122,20 @@ def value_kind(value) -> str:
 def divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
     """numerator / denominator rounded half away from zero to DIVISION_PLACES places; None when dividing by zero.
 
-    Computed with exact fractions, then truncated one digit further and rounded: PostgreSQL does the same with
-    `round(div(a * 10^21, b) * 10^-21, 20)`, so both databases agree on every digit.
+    Computed on the exact integer ratios, truncated one digit further and rounded: PostgreSQL does the same with
+    `round(div(a * 10^21, b) * 10^-21, 20)`, so both databases agree on every digit. (Integers rather than
+    `Fraction`s: a month of hourly AVG windows divides 720 times, at 11 µs each with fractions, 2 µs here.)
     """
     if denominator == 0:
         return None
-    quotient = Fraction(numerator) / Fraction(denominator) * 10 ** (DIVISION_PLACES + 1)
-    truncated = abs(quotient.numerator) // quotient.denominator
+    a, b = numerator.as_integer_ratio()
+    c, e = denominator.as_integer_ratio()
+    top, bottom = a * e * 10 ** (DIVISION_PLACES + 1), b * c
+    if bottom < 0:
+        top, bottom = -top, -bottom
+    truncated = abs(top) // bottom
     rounded = truncated // 10 + (1 if truncated % 10 >= 5 else 0)
-    sign = -1 if quotient < 0 else 1
-    return Decimal(sign * rounded).scaleb(-DIVISION_PLACES, context=EXACT)
+    return Decimal(-rounded if top < 0 else rounded).scaleb(-DIVISION_PLACES, context=EXACT)
 
 
 def round_places(value: Decimal) -> Decimal:

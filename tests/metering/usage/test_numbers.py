@@ -1,0 +1,36 @@
+"""metering.usage.numbers.divide: the one quotient rule of AVG, WEIGHTED_SUM and CEL `/` (20 places, half away
+from zero), pinned digit by digit so Python (SQLite, rollups) and PostgreSQL's SQL stay the same rule."""
+
+from decimal import Decimal
+
+import pytest
+
+from metering.usage.numbers import divide
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "quotient"),
+    [
+        ("1", "3", "0.33333333333333333333"),
+        ("2", "3", "0.66666666666666666667"),
+        ("-2", "3", "-0.66666666666666666667"),
+        ("2", "-3", "-0.66666666666666666667"),
+        ("-2", "-3", "0.66666666666666666667"),
+        ("10", "4", "2.50000000000000000000"),
+        # the 21st digit is exactly 5: away from zero on both sides
+        ("0.000000000000000000005", "1", "0.00000000000000000001"),
+        ("-0.000000000000000000005", "1", "-0.00000000000000000001"),
+        ("0.0000000000000000000049", "1", "0"),
+        ("123456.789", "0.037", "3336669.97297297297297297297"),
+        ("1E+30", "7", "142857142857142857142857142857.14285714285714285714"),
+        ("0", "-3", "0"),
+    ],
+)
+def test_quotients_round_half_away_from_zero_at_twenty_places(numerator, denominator, quotient):
+    result = divide(Decimal(numerator), Decimal(denominator))
+    assert result == Decimal(quotient)
+    assert result.as_tuple().exponent == -20  # always twenty places, as PostgreSQL's round(…, 20) writes it
+
+
+def test_dividing_by_zero_has_no_quotient():
+    assert divide(Decimal(5), Decimal("0.00")) is None
