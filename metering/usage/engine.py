@@ -436,15 +436,24 @@ class _RollupRead:
     def _quarter_where(self, pieces: Pieces) -> str:
         """Rows of the days the quarter ranges touch, and only their quarters inside the ranges."""
         p = self.p
-        ranges = []
+        days, quarters = [], []
         for start, end in pieces.quarters:
             first, after = start.date(), (end - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1)
+            days.append(f"(r.day >= {p(first)} AND r.day < {p(after)})")
             low, high = p(start.replace(tzinfo=None)), p(end.replace(tzinfo=None))
-            ranges.append(
-                f"(r.day >= {p(first)} AND r.day < {p(after)} "
-                f"AND {_QUARTER_START} >= {low} AND {_QUARTER_START} < {high})"
-            )
-        return f"r.definition_id = {self.p(self.definition_id)} AND {self._customer()[1]} AND ({' OR '.join(ranges)})"
+            inside = f"({_QUARTER_START} >= {low} AND {_QUARTER_START} < {high})"
+            # the days the range holds whole take every quarter without computing each one's start
+            midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+            whole_first, whole_after = first if start == midnight else first + dt.timedelta(days=1), end.date()
+            if whole_first < whole_after:
+                inside = f"(r.day >= {p(whole_first)} AND r.day < {p(whole_after)}) OR {inside}"
+            quarters.append(f"({inside})")
+        # The days stand on their own, apart from the quarters: inside one OR with them (a month in Asia/Kolkata has
+        # two quarter ranges) they could not bound the index scan, and every rolled-up day of the meter was unnested.
+        return (
+            f"r.definition_id = {p(self.definition_id)} AND {self._customer()[1]} "
+            f"AND ({' OR '.join(days)}) AND ({' OR '.join(quarters)})"
+        )
 
     def _select(self, head: str, w: str | None, values: tuple[str, str], source: str, where: str) -> str:
         d = self.d
