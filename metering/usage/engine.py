@@ -218,7 +218,7 @@ def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str
 def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
     """The maximum of each (window, customer, bucket, group) cell of bucketed MAX, from raw events."""
     table = Event._meta.db_table
-    bucket = d.bucket(p, "e.timestamp", query.spec.bucket_size, query.zone.key, query.anchor)
+    bucket = cell_bucket_sql(query, w, d, p, "e.timestamp")
     group = d.group_text(d.canonical(p, query.spec.group_by)) if query.spec.group_by else "NULL"
     w_sql = w if w is not None else d.null_timestamp
     c_sql = c if c is not None else "NULL"
@@ -226,6 +226,15 @@ def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
         f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {group} AS g, {d.agg_max(v)} AS m "
         f"FROM {d.events_source(table)} WHERE {where} GROUP BY 1, 2, 3, 4"
     )
+
+
+def cell_bucket_sql(query: UsageQuery, w: str | None, d: Dialect, p: Params, timestamp: str) -> str:
+    """The bucket of a bucketed-MAX cell at `timestamp`. NULL when the cell's window `w` is its bucket (windows of
+    the bucket size: bucketed MAX without window_size): the window already tells the cells apart, so no source
+    computes the bucket a second time (a heavy customer's hourly month: 11,520 quarter cells, 7 of 32 ms)."""
+    if w is not None and query.windows == query.spec.bucket_size:
+        return "NULL"
+    return d.bucket(p, timestamp, query.spec.bucket_size, query.zone.key, query.anchor)
 
 
 def bucket_cells_sql(
@@ -497,9 +506,7 @@ class _RollupRead:
             return []
         query, d = self.query, self.d
         w, c = self._window(_QUARTER_START), self._customer()[0]
-        bucket = d.bucket(
-            self.p, f"({_QUARTER_START} AT TIME ZONE 'UTC')", query.spec.bucket_size, query.zone.key, query.anchor
-        )
+        bucket = cell_bucket_sql(query, w, d, self.p, f"({_QUARTER_START} AT TIME ZONE 'UTC')")
         w_sql = w if w is not None else d.null_timestamp
         c_sql = c if c is not None else "NULL"
         source = (
