@@ -490,13 +490,16 @@ class _RollupRead:
             return []
         latest = "(ARRAY[x.k1, x.k2, x.k3, x.n1])"
         values = partials_combined_sql(self.query.spec, carry=self.part == CARRY, n1="x.n1", n2="x.n2", latest=latest)
-        # LATEST's quarter keys (rows of the 2-D `qkeys`, NULL for other types) as three columns sliced once per row:
-        # `r.qkeys[i][1]` for each quarter detoasted the whole array every time (a heavy customer's month in daily
-        # windows: 20 ms, 3.4 ms sliced)
-        source = (
-            f"{self._table('metering_rollup', quarters=True)}, unnest(r.quarters, r.q1, r.q2, "
-            "r.qkeys[:][1:1], r.qkeys[:][2:2], r.qkeys[:][3:3]) AS x(quarter, n1, n2, k1, k2, k3)"
-        )
+        unnested = "unnest(r.quarters, r.q1, r.q2) AS x(quarter, n1, n2)"
+        if self.query.spec.aggregation_type == AggregationType.LATEST:
+            # the quarters' keys (rows of the 2-D `qkeys`) as three columns sliced once per row: `r.qkeys[i][1]`
+            # for each quarter detoasted the whole array every time (a heavy customer's month in daily windows:
+            # 20 ms, 3.4 ms sliced)
+            unnested = (
+                "unnest(r.quarters, r.q1, r.q2, r.qkeys[:][1:1], r.qkeys[:][2:2], r.qkeys[:][3:3]) "
+                "AS x(quarter, n1, n2, k1, k2, k3)"
+            )
+        source = f"{self._table('metering_rollup', quarters=True)}, {unnested}"
         w = self._window(_QUARTER_START)
         return [self._select(head, w, values, source, self._quarter_where(pieces))]
 
