@@ -22,9 +22,9 @@ from entitlements.schemas import (
     entitlement_to_wire,
     plan_to_wire,
     subscription_to_wire,
-    wire_response,
 )
 from flexmeter.errors import ValidationFailed
+from metering.api.http import wire_response
 from metering.selectors import customer_get, customer_get_by_external_id
 
 plans_router = Router(tags=["plans"])

@@ -1,45 +1,24 @@
 """Wire shapes of plans, entitlements, subscriptions and access answers (SPEC §10), Flexprice's where it has them.
 
 Limits, usage, balance and overage are JSON numbers with every digit (written by `metering.exactjson` through
-`metering.http.json_response`); timestamps are RFC 3339 UTC. `tenant_id` is the catalog's constant.
+`metering.api.http.wire_response`); timestamps are RFC 3339 UTC. `tenant_id` is the catalog's constant.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, cast
-
-from django.http import HttpResponse
 
 from catalog.schemas import feature_to_wire, tenant_id
 from entitlements.models import Entitlement, Plan, Subscription
 from entitlements.rules import CombinedEntitlement, Source, subscription_period_at
 from entitlements.selectors import CustomerEntitlements, FeatureAccess
 from flexmeter.models import Environment
-from metering.api.http import json_response
-from metering.api.schemas import timestamp_out
-
-
-def wire_response(body: Any, *, status: int = 200) -> HttpResponse:
-    """`body` as JSON, its timestamps written as RFC 3339 UTC by the encoder as it meets them; each distinct one once
-    (a batch's answers repeat their windows and `as_of`)."""
-    written: dict[dt.datetime, str] = {}
-
-    def timestamp(value: Any) -> str:
-        if not isinstance(value, dt.datetime):
-            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-        text = written.get(value)
-        if text is None:
-            text = written[value] = cast(str, timestamp_out(value))
-        return text
-
-    return json_response(body, status=status, default=timestamp)
 
 
 def _number(text: str | Decimal | None) -> Decimal | int | None:
-    """Decimal text as a JSON number (empty: None): integers as ints (Flexprice's `usage_limit` is an integer, and
-    a body without Decimals takes the encoder's fast path), other values with every digit."""
+    """Decimal text as a JSON number (empty: None): integers as ints (Flexprice's `usage_limit` is an integer: `5`,
+    never `5.0`), other values with every digit."""
     if text is None or text == "":
         return None
     number = Decimal(text) if not isinstance(text, Decimal) else text

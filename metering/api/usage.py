@@ -10,7 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AfterValidator
@@ -21,8 +21,8 @@ from catalog.schemas import feature_to_wire, meter_to_wire
 from catalog.selectors import meter_get
 from flexmeter.decimals import decimal_text
 from flexmeter.errors import NotFound, ValidationFailed
-from metering.api.http import json_response, request_json
-from metering.api.schemas import event_to_dict, property_filters_clean, timestamp_out
+from metering.api.http import request_json, wire_response
+from metering.api.schemas import event_to_dict, property_filters_clean
 from metering.debugger.explain import DebugReport, event_debug_report
 from metering.ingest.validation import event_clean, text_problem
 from metering.selectors import customer_get, customer_get_by_external_id, event_lookup
@@ -115,18 +115,6 @@ class CustomerUsageOut(Schema):
     features: list[FeatureUsageOut]
 
 
-def _answer(body: dict) -> HttpResponse:
-    """`body` as JSON: datetimes as RFC 3339 UTC, written by the encoder as it meets them (a month of hourly windows
-    holds 720), Decimals as exact numbers."""
-    return json_response(body, default=_timestamp)
-
-
-def _timestamp(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return timestamp_out(value)  # type: ignore[return-value]  # never None for a datetime
-    raise TypeError(f"{type(value).__name__} has no JSON form")
-
-
 def _window(payload: UsageWindowIn) -> tuple[dt.datetime, dt.datetime]:
     end = payload.end_time or timezone.now()
     start = payload.start_time or end - DEFAULT_USAGE_SPAN
@@ -169,7 +157,7 @@ def events_usage(request: HttpRequest, payload: UsageIn):
         filters=payload.filters,
     )
     result = _run(request, spec, payload)
-    return _answer(_usage_body(event_name=spec.event_name, kind=spec.aggregation_type, result=result))
+    return wire_response(_usage_body(event_name=spec.event_name, kind=spec.aggregation_type, result=result))
 
 
 @usage_events_router.post(
@@ -180,7 +168,7 @@ def events_usage_meter(request: HttpRequest, payload: MeterUsageIn):
     result = _run(request, AggregationSpec.from_meter(meter), payload)
     body = _usage_body(event_name=meter.event_name, kind=meter.aggregation_type, result=result)
     body["meter_id"] = meter.public_id
-    return _answer(body)
+    return wire_response(body)
 
 
 class AnalyticsIn(Schema):
@@ -267,7 +255,7 @@ def events_analytics(request: HttpRequest, payload: AnalyticsIn):
     )
     expand = {item.strip().lower() for item in payload.expand or []}
     window_size = (payload.window_size or "").strip().upper() or None
-    return _answer({"items": [_analytics_item(request, item, payload, expand, window_size) for item in items]})
+    return wire_response({"items": [_analytics_item(request, item, payload, expand, window_size) for item in items]})
 
 
 def _decimal_or_none(value: Decimal | None) -> str | None:
@@ -316,7 +304,7 @@ def events_lookup(request: HttpRequest, query: Query[LookupQuery]):
         raise NotFound(f"Event {query.id!r} not found", details={"id": "no such event in this environment"})
     report = event_debug_report(environment=request.environment, event=event)
     event_dict = event_to_dict(event, None, environment_id=request.environment.public_id)
-    return _answer(_debug_body(event_dict, report))
+    return wire_response(_debug_body(event_dict, report))
 
 
 @usage_events_router.post("/validate", response={200: DebugOut}, summary="Dry run: explain an event without storing it")
@@ -334,7 +322,7 @@ def events_validate(request: HttpRequest):
         "properties": candidate.properties,
         "environment_id": request.environment.public_id,
     }
-    return _answer(_debug_body(event_dict, report))
+    return wire_response(_debug_body(event_dict, report))
 
 
 class UsageSummaryQuery(Schema):
@@ -395,7 +383,7 @@ def customer_usage_summary(request: HttpRequest, query: Query[UsageSummaryQuery]
             for row in usage.features
         ],
     }
-    return _answer(body)
+    return wire_response(body)
 
 
 @usage_customers_router.get(
@@ -417,4 +405,4 @@ def customer_usage(request: HttpRequest, customer_id: str):
             for row in usage.features
         ],
     }
-    return _answer(body)
+    return wire_response(body)
