@@ -21,18 +21,14 @@ def json_response(body, *, status: int = 200, default: Callable[[Any], Any] | No
 
 def wire_response(body: Any, *, status: int = 200) -> HttpResponse:
     """`body` as JSON, its datetimes written as RFC 3339 UTC by the encoder as it meets them (no walk over the body
-    first: a month of hourly windows holds 720), each distinct one once (a batch's answers repeat their windows)."""
-    written: dict[dt.datetime, str] = {}
+    first: a month of hourly windows holds 720)."""
+    return json_response(body, status=status, default=_timestamp)
 
-    def timestamp(value: Any) -> str:
-        if not isinstance(value, dt.datetime):
-            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-        text = written.get(value)
-        if text is None:
-            text = written[value] = rfc3339(value)
-        return text
 
-    return json_response(body, status=status, default=timestamp)
+def _timestamp(value: Any) -> str:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return rfc3339(value)
 
 
 def request_json(request: HttpRequest):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -145,6 +146,9 @@ def to_local(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     return moment.astimezone(zone).replace(tzinfo=None)
 
 
+# Remembered: every answer in windows converts each window's start, and the answers of one period (every customer's
+# month in hourly windows) convert the same starts; a lookup costs ~0.1 µs of the conversion's ~1.5.
+@functools.lru_cache(maxsize=1 << 14)
 def from_local(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     """Instant of a local wall-clock time. A time repeated by a DST change maps to its first occurrence; a time
     skipped by one is read with the offset in force before the change (zoneinfo's fold=0)."""
