@@ -9,7 +9,6 @@ rows all have the shape `(tag, part, window, customer, n1, n2)`: partial aggrega
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
@@ -597,7 +596,10 @@ class _Rows:
 
 
 def _dec(value) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+    # PostgreSQL and ClickHouse give Decimals (kept as they are), SQLite text or integers
+    if value is None or type(value) is Decimal:
+        return value
+    return Decimal(value if type(value) is int else str(value))
 
 
 def _latest_key(text: str | None) -> tuple[Decimal, ...] | None:
@@ -760,20 +762,22 @@ def clickhouse_statement(selects: list[str]) -> str:
 
 def _results(queries: list[UsageQuery], d: Dialect, fetched) -> list:
     """Partial aggregates of the statement's rows combined into each query's result."""
-    rows_by_tag: dict[int, _Rows] = defaultdict(_Rows)
+    rows_by_tag = [_Rows() for _ in queries]
+    # what each row needs of its query, looked up once (a month of hourly windows is 720 rows)
+    latest = [query.spec.aggregation_type == AggregationType.LATEST for query in queries]
+    parse_local = d.parse_local
     for tag, part, w, c, n1, n2 in fetched:
-        spec = queries[tag].spec
-        value = (_dec(n1), _latest_key(n2) if spec.aggregation_type == AggregationType.LATEST else _dec(n2))
+        value = (_dec(n1), _latest_key(n2) if latest[tag] else _dec(n2))
         rows = rows_by_tag[tag]
-        if part == TOTAL:
-            rows.total[c] = _merged(spec, rows.total.get(c), value)
-        elif part == CARRY:
-            rows.carry[c] = _add(rows.carry.get(c), value[0]) or Decimal(0)
-        else:
-            local = d.parse_local(w)
+        if part == WINDOW:
+            local = parse_local(w)
             seen = rows.windows.get(local)
-            rows.windows[local] = value if seen is None else _merged(spec, seen, value)
-    return [_assemble(query, rows_by_tag[tag]) for tag, query in enumerate(queries)]
+            rows.windows[local] = value if seen is None else _merged(queries[tag].spec, seen, value)
+        elif part == TOTAL:
+            rows.total[c] = _merged(queries[tag].spec, rows.total.get(c), value)
+        else:
+            rows.carry[c] = _add(rows.carry.get(c), value[0]) or Decimal(0)
+    return [_assemble(query, rows) for query, rows in zip(queries, rows_by_tag, strict=True)]
 
 
 def group_values(
@@ -832,12 +836,14 @@ def _assemble(query: UsageQuery, rows: _Rows):
     level = carry
     weighted = spec.aggregation_type == AggregationType.WEIGHTED_SUM
     carried, zone, zero = spec.is_cumulative, query.zone, Decimal(0)
-    # a month of hourly windows is ~744 of them: one decimal context for all, and a window's end (which only the
-    # time weighting reads) computed only for WEIGHTED_SUM
+    # a month of hourly windows is ~744 of them: one decimal context for all, a window's end (which only the time
+    # weighting reads) computed only for WEIGHTED_SUM, and the range's ends in UTC as the windows' (comparing
+    # datetimes of two zones asks each for its offset)
+    query_start, query_end = query.start.astimezone(UTC), query.end.astimezone(UTC)
     with localcontext(EXACT):
         for local_start, (w1, w2) in sorted(rows.windows.items()):
             window_start = from_local(local_start, zone)
-            start, end = query.start, query.end
+            start, end = query_start, query_end
             if weighted:
                 window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), zone)
                 start, end = max(window_start, start), min(window_end, end)

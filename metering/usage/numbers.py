@@ -173,4 +173,11 @@ POW_LN_LIMIT = Decimal(2302)
 
 def normalize(value: Decimal | None) -> Decimal | None:
     """Same number, canonical spelling (Decimal('3.00') -> Decimal('3'))."""
-    return None if value is None else Decimal(decimal_text(value))
+    if value is None:
+        return None
+    text = str(value)
+    # already canonical (most values: whole numbers from sums and counts) unless it has an exponent, a fraction
+    # ending in zero or a negative zero; `str` costs a quarter of rewriting it
+    if "E" in text or text == "-0" or ("." in text and text[-1] == "0"):
+        return Decimal(decimal_text(value))
+    return value
