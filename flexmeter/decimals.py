@@ -24,7 +24,9 @@ def decimal_text(number: Decimal, *, grouped: bool = False) -> str:
     `grouped` adds thousands separators to the integer part (`1,234,567.125`), as the dashboard shows quantities.
     The caller bounds the exponent: `1E+999999` would be written out in full.
     """
-    text = format(number, ",f" if grouped else "f")
+    text = format(number, ",f") if grouped else str(number)
+    if "E" in text:  # `str` writes an exponent for large exponents or tiny numbers, where `f` writes every digit
+        text = format(number, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text

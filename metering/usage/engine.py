@@ -829,7 +829,8 @@ def _assemble(query: UsageQuery, rows: _Rows):
             )
             for customer in customers
         }
-    n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, rows)
+    ordered = sorted(rows.windows.items())
+    n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, ordered)
     carry = rows.carry.get(None, Decimal(0))
     value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
     windows = []
@@ -841,7 +842,7 @@ def _assemble(query: UsageQuery, rows: _Rows):
     # datetimes of two zones asks each for its offset)
     query_start, query_end = query.start.astimezone(UTC), query.end.astimezone(UTC)
     with localcontext(EXACT):
-        for local_start, (w1, w2) in sorted(rows.windows.items()):
+        for local_start, (w1, w2) in ordered:
             window_start = from_local(local_start, zone)
             start, end = query_start, query_end
             if weighted:
@@ -854,12 +855,27 @@ def _assemble(query: UsageQuery, rows: _Rows):
     return UsageResult(value=value, windows=windows)
 
 
-def _combine_windows(spec: AggregationSpec, rows: _Rows) -> tuple:
-    """Partial aggregates of the whole range from those of its windows (see `_total_from_windows`)."""
-    combined = None
-    for start in sorted(rows.windows):
-        combined = _merged(spec, combined, rows.windows[start])
-    return combined or (None, None)
+def _combine_windows(spec: AggregationSpec, ordered: list[tuple[dt.datetime, Partial]]) -> Partial:
+    """Partial aggregates of the whole range from those of its windows in time order (see `_total_from_windows`)."""
+    kind = spec.aggregation_type
+    if kind == AggregationType.LATEST or (kind in _PICKED and not spec.is_bucketed_max):
+        combined = None
+        for _, partial in ordered:
+            combined = _merged(spec, combined, partial)
+        return combined or (None, None)
+    # the other types add both partials (as `_merged` does), here in one pass each
+    return _exact_sum([n1 for _, (n1, _) in ordered]), _exact_sum([n2 for _, (_, n2) in ordered])
+
+
+_PICKED = (AggregationType.MIN, AggregationType.MAX)
+
+
+def _exact_sum(values: list[Decimal | None]) -> Decimal | None:
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    with localcontext(EXACT):
+        return sum(present[1:], present[0])
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
