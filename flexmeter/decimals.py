@@ -87,9 +87,14 @@ def quantity_is_rounded(value: Any) -> bool:
     return readable_decimal(number) != number
 
 
-# Remembered: an answer in hourly windows writes 720 instants and the next customer's answer the same ones. Equal
-# datetimes are the same instant (whatever their zone), so they share one text.
-@functools.lru_cache(maxsize=1 << 14)
 def rfc3339(moment: dt.datetime) -> str:
     """RFC 3339 in UTC with a `Z`, microseconds only when present: `2026-01-31T12:00:00Z`."""
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return _utc_text(moment.astimezone(dt.UTC))
+
+
+# Remembered: an answer in hourly windows writes 720 instants and the next customer's answer the same ones. Keyed
+# by the instant in UTC: two datetimes of one zone compare equal across a DST fold (01:30 before and after the
+# clocks go back), so a key in local time would give the second the first one's text.
+@functools.lru_cache(maxsize=1 << 14)
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

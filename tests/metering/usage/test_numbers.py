@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from metering.usage.numbers import divide
+from metering.usage.numbers import divide, normalize
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,23 @@ def test_quotients_round_half_away_from_zero_at_twenty_places(numerator, denomin
 
 def test_dividing_by_zero_has_no_quotient():
     assert divide(Decimal(5), Decimal("0.00")) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [
+        ("3.00", "3"),
+        ("1E+3", "1000"),
+        ("-0", "0"),
+        ("-0.000", "0"),
+        ("0.50", "0.5"),
+        ("12.5", "12.5"),
+        ("407", "407"),
+        ("2.50000000000000000000", "2.5"),
+        ("0.33333333333333333333", "0.33333333333333333333"),
+        ("1.0000000000000000000000000000001000", "1.0000000000000000000000000000001"),
+    ],
+)
+def test_normalize_spells_every_number_one_way(value, canonical):
+    assert str(normalize(Decimal(value))) == canonical
+    assert normalize(None) is None
