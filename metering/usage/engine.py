@@ -596,7 +596,7 @@ class _Rows:
 
 
 def _dec(value) -> Decimal | None:
-    # PostgreSQL and ClickHouse give Decimals (kept as they are), SQLite text or integers
+    # the parts write their numbers as text (SQLite's counts as integers); a Decimal is immutable, so kept as it is
     if value is None or type(value) is Decimal:
         return value
     return Decimal(value if type(value) is int else str(value))
@@ -620,11 +620,18 @@ def _merged(spec: AggregationSpec, a: Partial | None, b: Partial) -> Partial:
         if a2 is None or b2 is None:
             return b
         return a if a2 >= b2 else b
-    if kind == AggregationType.MIN or (kind == AggregationType.MAX and not spec.is_bucketed_max):
+    if _picks_one(spec):
         present = [value for value in (a1, b1) if value is not None]
         pick = min if kind == AggregationType.MIN else max
         return (pick(present) if present else None), None
     return _add(a1, b1), _add(a2, b2)
+
+
+def _picks_one(spec: AggregationSpec) -> bool:
+    """MIN and MAX (not bucketed MAX, a sum of bucket maxima) keep one of the pieces' values; the additive types
+    add both partials."""
+    kind = spec.aggregation_type
+    return kind == AggregationType.MIN or (kind == AggregationType.MAX and not spec.is_bucketed_max)
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -775,8 +782,10 @@ def _results(queries: list[UsageQuery], d: Dialect, fetched) -> list:
             rows.windows[local] = value if seen is None else _merged(queries[tag].spec, seen, value)
         elif part == TOTAL:
             rows.total[c] = _merged(queries[tag].spec, rows.total.get(c), value)
-        else:
+        elif part == CARRY:
             rows.carry[c] = _add(rows.carry.get(c), value[0]) or Decimal(0)
+        else:
+            raise ValueError(f"a usage statement returned part {part!r}")
     return [_assemble(query, rows) for query, rows in zip(queries, rows_by_tag, strict=True)]
 
 
@@ -857,23 +866,21 @@ def _assemble(query: UsageQuery, rows: _Rows):
 
 def _combine_windows(spec: AggregationSpec, ordered: list[tuple[dt.datetime, Partial]]) -> Partial:
     """Partial aggregates of the whole range from those of its windows in time order (see `_total_from_windows`)."""
-    kind = spec.aggregation_type
-    if kind == AggregationType.LATEST or (kind in _PICKED and not spec.is_bucketed_max):
+    if spec.aggregation_type == AggregationType.LATEST or _picks_one(spec):
         combined = None
         for _, partial in ordered:
             combined = _merged(spec, combined, partial)
         return combined or (None, None)
-    # the other types add both partials (as `_merged` does), here in one pass each
+    # the additive types: `_merged` window by window, in one pass per partial
     return _exact_sum([n1 for _, (n1, _) in ordered]), _exact_sum([n2 for _, (_, n2) in ordered])
-
-
-_PICKED = (AggregationType.MIN, AggregationType.MAX)
 
 
 def _exact_sum(values: list[Decimal | None]) -> Decimal | None:
     present = [value for value in values if value is not None]
     if not present:
         return None
+    # from the first value, not Decimal(0): a single value comes back untouched (its exponent, a zero's sign), as
+    # `_merged` returns it
     with localcontext(EXACT):
         return sum(present[1:], present[0])
 

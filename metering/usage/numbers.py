@@ -178,6 +178,6 @@ def normalize(value: Decimal | None) -> Decimal | None:
     text = str(value)
     # already canonical (most values: whole numbers from sums and counts) unless it has an exponent, a fraction
     # ending in zero or a negative zero; `str` costs a quarter of rewriting it
-    if "E" in text or text == "-0" or ("." in text and text[-1] == "0"):
+    if "E" in text or "e" in text or text == "-0" or ("." in text and text[-1] == "0"):
         return Decimal(decimal_text(value))
     return value

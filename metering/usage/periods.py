@@ -150,8 +150,9 @@ def to_local(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 # month in hourly windows) convert the same starts; a lookup costs ~0.1 µs of the conversion's ~1.5.
 @functools.lru_cache(maxsize=1 << 14)
 def from_local(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
-    """Instant of a local wall-clock time. A time repeated by a DST change maps to its first occurrence; a time
-    skipped by one is read with the offset in force before the change (zoneinfo's fold=0)."""
+    """Instant of a local wall-clock time (naive: an aware one would share a remembered answer with any equal
+    instant). A time repeated by a DST change maps to its first occurrence; a time skipped by one is read with the
+    offset in force before the change (zoneinfo's fold=0)."""
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
