@@ -520,7 +520,6 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
         return 0
     endpoints = subscribers(environment_ids)
     payloads: dict[tuple[int, str], list[dict]] = defaultdict(list)
-    text = _Texts()
     evaluated_at = rfc3339(now)
     for pair, current, level, used, _sequence in recorded:
         key = (pair.customer.environment_id, FEATURE_ALERT)
@@ -529,7 +528,7 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
         threshold = pair.rule.crossed(current, level)
         payloads[key].append(
             {
-                **_subject(pair.feature, pair.customer, text(pair.start), text(pair.end)),
+                **_subject(pair.feature, pair.customer, rfc3339(pair.start), rfc3339(pair.end)),
                 "from_level": str(current),
                 "to_level": str(level),
                 "condition": pair.rule.condition,
@@ -544,7 +543,7 @@ def _outbox(recorded: list[_Change], reached: list[tuple[_Limit, Decimal]], now:
             continue
         payloads[key].append(
             {
-                **_subject(item.feature, item.customer, text(item.start), text(item.end)),
+                **_subject(item.feature, item.customer, rfc3339(item.start), rfc3339(item.end)),
                 "usage": decimal_text(used),
                 "usage_limit": decimal_text(item.limit),
                 "is_soft_limit": item.is_soft,
@@ -637,16 +636,6 @@ class _Moments(dict):
         found = self.get(value)
         if found is None:
             found = self[value] = value.isoformat() if self.postgresql else str(self.adapt(value))
-        return found
-
-
-class _Texts(dict):
-    """RFC 3339 text of timestamps, each converted once."""
-
-    def __call__(self, value: dt.datetime) -> str:
-        found = self.get(value)
-        if found is None:
-            found = self[value] = rfc3339(value)
         return found
 
 

@@ -871,7 +871,7 @@ def _combine_windows(spec: AggregationSpec, ordered: list[tuple[dt.datetime, Par
         for _, partial in ordered:
             combined = _merged(spec, combined, partial)
         return combined or (None, None)
-    # the additive types: `_merged` window by window, in one pass per partial
+    # the additive types: what `_merged` adds window by window, summed in one pass per partial
     return _exact_sum([n1 for _, (n1, _) in ordered]), _exact_sum([n2 for _, (_, n2) in ordered])
 
 
