@@ -27,6 +27,7 @@ NOT_EXACT = "flexmeter: not_exact"
 # to the 56 integer digits to refuse only what truly does not fit.
 _SUM_LIMIT = "1e55"
 _PRODUCT_LIMIT = "1e35"  # a product of two Decimal256(20) has scale 40, so 36 integer digits
+_NATIVE_DIVIDEND_LIMIT = "1e34"  # the decimal `/` computes dividend·10^41 in Int256 (about 5.8e76)
 
 
 def _guard(value: str, condition: str) -> str:
@@ -98,10 +99,14 @@ class ClickHouseDialect(Dialect):
         return _guard(value, f"has(e.inexact, {k})")
 
     def cel_variable(self, p, key):
-        # missing: 0; a number beyond the rule of flexmeter/limits.py: NULL, an error of its event (numbers.cel_input)
+        # missing: 0; a number beyond the rule of flexmeter/limits.py, or a value that is no number: NULL, an error of
+        # its event (numbers.cel_input). Every key of the maps is present, so only rows without the key in them parse
+        # the JSON to tell a present non-number from a missing key (parsing every row cost 40 % of a CEL month).
         k = p(key)
-        beyond = f"has(e.beyond_rule, {k})"
-        return f"if(JSONHas(e.properties, {k}), if({beyond}, NULL, {self.number(p, key)}), toDecimal256(0, {SCALE}))"
+        return (
+            f"multiIf(has(e.beyond_rule, {k}), NULL, mapContains(e.numbers, {k}) OR has(e.inexact, {k}), "
+            f"{self.number(p, key)}, JSONHas(e.properties, {k}), NULL, toDecimal256(0, {SCALE}))"
+        )
 
     # filters on canonical text
     def equals_any(self, p, text_sql, values):
@@ -122,9 +127,16 @@ class ClickHouseDialect(Dialect):
         if op == "/":
 
             def quotient(x: str, y: str) -> str:
+                # Both forms truncate at 21 places, then round half away from zero. The decimal `/` is 7× faster
+                # than divideDecimal (a month of `ceil(tokens / 100)` for all customers: 1.5 s → 0.2 s at 1M
+                # events), but scales the dividend by 10^41 inside Int256: beyond 10^34 it takes divideDecimal.
                 safe = f"if({y} = 0, toDecimal256(1, {SCALE}), {y})"
-                exact = f"round(divideDecimal({x}, {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
-                return f"if({y} = 0, NULL, toDecimal256({exact}, {SCALE}))"
+                native = f"round(toDecimal256({x}, {DIVISION_PLACES + 1}) / {safe}, {DIVISION_PLACES})"
+                wide = f"round(divideDecimal({x}, {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
+                return (
+                    f"multiIf({y} = 0, NULL, abs(toFloat64({x})) < {_NATIVE_DIVIDEND_LIMIT}, "
+                    f"toDecimal256({native}, {SCALE}), toDecimal256({wide}, {SCALE}))"
+                )
 
             return _let(quotient, a, b)
         if op == "*":
