@@ -95,7 +95,8 @@ class ClickHouseDialect(Dialect):
 
     def number(self, p, key):
         k = p(key)
-        value = f"if(mapContains(e.numbers, {k}), toDecimal256OrNull(e.numbers[{k}], {SCALE}), NULL)"
+        # a missing key reads as '', which is no number: NULL without a mapContains
+        value = f"toDecimal256OrNull(e.numbers[{k}], {SCALE})"
         return _guard(value, f"has(e.inexact, {k})")
 
     def cel_variable(self, p, key):
