@@ -62,6 +62,7 @@ class ClickHouseLoad:
     backend: EventsBackend
     seconds: float
     bytes_on_disk: int
+    merge_seconds: float  # merging every month but the newest into one part
 
 
 def clickhouse_load(
@@ -88,11 +89,27 @@ def clickhouse_load(
         client.command(sql.replace("{low:UInt64}", str(low)).replace("{count:UInt64}", str(count)))
         progress(low + count)
     seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    merge_past_months(client, DATABASE)
+    merge_seconds = time.perf_counter() - started
     size = client.query(
         "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = %(db)s AND table = %(table)s AND active",
         parameters={"db": DATABASE, "table": EVENTS},
     ).result_rows[0][0]
-    return ClickHouseLoad(backend=backend, seconds=seconds, bytes_on_disk=int(size or 0))
+    return ClickHouseLoad(backend=backend, seconds=seconds, bytes_on_disk=int(size or 0), merge_seconds=merge_seconds)
+
+
+def merge_past_months(client, database: str) -> None:
+    """Every month but the newest in one part, as the table's `min_age_to_force_merge_seconds` leaves it an hour
+    after the month's last write (metering/clickhouse/schema.py); the newest keeps the parts the load left, like a
+    month still being written."""
+    partitions = client.query(
+        "SELECT DISTINCT partition_id FROM system.parts WHERE database = %(db)s AND table = %(table)s AND active "
+        "ORDER BY partition_id",
+        parameters={"db": database, "table": EVENTS},
+    ).result_rows
+    for (partition,) in partitions[:-1]:
+        client.command(f"OPTIMIZE TABLE {database}.{EVENTS} PARTITION ID %(partition)s FINAL", {"partition": partition})
 
 
 def clickhouse_timings(
@@ -107,15 +124,18 @@ def clickhouse_timings(
     typical: list[str],
     heavy: list[str],
     repeat: int,
+    newest: tuple[dt.datetime, dt.datetime],
 ) -> dict[tuple[str, str], tuple[float, float]]:
-    """(meter, scope) → (p50, p95) ms on ClickHouse for the scopes of the PostgreSQL run (no windows)."""
+    """(meter, scope) → (p50, p95) ms on ClickHouse for the scopes of the PostgreSQL run (no windows), and a
+    typical customer's `newest` month, the one left in several parts."""
     found = {}
     for label, definition in meters.items():
         spec = AggregationSpec.from_meter(Meter(event_name=event_name, **definition))
         base = UsageQuery(spec=spec, environment_id=environment_id, start=start, end=end, zone=zone)
 
-        def run(customer=None, by_customer=False, base=base):
-            query = dataclasses.replace(base, customer=customer, by_customer=by_customer)
+        def run(customer=None, by_customer=False, base=base, bounds=(start, end)):
+            first, last = bounds
+            query = dataclasses.replace(base, customer=customer, by_customer=by_customer, start=first, end=last)
             return run_usage_queries([query], backend=backend)
 
         cycle = iter(range(10**9))
@@ -123,6 +143,10 @@ def clickhouse_timings(
             "typical customer": (repeat * 5, lambda run=run, cycle=cycle: run(typical[next(cycle) % len(typical)])),
             "heavy customer": (repeat, lambda run=run, cycle=cycle: run(heavy[next(cycle) % len(heavy)])),
             "all customers": (max(3, repeat // 4), lambda run=run: run(by_customer=True)),
+            "typical (newest)": (
+                repeat * 5,
+                lambda run=run, cycle=cycle: run(typical[next(cycle) % len(typical)], bounds=newest),
+            ),
         }
         for scope, (runs, call) in scopes.items():
             call()  # warm up

@@ -452,7 +452,10 @@ def _side_by_side(
         batch_size=min(batch_size, 1_000_000),
         progress=progress,
     )
-    log(f"loaded in {load.seconds:.1f} s, {load.bytes_on_disk / 2**20:.0f} MiB")
+    log(
+        f"loaded in {load.seconds:.1f} s, {load.bytes_on_disk / 2**20:.0f} MiB; every month but the newest merged into "
+        f"one part (as an hour after its last write) in {load.merge_seconds:.1f} s"
+    )
     start, end = _local_month(month, zone)
     differences = []
     for label, definition in METERS.items():
@@ -473,6 +476,7 @@ def _side_by_side(
         typical=[f"cust-{index}" for index in range(TYPICAL_CUSTOMERS)],
         heavy=[f"heavy-{index}" for index in range(HEAVY_CUSTOMERS)],
         repeat=repeat,
+        newest=_local_month(months - 1, zone),
     )
     return SideBySide(
         load_seconds=load.seconds,

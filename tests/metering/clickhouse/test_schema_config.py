@@ -23,6 +23,7 @@ from metering.ingest.clickhouse import clickhouse_events_store
 from metering.ingest.validation import EventInput
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MONTH_MERGE = "min_age_to_force_merge_seconds = 3600, min_age_to_force_merge_on_partition_only = 1"
 
 
 def test_an_unset_events_url_means_the_django_database():
@@ -73,7 +74,8 @@ def test_single_node_ddl_has_no_cluster_clauses():
     ddl = "\n".join(schema_statements("flexmeter"))
     assert "ON CLUSTER" not in ddl and "Replicated" not in ddl and "Distributed" not in ddl
     assert "ENGINE = ReplacingMergeTree(version, is_deleted) PARTITION BY toYYYYMM(timestamp) " in ddl
-    assert "ORDER BY (environment_id, external_customer_id, event_name, timestamp, event_id)" in ddl
+    order = "ORDER BY (environment_id, external_customer_id, event_name, timestamp, event_id)"
+    assert f"{order} SETTINGS {MONTH_MERGE}" in ddl
 
 
 def test_cluster_ddl_is_replicated_behind_distributed_tables_sharded_by_environment_and_customer():
@@ -94,11 +96,14 @@ def test_cluster_ddl_is_replicated_behind_distributed_tables_sharded_by_environm
         "ENGINE = Distributed('prod\\'s', flexmeter, event_keys_local, cityHash64(environment_id, event_id))"
     )
     added = "ADD COLUMN IF NOT EXISTS first_version UInt64 DEFAULT version"
-    assert statements[7:] == [
+    assert statements[7:11] == [
         f"ALTER TABLE flexmeter.{table} ON CLUSTER 'prod\\'s' {added}"
         for table in ("events_local", "events", "event_keys_local", "event_keys")
     ]
-    assert len(statements) == 11
+    # months are merged where the parts are: on the local table
+    assert MONTH_MERGE in events_local and MONTH_MERGE not in events
+    assert statements[11] == f"ALTER TABLE flexmeter.events_local ON CLUSTER 'prod\\'s' MODIFY SETTING {MONTH_MERGE}"
+    assert len(statements) == 12
 
 
 def test_migrate_events_prints_the_cluster_ddl(capsys):
@@ -114,6 +119,7 @@ def test_migrate_events_creates_the_tables_on_chdb_and_is_idempotent(chdb_path, 
     client = clickhouse_client(parse_events_url(url))
     tables = client.query("SELECT name FROM system.tables WHERE database = 'migrated' ORDER BY name").result_rows
     assert tables == [("copy_progress",), ("event_keys",), ("events",)]
+    assert MONTH_MERGE in events_create_statement(client, "migrated")
     client.command("DROP DATABASE migrated")
     assert "events tables ready in migrated on a single node" in capsys.readouterr().out
 
@@ -126,12 +132,15 @@ def test_migrate_events_adds_first_version_to_tables_created_before_it(chdb_path
         if statement.startswith("CREATE"):
             client.command(statement.replace(",\n    first_version UInt64 DEFAULT version", ""))
     assert "first_version" not in str(client.query("DESCRIBE TABLE older.events").result_rows)
+    client.command(f"ALTER TABLE older.events RESET SETTING {MONTH_MERGE.replace(' = 3600', '').replace(' = 1', '')}")
+    assert "min_age_to_force_merge" not in events_create_statement(client, "older")
     for table in ("events", "event_keys"):
         client.command(
             f"INSERT INTO older.{table} (environment_id, event_id, event_name, version) VALUES (1, 'e', 'n', 42)"
         )
     call_command("migrate_events", "--url", url, stdout=io.StringIO())
     assert client.query("SELECT event_id, first_version FROM older.events").result_rows == [("e", 42)]
+    assert MONTH_MERGE in events_create_statement(client, "older")
     # a redelivery keeps the first delivery's version, read from the older key row
     stored = EventInput(
         event_id="e", event_name="n", external_customer_id="", timestamp=EPOCH, source="", properties={"v": 1}
@@ -140,3 +149,10 @@ def test_migrate_events_adds_first_version_to_tables_created_before_it(chdb_path
     rows = client.query("SELECT first_version, version > 42 FROM older.events FINAL").result_rows
     assert rows == [(42, True)]
     client.command("DROP DATABASE older")
+
+
+def events_create_statement(client, database: str) -> str:
+    return client.query(
+        "SELECT create_table_query FROM system.tables WHERE database = %(db)s AND name = 'events'",
+        parameters={"db": database},
+    ).result_rows[0][0]
