@@ -11,6 +11,7 @@ rather than computing with a rounded value.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -55,13 +56,21 @@ _INTEGER_RULE = 10**MAX_INTEGER_DIGITS  # flexmeter/limits.py: an int within it 
 _INTEGER_REPRESENTABLE = 10**DECIMAL_INTEGER_DIGITS
 
 
+def _plainly_fits(number: Decimal) -> bool:
+    """At most 20 decimals as spelled and fewer than 38 integer digits: within the rule of flexmeter/limits.py and
+    held exactly by `Decimal256(20)`, decided without `number_problem` and `representable` (most numbers are)."""
+    exponent = number.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -DECIMAL_SCALE and number.adjusted() < MAX_INTEGER_DIGITS
+
+
 def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], list[str], list[str]]:
     """(texts, numbers, inexact, beyond_rule) of the top-level properties. `beyond_rule` lists the numbers outside
     the rule of flexmeter/limits.py (numeric strings can be): a CEL expression treats them as an error of their
     event (`numbers.cel_input`), as on every backend, instead of reading them.
 
-    It runs for every property of every event written, so the common kinds (plain strings and integers) take a
-    shortcut that gives what `canonical_text`, `numeric_value`, `cel_input` and `representable` give them
+    It runs for every property of every event written, so the common kinds (plain strings, integers and decimals
+    of ordinary size) take a shortcut that gives what `canonical_text`, `numeric_value`, `cel_input` and
+    `representable` give them
     (tests/metering/clickhouse/test_rows.py compares both on many values); everything else goes through those."""
     texts: dict[str, str] = {}
     numbers: dict[str, str] = {}
@@ -84,12 +93,22 @@ def property_columns(properties: dict) -> tuple[dict[str, str], dict[str, str], 
             else:
                 inexact.append(key)
             continue
+        elif (kind is Decimal and value.is_finite()) or (kind is float and math.isfinite(value)):
+            number = value if kind is Decimal else Decimal(repr(value))
+            text = number_text(number)  # its canonical text, and its number's
+            texts[key] = text
+            if _plainly_fits(number):
+                numbers[key] = text
+                continue
         else:
             text_or_none = canonical_text(value)
             if text_or_none is not None:
                 texts[key] = text_or_none
             number = numeric_value(value)
         if number is not None:
+            if _plainly_fits(number):
+                numbers[key] = number_text(number)
+                continue
             if number_problem(number) is not None:  # `cel_input(value) is None` for a numeric value
                 beyond_rule.append(key)
             if representable(number):

@@ -109,6 +109,7 @@ def _stored_keys(client, backend: EventsBackend, environment_id: int, event_ids:
     columns = "event_id, external_customer_id, event_name, timestamp, version, first_version"
     for start in range(0, len(event_ids), _LOOKUP_CHUNK):
         chunk = event_ids[start : start + _LOOKUP_CHUNK]
+        parameter: list[str] | str
         if any("\x00" in event_id for event_id in chunk):  # stored ids never hold NUL (flexmeter/text.py)
             ids, parameter = "%(ids)s", chunk
         else:
