@@ -116,6 +116,7 @@ class SideBySide:
     gave every customer the same month as PostgreSQL."""
 
     load_seconds: float
+    merge_seconds: float  # every month but the newest into one part, as the table does an hour after its writes
     bytes_on_disk: int
     timings: dict[tuple[str, str], tuple[float, float]]
     same_answers: bool
@@ -480,6 +481,7 @@ def _side_by_side(
     )
     return SideBySide(
         load_seconds=load.seconds,
+        merge_seconds=load.merge_seconds,
         bytes_on_disk=load.bytes_on_disk,
         timings=timings,
         same_answers=not differences,

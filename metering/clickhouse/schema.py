@@ -16,8 +16,9 @@ digest reads new events by it (webhooks/digest.py), so a redelivered event is ne
 before it get the column from `ALTER … ADD COLUMN IF NOT EXISTS` (its default, `version`, stands for older rows).
 
 A month of `events` is merged into one part once none of its parts has been written for an hour
-(`min_age_to_force_merge_seconds`): `FINAL` then has nothing to merge across parts, and a month no longer written (an
-invoice, last month's dashboard) answers 2-6× faster (docs/clickhouse.md). `migrate_events` sets it on older tables.
+(`min_age_to_force_merge_seconds`): `FINAL` then has nothing to merge across parts, and a month no longer written
+(an invoice, last month's dashboard) answers about twice as fast (docs/clickhouse.md). `migrate_events` sets it on
+older tables.
 
 With a cluster name the same tables become replicated local tables behind distributed ones: `events` sharded by
 environment and customer (a customer's usage is answered by one shard), `event_keys` by environment and id.
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 EVENTS, EVENT_KEYS, COPY_PROGRESS = "events", "event_keys", "copy_progress"
 # A partition whose parts are all this old is merged into one part; a late event into it costs one rewrite of the
-# month an hour after it arrived (about 1.5 s of CPU per million events on the 2-core development machine).
+# month an hour after it arrived (about 1.4 s per million events on the 2-core development machine).
 MONTH_MERGE_AGE_SECONDS = 3600
 _MONTH_MERGE = (
     f"min_age_to_force_merge_seconds = {MONTH_MERGE_AGE_SECONDS}, min_age_to_force_merge_on_partition_only = 1"

@@ -212,8 +212,7 @@ def _group_by(w: str | None, c: str | None) -> str:
 def _bucketed_max_sql(query, head, w, c, where, v, d: Dialect, p: Params) -> str:
     """Σ over buckets (and groups) of the bucket's max (SPEC §5.2). One source's cells are grouped already, so they
     are summed as they are (grouping them again cost ClickHouse 40 % of an hourly month of all customers)."""
-    cells = _bucket_cells_sql(query, w, c, where, v, d, p)
-    return _cell_maxima_sum_sql(head, f"SELECT u.w, u.c, u.m FROM ({cells}) u WHERE u.m IS NOT NULL", d)
+    return _cell_maxima_sum_sql(head, _bucket_cells_sql(query, w, c, where, v, d, p), d)
 
 
 def _bucket_cells_sql(query, w, c, where, v, d: Dialect, p: Params) -> str:
@@ -256,10 +255,10 @@ def bucket_maxima_sum_sql(head: str, sources: list[str], d: Dialect) -> str:
 
 
 def _cell_maxima_sum_sql(head: str, cells: str, d: Dialect) -> str:
-    """The sum of the maxima of `cells` (w, c, m) per window and customer."""
+    """The sum of the maxima of `cells` (w, c, m) per window and customer that have one."""
     return (
         f"SELECT {head}, cells.w AS w, cells.c AS c, {d.as_text(d.agg_sum('cells.m'))} AS n1, NULL AS n2 "
-        f"FROM ({cells}) cells GROUP BY cells.w, cells.c"
+        f"FROM ({cells}) cells WHERE cells.m IS NOT NULL GROUP BY cells.w, cells.c"
     )
 
 

@@ -135,6 +135,10 @@ class Command(BaseCommand):
             f"  PostgreSQL: loaded {loaded}, {run.postgres_bytes / 2**20:,.0f} MiB (table and indexes); "
             f"ClickHouse (chdb): loaded {side.load_seconds:.1f} s, {side.bytes_on_disk / 2**20:,.0f} MiB"
         )
+        self.stdout.write(
+            f"  ClickHouse: every month but the newest merged into one part in {side.merge_seconds:.1f} s (as an "
+            "hour after its last write); 'typical (newest)' is a typical customer in the newest month, left in parts"
+        )
         verdict = "yes" if side.same_answers else f"NO: {', '.join(side.differences)}"
         self.stdout.write(f"  every meter, every customer, same month on both stores: {verdict}")
         self.stdout.write(
