@@ -27,7 +27,9 @@ NOT_EXACT = "flexmeter: not_exact"
 # to the 56 integer digits to refuse only what truly does not fit.
 _SUM_LIMIT = "1e55"
 _PRODUCT_LIMIT = "1e35"  # a product of two Decimal256(20) has scale 40, so 36 integer digits
-_NATIVE_DIVIDEND_LIMIT = "1e34"  # the decimal `/` computes dividend·10^41 in Int256 (about 5.8e76)
+# the decimal `/` computes dividend·10^41 in Int256 (about 5.8e76); the dividend is compared as a decimal, cheaper
+# than through a Float64 shadow (a CEL month of all customers at 10M events: 346 → 330 ms)
+_NATIVE_DIVIDEND_LIMIT = f"toDecimal256('{10**34}', {SCALE})"
 
 
 def _guard(value: str, condition: str) -> str:
@@ -135,7 +137,7 @@ class ClickHouseDialect(Dialect):
                 native = f"round(toDecimal256({x}, {DIVISION_PLACES + 1}) / {safe}, {DIVISION_PLACES})"
                 wide = f"round(divideDecimal({x}, {safe}, {DIVISION_PLACES + 1}), {DIVISION_PLACES})"
                 return (
-                    f"multiIf({y} = 0, NULL, abs(toFloat64({x})) < {_NATIVE_DIVIDEND_LIMIT}, "
+                    f"multiIf({y} = 0, NULL, abs({x}) < {_NATIVE_DIVIDEND_LIMIT}, "
                     f"toDecimal256({native}, {SCALE}), toDecimal256({wide}, {SCALE}))"
                 )
 
