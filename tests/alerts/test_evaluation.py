@@ -488,18 +488,22 @@ def test_on_postgresql_a_pass_that_fails_while_recording_waits_for_its_reads_to_
     """No read outlives the pass (and the evaluator's lock): the next pass may start as soon as this one failed."""
 
     _two_meters(environment)
-    calls_recorded = threading.Event()
+    tokens_started, calls_recorded = threading.Event(), threading.Event()
     ended = []
     read = services._customer_windows_usage
 
     def slow_tokens(*, meter, windows):
         if meter.event_name == "llm.tokens":
+            tokens_started.set()
             calls_recorded.wait(timeout=10)
             time.sleep(0.3)
             ended.append(meter.event_name)
         return read(meter=meter, windows=windows)
 
     def failing_record(*args):
+        # the tokens read must be running when the pass fails: one still queued is cancelled instead, as it should
+        # be (under load a worker thread picked it up only after the calls meter was recorded: CI failed so once)
+        tokens_started.wait(timeout=10)
         calls_recorded.set()
         raise RuntimeError("recording failed")
 
