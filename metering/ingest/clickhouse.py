@@ -23,7 +23,8 @@ import datetime as dt
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 from django.db import connection, transaction
@@ -32,6 +33,7 @@ from django.utils import timezone
 from metering.clickhouse.config import CLICKHOUSE, EventsBackend, clickhouse_client
 from metering.clickhouse.rows import EVENT_COLUMNS, event_columns
 from metering.clickhouse.schema import EVENT_KEYS, EVENTS
+from metering.ingest.group_commit import GroupCommit
 from metering.ingest.marks import usage_marks_write
 from metering.ingest.validation import EventInput
 from metering.ingest.writer import IngestResult
@@ -83,10 +85,12 @@ def _stripe(environment_id: int, event_id: str) -> int:
 
 
 @contextlib.contextmanager
-def _ids_locked(backend: EventsBackend, environment_id: int, event_ids: list[str]) -> Iterator[None]:
+def _ids_locked(backend: EventsBackend, ids_by_environment: dict[int, list[str]]) -> Iterator[None]:
     """Hold the locks of these ids: stripes in ascending order (no deadlock between batches), and on a server
     shared by several processes the same hashes as PostgreSQL transaction-level advisory locks."""
-    hashes = sorted({_stripe(environment_id, event_id) for event_id in event_ids})
+    hashes = sorted(
+        {_stripe(environment_id, event_id) for environment_id, ids in ids_by_environment.items() for event_id in ids}
+    )
     stripes = sorted({value % len(_STRIPES) for value in hashes})
     with contextlib.ExitStack() as stack:
         for index in stripes:
@@ -145,60 +149,117 @@ def _insert(client, backend: EventsBackend, table: str, *parts: pa.Table) -> Non
     client.insert_arrow(table, data, database=backend.database, settings=_insert_settings(backend))
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One caller's validated events, with the columns that do not depend on what is stored."""
+
+    environment_id: int
+    events: list[EventInput]
+    columns: dict[str, list]
+    rows: pa.Table
+
+
+@dataclass(frozen=True)
+class _Written:
+    result: IngestResult
+    left: list[tuple]  # the keys the batch hid: `(event_id, customer, name, timestamp, first_version)`
+
+
+_group_commits: dict[str, GroupCommit[_Batch, _Written]] = {}
+_group_commits_lock = threading.Lock()
+# Batches written together hold at most this many events (a bulk request holds up to a thousand): the lookup and
+# the two inserts stay bounded.
+GROUP_EVENTS = 10_000
+
+
+def _group_commit(backend: EventsBackend) -> GroupCommit[_Batch, _Written]:
+    with _group_commits_lock:
+        group_commit = _group_commits.get(backend.url)
+        if group_commit is None:
+            group_commit = GroupCommit(lambda batches: _write_group(backend, batches), max_size=GROUP_EVENTS)
+            _group_commits[backend.url] = group_commit
+        return group_commit
+
+
 def clickhouse_events_store(
     *, backend: EventsBackend, environment_id: int, events: list[EventInput], ingested_at: dt.datetime | None = None
 ) -> IngestResult:
     """Store validated events; a redelivered id replaces the stored event wherever its key moved (last delivery
-    wins) and is counted as a duplicate. Within the batch a repeated id keeps the last occurrence."""
+    wins) and is counted as a duplicate. Within the batch a repeated id keeps the last occurrence. Batches that
+    arrive while another is being written are written together with the others waiting (metering/ingest/
+    group_commit.py); this returns when this batch's events are written."""
     if not events:
         return IngestResult(accepted=0, duplicates=0)
     if len({event.event_id for event in events}) != len(events):
         events = list({event.event_id: event for event in events}.values())
+    # Everything that does not depend on what is stored is built before the group's locks, by each caller.
+    columns = event_columns(environment_id, events, ingested_at or timezone.now())
+    batch = _Batch(environment_id, events, columns, _table(columns, _EVENT_TYPES))
+    written = _group_commit(backend).write(batch, size=len(events))
+    # in the caller's transaction, like the marks of the pairs it wrote (metering/ingest/writer.py)
+    _left_marked(environment_id, written.left)
+    return written.result
+
+
+def _write_group(backend: EventsBackend, batches: Sequence[_Batch]) -> list[_Written]:
+    """Write the batches as if one after another, in their order, with one lookup and one insert per table: a
+    later batch's redelivery of an id an earlier one wrote replaces it (a higher version, and a tombstone where the
+    key moved) and counts as a duplicate."""
     client = clickhouse_client(backend)
-    ingested_at = ingested_at or timezone.now()
-    ids = [event.event_id for event in events]
-    # Everything that does not depend on what is stored is built before the locks: a batch of a thousand ids
-    # holds nearly every stripe, so concurrent batches take turns in there.
-    columns = event_columns(environment_id, events, ingested_at)
-    rows = _table(columns, _EVENT_TYPES)
-    with _ids_locked(backend, environment_id, ids):
-        stored = _stored_keys(client, backend, environment_id, ids)
-        newest = max((version for keys in stored.values() for *_, version, _ in keys), default=0)
-        version = max(time.time_ns(), newest + 1)
-        # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
-        first_versions = [version] * len(events)
-        tombstones: list[tuple] = []
-        for index, event in enumerate(events):
-            earlier = stored.get(event.event_id)
-            if earlier is None:
-                continue
-            first_version = min(first for *_, first in earlier)
-            first_versions[index] = first_version
-            key = (event.external_customer_id, event.event_name, _utc(event.timestamp))
-            tombstones.extend(
-                (event.event_id, customer, name, timestamp, first_version)
-                for customer, name, timestamp, *_ in earlier
-                if (customer, name, timestamp) != key
-            )
-        keys = {
-            "environment_id": columns["environment_id"],
-            "event_id": ids,
-            "external_customer_id": columns["external_customer_id"],
-            "event_name": columns["event_name"],
-            "timestamp": columns["timestamp"],
-            "version": [version] * len(events),
-            "first_version": first_versions,
+    ids_by_environment: dict[int, list[str]] = {}
+    for batch in batches:
+        ids_by_environment.setdefault(batch.environment_id, []).extend(event.event_id for event in batch.events)
+    with _ids_locked(backend, ids_by_environment):
+        known = {
+            (environment_id, event_id): keys
+            for environment_id, ids in ids_by_environment.items()
+            for event_id, keys in _stored_keys(client, backend, environment_id, list(dict.fromkeys(ids))).items()
         }
-        rows = rows.append_column("version", pa.array(keys["version"], type=pa.uint64()))
-        rows = rows.append_column("is_deleted", pa.array([0] * len(events), type=pa.uint8()))
-        rows = rows.append_column("first_version", pa.array(first_versions, type=pa.uint64()))
-        _insert(client, backend, EVENT_KEYS, _table(keys, _KEY_TYPES))
-        if tombstones:
-            _insert(client, backend, EVENTS, rows, _tombstones(environment_id, tombstones, version))
-        else:
-            _insert(client, backend, EVENTS, rows)
-    _left_marked(environment_id, tombstones)
-    return IngestResult(accepted=len(events), duplicates=len(stored))
+        newest = max((version for keys in known.values() for *_, version, _ in keys), default=0)
+        first = max(time.time_ns(), newest + 1)
+        written, key_tables, row_tables = [], [], []
+        for version, batch in enumerate(batches, start=first):
+            # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
+            first_versions = [version] * len(batch.events)
+            left: list[tuple] = []
+            duplicates = 0
+            for index, event in enumerate(batch.events):
+                key = (event.external_customer_id, event.event_name, _utc(event.timestamp))
+                earlier = known.get((batch.environment_id, event.event_id))
+                if earlier:
+                    duplicates += 1
+                    first_versions[index] = min(first for *_, first in earlier)
+                    left.extend(
+                        (event.event_id, customer, name, timestamp, first_versions[index])
+                        for customer, name, timestamp, *_ in earlier
+                        if (customer, name, timestamp) != key
+                    )
+                stored_as = (*key, version, first_versions[index])
+                known[(batch.environment_id, event.event_id)] = [*(earlier or ()), stored_as]
+            versions = [version] * len(batch.events)
+            key_tables.append(
+                _table(
+                    {
+                        "environment_id": batch.columns["environment_id"],
+                        "event_id": [event.event_id for event in batch.events],
+                        "external_customer_id": batch.columns["external_customer_id"],
+                        "event_name": batch.columns["event_name"],
+                        "timestamp": batch.columns["timestamp"],
+                        "version": versions,
+                        "first_version": first_versions,
+                    },
+                    _KEY_TYPES,
+                )
+            )
+            rows = batch.rows.append_column("version", pa.array(versions, type=pa.uint64()))
+            rows = rows.append_column("is_deleted", pa.array([0] * len(batch.events), type=pa.uint8()))
+            row_tables.append(rows.append_column("first_version", pa.array(first_versions, type=pa.uint64())))
+            if left:
+                row_tables.append(_tombstones(batch.environment_id, left, version))
+            written.append(_Written(IngestResult(accepted=len(batch.events), duplicates=duplicates), left))
+        _insert(client, backend, EVENT_KEYS, *key_tables)
+        _insert(client, backend, EVENTS, *row_tables)
+    return written
 
 
 def _left_marked(environment_id: int, keys: list[tuple]) -> None:
@@ -242,7 +303,7 @@ def clickhouse_events_delete(*, backend: EventsBackend, environment_id: int, eve
     if not event_ids:
         return 0
     client = clickhouse_client(backend)
-    with _ids_locked(backend, environment_id, event_ids):
+    with _ids_locked(backend, {environment_id: event_ids}):
         stored = _stored_keys(client, backend, environment_id, event_ids)
         if not stored:
             return 0

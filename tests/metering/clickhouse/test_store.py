@@ -2,10 +2,14 @@
 redelivery moves the event to another day, customer or name; concurrent duplicates never double count."""
 
 import datetime as dt
+import threading
+import time
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 
+import metering.ingest.clickhouse as writer_module
 from flexmeter.models import Environment
 from metering.clickhouse.config import clickhouse_client
 from metering.ingest.clickhouse import clickhouse_events_delete, clickhouse_events_store
@@ -208,3 +212,127 @@ def test_an_id_holding_nul_is_looked_up_one_by_one(ch_backend):
     moved = store(ch_backend, event("a\x00b", customer="cust-b", tokens=5))
     assert (moved.accepted, moved.duplicates) == (1, 1)
     assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(2), "cust-b": Decimal(5)}
+
+
+class HeldWriter:
+    """Once armed, holds the next group write inside its id locks (at the lookup) until released; counts the inserts
+    into `events`. Batches can then queue behind the held write."""
+
+    def __init__(self, monkeypatch):
+        self.armed, self.writing, self.release = False, threading.Event(), threading.Event()
+        self.event_inserts = 0
+        lookup, insert = writer_module._stored_keys, writer_module._insert
+
+        def held_lookup(*args, **kwargs):
+            if self.armed:
+                self.armed = False
+                self.writing.set()
+                assert self.release.wait(10)
+            return lookup(*args, **kwargs)
+
+        def counted_insert(client, backend, table, *parts):
+            self.event_inserts += table == "events"
+            return insert(client, backend, table, *parts)
+
+        monkeypatch.setattr(writer_module, "_stored_keys", held_lookup)
+        monkeypatch.setattr(writer_module, "_insert", counted_insert)
+
+    def held(self, work) -> "Background":
+        """`work` started in a thread and held inside its write."""
+        self.armed = True
+        thread = Background(work)
+        assert self.writing.wait(10)
+        return thread
+
+
+class Background(threading.Thread):
+    """`work()` in a thread, started at once; `.result` or `.error` once joined."""
+
+    def __init__(self, work):
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self.work()
+        except BaseException as error:  # noqa: BLE001 - the test inspects it
+            self.error = error
+        finally:
+            connections.close_all()
+
+
+def queued(backend, work, count) -> Background:
+    """`work` started in a thread, once the writer's queue holds `count` batches (its own included)."""
+    thread = Background(work)
+    commit = writer_module._group_commit(backend)
+    deadline = time.monotonic() + 10
+    while commit.waiting < count:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.001)
+    return thread
+
+
+def joined(*threads: Background) -> None:
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_queued_behind_a_write_go_to_clickhouse_in_one_insert_as_if_written_in_turn(ch_backend, monkeypatch):
+    held = HeldWriter(monkeypatch)
+    store(ch_backend, event("moved", tokens=1), event("other", tokens=2))
+    assert held.event_inserts == 1
+    first = held.held(lambda: store(ch_backend, event("first", tokens=4)))
+    # queued in this order while the first write holds its locks: a move of "moved" to cust-b, then its move on to
+    # cust-c and a new event
+    to_b = queued(ch_backend, lambda: store(ch_backend, event("moved", tokens=8, customer="cust-b")), 1)
+    to_c = queued(
+        ch_backend, lambda: store(ch_backend, event("moved", tokens=16, customer="cust-c"), event("new", tokens=32)), 2
+    )
+    held.release.set()
+    joined(first, to_b, to_c)
+    assert [thread.error for thread in (first, to_b, to_c)] == [None, None, None]
+    assert held.event_inserts == 3  # the first write alone, then the two queued batches together
+    assert [(r.accepted, r.duplicates) for r in (first.result, to_b.result, to_c.result)] == [(1, 0), (1, 1), (2, 1)]
+    # last delivery wins: the later batch's key, and the key the earlier batch of the group wrote is hidden
+    assert [(i, c) for i, c, *_ in live(ch_backend)] == [
+        ("first", "cust-a"),
+        ("moved", "cust-c"),
+        ("new", "cust-a"),
+        ("other", "cust-a"),
+    ]
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(38), "cust-c": Decimal(16)}
+    # each caller marked the pairs its own batch hid
+    assert set(UsageMark.objects.values_list("external_customer_id", "event_name")) == {
+        ("cust-a", "api.call"),
+        ("cust-b", "api.call"),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_clickhouse_refuses_fails_every_batch_in_it_and_acknowledges_none(ch_backend, monkeypatch):
+    held = HeldWriter(monkeypatch)
+    insert = writer_module._insert
+
+    def refusing_insert(client, backend, table, *parts):
+        if sum(part.num_rows for part in parts) > 1:
+            raise RuntimeError("ClickHouse refused the insert")
+        return insert(client, backend, table, *parts)
+
+    monkeypatch.setattr(writer_module, "_insert", refusing_insert)
+    first = held.held(lambda: store(ch_backend, event("first", tokens=4)))
+    second = queued(ch_backend, lambda: store(ch_backend, event("second", tokens=8)), 1)
+    third = queued(ch_backend, lambda: store(ch_backend, event("third", tokens=16)), 2)
+    held.release.set()
+    joined(first, second, third)
+    assert (first.result.accepted, first.error) == (1, None)
+    assert [(second.result, str(second.error)), (third.result, str(third.error))] == [
+        (None, "ClickHouse refused the insert"),
+        (None, "ClickHouse refused the insert"),
+    ]
+    assert [row[0] for row in live(ch_backend)] == ["first"]
+    # the retries are written
+    assert store(ch_backend, event("second", tokens=8)).duplicates == 0
+    assert [row[0] for row in live(ch_backend)] == ["first", "second"]

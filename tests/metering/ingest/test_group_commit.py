@@ -1,0 +1,151 @@
+"""Group commit: writes queued behind a running one are written together, each caller gets its own result."""
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from metering.ingest.group_commit import GroupCommit
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+class Writer:
+    """A `write_group` that records its groups and the thread that wrote each; a group whose first item is in
+    `held` waits until that item is released. An item starting with `fail` fails its whole group."""
+
+    def __init__(self):
+        self.groups: list[list[str]] = []
+        self.threads: list[str] = []
+        self.held: dict[str, threading.Event] = {}
+        self.writing: set[str] = set()
+
+    def hold(self, item: str) -> threading.Event:
+        self.held[item] = threading.Event()
+        return self.held[item]
+
+    def __call__(self, items):
+        if items[0] in self.held:
+            self.writing.add(items[0])
+            assert self.held[items[0]].wait(10)
+        self.groups.append(list(items))
+        self.threads.append(threading.current_thread().name)
+        if any(item.startswith("fail") for item in items):
+            raise ValueError(f"refused {items}")
+        return [item.upper() for item in items]
+
+
+class Caller(threading.Thread):
+    def __init__(self, commit: GroupCommit, item: str, size: int = 1):
+        super().__init__(name=item, daemon=True)
+        self.commit, self.item, self.size = commit, item, size
+        self.result: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self.result = self.commit.write(self.item, size=self.size)
+        except BaseException as error:  # noqa: BLE001 - the test inspects it
+            self.error = error
+
+
+def queued(commit: GroupCommit, *callers: Caller) -> None:
+    """Start the callers one by one, each queued before the next starts (arrival order is theirs)."""
+    for count, caller in enumerate(callers, start=commit.waiting + 1):
+        caller.start()
+        eventually(lambda count=count: commit.waiting == count)
+
+
+def joined(*callers: Caller) -> None:
+    for caller in callers:
+        caller.join(10)
+        assert not caller.is_alive()
+
+
+def test_a_lone_write_is_written_at_once_by_its_caller():
+    writer = Writer()
+    commit = GroupCommit(writer, max_size=10)
+    assert commit.write("a") == "A"
+    assert writer.groups == [["a"]]
+    assert writer.threads == [threading.current_thread().name]
+
+
+def test_writes_queued_behind_a_running_one_are_written_together_in_arrival_order():
+    writer = Writer()
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=10)
+    a, b, c, d = (Caller(commit, item) for item in "abcd")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    queued(commit, b, c, d)
+    release.set()
+    joined(a, b, c, d)
+    assert writer.groups == [["a"], ["b", "c", "d"]]
+    assert [caller.result for caller in (a, b, c, d)] == ["A", "B", "C", "D"]
+    # the leader wrote its own group only; the oldest waiting caller wrote the next
+    assert writer.threads == ["a", "b"]
+
+
+def test_a_group_holds_at_most_max_size_and_an_item_larger_than_that_goes_alone():
+    writer = Writer()
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=5)
+    a = Caller(commit, "a")
+    b, c, d, e = Caller(commit, "b", 2), Caller(commit, "c", 3), Caller(commit, "d", 9), Caller(commit, "e", 1)
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    queued(commit, b, c, d, e)
+    release.set()
+    joined(a, b, c, d, e)
+    assert writer.groups == [["a"], ["b", "c"], ["d"], ["e"]]
+    assert [caller.result for caller in (b, c, d, e)] == ["B", "C", "D", "E"]
+
+
+def test_a_failed_group_fails_each_of_its_callers_and_later_writes_go_on():
+    writer = Writer()
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=10)
+    a, b, failing = Caller(commit, "a"), Caller(commit, "b"), Caller(commit, "fail-c")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    queued(commit, b, failing)
+    release.set()
+    joined(a, b, failing)
+    assert a.result == "A" and a.error is None
+    # nothing of the failed group is acknowledged: both callers get the failure, neither a result
+    assert [(b.result, str(b.error)), (failing.result, str(failing.error))] == [
+        (None, "refused ['b', 'fail-c']"),
+        (None, "refused ['b', 'fail-c']"),
+    ]
+    assert commit.write("e") == "E"
+    assert writer.groups[-1] == ["e"]
+
+
+def test_a_leader_returns_while_the_next_group_is_still_being_written():
+    writer = Writer()
+    first, second = writer.hold("a"), writer.hold("b")
+    commit = GroupCommit(writer, max_size=10)
+    a, b = Caller(commit, "a"), Caller(commit, "b")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    queued(commit, b)
+    first.set()
+    joined(a)
+    assert a.result == "A"
+    eventually(lambda: "b" in writer.writing)
+    assert b.is_alive() and b.result is None
+    second.set()
+    joined(b)
+    assert b.result == "B"
+
+
+def test_a_write_group_that_returns_the_wrong_number_of_results_fails_the_group():
+    commit = GroupCommit(lambda items: [], max_size=10)
+    with pytest.raises(RuntimeError, match="a group of 1 writes returned 0 results"):
+        commit.write("a")
