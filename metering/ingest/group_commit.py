@@ -52,33 +52,62 @@ class GroupCommit[Item, Result]:
             leads = not self._leading
             self._leading = True
         if not leads:
-            waiting.wake.wait()  # woken when its group is written, or to lead the next group
+            try:
+                waiting.wake.wait()  # woken when its group is written, or to lead the next group
+            except BaseException:
+                self._withdraw(waiting)
+                raise
         if not waiting.done:
-            self._lead()
+            self._lead(waiting)
         if waiting.error is not None:
             raise waiting.error
         return waiting.result  # type: ignore[return-value]
 
-    def _lead(self) -> None:
-        group = self._next_group()
+    def _lead(self, own: _Waiting[Item, Result]) -> None:
+        group: list[_Waiting[Item, Result]] = []
         try:
+            group = self._next_group()
             results = self._write_group([waiting.item for waiting in group])
             if len(results) != len(group):
                 raise RuntimeError(f"a group of {len(group)} writes returned {len(results)} results")
             for waiting, result in zip(group, results, strict=True):
                 waiting.result = result
         except BaseException as error:  # noqa: BLE001 - every caller of the group gets the failure as its own
+            failure = error
+            if not isinstance(error, Exception):  # an interrupted leader: the others' writes failed, nothing more
+                failure = RuntimeError("the write of this group was interrupted")
+                failure.__cause__ = error
             for waiting in group:
-                waiting.error = error
+                waiting.error = error if waiting is own else failure
+            if not group:  # interrupted before taking its group: its own item leaves the queue unwritten
+                with self._lock:
+                    if own in self._queue:
+                        self._queue.remove(own)
+                raise
         finally:
-            with self._lock:
-                if self._queue:
-                    self._queue[0].wake.set()  # the oldest waiting caller leads next
-                else:
-                    self._leading = False
+            self._hand_over()
             for waiting in group:
                 waiting.done = True
                 waiting.wake.set()
+
+    def _hand_over(self) -> None:
+        """The oldest waiting caller leads next; with none waiting, the next caller will."""
+        with self._lock:
+            if self._queue:
+                self._queue[0].wake.set()
+            else:
+                self._leading = False
+
+    def _withdraw(self, waiting: _Waiting[Item, Result]) -> None:
+        """A waiting caller was interrupted (an asynchronous exception): its item leaves the queue unwritten, and if
+        it had just been woken to lead, the lead passes on. An item already taken into a group is written anyway;
+        its caller, interrupted, acknowledges nothing."""
+        with self._lock:
+            if waiting in self._queue:
+                self._queue.remove(waiting)
+            woken_to_lead = waiting.wake.is_set() and not waiting.done
+        if woken_to_lead:
+            self._hand_over()
 
     def _next_group(self) -> list[_Waiting[Item, Result]]:
         """The oldest queued items, as many as fit in `max_size` (at least one)."""

@@ -279,31 +279,64 @@ def joined(*threads: Background) -> None:
         assert not thread.is_alive()
 
 
+def keys_of(backend, event_id, environment_id=ENV):
+    """(customer, version, first_version) of every key `event_id` was stored under, oldest first."""
+    return (
+        clickhouse_client(backend)
+        .query(
+            f"SELECT external_customer_id, version, first_version FROM {backend.database}.event_keys FINAL "
+            "WHERE environment_id = %(env)s AND event_id = %(id)s ORDER BY version",
+            parameters={"env": environment_id, "id": event_id},
+        )
+        .result_rows
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_batches_queued_behind_a_write_go_to_clickhouse_in_one_insert_as_if_written_in_turn(ch_backend, monkeypatch):
     held = HeldWriter(monkeypatch)
     store(ch_backend, event("moved", tokens=1), event("other", tokens=2))
     assert held.event_inserts == 1
     first = held.held(lambda: store(ch_backend, event("first", tokens=4)))
-    # queued in this order while the first write holds its locks: a move of "moved" to cust-b, then its move on to
-    # cust-c and a new event
-    to_b = queued(ch_backend, lambda: store(ch_backend, event("moved", tokens=8, customer="cust-b")), 1)
-    to_c = queued(
-        ch_backend, lambda: store(ch_backend, event("moved", tokens=16, customer="cust-c"), event("new", tokens=32)), 2
+    # queued in this order while the first write holds its locks
+    to_b = queued(
+        ch_backend,
+        lambda: store(ch_backend, event("moved", tokens=8, customer="cust-b"), event("fresh", tokens=64)),
+        1,
     )
+    to_c = queued(
+        ch_backend,
+        lambda: store(
+            ch_backend,
+            event("moved", tokens=16, customer="cust-c"),
+            event("fresh", tokens=128, customer="cust-c"),
+            event("new", tokens=32),
+        ),
+        2,
+    )
+    elsewhere = queued(ch_backend, lambda: store(ch_backend, event("moved", tokens=256), environment_id=ENV + 1), 3)
     held.release.set()
-    joined(first, to_b, to_c)
-    assert [thread.error for thread in (first, to_b, to_c)] == [None, None, None]
-    assert held.event_inserts == 3  # the first write alone, then the two queued batches together
-    assert [(r.accepted, r.duplicates) for r in (first.result, to_b.result, to_c.result)] == [(1, 0), (1, 1), (2, 1)]
-    # last delivery wins: the later batch's key, and the key the earlier batch of the group wrote is hidden
+    joined(first, to_b, to_c, elsewhere)
+    assert [thread.error for thread in (first, to_b, to_c, elsewhere)] == [None] * 4
+    assert held.event_inserts == 3  # the first write alone, then the three queued batches together
+    results = [(thread.result.accepted, thread.result.duplicates) for thread in (first, to_b, to_c, elsewhere)]
+    # "fresh" is new in the group and a duplicate of the batch before it; the other environment's id is its own
+    assert results == [(1, 0), (2, 1), (3, 2), (1, 0)]
+    # last delivery wins: the later batch's key; the keys the earlier batch of the group wrote are hidden
     assert [(i, c) for i, c, *_ in live(ch_backend)] == [
         ("first", "cust-a"),
+        ("fresh", "cust-c"),
         ("moved", "cust-c"),
         ("new", "cust-a"),
         ("other", "cust-a"),
     ]
-    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(38), "cust-c": Decimal(16)}
+    assert tokens_by_customer(ch_backend) == {"cust-a": Decimal(38), "cust-c": Decimal(144)}
+    assert [(i, c) for i, c, *_ in live(ch_backend, ENV + 1)] == [("moved", "cust-a")]
+    # one version per batch, consecutive in arrival order; a redelivery keeps the id's first delivery's version
+    (_, stored, _), (_, b, _), (_, c, _) = keys_of(ch_backend, "moved")
+    assert (c - b, stored < b) == (1, True)
+    assert keys_of(ch_backend, "moved", ENV + 1)[0][1] == c + 1
+    assert keys_of(ch_backend, "fresh") == [("cust-a", b, b), ("cust-c", c, b)]
     # each caller marked the pairs its own batch hid
     assert set(UsageMark.objects.values_list("external_customer_id", "event_name")) == {
         ("cust-a", "api.call"),

@@ -1,11 +1,13 @@
 """Group commit: writes queued behind a running one are written together, each caller gets its own result."""
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
+from metering.ingest import group_commit
 from metering.ingest.group_commit import GroupCommit
 
 
@@ -149,3 +151,76 @@ def test_a_write_group_that_returns_the_wrong_number_of_results_fails_the_group(
     commit = GroupCommit(lambda items: [], max_size=10)
     with pytest.raises(RuntimeError, match="a group of 1 writes returned 0 results"):
         commit.write("a")
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def interrupting_waits(monkeypatch, thread_name: str, *, after_waking: bool) -> None:
+    """The wait of the caller running in `thread_name` is interrupted (an asynchronous exception, as Ctrl-C or a
+    signal handler raises): before it is woken, or just as it is woken to lead."""
+
+    class Wake(threading.Event):
+        def wait(self, timeout=None):
+            if threading.current_thread().name == thread_name:
+                if after_waking:
+                    super().wait(timeout)
+                raise Interrupted
+            return super().wait(timeout)
+
+    @dataclasses.dataclass(eq=False)
+    class Waiting(group_commit._Waiting):
+        wake: threading.Event = dataclasses.field(default_factory=Wake)
+
+    monkeypatch.setattr(group_commit, "_Waiting", Waiting)
+
+
+@pytest.mark.parametrize("after_waking", [False, True], ids=["while-waiting", "as-woken-to-lead"])
+def test_an_interrupted_waiting_caller_leaves_its_item_unwritten_and_the_others_go_on(monkeypatch, after_waking):
+    writer = Writer()
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=10)
+    a = Caller(commit, "a")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    interrupting_waits(monkeypatch, "b", after_waking=after_waking)
+    b = Caller(commit, "b")
+    b.start()
+    if after_waking:
+        eventually(lambda: commit.waiting == 1)
+    else:
+        joined(b)
+    c = Caller(commit, "c")
+    queued(commit, c)
+    release.set()
+    joined(a, b, c)
+    assert isinstance(b.error, Interrupted) and b.result is None
+    assert (a.result, c.result) == ("A", "C")
+    assert writer.groups == [["a"], ["c"]]
+    assert commit.write("d") == "D"
+
+
+def test_an_interrupted_leader_fails_its_group_and_the_next_caller_leads():
+    class Leader(Writer):
+        def __call__(self, items):
+            if items[0] == "a":
+                self.writing.add("a")
+                assert self.held["a"].wait(10)
+                self.groups.append(list(items))
+                raise Interrupted
+            return super().__call__(items)
+
+    writer = Leader()
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=10)
+    a = Caller(commit, "a")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    b = Caller(commit, "b")
+    queued(commit, b)
+    release.set()
+    joined(a, b)
+    assert isinstance(a.error, Interrupted)
+    assert writer.groups == [["a"], ["b"]]
+    assert b.result == "B"
