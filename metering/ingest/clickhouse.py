@@ -12,8 +12,10 @@ on the event ids being written, and recorded so that reads need no lock at all:
    earlier key that differs from the new one, so a redelivery that moved the event in time, to another
    customer or to another name hides the old row; a redelivery with the same key replaces it by version.
 
-Reads use `events FINAL`. The inserts are synchronous: when this returns (and the API answers 202) the rows
-are written (on a cluster: on the shards, with the quorum). docs/clickhouse.md discusses the race and cluster.
+Batches that arrive while another is being written take these steps together, as one group written as if in
+turn (metering/ingest/group_commit.py). Reads use `events FINAL`. The inserts are synchronous: when this returns
+(and the API answers 202) the rows are written (on a cluster: on the shards, with the quorum). docs/clickhouse.md
+discusses the race and cluster.
 """
 
 from __future__ import annotations
@@ -202,9 +204,9 @@ def clickhouse_events_store(
 
 
 def _write_group(backend: EventsBackend, batches: Sequence[_Batch]) -> list[_Written]:
-    """Write the batches as if one after another, in their order, with one lookup and one insert per table: a
-    later batch's redelivery of an id an earlier one wrote replaces it (a higher version, and a tombstone where the
-    key moved) and counts as a duplicate."""
+    """Write the batches as if one after another, in their order, with one lookup per environment and one insert
+    per table: a later batch's redelivery of an id an earlier one wrote replaces it (a higher version, and a
+    tombstone where the key moved) and counts as a duplicate."""
     client = clickhouse_client(backend)
     ids_by_environment: dict[int, list[str]] = {}
     for batch in batches:
@@ -216,9 +218,9 @@ def _write_group(backend: EventsBackend, batches: Sequence[_Batch]) -> list[_Wri
             for event_id, keys in _stored_keys(client, backend, environment_id, list(dict.fromkeys(ids))).items()
         }
         newest = max((version for keys in known.values() for *_, version, _ in keys), default=0)
-        first = max(time.time_ns(), newest + 1)
+        next_version = max(time.time_ns(), newest + 1)
         written, key_tables, row_tables = [], [], []
-        for version, batch in enumerate(batches, start=first):
+        for version, batch in enumerate(batches, start=next_version):
             # a redelivery keeps the version of the first delivery (the digest reports an event once, by it)
             first_versions = [version] * len(batch.events)
             left: list[tuple] = []
