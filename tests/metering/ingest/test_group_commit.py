@@ -70,6 +70,17 @@ def joined(*callers: Caller) -> None:
         assert not caller.is_alive()
 
 
+def held_leader(writer: Writer, *, max_size: int = 10) -> tuple[GroupCommit, Caller, threading.Event]:
+    """A group commit whose first caller, "a", is held inside its write, so that others queue behind it; returns
+    the commit, that caller and the event that releases it."""
+    release = writer.hold("a")
+    commit = GroupCommit(writer, max_size=max_size)
+    a = Caller(commit, "a")
+    a.start()
+    eventually(lambda: "a" in writer.writing)
+    return commit, a, release
+
+
 def test_a_lone_write_is_written_at_once_by_its_caller():
     writer = Writer()
     commit = GroupCommit(writer, max_size=10)
@@ -80,11 +91,8 @@ def test_a_lone_write_is_written_at_once_by_its_caller():
 
 def test_writes_queued_behind_a_running_one_are_written_together_in_arrival_order():
     writer = Writer()
-    release = writer.hold("a")
-    commit = GroupCommit(writer, max_size=10)
-    a, b, c, d = (Caller(commit, item) for item in "abcd")
-    a.start()
-    eventually(lambda: "a" in writer.writing)
+    commit, a, release = held_leader(writer)
+    b, c, d = (Caller(commit, item) for item in "bcd")
     queued(commit, b, c, d)
     release.set()
     joined(a, b, c, d)
@@ -96,12 +104,8 @@ def test_writes_queued_behind_a_running_one_are_written_together_in_arrival_orde
 
 def test_a_group_holds_at_most_max_size_and_an_item_larger_than_that_goes_alone():
     writer = Writer()
-    release = writer.hold("a")
-    commit = GroupCommit(writer, max_size=5)
-    a = Caller(commit, "a")
+    commit, a, release = held_leader(writer, max_size=5)
     b, c, d, e = Caller(commit, "b", 2), Caller(commit, "c", 3), Caller(commit, "d", 9), Caller(commit, "e", 1)
-    a.start()
-    eventually(lambda: "a" in writer.writing)
     queued(commit, b, c, d, e)
     release.set()
     joined(a, b, c, d, e)
@@ -111,11 +115,8 @@ def test_a_group_holds_at_most_max_size_and_an_item_larger_than_that_goes_alone(
 
 def test_a_failed_group_fails_each_of_its_callers_and_later_writes_go_on():
     writer = Writer()
-    release = writer.hold("a")
-    commit = GroupCommit(writer, max_size=10)
-    a, b, failing = Caller(commit, "a"), Caller(commit, "b"), Caller(commit, "fail-c")
-    a.start()
-    eventually(lambda: "a" in writer.writing)
+    commit, a, release = held_leader(writer)
+    b, failing = Caller(commit, "b"), Caller(commit, "fail-c")
     queued(commit, b, failing)
     release.set()
     joined(a, b, failing)
@@ -131,11 +132,9 @@ def test_a_failed_group_fails_each_of_its_callers_and_later_writes_go_on():
 
 def test_a_leader_returns_while_the_next_group_is_still_being_written():
     writer = Writer()
-    first, second = writer.hold("a"), writer.hold("b")
-    commit = GroupCommit(writer, max_size=10)
-    a, b = Caller(commit, "a"), Caller(commit, "b")
-    a.start()
-    eventually(lambda: "a" in writer.writing)
+    second = writer.hold("b")
+    commit, a, first = held_leader(writer)
+    b = Caller(commit, "b")
     queued(commit, b)
     first.set()
     joined(a)
@@ -179,11 +178,7 @@ def interrupting_waits(monkeypatch, thread_name: str, *, after_waking: bool) -> 
 @pytest.mark.parametrize("after_waking", [False, True], ids=["while-waiting", "as-woken-to-lead"])
 def test_an_interrupted_waiting_caller_leaves_its_item_unwritten_and_the_others_go_on(monkeypatch, after_waking):
     writer = Writer()
-    release = writer.hold("a")
-    commit = GroupCommit(writer, max_size=10)
-    a = Caller(commit, "a")
-    a.start()
-    eventually(lambda: "a" in writer.writing)
+    commit, a, release = held_leader(writer)
     interrupting_waits(monkeypatch, "b", after_waking=after_waking)
     b = Caller(commit, "b")
     b.start()
@@ -212,11 +207,7 @@ def test_an_interrupted_leader_fails_its_group_and_the_next_caller_leads():
             return super().__call__(items)
 
     writer = Leader()
-    release = writer.hold("a")
-    commit = GroupCommit(writer, max_size=10)
-    a = Caller(commit, "a")
-    a.start()
-    eventually(lambda: "a" in writer.writing)
+    commit, a, release = held_leader(writer)
     b = Caller(commit, "b")
     queued(commit, b)
     release.set()
