@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 from catalog.models import BucketSize
 from catalog.schemas import feature_to_wire, meter_to_wire
 from catalog.selectors import meter_get
-from flexmeter.decimals import decimal_text
+from flexmeter.decimals import decimal_text, rfc3339
 from flexmeter.errors import NotFound, ValidationFailed
 from metering.api.http import request_json, wire_response
 from metering.api.schemas import event_to_dict, property_filters_clean
@@ -126,7 +126,9 @@ def _usage_body(*, event_name: str, kind: str, result: UsageResult) -> dict:
         "event_name": event_name,
         "type": kind,
         "value": result.value,
-        "results": [{"window_size": window.start, "value": window.value} for window in result.windows],
+        # the starts written here rather than by the encoder's fallback: 720 calls back from its C loop cost a quarter
+        # of writing a month of hourly windows
+        "results": [{"window_size": rfc3339(window.start), "value": window.value} for window in result.windows],
     }
 
 
