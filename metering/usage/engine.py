@@ -915,7 +915,7 @@ def _combine(spec: AggregationSpec, n1, n2, *, start, end, carry) -> Decimal | N
             return normalize(carry)
         end_micros = _micros(end)
         span = end_micros - _micros(start)
-        return normalize(carry + divide(end_micros * n1 - n2, Decimal(span)))
+        return normalize(carry + divide(end_micros * n1 - n2, span))
     if n1 is None:
         return None if kind in NULL_WHEN_EMPTY else Decimal(0)
     if kind == AggregationType.SUM_WITH_MULTIPLIER:

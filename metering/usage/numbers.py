@@ -28,6 +28,8 @@ MAX_NUMERIC_TEXT = 15_000
 # this many decimal places, identically on both databases.
 DIVISION_PLACES = 20
 _QUANTUM = Decimal(1).scaleb(-DIVISION_PLACES)
+_WHOLE = 10**DIVISION_PLACES
+_SHIFTED = 10 * _WHOLE  # one digit more, to round from
 
 # Additions and multiplications are exact: the precision is far beyond any value a property can hold.
 EXACT = Context(prec=1_000_000, Emax=999_999_999, Emin=-999_999_999)
@@ -119,23 +121,29 @@ def value_kind(value) -> str:
     return "not a finite number"
 
 
-def divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
-    """numerator / denominator rounded half away from zero to DIVISION_PLACES places; None when dividing by zero.
+def divide(numerator: Decimal, denominator: Decimal | int) -> Decimal | None:
+    """numerator / denominator rounded half away from zero to DIVISION_PLACES places, without trailing zeros; None
+    when dividing by zero.
 
     Computed on the exact integer ratios, truncated one digit further and rounded: PostgreSQL does the same with
     `round(div(a * 10^21, b) * 10^-21, 20)`, so both databases agree on every digit. (Integers rather than
-    `Fraction`s: a month of hourly AVG windows divides 720 times, at 11 µs each with fractions, 2 µs here.)
+    `Fraction`s: a month of hourly AVG windows divides 720 times, at 11 µs each with fractions, 2 µs here; and the
+    trailing zeros are dropped here, where it is cheap, rather than by rewriting the text of every quotient.)
     """
     if denominator == 0:
         return None
     a, b = numerator.as_integer_ratio()
-    c, e = denominator.as_integer_ratio()
-    top, bottom = a * e * 10 ** (DIVISION_PLACES + 1), b * c
+    c, e = (denominator, 1) if type(denominator) is int else denominator.as_integer_ratio()
+    top, bottom = a * e * _SHIFTED, b * c
     if bottom < 0:
         top, bottom = -top, -bottom
     truncated = abs(top) // bottom
     rounded = truncated // 10 + (1 if truncated % 10 >= 5 else 0)
-    return Decimal(-rounded if top < 0 else rounded).scaleb(-DIVISION_PLACES, context=EXACT)
+    if top < 0:
+        rounded = -rounded
+    if rounded % _WHOLE == 0:
+        return Decimal(rounded // _WHOLE)
+    return Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT).normalize(EXACT)
 
 
 def round_places(value: Decimal) -> Decimal:

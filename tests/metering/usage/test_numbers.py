@@ -16,20 +16,31 @@ from metering.usage.numbers import divide, normalize
         ("-2", "3", "-0.66666666666666666667"),
         ("2", "-3", "-0.66666666666666666667"),
         ("-2", "-3", "0.66666666666666666667"),
-        ("10", "4", "2.50000000000000000000"),
+        ("10", "4", "2.5"),
+        ("600", "3", "200"),
+        ("-7", "0.5", "-14"),
         # the 21st digit is exactly 5: away from zero on both sides
-        ("0.000000000000000000005", "1", "0.00000000000000000001"),
-        ("-0.000000000000000000005", "1", "-0.00000000000000000001"),
+        ("0.000000000000000000005", "1", "1E-20"),
+        ("-0.000000000000000000005", "1", "-1E-20"),
         ("0.0000000000000000000049", "1", "0"),
+        ("-0.0000000000000000000049", "1", "0"),
         ("123456.789", "0.037", "3336669.97297297297297297297"),
         ("1E+30", "7", "142857142857142857142857142857.14285714285714285714"),
         ("0", "-3", "0"),
     ],
 )
 def test_quotients_round_half_away_from_zero_at_twenty_places(numerator, denominator, quotient):
+    """The value of PostgreSQL's `round(…, 20)`, spelled without its trailing zeros (the engine writes a number
+    without them anyway): exactly these digits and this exponent."""
     result = divide(Decimal(numerator), Decimal(denominator))
-    assert result == Decimal(quotient)
-    assert result.as_tuple().exponent == -20  # always twenty places, as PostgreSQL's round(…, 20) writes it
+    assert str(result) == quotient
+
+
+def test_an_integer_denominator_gives_the_decimal_one_s_quotient():
+    # WEIGHTED_SUM divides by a window's length in microseconds
+    assert str(divide(Decimal("3600000001"), 3_600_000_000)) == "1.00000000027777777778"
+    assert str(divide(Decimal("-5"), 2)) == "-2.5"
+    assert divide(Decimal(5), 0) is None
 
 
 def test_dividing_by_zero_has_no_quotient():
