@@ -2,6 +2,7 @@
 
 import datetime as dt
 import importlib
+import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -445,6 +446,50 @@ def test_a_remembered_lookup_is_one_statement_and_never_hides_a_late_write(envir
         cursor.execute("DELETE FROM metering_rollup_definition")
     assert len(statements_of(lambda: run_usage_queries(cases))) == 5
     assert_same_as_raw(spec, environment)
+
+
+def _rows_read(plan: dict, table: str) -> int:
+    """Rows a plan's scans of `table` read, kept or filtered out, over all their loops."""
+    own = 0
+    if plan.get("Relation Name") == table:
+        own = (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+    return own + sum(_rows_read(child, table) for child in plan.get("Plans", []))
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_the_remembered_days_check_reads_only_those_days_once_prepared(environment):
+    """The check runs prepared (flexmeter.db.server_bound_cursor), so under a generic plan: a join there read every
+    rolled-up day of the definition for each day remembered, a cost that grew with the history."""
+    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
+    seed(environment)
+    rollups_refresh()
+    query = UsageQuery(
+        spec=spec, environment_id=environment.pk, start=at("2025-01-10T00:00"), end=at("2025-01-13T00:00")
+    )
+    run_usage_queries([query])
+    wanted = [(environment.pk, read.rollup_fingerprint(spec), *read.days_touched(query.start, query.end))]
+    coverage = read.coverage_recent(connection.alias, wanted)
+    p = Params()
+    sql, days = read.coverage_check_sql(p, coverage, "NULL::timestamp")
+    assert days == 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM metering_rollup_day")
+        assert cursor.fetchone()[0] > 20
+        names = list(p.values)
+        numbered = re.sub(r"%\((p\d+)\)s", lambda found: f"${names.index(found[1]) + 1}", sql)
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE remembered_days_check AS {numbered}")
+        try:
+            placeholders = ", ".join(["%s"] * len(names))
+            cursor.execute(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE remembered_days_check({placeholders})", list(p.values.values())
+            )
+            (plan,) = cursor.fetchone()[0]
+        finally:
+            cursor.execute("DEALLOCATE remembered_days_check")
+            cursor.execute("RESET plan_cache_mode")
+    assert _rows_read(plan["Plan"], "metering_rollup_day") == days
 
 
 def test_the_remembered_days_check_sends_each_fingerprint_once():
