@@ -6,6 +6,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from flexmeter.db import server_bound_cursor
 from flexmeter.models import API_KEY_VISIBLE_CHARS, ApiKey, Environment, generate_raw_api_key, hash_api_key
 
 
@@ -46,7 +47,8 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if not raw_key:
         return None
     now = timezone.now()
-    with connection.cursor() as cursor:
+    # server-bound: prepared after a few requests, so PostgreSQL stops planning it for every API call
+    with server_bound_cursor() as cursor:
         stale_before = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
         cursor.execute(_AUTHENTICATE_SQL, [stale_before, hash_api_key(raw_key)])
         row = cursor.fetchone()
