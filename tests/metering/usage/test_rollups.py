@@ -461,17 +461,17 @@ def _rows_read(plan: dict, table: str) -> int:
 def test_the_remembered_days_check_reads_only_those_days_once_prepared(environment):
     """The check runs prepared (flexmeter.db.server_bound_cursor), so under a generic plan: a join there read every
     rolled-up day of the definition for each day remembered, a cost that grew with the history."""
-    spec = AggregationSpec.from_meter(meter(environment, "SUM"))
+    meter(environment, "SUM")
     seed(environment)
     rollups_refresh()
-    query = UsageQuery(
-        spec=spec, environment_id=environment.pk, start=at("2025-01-10T00:00"), end=at("2025-01-13T00:00")
-    )
-    run_usage_queries([query])
-    wanted = [(environment.pk, read.rollup_fingerprint(spec), *read.days_touched(query.start, query.end))]
-    coverage = read.coverage_recent(connection.alias, wanted)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, fingerprint FROM metering_rollup_definition")
+        ((definition_id, fingerprint),) = cursor.fetchall()
+    remembered = frozenset(dt.date(2025, 1, day) for day in (10, 11, 12))
     p = Params()
-    sql, days = read.coverage_check_sql(p, coverage, "NULL::timestamp")
+    sql, days = read.coverage_check_sql(
+        p, {(environment.pk, fingerprint): Coverage(definition_id, remembered)}, "NULL::timestamp"
+    )
     assert days == 3
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM metering_rollup_day")
