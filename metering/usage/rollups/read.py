@@ -386,7 +386,11 @@ def partials_combined_sql(spec, *, carry: bool, n1: str, n2: str, latest: str) -
         return f"max({n1})", "NULL"
     if kind == AggregationType.LATEST:
         return f"(max({latest}))[4]", f"(max({latest}))[1:3]"
-    return f"sum({n1})", f"sum({n2})"
+    if kind in (AggregationType.AVG, AggregationType.WEIGHTED_SUM):
+        return f"sum({n1})", f"sum({n2})"
+    # the other sums have no second partial (their raw parts select NULL): a sum of NULLs per window cost a fifth of
+    # grouping a typical customer's month into hours
+    return f"sum({n1})", "NULL"
 
 
 @contextlib.contextmanager
