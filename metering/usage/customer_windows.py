@@ -357,7 +357,7 @@ def _combined(
     carries: dict[str, Decimal] = {}
     latest = spec.aggregation_type == AggregationType.LATEST
     for _tag, part, _w, customer, n1, n2 in fetched:
-        value = (engine._dec(n1), engine._latest_key(n2) if latest else engine._dec(n2))
+        value = (engine._dec(n1), n2 if latest else engine._dec(n2))
         if part == engine.CARRY:
             carries[customer] = engine._add(carries.get(customer), value[0]) or Decimal(0)
         else:
