@@ -7,6 +7,7 @@ strings, so responses are written by hand while the schemas below document them 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,12 +25,13 @@ from flexmeter.errors import NotFound, ValidationFailed
 from metering.api.http import request_json, wire_response
 from metering.api.schemas import event_to_dict, property_filters_clean
 from metering.debugger.explain import DebugReport, event_debug_report
+from metering.exactjson import Written, number_text
 from metering.ingest.validation import event_clean, text_problem
 from metering.selectors import customer_get, customer_get_by_external_id, event_lookup
 from metering.usage.engine import run_usage_queries
 from metering.usage.periods import MAX_TIMEZONE_LENGTH, usage_time_problem
 from metering.usage.selectors import AnalyticsItem, customer_current_usage, usage_analytics, usage_query_build
-from metering.usage.spec import AggregationSpec, UsageResult, aggregation_spec_build
+from metering.usage.spec import AggregationSpec, UsageResult, UsageWindow, aggregation_spec_build
 
 usage_events_router = Router(tags=["usage"])
 usage_customers_router = Router(tags=["usage"])
@@ -126,10 +128,19 @@ def _usage_body(*, event_name: str, kind: str, result: UsageResult) -> dict:
         "event_name": event_name,
         "type": kind,
         "value": result.value,
-        # the starts written here rather than by the encoder's fallback: 720 calls back from its C loop cost a quarter
-        # of writing a month of hourly windows
-        "results": [{"window_size": rfc3339(window.start), "value": window.value} for window in result.windows],
+        "results": _windows_written(result.windows),
     }
+
+
+def _windows_written(windows: list[UsageWindow]) -> Written:
+    # written here, each window's head remembered: a dict per window for the encoder cost twice as much (a month of
+    # hourly windows is 720)
+    return Written(f"[{','.join(_window_head(w.start) + number_text(w.value) + '}' for w in windows)}]")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _window_head(start: dt.datetime) -> str:
+    return f'{{"window_size":"{rfc3339(start)}","value":'
 
 
 def _run(request: HttpRequest, spec: AggregationSpec, payload: UsageWindowIn) -> UsageResult:

@@ -43,6 +43,25 @@ def test_non_finite_decimals_cannot_be_written():
         exactjson.dumps({"v": Decimal("NaN")})
     with pytest.raises(ValueError):
         exactjson.dumps({"v": float("inf")})
+    for value in (Decimal("NaN"), Decimal("-Infinity")):
+        with pytest.raises(ValueError):
+            exactjson.number_text(value)
+
+
+@pytest.mark.parametrize(
+    "value", [None, Decimal("0"), Decimal("-0"), Decimal("12.5"), Decimal("1E+400"), Decimal("-1E-21"), Decimal("7")]
+)
+def test_number_text_writes_a_decimal_as_dumps_does(value):
+    assert exactjson.number_text(value) == exactjson.dumps(value)
+
+
+def test_written_text_goes_into_the_answer_as_it_is():
+    text = '[{"value":1.50}]'
+    assert exactjson.dumps({"results": exactjson.Written(text), "v": Decimal("2")}) == f'{{"results":{text},"v":2}}'
+    assert (
+        exactjson.dumps({"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "w": exactjson.Written("[]")}, default=str)
+        == '{"at":"2026-01-01 00:00:00+00:00","w":[]}'
+    )
 
 
 def test_stored_text_is_always_decoded_to_something_a_reader_can_show():
