@@ -43,6 +43,7 @@ from metering.usage.rollups.read import (
     coverage_remember,
     day_fits,
     days_touched,
+    hour_alignment,
     partials_combined_sql,
     plan_pieces,
     quarters_fit,
@@ -416,6 +417,9 @@ def _days_wanted(query: UsageQuery) -> tuple[dt.date | None, dt.date]:
 
 
 _QUARTER_START = "(r.day + x.quarter * interval '15 minutes')"  # a quarter's start, UTC wall-clock time
+# Windows made of whole local hours: a local hour lies in one window of each (weeks and anchored months may start
+# within an hour of their own).
+_WINDOWS_OF_WHOLE_HOURS = ("", "HOUR", "DAY")
 
 
 @dataclass(frozen=True)
@@ -517,18 +521,34 @@ class _RollupRead:
         """Bucketed MAX: the (window, customer, bucket, group) maxima of the quarter ranges."""
         if not pieces.quarters:
             return []
-        query, d = self.query, self.d
-        w, c = self._window(_QUARTER_START), self._customer()[0]
-        bucket = cell_bucket_sql(query, w, d, self.p, f"({_QUARTER_START} AT TIME ZONE 'UTC')")
-        w_sql = w if w is not None else d.null_timestamp
-        c_sql = c if c is not None else "NULL"
+        query, d, p = self.query, self.d, self.p
+        c = self._customer()[0]
+        c_sql, g_sql = (c if c is not None else "NULL"), d.group_text("x.g")
         source = (
-            f"{self._table('metering_rollup', quarters=True)}, unnest(r.quarters, r.q1, r.qgroups) AS x(quarter, m, g)"
+            f"{self._table('metering_rollup', quarters=True)}, unnest(r.quarters, r.q1, r.qgroups) AS x(quarter, m, g) "
+            f"WHERE {self._quarter_where(pieces)}"
         )
-        return [
-            f"SELECT {w_sql} AS w, {c_sql} AS c, {bucket} AS b, {d.group_text('x.g')} AS g, max(x.m) AS m "
-            f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2, 3, 4"
-        ]
+        hours_whole = query.spec.bucket_size == "HOUR" and query.windows in _WINDOWS_OF_WHOLE_HOURS
+        alignment = hour_alignment(pieces, query.zone) if hours_whole else None
+        if alignment is None:
+            w = self._window(_QUARTER_START)
+            bucket = cell_bucket_sql(query, w, d, p, f"({_QUARTER_START} AT TIME ZONE 'UTC')")
+            w_sql = w if w is not None else d.null_timestamp
+            cell = f"{w_sql} AS w, {c_sql} AS c, {bucket} AS b, {g_sql} AS g"
+            return [f"SELECT {cell}, max(x.m) AS m FROM {source} GROUP BY 1, 2, 3, 4"]
+        # Local hours that start at quarter `alignment` of every UTC hour: the quarters are grouped by the number of
+        # their hour, and each cell's window and bucket computed once from its first quarter instead of for every
+        # quarter (a heavy customer's month by four instances: 11,520 quarter maxima in 2,880 cells). The first
+        # quarter's day and minutes are kept apart, so no interval holds two thousand years (multiplied as a float).
+        hour = f"((r.day - DATE '0001-01-01') * {QUARTERS_PER_DAY} + x.quarter - {alignment} + 4) / 4"
+        first = f"(cells.hour * 4 + {alignment} - 4)"
+        day, minutes = f"{first} / {QUARTERS_PER_DAY}", f"mod({first}, {QUARTERS_PER_DAY}) * interval '15 minutes'"
+        first_start = f"(DATE '0001-01-01' + {day} + {minutes})"
+        w = self._window(first_start)
+        bucket = cell_bucket_sql(query, w, d, p, f"({first_start} AT TIME ZONE 'UTC')")
+        cells = f"SELECT {hour} AS hour, {c_sql} AS c, {g_sql} AS g, max(x.m) AS m FROM {source} GROUP BY 1, 2, 3"
+        w_sql = w if w is not None else d.null_timestamp
+        return [f"SELECT {w_sql} AS w, cells.c AS c, {bucket} AS b, cells.g AS g, cells.m AS m FROM ({cells}) cells"]
 
     def hour_counts_sql(self, head: str, aligned: AlignedDays) -> list[str]:
         """COUNT_UNIQUE: the rolled-up count of each hour window inside an aligned UTC day (one row a window)."""

@@ -412,6 +412,28 @@ def repeatable_read(connection, *, read_only: bool):
         raw.isolation_level, raw.read_only = saved
 
 
+def hour_alignment(pieces: Pieces, zone) -> int | None:
+    """The quarter (0-3) of the UTC hour at which the zone's local hours start all through `pieces.quarters`, or None
+    where its offset changes there: then a local hour repeated by the change is one bucket, which only reading each
+    quarter's local time keeps (and Lord Howe Island's half-hour change moves the hours' start)."""
+    offsets: set[dt.timedelta] = set()
+    for start, end in pieces.quarters:
+        day, last = start.astimezone(UTC).date(), (end - _MICROSECOND).astimezone(UTC).date()
+        while day <= last:
+            offsets |= _offsets(zone, day)
+            day += DAY
+    if len(offsets) != 1:
+        return None
+    (offset,) = offsets
+    return _alignment(offset, 4)
+
+
+def _alignment(offset: dt.timedelta, quarters: int) -> int:
+    """Where local windows of `quarters` quarter hours start at `offset`: the quarter of the UTC day, modulo their
+    length."""
+    return (-(offset // QUARTER)) % quarters
+
+
 @dataclass
 class AlignedDays:
     """COUNT_UNIQUE windows of whole covered UTC days whose offset stays one whole number of quarter hours all day:
@@ -437,7 +459,7 @@ def aligned_days(pieces: Pieces, zone, window: str) -> AlignedDays | None:
             offsets = _offsets(zone, day)
             if whole and len(offsets) == 1:
                 (offset,) = offsets
-                alignment = (-(offset // QUARTER)) % size
+                alignment = _alignment(offset, size)
                 if cursor < day_start(day):
                     _append(rest, cursor, day_start(day))
                 days = aligned.by_alignment.setdefault(alignment, [])
