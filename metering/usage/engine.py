@@ -9,6 +9,7 @@ rows all have the shape `(tag, part, window, customer, n1, n2)`: partial aggrega
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
@@ -879,17 +880,16 @@ def _assemble(query: UsageQuery, rows: _Rows):
     level = carry
     weighted = spec.aggregation_type == AggregationType.WEIGHTED_SUM
     carried, zone, zero = spec.is_cumulative, query.zone, Decimal(0)
-    # a month of hourly windows is ~744 of them: one decimal context for all, a window's end (which only the time
-    # weighting reads) computed only for WEIGHTED_SUM, and the range's ends in UTC as the windows' (comparing
-    # datetimes of two zones asks each for its offset)
-    query_start, query_end = query.start.astimezone(UTC), query.end.astimezone(UTC)
+    # a month of hourly windows is ~744 of them: one decimal context for all, and a window's bounds (which only the
+    # time weighting reads) looked up only for WEIGHTED_SUM
+    query_start, query_end = _micros(query.start), _micros(query.end)
     with localcontext(EXACT):
         for local_start, (w1, w2) in ordered:
             window_start = from_local(local_start, zone)
             start, end = query_start, query_end
             if weighted:
-                window_end = from_local(next_bucket_start_local(local_start, query.windows, query.anchor), zone)
-                start, end = max(window_start, start), min(window_end, end)
+                window_first, window_end = _window_micros(local_start, query.windows, query.anchor, zone)
+                start, end = max(window_first, start), min(window_end, end)
             window_value = _combine(spec, w1, w2, start=start, end=end, carry=level if carried else zero)
             if weighted and w1 is not None:
                 level = EXACT.add(level, w1)
@@ -931,22 +931,29 @@ def _micros(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# Remembered: a month of hourly WEIGHTED_SUM windows asks for 720 windows' bounds, the next customer's for the same.
+@functools.lru_cache(maxsize=1 << 14)
+def _window_micros(local_start: dt.datetime, size: str, anchor, zone) -> tuple[int, int]:
+    """The instants a window of `size` starting at local time `local_start` starts and ends, as `_micros`."""
+    end = next_bucket_start_local(local_start, size, anchor)
+    return _micros(from_local(local_start, zone)), _micros(from_local(end, zone))
+
+
 def _finish(spec: AggregationSpec, n1, n2, *, start: dt.datetime, end: dt.datetime, carry: Decimal) -> Decimal | None:
     """Combine the partial aggregates of one group into the value of SPEC §5.1 (exact decimal arithmetic)."""
     with localcontext(EXACT):
-        return _combine(spec, n1, n2, start=start, end=end, carry=carry)
+        return _combine(spec, n1, n2, start=_micros(start), end=_micros(end), carry=carry)
 
 
-def _combine(spec: AggregationSpec, n1, n2, *, start, end, carry) -> Decimal | None:
+def _combine(spec: AggregationSpec, n1, n2, *, start: int, end: int, carry) -> Decimal | None:
+    """`_finish` of a group over `[start, end)`, in microseconds since the epoch (only WEIGHTED_SUM reads them)."""
     kind = spec.aggregation_type
     if kind == AggregationType.AVG:
         return normalize(divide(n1, n2)) if n2 else None
     if kind == AggregationType.WEIGHTED_SUM:
         if n1 is None:
             return normalize(carry)
-        end_micros = _micros(end)
-        span = end_micros - _micros(start)
-        return normalize(carry + divide(end_micros * n1 - n2, span))
+        return normalize(carry + divide(end * n1 - n2, end - start))
     if n1 is None:
         return None if kind in NULL_WHEN_EMPTY else Decimal(0)
     if kind == AggregationType.SUM_WITH_MULTIPLIER:
