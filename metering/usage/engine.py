@@ -33,6 +33,7 @@ from metering.usage.rollups.read import (
     EVERYONE,
     HOUR_SLOTS,
     QUARTERS_PER_DAY,
+    WINDOW_QUARTERS,
     AlignedDays,
     Coverage,
     Pieces,
@@ -44,12 +45,12 @@ from metering.usage.rollups.read import (
     coverage_remember,
     day_fits,
     days_touched,
-    hour_alignment,
     partials_combined_sql,
     plan_pieces,
     quarters_fit,
     repeatable_read,
     rollup_fingerprint,
+    window_alignment,
 )
 from metering.usage.spec import (
     NULL_WHEN_EMPTY,
@@ -515,8 +516,21 @@ class _RollupRead:
                 "AS x(quarter, n1, n2, k1, k2, k3)"
             )
         source = f"{self._table('metering_rollup', quarters=True)}, {unnested}"
-        w = self._window(_QUARTER_START)
-        return [self._select(head, w, values, source, self._quarter_where(pieces))]
+        numbered = self._window_numbers(pieces, self.query.windows) if self.part == WINDOW else None
+        if numbered is None:
+            return [self._select(head, self._window(_QUARTER_START), values, source, self._quarter_where(pieces))]
+        number, first_start = numbered
+        d, (n1, n2) = self.d, values
+        c = self._customer()[0]
+        cells = (
+            f"SELECT {number} AS number, {c if c is not None else 'NULL'} AS c, {n1} AS n1, {n2} AS n2 "
+            f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2"
+        )
+        n2_sql = "NULL" if n2 == "NULL" else d.as_text("cells.n2")
+        return [
+            f"SELECT {head}, {self._window(first_start)} AS w, cells.c AS c, {d.as_text('cells.n1')} AS n1, "
+            f"{n2_sql} AS n2 FROM ({cells}) cells"
+        ]
 
     def quarter_cells_sql(self, pieces: Pieces) -> list[str]:
         """Bucketed MAX: the (window, customer, bucket, group) maxima of the quarter ranges."""
@@ -530,26 +544,35 @@ class _RollupRead:
             f"WHERE {self._quarter_where(pieces)}"
         )
         hours_whole = query.spec.bucket_size == "HOUR" and query.windows in _WINDOWS_OF_WHOLE_HOURS
-        alignment = hour_alignment(pieces, query.zone) if hours_whole else None
-        if alignment is None:
+        numbered = self._window_numbers(pieces, "HOUR") if hours_whole else None
+        if numbered is None:
             w = self._window(_QUARTER_START)
             bucket = cell_bucket_sql(query, w, d, p, f"({_QUARTER_START} AT TIME ZONE 'UTC')")
             w_sql = w if w is not None else d.null_timestamp
             cell = f"{w_sql} AS w, {c_sql} AS c, {bucket} AS b, {g_sql} AS g"
             return [f"SELECT {cell}, max(x.m) AS m FROM {source} GROUP BY 1, 2, 3, 4"]
-        # Local hours that start at quarter `alignment` of every UTC hour: the quarters are grouped by the number of
-        # their hour, and each cell's window and bucket computed once from its first quarter instead of for every
-        # quarter (a heavy customer's month by four instances: 11,520 quarter maxima in 2,880 cells). The first
-        # quarter's day and minutes are kept apart, so no interval holds two thousand years (multiplied as a float).
-        hour = f"((r.day - DATE '0001-01-01') * {QUARTERS_PER_DAY} + x.quarter - {alignment} + 4) / 4"
-        first = f"(cells.hour * 4 + {alignment} - 4)"
-        day, minutes = f"{first} / {QUARTERS_PER_DAY}", f"mod({first}, {QUARTERS_PER_DAY}) * interval '15 minutes'"
-        first_start = f"(DATE '0001-01-01' + {day} + {minutes})"
+        # the quarters grouped by the number of their hour: a heavy customer's month by four instances is 11,520
+        # quarter maxima in 2,880 cells
+        hour, first_start = numbered
         w = self._window(first_start)
         bucket = cell_bucket_sql(query, w, d, p, f"({first_start} AT TIME ZONE 'UTC')")
-        cells = f"SELECT {hour} AS hour, {c_sql} AS c, {g_sql} AS g, max(x.m) AS m FROM {source} GROUP BY 1, 2, 3"
+        cells = f"SELECT {hour} AS number, {c_sql} AS c, {g_sql} AS g, max(x.m) AS m FROM {source} GROUP BY 1, 2, 3"
         w_sql = w if w is not None else d.null_timestamp
         return [f"SELECT {w_sql} AS w, cells.c AS c, {bucket} AS b, cells.g AS g, cells.m AS m FROM ({cells}) cells"]
+
+    def _window_numbers(self, pieces: Pieces, window: str) -> tuple[str, str] | None:
+        """Where local windows of `window` (HOUR or DAY) are runs of quarters all through `pieces.quarters` (see
+        `window_alignment`): the SQL of a quarter's window number, and of the start of window `cells.number` as UTC
+        wall-clock time. Grouped by that number, a query computes each window's start once instead of for every
+        quarter. The start's day and minutes are kept apart, so no interval holds two thousand years (multiplied
+        as a float). None: group by each quarter's local window."""
+        alignment = window_alignment(pieces, self.query.zone, window)
+        if alignment is None:
+            return None
+        size, per_day = WINDOW_QUARTERS[window], QUARTERS_PER_DAY
+        number = f"(((r.day - DATE '0001-01-01') * {per_day} + x.quarter - {alignment} + {size}) / {size})"
+        first = f"(cells.number * {size} + {alignment} - {size})"
+        return number, f"(DATE '0001-01-01' + {first} / {per_day} + mod({first}, {per_day}) * interval '15 minutes')"
 
     def hour_counts_sql(self, head: str, aligned: AlignedDays) -> list[str]:
         """COUNT_UNIQUE: the rolled-up count of each hour window inside an aligned UTC day (one row a window)."""

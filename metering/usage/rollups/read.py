@@ -44,7 +44,7 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 # `a * HOUR_SLOTS + k` is the k-th hour window of alignment `a` (window 0, before the first local hour starts, and
 # window 24 of a > 0 cross midnight: they are not counted, their values are read from the distinct rows instead).
 HOUR_SLOTS = 25
-_WINDOW_QUARTERS = {"HOUR": 4, "DAY": QUARTERS_PER_DAY}
+WINDOW_QUARTERS = {"HOUR": 4, "DAY": QUARTERS_PER_DAY}
 
 
 def rollup_fingerprint(spec) -> str:
@@ -412,20 +412,22 @@ def repeatable_read(connection, *, read_only: bool):
         raw.isolation_level, raw.read_only = saved
 
 
-def hour_alignment(pieces: Pieces, zone) -> int | None:
-    """The quarter (0-3) of the UTC hour at which the zone's local hours start all through `pieces.quarters`, or None
-    where its offset changes there: then a local hour repeated by the change is one bucket, which only reading each
-    quarter's local time keeps (and Lord Howe Island's half-hour change moves the hours' start)."""
+def window_alignment(pieces: Pieces, zone, window: str) -> int | None:
+    """Where local windows of `window` (HOUR or DAY) start all through `pieces.quarters`, as the quarter of the UTC day
+    modulo their length; None for other sizes, or where the zone's offset changes there: a local hour repeated by the
+    change is one window, which only each quarter's local time tells (and Lord Howe Island's half-hour change moves
+    where hours start)."""
+    quarters = WINDOW_QUARTERS.get(window)
     offsets: set[dt.timedelta] = set()
     for start, end in pieces.quarters:
         day, last = start.astimezone(UTC).date(), (end - _MICROSECOND).astimezone(UTC).date()
         while day <= last:
             offsets |= _offsets(zone, day)
             day += DAY
-    if len(offsets) != 1:
+    if quarters is None or len(offsets) != 1:
         return None
     (offset,) = offsets
-    return _alignment(offset, 4)
+    return _alignment(offset, quarters)
 
 
 def _alignment(offset: dt.timedelta, quarters: int) -> int:
@@ -446,7 +448,7 @@ class AlignedDays:
 def aligned_days(pieces: Pieces, zone, window: str) -> AlignedDays | None:
     """Take the whole UTC days out of `pieces.quarters` that `AlignedDays` can answer (None: no such window size);
     the rest stays in `pieces.quarters` for the quarter-hour reading."""
-    size = _WINDOW_QUARTERS.get(window)
+    size = WINDOW_QUARTERS.get(window)
     if size is None or not pieces.quarters:
         return None
     aligned = AlignedDays(size)

@@ -367,14 +367,8 @@ def test_bucketed_maxima_of_all_customers_read_one_row_a_day(environment):
         assert "r.customer = " in statement  # the rows of everyone, not every customer's
 
 
-@postgres_only
-@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
-def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environment):
-    """MAX per HOUR over quarter hours: where the zone keeps one offset, quarters are grouped by the number of their
-    local hour (hours starting at :00, :30 and :15 UTC); across a DST change by their local time, so New York's
-    repeated hour stays one bucket. Every hour of the 15th and 16th of January holds all four quarters (values
-    0-2 repeating), so an hour cut anywhere else changes the numbers."""
-    spec = AggregationSpec.from_meter(meter(environment, "MAX per HOUR by g"))
+def seed_every_quarter(environment):
+    """`seed`, plus customer a's 20th of January with an event in every quarter hour, then the rollups."""
     seed(environment)
     for hour in range(24):
         for minute in (2, 17, 32, 47):
@@ -386,6 +380,20 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
                 properties=f'{{"v": {(hour * 5 + minute) % 7}, "g": "{"ab"[minute % 2]}"}}',
             )
     rollups_refresh()
+
+
+NUMBERED = "DATE '0001-01-01'"  # in the SQL of windows grouped by their number
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environment):
+    """MAX per HOUR over quarter hours: where the zone keeps one offset, quarters are grouped by the number of their
+    local hour (hours starting at :00, :30 and :15 UTC); across a DST change by their local time, so New York's
+    repeated hour stays one bucket. Every hour of the 15th and 16th of January holds all four quarters (values
+    0-2 repeating), so an hour cut anywhere else changes the numbers."""
+    spec = AggregationSpec.from_meter(meter(environment, "MAX per HOUR by g"))
+    seed_every_quarter(environment)
     new_york, kolkata, kathmandu = (ZoneInfo(name) for name in ("America/New_York", "Asia/Kolkata", "Asia/Kathmandu"))
     common = {"spec": spec, "environment_id": environment.pk}
     by_hour = [
@@ -405,14 +413,63 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
         UsageQuery(**common, start=at("2025-01-15T00:00"), end=at("2025-01-21T00:00"), window_size="WEEK"),
     ]
     for query in by_hour:
-        assert "DATE '0001-01-01'" in usage_statement(query), query
+        assert NUMBERED in usage_statement(query), query
     for query in by_local_time:
-        assert "DATE '0001-01-01'" not in usage_statement(query), query
+        assert NUMBERED not in usage_statement(query), query
     cases = by_hour + by_local_time
     assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
     hourly = run_usage_queries(by_hour[3:])[0]
     assert sum(window.start.date() == dt.date(2025, 1, 20) for window in hourly.windows) == 22  # 00:00 to 21:40
     assert hourly.value == Decimal(284)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", ["COUNT", "SUM", "AVG", "LATEST", "WEIGHTED_SUM", "WEIGHTED_SUM never", "CEL"])
+def test_hour_and_day_windows_are_grouped_by_number_where_the_offset_holds(environment, name):
+    """Windows read from quarter hours: in hourly and daily windows of a zone that keeps one offset, quarters are
+    grouped by the number of their window (hours and days starting at :00, :30 and :15 UTC); across a DST change by
+    their local time. The numbers are those of raw events either way."""
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    seed_every_quarter(environment)
+    new_york, kolkata, kathmandu, lord_howe = (
+        ZoneInfo(name) for name in ("America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe")
+    )
+    common = {"spec": spec, "environment_id": environment.pk}
+    numbered = [
+        UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="HOUR"),
+        UsageQuery(
+            **common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata, window_size="HOUR"
+        ),
+        UsageQuery(**common, start=at("2025-01-01T18:30"), end=at("2025-01-29T18:30"), zone=kolkata, window_size="DAY"),
+        UsageQuery(
+            **common,
+            start=at("2025-01-14T18:15"),
+            end=at("2025-01-21T18:15"),
+            zone=kathmandu,
+            window_size="DAY",
+            customer="a",
+        ),
+        UsageQuery(
+            **common, start=at("2025-01-15T05:00"), end=at("2025-01-21T05:00"), zone=new_york, window_size="HOUR"
+        ),
+    ]
+    by_local_time = [
+        UsageQuery(
+            **common, start=at("2025-10-31T04:00"), end=at("2025-11-05T05:00"), zone=new_york, window_size="HOUR"
+        ),
+        UsageQuery(
+            **common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe, window_size="DAY"
+        ),
+    ]
+    for query in numbered:
+        assert NUMBERED in usage_statement(query), query
+    for query in by_local_time:
+        assert NUMBERED not in usage_statement(query), query
+    cases = numbered + by_local_time
+    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+    hourly = run_usage_queries(numbered[:1])[0]
+    assert sum(window.start.date() == dt.date(2025, 1, 20) for window in hourly.windows) == 22  # 00:00 to 21:40
 
 
 JAN_END = at("2025-02-01T00:00")
