@@ -516,7 +516,10 @@ class _RollupRead:
                 "AS x(quarter, n1, n2, k1, k2, k3)"
             )
         source = f"{self._table('metering_rollup', quarters=True)}, {unnested}"
-        numbered = self._window_numbers(pieces, self.query.windows) if self.part == WINDOW else None
+        # Daily windows hold up to 96 quarters each. A typical customer's hourly windows hold about one each, and
+        # grouping them by number first was a second grouping for nothing (1.02-1.09 of the time).
+        daily = self.part == WINDOW and self.query.windows == "DAY"
+        numbered = self._window_numbers(pieces, "DAY") if daily else None
         if numbered is None:
             return [self._select(head, self._window(_QUARTER_START), values, source, self._quarter_where(pieces))]
         number, first_start = numbered

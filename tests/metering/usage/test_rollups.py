@@ -426,10 +426,10 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 @pytest.mark.parametrize("name", ["COUNT", "SUM", "AVG", "LATEST", "WEIGHTED_SUM", "WEIGHTED_SUM never", "CEL"])
-def test_hour_and_day_windows_are_grouped_by_number_where_the_offset_holds(environment, name):
-    """Windows read from quarter hours: in hourly and daily windows of a zone that keeps one offset, quarters are
-    grouped by the number of their window (hours and days starting at :00, :30 and :15 UTC); across a DST change by
-    their local time. The numbers are those of raw events either way."""
+def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, name):
+    """Daily windows read from quarter hours: in a zone that keeps one offset, quarters are grouped by the number of
+    their day (days starting at 18:30 and 18:15 UTC); across a DST change by their local time, and hourly windows
+    (about one quarter each for a customer) by their local hour. The numbers are those of raw events either way."""
     spec = AggregationSpec.from_meter(meter(environment, name))
     seed_every_quarter(environment)
     new_york, kolkata, kathmandu, lord_howe = (
@@ -437,10 +437,6 @@ def test_hour_and_day_windows_are_grouped_by_number_where_the_offset_holds(envir
     )
     common = {"spec": spec, "environment_id": environment.pk}
     numbered = [
-        UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="HOUR"),
-        UsageQuery(
-            **common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata, window_size="HOUR"
-        ),
         UsageQuery(**common, start=at("2025-01-01T18:30"), end=at("2025-01-29T18:30"), zone=kolkata, window_size="DAY"),
         UsageQuery(
             **common,
@@ -450,13 +446,15 @@ def test_hour_and_day_windows_are_grouped_by_number_where_the_offset_holds(envir
             window_size="DAY",
             customer="a",
         ),
-        UsageQuery(
-            **common, start=at("2025-01-15T05:00"), end=at("2025-01-21T05:00"), zone=new_york, window_size="HOUR"
-        ),
+        UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="DAY"),
     ]
-    by_local_time = [
+    by_quarter = [
+        UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="HOUR"),
         UsageQuery(
-            **common, start=at("2025-10-31T04:00"), end=at("2025-11-05T05:00"), zone=new_york, window_size="HOUR"
+            **common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata, window_size="HOUR"
+        ),
+        UsageQuery(
+            **common, start=at("2025-03-07T05:00"), end=at("2025-03-12T04:00"), zone=new_york, window_size="DAY"
         ),
         UsageQuery(
             **common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe, window_size="DAY"
@@ -464,12 +462,12 @@ def test_hour_and_day_windows_are_grouped_by_number_where_the_offset_holds(envir
     ]
     for query in numbered:
         assert NUMBERED in usage_statement(query), query
-    for query in by_local_time:
+    for query in by_quarter:
         assert NUMBERED not in usage_statement(query), query
-    cases = numbered + by_local_time
+    cases = numbered + by_quarter
     assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
-    hourly = run_usage_queries(numbered[:1])[0]
-    assert sum(window.start.date() == dt.date(2025, 1, 20) for window in hourly.windows) == 22  # 00:00 to 21:40
+    daily = run_usage_queries(numbered[2:])[0]
+    assert [window.start.day for window in daily.windows] == [15, 16, 18, 20]  # the seed's days, and the full 20th
 
 
 JAN_END = at("2025-02-01T00:00")
