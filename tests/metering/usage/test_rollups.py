@@ -385,6 +385,16 @@ def seed_every_quarter(environment):
 NUMBERED = "DATE '0001-01-01'"  # in the SQL of windows grouped by their number
 
 
+def assert_grouped_by_number(numbered: list, *, not_numbered: list):
+    """Which queries read quarters grouped by window number, and that all give the numbers of raw events."""
+    for query in numbered:
+        assert NUMBERED in usage_statement(query), query
+    for query in not_numbered:
+        assert NUMBERED not in usage_statement(query), query
+    cases = numbered + not_numbered
+    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+
+
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environment):
@@ -412,12 +422,7 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
         ),
         UsageQuery(**common, start=at("2025-01-15T00:00"), end=at("2025-01-21T00:00"), window_size="WEEK"),
     ]
-    for query in by_hour:
-        assert NUMBERED in usage_statement(query), query
-    for query in by_local_time:
-        assert NUMBERED not in usage_statement(query), query
-    cases = by_hour + by_local_time
-    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+    assert_grouped_by_number(by_hour, not_numbered=by_local_time)
     hourly = run_usage_queries(by_hour[3:])[0]
     assert sum(window.start.date() == dt.date(2025, 1, 20) for window in hourly.windows) == 22  # 00:00 to 21:40
     assert hourly.value == Decimal(284)
@@ -460,12 +465,7 @@ def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, n
             **common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe, window_size="DAY"
         ),
     ]
-    for query in numbered:
-        assert NUMBERED in usage_statement(query), query
-    for query in by_quarter:
-        assert NUMBERED not in usage_statement(query), query
-    cases = numbered + by_quarter
-    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+    assert_grouped_by_number(numbered, not_numbered=by_quarter)
     daily = run_usage_queries(numbered[2:])[0]
     assert [window.start.day for window in daily.windows] == [15, 16, 18, 20]  # the seed's days, and the full 20th
 
