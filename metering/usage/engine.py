@@ -481,16 +481,18 @@ class _RollupRead:
         )
 
     def _select(self, head: str, w: str | None, values: tuple[str, str], source: str, where: str) -> str:
-        d = self.d
         c = self._customer()[0]
-        w_sql = w if w is not None else d.null_timestamp
+        w_sql = w if w is not None else self.d.null_timestamp
         c_sql = c if c is not None else "NULL"
-        n1, n2 = values
-        n2_sql = "NULL" if n2 == "NULL" else d.as_text(n2)
         return (
-            f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, {d.as_text(n1)} AS n1, {n2_sql} AS n2 "
+            f"SELECT {head}, {w_sql} AS w, {c_sql} AS c, {self._as_texts(values)} "
             f"FROM {source} WHERE {where}{_group_by(w, c)}"
         )
+
+    def _as_texts(self, values: tuple[str, str]) -> str:
+        """The partials `values` as the statement's text columns n1 and n2."""
+        n1, n2 = values
+        return f"{self.d.as_text(n1)} AS n1, {'NULL' if n2 == 'NULL' else self.d.as_text(n2)} AS n2"
 
     def day_rows_sql(self, head: str, pieces: Pieces) -> list[str]:
         if not pieces.days:
@@ -523,17 +525,13 @@ class _RollupRead:
         if numbered is None:
             return [self._select(head, self._window(_QUARTER_START), values, source, self._quarter_where(pieces))]
         number, first_start = numbered
-        d, (n1, n2) = self.d, values
-        c = self._customer()[0]
+        (n1, n2), c = values, self._customer()[0]
         cells = (
             f"SELECT {number} AS number, {c if c is not None else 'NULL'} AS c, {n1} AS n1, {n2} AS n2 "
             f"FROM {source} WHERE {self._quarter_where(pieces)} GROUP BY 1, 2"
         )
-        n2_sql = "NULL" if n2 == "NULL" else d.as_text("cells.n2")
-        return [
-            f"SELECT {head}, {self._window(first_start)} AS w, cells.c AS c, {d.as_text('cells.n1')} AS n1, "
-            f"{n2_sql} AS n2 FROM ({cells}) cells"
-        ]
+        texts = self._as_texts(("cells.n1", "NULL" if n2 == "NULL" else "cells.n2"))
+        return [f"SELECT {head}, {self._window(first_start)} AS w, cells.c AS c, {texts} FROM ({cells}) cells"]
 
     def quarter_cells_sql(self, pieces: Pieces) -> list[str]:
         """Bucketed MAX: the (window, customer, bucket, group) maxima of the quarter ranges."""

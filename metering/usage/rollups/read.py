@@ -418,13 +418,15 @@ def window_alignment(pieces: Pieces, zone, window: str) -> int | None:
     change is one window, which only each quarter's local time tells (and Lord Howe Island's half-hour change moves
     where hours start)."""
     quarters = WINDOW_QUARTERS.get(window)
+    if quarters is None:
+        return None
     offsets: set[dt.timedelta] = set()
     for start, end in pieces.quarters:
         day, last = start.astimezone(UTC).date(), (end - _MICROSECOND).astimezone(UTC).date()
         while day <= last:
             offsets |= _offsets(zone, day)
             day += DAY
-    if quarters is None or len(offsets) != 1:
+    if len(offsets) != 1:
         return None
     (offset,) = offsets
     return _alignment(offset, quarters)
