@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -170,6 +172,12 @@ class UsageQuery:
 class UsageWindow(NamedTuple):
     start: dt.datetime
     value: Decimal | None
+
+
+def usage_windows(pairs: Iterable[tuple[dt.datetime, Decimal | None]]) -> list[UsageWindow]:
+    """(start, value) pairs as windows, each made by tuple's own constructor: NamedTuple's Python-level `__new__`
+    cost a third of a microsecond per window, and a month of hourly windows is 720."""
+    return list(map(tuple.__new__, repeat(UsageWindow), pairs))
 
 
 @dataclass
