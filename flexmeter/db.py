@@ -1,11 +1,16 @@
 """Database helpers every app shares."""
 
+import functools
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 from django.db import InterfaceError as DjangoInterfaceError
 from django.db import connection as default_connection
+from django.db import connections
+from django.db.models import Model
+from django.db.models.sql import Query
 
 # SQLSTATEs of a server that is going away or not there yet: connection exceptions (class 08), and
 # admin_shutdown, crash_shutdown, cannot_connect_now. Other operational errors (a cancelled statement, a deadlock)
@@ -33,6 +38,35 @@ def server_bound_cursor(connection=None):
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def model_columns_sql(model: type[Model]) -> str:
+    """The columns of `model`'s table in the order `model_from_row` reads them, for a hand-written SELECT."""
+    return ", ".join(f'"{field.column}"' for field in model._meta.concrete_fields)
+
+
+def model_from_row[M: Model](model: type[M], row: Sequence[Any], *, connection=None) -> M:
+    """An instance of `model` from a row of `model_columns_sql`, each value converted as the ORM converts it (a JSON
+    field's text parsed, SQLite's datetimes read): what `Model.objects.raw` does, without building a query for
+    every row (a meter's usage request looked its meter up in 0.43 ms that way, 0.15 ms of it the statement)."""
+    connection = connection or default_connection
+    names, converters = _row_converters(model, connection.alias)
+    values = list(row)
+    for position, (functions, expression) in converters.items():
+        value = values[position]
+        for function in functions:
+            value = function(value, expression, connection)
+        values[position] = value
+    return model.from_db(connection.alias, names, values)
+
+
+@functools.cache
+def _row_converters(model: type[Model], alias: str) -> tuple[list[str], dict]:
+    connection = connections[alias]
+    fields = model._meta.concrete_fields
+    compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, alias)
+    converters = compiler.get_converters([field.get_col(model._meta.db_table) for field in fields])
+    return [field.attname for field in fields], converters
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
