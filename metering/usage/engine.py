@@ -465,6 +465,9 @@ class _RollupRead:
         for start, end in pieces.quarters:
             first, after = start.date(), (end - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1)
             days.append(f"(r.day >= {p(first)} AND r.day < {p(after)})")
+            if start.time() == end.time() == dt.time(0):
+                quarters.append(days[-1])  # whole days: every quarter of them
+                continue
             low, high = p(start.replace(tzinfo=None)), p(end.replace(tzinfo=None))
             inside = f"({_QUARTER_START} >= {low} AND {_QUARTER_START} < {high})"
             # the days the range holds whole take every quarter without computing each one's start
@@ -475,10 +478,10 @@ class _RollupRead:
             quarters.append(f"({inside})")
         # The days stand on their own, apart from the quarters: inside one OR with them (a month in Asia/Kolkata has
         # two quarter ranges) they could not bound the index scan, and every rolled-up day of the meter was unnested.
-        return (
-            f"r.definition_id = {p(self.definition_id)} AND {self._customer()[1]} "
-            f"AND ({' OR '.join(days)}) AND ({' OR '.join(quarters)})"
-        )
+        # Where all ranges are whole days the days say it all: a condition on the quarters is tested on every unnested
+        # quarter (a heavy customer's month of MAX per HOUR by instance in UTC: 11,520 of them, 3.8 of 14.7 ms).
+        within = "" if quarters == days else f" AND ({' OR '.join(quarters)})"
+        return f"r.definition_id = {p(self.definition_id)} AND {self._customer()[1]} AND ({' OR '.join(days)}){within}"
 
     def _select(self, head: str, w: str | None, values: tuple[str, str], source: str, where: str) -> str:
         c = self._customer()[0]
