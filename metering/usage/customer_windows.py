@@ -183,9 +183,12 @@ class _WindowedRollupRead(engine._RollupRead):
         # local window is read
         return None
 
-    def _quarter_where(self, pieces: Pieces) -> str:
+    def _quarters_read(self, name: str, unnested: str, pieces: Pieces) -> str:
         quarter = engine._QUARTER_START
-        return f"r.definition_id = {self.p(self.definition_id)} AND {quarter} >= cq.lo AND {quarter} < cq.hi"
+        return (
+            f"{self._table(name, quarters=True)}, {unnested} "
+            f"WHERE r.definition_id = {self.p(self.definition_id)} AND {quarter} >= cq.lo AND {quarter} < cq.hi"
+        )
 
 
 def _rollup_read(query: UsageQuery, part: int, d: Dialect, p: Params, definition_id: int, ranges: _PartRanges):

@@ -471,15 +471,16 @@ def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, n
 
 
 QUARTER_TESTED = "x.quarter * interval '15 minutes') >="  # in the SQL of quarter ranges that cut a UTC day
+WHOLE_DAYS_APART = "CROSS JOIN LATERAL"  # the quarters of whole days read apart from those of cut days
 
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # rollups see committed writes only
 @pytest.mark.parametrize("name", ["SUM", "AVG", "LATEST", "MAX per HOUR by g"])
-def test_quarters_of_whole_utc_days_are_taken_by_their_days_alone(environment, name):
-    """Quarter-hour ranges made of whole UTC days read every quarter of their days without testing each one's start;
-    a range that cuts a day (local midnight at 18:30 UTC, or a month starting at 07:15) still tests it. The numbers
-    are those of raw events either way."""
+def test_quarters_of_whole_utc_days_are_read_without_testing_each_one(environment, name):
+    """Quarter-hour ranges read every quarter of the UTC days they hold whole without testing each one's start; only
+    the quarters of the days a range cuts (a local midnight at 18:30 UTC, a month from 07:15) are tested, apart from
+    the whole days' where a range has both. The numbers are those of raw events either way."""
     spec = AggregationSpec.from_meter(meter(environment, name))
     seed_every_quarter(environment)
     common = {"spec": spec, "environment_id": environment.pk, "window_size": "HOUR"}
@@ -487,15 +488,17 @@ def test_quarters_of_whole_utc_days_are_taken_by_their_days_alone(environment, n
         UsageQuery(**common, start=at("2025-01-14T00:00"), end=at("2025-01-22T00:00")),
         UsageQuery(**common, start=at("2025-01-01T00:00"), end=at("2025-02-01T00:00"), customer="a"),
     ]
-    days_cut = [
+    whole_and_cut_days = [
         UsageQuery(**common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=ZoneInfo("Asia/Kolkata")),
         UsageQuery(**common, start=at("2025-01-15T07:15"), end=at("2025-01-20T21:45"), customer="a"),
     ]
-    for query in whole_days + days_cut:
+    cut_days = [UsageQuery(**common, start=at("2025-01-20T07:15"), end=at("2025-01-20T21:45"), customer="a")]
+    for query in whole_days + whole_and_cut_days + cut_days:
         statement = usage_statement(query)
         assert "unnest(r.quarters" in statement, query
-        assert (QUARTER_TESTED in statement) == (query in days_cut), query
-    cases = whole_days + days_cut
+        assert (QUARTER_TESTED in statement) == (query not in whole_days), query
+        assert (WHOLE_DAYS_APART in statement) == (query in whole_and_cut_days), query
+    cases = whole_days + whole_and_cut_days + cut_days
     assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
 
 
