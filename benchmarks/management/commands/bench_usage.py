@@ -45,7 +45,10 @@ class Command(BaseCommand):
             help="load the events and keep the database, nothing else (time it later with --reuse)",
         )
         parser.add_argument(
-            "--meters", default=",".join(METERS), help="comma-separated meters to build and time (default: all)"
+            "--meters",
+            default=",".join(METERS),
+            help="comma-separated meters to build and time (default: all); on a kept database the others become "
+            "drafts, whose rollups the run's refresh drops (a later run of all meters builds them again)",
         )
         parser.add_argument("--zones", default=",".join(ZONES), help="comma-separated IANA time zones of the months")
         parser.add_argument(
