@@ -661,7 +661,7 @@ class _Rows:
 
 def _dec(value) -> Decimal | None:
     # the parts write their numbers as text (SQLite's counts as integers); a Decimal is immutable, so kept as it is
-    if type(value) is str:  # first: PostgreSQL's every number, twice per row
+    if type(value) is str:  # tested first: PostgreSQL's rows hold every number as text, two per row
         return Decimal(value)
     if value is None or type(value) is Decimal:
         return value
