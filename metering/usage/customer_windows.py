@@ -370,9 +370,10 @@ def _combined(
             carries[customer] = engine._add(carries.get(customer), value[0]) or Decimal(0)
         else:
             totals[customer] = engine._merged(spec, totals.get(customer), value)
+    combine = engine._combiner(spec)
     return {
         customer: engine._finish(
-            spec,
+            combine,
             *totals.get(customer, (None, None)),
             start=start,
             end=end,

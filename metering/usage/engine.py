@@ -466,10 +466,11 @@ class _RollupRead:
         for start, end in pieces.quarters:
             first, after = start.date(), (end - dt.timedelta(microseconds=1)).date() + dt.timedelta(days=1)
             days.append(f"(r.day >= {p(first)} AND r.day < {p(after)})")
-            whole_first = first if start.time() == dt.time(0) else first + dt.timedelta(days=1)
+            from_midnight, to_midnight = start.time() == dt.time(0), end.time() == dt.time(0)
+            whole_first = first if from_midnight else first + dt.timedelta(days=1)
             if whole_first < end.date():
                 whole.append(f"(r.day >= {p(whole_first)} AND r.day < {p(end.date())})")
-            if start.time() != dt.time(0) or end.time() != dt.time(0):
+            if not (from_midnight and to_midnight):
                 low, high = p(start.replace(tzinfo=None)), p(end.replace(tzinfo=None))
                 cut.append(f"({_QUARTER_START} >= {low} AND {_QUARTER_START} < {high})")
         # The days stand on their own, apart from the quarters: inside one OR with them (a month in Asia/Kolkata has
@@ -893,11 +894,12 @@ def group_values(
 
 def _assemble(query: UsageQuery, rows: _Rows):
     spec = query.spec
+    combine = _combiner(spec)
     if query.by_customer:
         customers = set(rows.total) | set(rows.carry)
         return {
             customer: _finish(
-                spec,
+                combine,
                 *rows.total.get(customer, (None, None)),
                 start=query.start,
                 end=query.end,
@@ -909,7 +911,7 @@ def _assemble(query: UsageQuery, rows: _Rows):
     ordered = sorted(rows.windows.items(), key=itemgetter(0))
     n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, ordered)
     carry = rows.carry.get(None, Decimal(0))
-    value = _finish(spec, n1, n2, start=query.start, end=query.end, carry=carry)
+    value = _finish(combine, n1, n2, start=query.start, end=query.end, carry=carry)
     windows = []
     level = carry
     weighted = spec.aggregation_type == AggregationType.WEIGHTED_SUM
@@ -917,7 +919,6 @@ def _assemble(query: UsageQuery, rows: _Rows):
     # a month of hourly windows is ~744 of them: one decimal context for all, and a window's bounds (which only the
     # time weighting reads) looked up only for WEIGHTED_SUM
     query_start, query_end = _micros(query.start), _micros(query.end)
-    combine = _combiner(spec)
     with localcontext(EXACT):
         for local_start, (w1, w2) in ordered:
             window_start = from_local(local_start, zone)
@@ -973,10 +974,11 @@ def _window_micros(local_start: dt.datetime, size: str, anchor, zone) -> tuple[i
     return _micros(from_local(local_start, zone)), _micros(from_local(end, zone))
 
 
-def _finish(spec: AggregationSpec, n1, n2, *, start: dt.datetime, end: dt.datetime, carry: Decimal) -> Decimal | None:
-    """Combine the partial aggregates of one group into the value of SPEC §5.1 (exact decimal arithmetic)."""
+def _finish(combine: Combine, n1, n2, *, start: dt.datetime, end: dt.datetime, carry: Decimal) -> Decimal | None:
+    """Combine the partial aggregates of one group into the value of SPEC §5.1 (exact decimal arithmetic), with the
+    type's `_combiner`, chosen once by the caller for all its groups."""
     with localcontext(EXACT):
-        return _combiner(spec)(n1, n2, _micros(start), _micros(end), carry)
+        return combine(n1, n2, _micros(start), _micros(end), carry)
 
 
 # (n1, n2, start, end, carry) → the value, in the caller's exact decimal context: the partials as the rows give them
