@@ -183,6 +183,9 @@ class _WindowedRollupRead(engine._RollupRead):
         # local window is read
         return None
 
+    def _hours_of_days(self, pieces: Pieces) -> None:
+        return None  # as `_window_numbers`
+
     def _quarters_read(self, name: str, unnested: str, pieces: Pieces) -> str:
         quarter = engine._QUARTER_START
         return (

@@ -418,18 +418,19 @@ def window_alignment(pieces: Pieces, zone, window: str) -> int | None:
     change is one window, which only each quarter's local time tells (and Lord Howe Island's half-hour change moves
     where hours start)."""
     quarters = WINDOW_QUARTERS.get(window)
-    if quarters is None:
-        return None
+    offset = quarters_offset(pieces, zone) if quarters is not None else None
+    return None if offset is None or quarters is None else _alignment(offset, quarters)
+
+
+def quarters_offset(pieces: Pieces, zone) -> dt.timedelta | None:
+    """The zone's offset all through `pieces.quarters`, or None where it changes there."""
     offsets: set[dt.timedelta] = set()
     for start, end in pieces.quarters:
         day, last = start.astimezone(UTC).date(), (end - _MICROSECOND).astimezone(UTC).date()
         while day <= last:
             offsets |= _offsets(zone, day)
             day += DAY
-    if len(offsets) != 1:
-        return None
-    (offset,) = offsets
-    return _alignment(offset, quarters)
+    return next(iter(offsets)) if len(offsets) == 1 else None
 
 
 def _alignment(offset: dt.timedelta, quarters: int) -> int:

@@ -433,8 +433,9 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
 @pytest.mark.parametrize("name", ["COUNT", "SUM", "AVG", "LATEST", "WEIGHTED_SUM", "WEIGHTED_SUM never", "CEL"])
 def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, name):
     """Daily windows read from quarter hours: in a zone that keeps one offset, quarters are grouped by the number of
-    their day (days starting at 18:30 and 18:15 UTC); across a DST change by their local time, and hourly windows
-    (about one quarter each for a customer) by their local hour. The numbers are those of raw events either way."""
+    their day (days starting at 18:30 and 18:15 UTC); across a DST change by their local time. Hourly windows are
+    never numbered (`test_hour_windows_are_grouped_by_hour_of_the_day_where_the_offset_holds`). The numbers are those
+    of raw events either way."""
     spec = AggregationSpec.from_meter(meter(environment, name))
     seed_every_quarter(environment)
     new_york, kolkata, kathmandu, lord_howe = (
@@ -454,10 +455,6 @@ def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, n
         UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="DAY"),
     ]
     by_quarter = [
-        UsageQuery(**common, start=at("2025-01-15T07:10"), end=at("2025-01-20T21:40"), window_size="HOUR"),
-        UsageQuery(
-            **common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata, window_size="HOUR"
-        ),
         UsageQuery(
             **common, start=at("2025-03-07T05:00"), end=at("2025-03-12T04:00"), zone=new_york, window_size="DAY"
         ),
@@ -468,6 +465,51 @@ def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, n
     assert_grouped_by_number(numbered, not_numbered=by_quarter)
     daily = run_usage_queries(numbered[2:])[0]
     assert [window.start.day for window in daily.windows] == [15, 16, 18, 20]  # the seed's days, and the full 20th
+
+
+HOURS_OF_DAYS = "GROUP BY r.day, ((x.quarter + "  # in the SQL of hourly windows grouped by hour of the UTC day
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # rollups see committed writes only
+@pytest.mark.parametrize("name", ["COUNT", "SUM", "AVG", "MIN", "LATEST", "WEIGHTED_SUM", "WEIGHTED_SUM never", "CEL"])
+def test_hour_windows_are_grouped_by_hour_of_the_day_where_the_offset_holds(environment, name):
+    """Hourly windows read from quarter hours: where the zone keeps one offset, quarters are grouped by their row's
+    UTC day and their hour in it, hours starting at :00 (UTC, New York in winter), :30 (Asia/Kolkata) and :15 UTC
+    (Asia/Kathmandu); across a DST change (New York in November, Lord Howe Island's half hour in April) by each
+    quarter's local hour. A Kolkata hour across UTC midnight is read as two groups and answered as one window. The
+    numbers are those of raw events either way; customer a's 20th of January has an event in every quarter hour,
+    so an hour cut anywhere else changes them."""
+    spec = AggregationSpec.from_meter(meter(environment, name))
+    seed_every_quarter(environment)
+    new_york, kolkata, kathmandu, lord_howe = (
+        ZoneInfo(name) for name in ("America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe")
+    )
+    common = {"spec": spec, "environment_id": environment.pk, "window_size": "HOUR"}
+    by_hour_of_day = [
+        UsageQuery(**common, start=at("2025-01-15T07:15"), end=at("2025-01-20T21:45")),
+        UsageQuery(**common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata, customer="a"),
+        UsageQuery(**common, start=at("2025-01-14T18:30"), end=at("2025-01-21T18:30"), zone=kolkata),
+        UsageQuery(**common, start=at("2025-01-19T18:15"), end=at("2025-01-21T18:15"), zone=kathmandu, customer="a"),
+        UsageQuery(**common, start=at("2025-01-15T05:00"), end=at("2025-01-21T05:00"), zone=new_york),
+    ]
+    by_local_hour = [
+        UsageQuery(**common, start=at("2025-10-31T04:00"), end=at("2025-11-05T05:00"), zone=new_york),
+        UsageQuery(**common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe),
+    ]
+    for query in by_hour_of_day:
+        assert HOURS_OF_DAYS in usage_statement(query), query
+    for query in by_local_hour:
+        assert HOURS_OF_DAYS not in usage_statement(query), query
+    cases = by_hour_of_day + by_local_hour
+    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+    kolkata_a = run_usage_queries(by_hour_of_day[1:2])[0]
+    starts = [window.start for window in kolkata_a.windows]
+    assert len(starts) == len(set(starts)) and {start.minute for start in starts} == {30}
+    # 05:00-06:00 in Kolkata on the 21st: the 20th's last two quarters and the 21st's first two, in one window
+    across_midnight = next(window for window in kolkata_a.windows if window.start == at("2025-01-20T23:30"))
+    assert sum(window.start.date() == dt.date(2025, 1, 20) for window in kolkata_a.windows) == 24
+    assert across_midnight.value is not None
 
 
 QUARTER_TESTED = "x.quarter * interval '15 minutes') >="  # in the SQL of quarter ranges that cut a UTC day
