@@ -27,7 +27,7 @@ from metering.usage.dialects import dialect_for
 from metering.usage.dialects.base import Dialect, Params
 from metering.usage.dialects.clickhouse import NOT_EXACT, ClickHouseDialect, UnsupportedOnClickHouse
 from metering.usage.numbers import EXACT, divide, normalize
-from metering.usage.periods import UTC, bucket_start_local, from_local, next_bucket_start_local
+from metering.usage.periods import UTC, bucket_start_local, buckets_nest, from_local, next_bucket_start_local
 from metering.usage.predicate import selection_sql, value_sql
 from metering.usage.rollups.read import (
     EVERYONE,
@@ -343,7 +343,8 @@ def _total_from_windows(query: UsageQuery) -> bool:
         return False
     if spec.is_cumulative and kind != AggregationType.WEIGHTED_SUM:
         return False  # the total also covers everything before the start
-    return not spec.is_bucketed_max or query.windows == spec.bucket_size
+    # bucketed MAX sums its bucket maxima: the windows' sums add up to the total where no bucket spans two windows
+    return not spec.is_bucketed_max or buckets_nest(spec.bucket_size, query.windows, query.anchor)
 
 
 def _part_kinds(query: UsageQuery) -> list[int]:

@@ -142,6 +142,20 @@ def bucket_start_local(local: dt.datetime, size: str, anchor: MonthAnchor | None
     raise ValueError(f"unknown bucket size {size!r}")
 
 
+def buckets_nest(bucket: str, window: str, anchor: MonthAnchor | None = None) -> bool:
+    """Whether every bucket of size `bucket` lies inside one window of size `window` (local wall-clock grids). Fixed
+    steps count from BIN_ORIGIN, a Monday midnight, and each divides a day: they nest in days, weeks and months and
+    in any fixed step they divide; days nest in weeks and months. An anchored month begins at the anchor's time of
+    day, which may cut any smaller bucket."""
+    if bucket == window:
+        return True
+    if window == "MONTH" and anchor is not None:
+        return False
+    if bucket in FIXED_STEPS:
+        return window in CALENDAR_UNITS or (window in FIXED_STEPS and FIXED_STEPS[window] % FIXED_STEPS[bucket] == 0)
+    return bucket == "DAY" and window in ("WEEK", "MONTH")
+
+
 def to_local(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     return moment.astimezone(zone).replace(tzinfo=None)
 

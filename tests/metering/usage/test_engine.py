@@ -3,6 +3,8 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from flexmeter.errors import InvalidOperation, ValidationFailed
 from metering import exactjson
@@ -248,6 +250,64 @@ def test_bucketed_max_with_a_coarser_window_sums_buckets_inside_each_window(envi
 
     assert result.value == Decimal(19)
     assert result.windows == [(at("2025-01-02T00:00"), Decimal(18)), (at("2025-01-03T00:00"), Decimal(1))]
+
+
+TOTAL_PART = "AS tag, 0 AS part"  # in the SQL of a statement that reads the total apart from the windows
+
+# Around New York's DST change: 05:10Z and 06:20Z on 2 November are both 01:xx local, one bucket of the repeated hour.
+AUTUMN_EVENTS = [
+    ("2025-10-31T23:50", "a", 5),
+    ("2025-11-01T00:05", "a", 6),
+    ("2025-11-02T05:10", "a", 7),
+    ("2025-11-02T06:20", "a", 9),
+    ("2025-11-02T06:40", "b", 4),
+    ("2025-11-03T18:20", "a", 3),
+]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "window", "zone", "expected"),
+    [
+        # buckets 19:00 and 20:00 on 31 October, 01:00 on 2 November (a 9, b 4), 13:00 on the 3rd: windows 11, 13, 3
+        ("HOUR", "DAY", "America/New_York", [Decimal(11), Decimal(13), Decimal(3)]),
+        # 05:20 and 05:35 on 1 November are one bucket, 10:40, 11:50 and 12:10 three on the 2nd, 23:50 on the 3rd
+        ("HOUR", "DAY", "Asia/Kolkata", [Decimal(6), Decimal(20), Decimal(3)]),
+        ("15MIN", "HOUR", "Asia/Kathmandu", None),
+        ("3HOUR", "WEEK", "UTC", None),
+        ("DAY", "MONTH", "America/New_York", None),
+    ],
+)
+def test_bucketed_max_in_windows_of_whole_buckets_adds_up_to_the_total_without_windows(
+    environment, bucket, window, zone, expected
+):
+    meter = meter_for(environment, "MAX", bucket_size=bucket, group_by="instance")
+    for timestamp, instance, value in AUTUMN_EVENTS:
+        send(environment, event_name="usage", timestamp=timestamp, properties={"v": value, "instance": instance})
+    span = {"meter": meter, "start": at("2025-10-20T00:00"), "end": at("2025-11-20T00:00"), "timezone": zone}
+
+    with CaptureQueriesContext(connection) as captured:
+        windowed = meter_usage(**span, window_size=window)
+    by_bucket = meter_usage(**span)
+
+    assert windowed.value == by_bucket.value == sum(window.value for window in by_bucket.windows)
+    assert windowed.value == sum(window.value for window in windowed.windows)
+    if expected is not None:
+        assert [window.value for window in windowed.windows] == expected
+    assert not any(TOTAL_PART in query["sql"] for query in captured.captured_queries)  # no second scan for the total
+
+
+def test_bucketed_max_in_windows_that_cut_its_buckets_takes_the_total_over_whole_buckets(environment):
+    # one day bucket: its maximum is 7, though its hours' windows hold 5 and 7
+    meter = meter_for(environment, "MAX", bucket_size="DAY")
+    for timestamp, value in [("2025-01-02T10:00", 5), ("2025-01-02T11:00", 7)]:
+        send(environment, event_name="usage", timestamp=timestamp, properties={"v": value})
+
+    with CaptureQueriesContext(connection) as captured:
+        result = meter_usage(meter=meter, start=JAN[0], end=JAN[1], window_size="HOUR")
+
+    assert on_clickhouse() or any(TOTAL_PART in query["sql"] for query in captured.captured_queries)
+    assert result.value == Decimal(7)
+    assert [window.value for window in result.windows] == [Decimal(5), Decimal(7)]
 
 
 def test_sum_with_buckets_reports_per_bucket_and_the_plain_total(environment):

@@ -6,7 +6,17 @@ from decimal import Decimal
 import pytest
 
 from flexmeter.decimals import unit_label
-from metering.usage.periods import billing_period_at, bucket_start_local, bucket_starts, from_local, resolve_timezone
+from metering.usage.periods import (
+    BUCKET_SIZES,
+    MonthAnchor,
+    billing_period_at,
+    bucket_start_local,
+    bucket_starts,
+    buckets_nest,
+    from_local,
+    next_bucket_start_local,
+    resolve_timezone,
+)
 from metering.usage.selectors import customer_current_usage
 from tests.catalog.factories import FeatureFactory, MeterFactory
 from tests.metering.factories import CustomerFactory
@@ -79,6 +89,30 @@ def test_bucket_starts_are_the_engines_buckets_in_any_zone():
         at("2025-01-06T00:00"),
         at("2025-01-13T00:00"),
     ]
+
+
+def lies_in_one_window(bucket: str, window: str, anchor=None) -> bool:
+    """Every bucket of 2025-01-20 to 2025-02-12 (local wall-clock time: a Monday, a week start, a month start) lies in
+    one window: its first and last microsecond start the same window."""
+    start = bucket_start_local(dt.datetime(2025, 1, 20), bucket, anchor)
+    while start < dt.datetime(2025, 2, 12):
+        following = next_bucket_start_local(start, bucket, anchor)
+        last = following - dt.timedelta(microseconds=1)
+        if bucket_start_local(start, window, anchor) != bucket_start_local(last, window, anchor):
+            return False
+        start = following
+    return True
+
+
+@pytest.mark.parametrize("bucket", BUCKET_SIZES)
+def test_buckets_nest_in_a_window_exactly_where_none_spans_two(bucket):
+    for window in BUCKET_SIZES:
+        assert buckets_nest(bucket, window) == lies_in_one_window(bucket, window), (bucket, window)
+    # a month anchored at 10:30 on the 5th cuts days and every fixed step but 30 minutes and finer
+    anchor = MonthAnchor(day=5, time=dt.time(10, 30))
+    assert buckets_nest("MONTH", "MONTH", anchor) and lies_in_one_window("MONTH", "MONTH", anchor)
+    if bucket in ("HOUR", "DAY", "WEEK"):
+        assert not buckets_nest(bucket, "MONTH", anchor) and not lies_in_one_window(bucket, "MONTH", anchor)
 
 
 @pytest.mark.parametrize(
