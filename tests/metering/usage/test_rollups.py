@@ -385,13 +385,14 @@ def seed_every_quarter(environment):
 NUMBERED = "DATE '0001-01-01'"  # in the SQL of windows grouped by their number
 
 
-def assert_grouped_by_number(numbered: list, *, not_numbered: list):
-    """Which queries read quarters grouped by window number, and that all give the numbers of raw events."""
-    for query in numbered:
-        assert NUMBERED in usage_statement(query), query
-    for query in not_numbered:
-        assert NUMBERED not in usage_statement(query), query
-    cases = numbered + not_numbered
+def assert_grouped_by(marker: str, grouped: list, *, not_grouped: list):
+    """Which queries read quarters grouped the way whose SQL holds `marker`, and that all give the numbers of raw
+    events."""
+    for query in grouped:
+        assert marker in usage_statement(query), query
+    for query in not_grouped:
+        assert marker not in usage_statement(query), query
+    cases = grouped + not_grouped
     assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
 
 
@@ -422,7 +423,7 @@ def test_hour_maxima_are_grouped_by_hour_number_where_the_offset_holds(environme
         ),
         UsageQuery(**common, start=at("2025-01-15T00:00"), end=at("2025-01-21T00:00"), window_size="WEEK"),
     ]
-    assert_grouped_by_number(by_hour, not_numbered=by_local_time)
+    assert_grouped_by(NUMBERED, by_hour, not_grouped=by_local_time)
     hourly = run_usage_queries(by_hour[3:])[0]
     assert sum(window.start.date() == dt.date(2025, 1, 20) for window in hourly.windows) == 22  # 00:00 to 21:40
     assert hourly.value == Decimal(284)
@@ -462,7 +463,7 @@ def test_day_windows_are_grouped_by_number_where_the_offset_holds(environment, n
             **common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe, window_size="DAY"
         ),
     ]
-    assert_grouped_by_number(numbered, not_numbered=by_quarter)
+    assert_grouped_by(NUMBERED, numbered, not_grouped=by_quarter)
     daily = run_usage_queries(numbered[2:])[0]
     assert [window.start.day for window in daily.windows] == [15, 16, 18, 20]  # the seed's days, and the full 20th
 
@@ -497,12 +498,7 @@ def test_hour_windows_are_grouped_by_hour_of_the_day_where_the_offset_holds(envi
         UsageQuery(**common, start=at("2025-10-31T04:00"), end=at("2025-11-05T05:00"), zone=new_york),
         UsageQuery(**common, start=at("2025-04-03T13:00"), end=at("2025-04-08T13:30"), zone=lord_howe),
     ]
-    for query in by_hour_of_day:
-        assert HOURS_OF_DAYS in usage_statement(query), query
-    for query in by_local_hour:
-        assert HOURS_OF_DAYS not in usage_statement(query), query
-    cases = by_hour_of_day + by_local_hour
-    assert run_usage_queries(cases) == run_usage_queries(cases, rollups=False)
+    assert_grouped_by(HOURS_OF_DAYS, by_hour_of_day, not_grouped=by_local_hour)
     kolkata_a = run_usage_queries(by_hour_of_day[1:2])[0]
     starts = [window.start for window in kolkata_a.windows]
     assert len(starts) == len(set(starts)) and {start.minute for start in starts} == {30}
