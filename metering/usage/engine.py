@@ -39,6 +39,7 @@ from metering.usage.rollups.read import (
     Coverage,
     Pieces,
     aligned_days,
+    alignment_at,
     coverage_check_sql,
     coverage_forget,
     coverage_lookup,
@@ -609,9 +610,10 @@ class _RollupRead:
         if offset is None:
             return None
         shift = offset // QUARTER  # whole quarter hours: quarters are read only where the offset is (`quarters_fit`)
-        alignment = -shift % 4  # the quarter of every UTC hour at which local hours begin
-        hour = f"((x.quarter + {4 - alignment}) / 4)"
-        return hour, f"(r.day + ({hour} * 4 + {alignment - 4 + shift}) * interval '15 minutes')"
+        size = WINDOW_QUARTERS["HOUR"]
+        alignment = alignment_at(offset, size)  # the quarter of every UTC hour at which local hours begin
+        hour = f"((x.quarter + {size - alignment}) / {size})"
+        return hour, f"(r.day + ({hour} * {size} + {alignment - size + shift}) * interval '15 minutes')"
 
     def hour_counts_sql(self, head: str, aligned: AlignedDays) -> list[str]:
         """COUNT_UNIQUE: the rolled-up count of each hour window inside an aligned UTC day (one row a window)."""

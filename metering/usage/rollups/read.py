@@ -418,8 +418,10 @@ def window_alignment(pieces: Pieces, zone, window: str) -> int | None:
     change is one window, which only each quarter's local time tells (and Lord Howe Island's half-hour change moves
     where hours start)."""
     quarters = WINDOW_QUARTERS.get(window)
-    offset = quarters_offset(pieces, zone) if quarters is not None else None
-    return None if offset is None or quarters is None else _alignment(offset, quarters)
+    if quarters is None:
+        return None
+    offset = quarters_offset(pieces, zone)
+    return None if offset is None else alignment_at(offset, quarters)
 
 
 def quarters_offset(pieces: Pieces, zone) -> dt.timedelta | None:
@@ -433,7 +435,7 @@ def quarters_offset(pieces: Pieces, zone) -> dt.timedelta | None:
     return next(iter(offsets)) if len(offsets) == 1 else None
 
 
-def _alignment(offset: dt.timedelta, quarters: int) -> int:
+def alignment_at(offset: dt.timedelta, quarters: int) -> int:
     """Where local windows of `quarters` quarter hours start at `offset`: the quarter of the UTC day, modulo their
     length."""
     return (-(offset // QUARTER)) % quarters
@@ -464,7 +466,7 @@ def aligned_days(pieces: Pieces, zone, window: str) -> AlignedDays | None:
             offsets = _offsets(zone, day)
             if whole and len(offsets) == 1:
                 (offset,) = offsets
-                alignment = _alignment(offset, size)
+                alignment = alignment_at(offset, size)
                 if cursor < day_start(day):
                     _append(rest, cursor, day_start(day))
                 days = aligned.by_alignment.setdefault(alignment, [])
