@@ -949,13 +949,15 @@ def _assemble(query: UsageQuery, rows: _Rows):
     # a month of hourly windows is ~744 of them: one decimal context for all, and a window's bounds (which only the
     # time weighting reads) looked up only for WEIGHTED_SUM
     query_start, query_end = _micros(query.start), _micros(query.end)
+    size, anchor = query.windows, query.anchor
     with localcontext(EXACT):
         for local_start, (w1, w2) in ordered:
             window_start = from_local(local_start, zone)
             start, end = query_start, query_end
             if weighted:
-                window_first, window_end = _window_micros(local_start, query.windows, query.anchor, zone)
-                start, end = max(window_first, start), min(window_end, end)
+                window_first, window_end = _window_micros(local_start, size, anchor, zone)
+                start = window_first if window_first > start else start
+                end = window_end if window_end < end else end
             windows.append((window_start, combine(w1, w2, start, end, level if carried else zero)))
             if weighted and w1 is not None:
                 level = EXACT.add(level, w1)
@@ -1024,9 +1026,10 @@ def _combiner(spec: AggregationSpec) -> Combine:
     if kind == AggregationType.AVG:
         return lambda n1, n2, start, end, carry: normalize(divide(n1, n2)) if n2 else None
     if kind == AggregationType.WEIGHTED_SUM:
-        # `end - start` is never 0: a group spans some time
+        # `end - start` is never 0: a group spans some time. A group whose partials are both zero (an hour without
+        # events, read from quarters) adds nothing to the carry: a third of a typical month's hourly windows
         return lambda n1, n2, start, end, carry: normalize(
-            carry if n1 is None else carry + cast(Decimal, divide(end * n1 - n2, end - start))
+            carry if not n1 and not n2 else carry + cast(Decimal, divide(end * n1 - n2, end - start))
         )
     empty = None if kind in NULL_WHEN_EMPTY else Decimal(0)
     if kind == AggregationType.SUM_WITH_MULTIPLIER:

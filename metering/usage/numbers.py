@@ -133,14 +133,17 @@ def divide(numerator: Decimal, denominator: Decimal | int) -> Decimal | None:
     if denominator == 0:
         return None
     a, b = numerator.as_integer_ratio()
-    c, e = (denominator, 1) if type(denominator) is int else denominator.as_integer_ratio()
-    top, bottom = a * e * _SHIFTED, b * c
+    if type(denominator) is int:
+        top, bottom = a * _SHIFTED, b * denominator
+    else:
+        c, e = denominator.as_integer_ratio()
+        top, bottom = a * e * _SHIFTED, b * c
     if bottom < 0:
         top, bottom = -top, -bottom
-    truncated = abs(top) // bottom
-    rounded = truncated // 10 + (1 if truncated % 10 >= 5 else 0)
-    if top < 0:
-        rounded = -rounded
+    # half away from zero: the magnitude truncated one digit further, rounded half up
+    rounded = (top // bottom + 5) // 10 if top >= 0 else -((-top // bottom + 5) // 10)
+    if rounded % 10:  # most quotients: no trailing zero to drop
+        return Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT)
     if rounded % _WHOLE == 0:
         return Decimal(rounded // _WHOLE)
     return Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT).normalize(EXACT)

@@ -40,6 +40,10 @@ def test_an_integer_denominator_gives_the_decimal_one_s_quotient():
     # WEIGHTED_SUM divides by a window's length in microseconds
     assert str(divide(Decimal("3600000001"), 3_600_000_000)) == "1.00000000027777777778"
     assert str(divide(Decimal("-5"), 2)) == "-2.5"
+    assert str(divide(Decimal("-2"), -3)) == "0.66666666666666666667"
+    assert str(divide(Decimal("7.5"), -2)) == "-3.75"
+    assert str(divide(Decimal("1E+30"), 7)) == "142857142857142857142857142857.14285714285714285714"
+    assert str(divide(Decimal("600"), 3)) == "200"
     assert divide(Decimal(5), 0) is None
 
 
