@@ -942,26 +942,34 @@ def _assemble(query: UsageQuery, rows: _Rows):
     n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, ordered)
     carry = rows.carry.get(None, Decimal(0))
     value = _finish(combine, n1, n2, start=query.start, end=query.end, carry=carry)
-    windows = []
-    level = carry
-    weighted = spec.aggregation_type == AggregationType.WEIGHTED_SUM
-    carried, zone, zero = spec.is_cumulative, query.zone, Decimal(0)
-    # a month of hourly windows is ~744 of them: one decimal context for all, and a window's bounds (which only the
-    # time weighting reads) looked up only for WEIGHTED_SUM
-    query_start, query_end = _micros(query.start), _micros(query.end)
-    size, anchor = query.windows, query.anchor
+    level = carry if spec.is_cumulative else Decimal(0)
+    # a month of hourly windows is ~744 of them: one decimal context for all
     with localcontext(EXACT):
-        for local_start, (w1, w2) in ordered:
-            window_start = from_local(local_start, zone)
-            start, end = query_start, query_end
-            if weighted:
-                window_first, window_end = _window_micros(local_start, size, anchor, zone)
-                start = window_first if window_first > start else start
-                end = window_end if window_end < end else end
-            windows.append((window_start, combine(w1, w2, start, end, level if carried else zero)))
-            if weighted and w1 is not None:
-                level = EXACT.add(level, w1)
+        if spec.aggregation_type == AggregationType.WEIGHTED_SUM:
+            windows = _weighted_windows(query, ordered, combine, level)
+        else:
+            # only WEIGHTED_SUM weighs a window by its bounds or moves the level from one window to the next
+            start, end, zone = _micros(query.start), _micros(query.end), query.zone
+            windows = [(from_local(local, zone), combine(w1, w2, start, end, level)) for local, (w1, w2) in ordered]
     return UsageResult(value=value, windows=usage_windows(windows))
+
+
+def _weighted_windows(
+    query: UsageQuery, ordered: list[tuple[dt.datetime, Partial]], combine: Combine, level: Decimal
+) -> list[tuple[dt.datetime, Decimal | None]]:
+    """WEIGHTED_SUM's windows in time order: each weighs its changes over its own bounds within the range, from the
+    level it starts at (`level` for the first; a meter that never resets carries every window's changes on)."""
+    carried, zone, size, anchor = query.spec.is_cumulative, query.zone, query.windows, query.anchor
+    query_start, query_end = _micros(query.start), _micros(query.end)
+    windows = []
+    for local_start, (w1, w2) in ordered:
+        first, last = _window_micros(local_start, size, anchor, zone)
+        start = first if first > query_start else query_start
+        end = last if last < query_end else query_end
+        windows.append((from_local(local_start, zone), combine(w1, w2, start, end, level)))
+        if carried and w1:
+            level = EXACT.add(level, w1)
+    return windows
 
 
 def _combine_windows(spec: AggregationSpec, ordered: list[tuple[dt.datetime, Partial]]) -> Partial:
@@ -1019,18 +1027,25 @@ def _finish(combine: Combine, n1, n2, *, start: dt.datetime, end: dt.datetime, c
 Combine = Callable[[Any, Any, int, int, Decimal], Decimal | None]
 
 
+def _weighted_value(n1, n2, start: int, end: int, carry: Decimal) -> Decimal | None:
+    """WEIGHTED_SUM's `Combine`: the level at `start` plus each change weighted by the share of `[start, end)` after
+    it (`end - start` is never 0: a group spans some time)."""
+    if not n1 and not n2:
+        # nothing changed, or only by zeros (a third of a typical month's hourly windows)
+        return normalize(carry)
+    # `divide` spells its quotient canonically already: only a sum with a level needs it again
+    quotient = cast(Decimal, divide(end * n1 - n2, end - start))
+    return normalize(carry + quotient) if carry else quotient
+
+
 def _combiner(spec: AggregationSpec) -> Combine:
     """How `_finish` combines a group's partial aggregates for `spec`'s type, chosen once: a month of hourly windows
     combines 720 groups, and choosing per group cost as much as combining."""
     kind = spec.aggregation_type
     if kind == AggregationType.AVG:
-        return lambda n1, n2, start, end, carry: normalize(divide(n1, n2)) if n2 else None
+        return lambda n1, n2, start, end, carry: divide(n1, n2) if n2 else None  # canonical already
     if kind == AggregationType.WEIGHTED_SUM:
-        # `end - start` is never 0: a group spans some time. A group whose partials are both zero (an hour without
-        # events, read from quarters) adds nothing to the carry: a third of a typical month's hourly windows
-        return lambda n1, n2, start, end, carry: normalize(
-            carry if not n1 and not n2 else carry + cast(Decimal, divide(end * n1 - n2, end - start))
-        )
+        return _weighted_value
     empty = None if kind in NULL_WHEN_EMPTY else Decimal(0)
     if kind == AggregationType.SUM_WITH_MULTIPLIER:
         multiplier = spec.multiplier

@@ -122,8 +122,8 @@ def value_kind(value) -> str:
 
 
 def divide(numerator: Decimal, denominator: Decimal | int) -> Decimal | None:
-    """numerator / denominator rounded half away from zero to DIVISION_PLACES places, without trailing zeros; None
-    when dividing by zero.
+    """numerator / denominator rounded half away from zero to DIVISION_PLACES places, spelled canonically (as
+    `normalize` spells it: without trailing zeros, an integer without exponent); None when dividing by zero.
 
     Computed on the exact integer ratios, truncated one digit further and rounded: PostgreSQL does the same with
     `round(div(a * 10^21, b) * 10^-21, 20)`, so both databases agree on every digit. (Integers rather than

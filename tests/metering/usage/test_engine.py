@@ -213,20 +213,21 @@ def test_weighted_sum_windows_carry_the_level_for_never(environment):
 
 def test_weighted_sum_window_whose_changes_cancel_still_weighs_when_they_happened(environment):
     """Hour 0's changes sum to zero but were held for different times (+1 for 45 minutes, -1 for 15); hour 1's only
-    change is 0, which adds nothing. Both hours' first partial is 0: only the second tells them apart."""
+    change is 0, which adds nothing. Both hours' first partial is 0: only the second tells them apart. The level
+    carried in (10.5) plus hour 0's 0.5 is spelled 11, as every value is, without a trailing zero."""
     meter = meter_for(environment, "WEIGHTED_SUM", reset_usage="NEVER")
-    send(environment, event_name="usage", timestamp="2024-12-01T00:00", properties={"v": 10})
+    send(environment, event_name="usage", timestamp="2024-12-01T00:00", properties={"v": 10.5})
     for timestamp, change in [("00:15", 1), ("00:45", -1), ("01:30", 0), ("02:30", 2)]:
         send(environment, event_name="usage", timestamp=f"2025-01-01T{timestamp}", properties={"v": change})
 
     result = meter_usage(meter=meter, start=at("2025-01-01T00:00"), end=at("2025-01-01T03:00"), window_size="HOUR")
 
-    assert result.windows == [
-        (at("2025-01-01T00:00"), Decimal("10.5")),
-        (at("2025-01-01T01:00"), Decimal(10)),
-        (at("2025-01-01T02:00"), Decimal(11)),
+    assert [(start, str(value)) for start, value in result.windows] == [
+        (at("2025-01-01T00:00"), "11"),
+        (at("2025-01-01T01:00"), "10.5"),
+        (at("2025-01-01T02:00"), "11.5"),
     ]
-    assert result.value == Decimal("10.5")
+    assert str(result.value) == "11"
 
 
 # --- buckets and group_by (SPEC §5.2) ---------------------------------------------------------------------
