@@ -942,31 +942,32 @@ def _assemble(query: UsageQuery, rows: _Rows):
     n1, n2 = rows.total.get(None, (None, None)) if not _total_from_windows(query) else _combine_windows(spec, ordered)
     carry = rows.carry.get(None, Decimal(0))
     value = _finish(combine, n1, n2, start=query.start, end=query.end, carry=carry)
-    level = carry if spec.is_cumulative else Decimal(0)
     # a month of hourly windows is ~744 of them: one decimal context for all
     with localcontext(EXACT):
         if spec.aggregation_type == AggregationType.WEIGHTED_SUM:
-            windows = _weighted_windows(query, ordered, combine, level)
+            windows = _weighted_windows(query, ordered, carry)
         else:
-            # only WEIGHTED_SUM weighs a window by its bounds or moves the level from one window to the next
-            start, end, zone = _micros(query.start), _micros(query.end), query.zone
-            windows = [(from_local(local, zone), combine(w1, w2, start, end, level)) for local, (w1, w2) in ordered]
+            # only WEIGHTED_SUM's combination reads a window's bounds or the level it starts at
+            start, end, zone, zero = _micros(query.start), _micros(query.end), query.zone, Decimal(0)
+            windows = [(from_local(local, zone), combine(w1, w2, start, end, zero)) for local, (w1, w2) in ordered]
     return UsageResult(value=value, windows=usage_windows(windows))
 
 
 def _weighted_windows(
-    query: UsageQuery, ordered: list[tuple[dt.datetime, Partial]], combine: Combine, level: Decimal
+    query: UsageQuery, ordered: list[tuple[dt.datetime, Partial]], carry: Decimal
 ) -> list[tuple[dt.datetime, Decimal | None]]:
     """WEIGHTED_SUM's windows in time order: each weighs its changes over its own bounds within the range, from the
-    level it starts at (`level` for the first; a meter that never resets carries every window's changes on)."""
+    level it starts at. Every window of a meter that resets starts at zero; one that never resets starts the first at
+    `carry` (everything before the range) and each next one where the window before it ended."""
     carried, zone, size, anchor = query.spec.is_cumulative, query.zone, query.windows, query.anchor
     query_start, query_end = _micros(query.start), _micros(query.end)
+    level = carry if carried else Decimal(0)
     windows = []
     for local_start, (w1, w2) in ordered:
         first, last = _window_micros(local_start, size, anchor, zone)
         start = first if first > query_start else query_start
         end = last if last < query_end else query_end
-        windows.append((from_local(local_start, zone), combine(w1, w2, start, end, level)))
+        windows.append((from_local(local_start, zone), _weighted_value(w1, w2, start, end, level)))
         if carried and w1:
             level = EXACT.add(level, w1)
     return windows
@@ -1033,7 +1034,7 @@ def _weighted_value(n1, n2, start: int, end: int, carry: Decimal) -> Decimal | N
     if not n1 and not n2:
         # nothing changed, or only by zeros (a third of a typical month's hourly windows)
         return normalize(carry)
-    # `divide` spells its quotient canonically already: only a sum with a level needs it again
+    # the quotient is spelled canonically already (see `divide`): only its sum with a non-zero level is spelled again
     quotient = cast(Decimal, divide(end * n1 - n2, end - start))
     return normalize(carry + quotient) if carry else quotient
 
@@ -1043,7 +1044,7 @@ def _combiner(spec: AggregationSpec) -> Combine:
     combines 720 groups, and choosing per group cost as much as combining."""
     kind = spec.aggregation_type
     if kind == AggregationType.AVG:
-        return lambda n1, n2, start, end, carry: divide(n1, n2) if n2 else None  # canonical already
+        return lambda n1, n2, start, end, carry: divide(n1, n2) if n2 else None
     if kind == AggregationType.WEIGHTED_SUM:
         return _weighted_value
     empty = None if kind in NULL_WHEN_EMPTY else Decimal(0)
