@@ -142,11 +142,11 @@ def divide(numerator: Decimal, denominator: Decimal | int) -> Decimal | None:
         top, bottom = -top, -bottom
     # half away from zero: the magnitude truncated one digit further, rounded half up
     rounded = (top // bottom + 5) // 10 if top >= 0 else -((-top // bottom + 5) // 10)
-    if rounded % 10:  # most quotients: no trailing zero to drop
-        return Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT)
     if rounded % _WHOLE == 0:
         return Decimal(rounded // _WHOLE)
-    return Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT).normalize(EXACT)
+    quotient = Decimal(rounded).scaleb(-DIVISION_PLACES, context=EXACT)
+    # most quotients end in a digit other than zero: nothing to drop
+    return quotient if rounded % 10 else quotient.normalize(EXACT)
 
 
 def round_places(value: Decimal) -> Decimal:
